@@ -1,0 +1,76 @@
+//! The command line (DESIGN.md, "Command line").
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, about = "Deploy dockerised apps from a declarative TOML plan")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a plan; with --plan-only, show what it would do and change nothing.
+    Apply {
+        /// The plan file.
+        plan: PathBuf,
+        /// Preview every step (commands, order, rollback hooks); execute nothing.
+        #[arg(long)]
+        plan_only: bool,
+        /// Set or override a variable (repeatable).
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// How many steps may run at once (overrides `[plan] jobs`).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        jobs: Option<u32>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Check a plan: print its diagnostics, exit 0 if it is valid, 2 if not.
+    Validate {
+        plan: PathBuf,
+        /// Set or override a variable (repeatable).
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+    /// Print the step graph.
+    Graph {
+        plan: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Print the JSON Schema of the plan format, for editor completion.
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+fn parse_var(arg: &str) -> Result<(String, String), String> {
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("`{arg}` is not KEY=VALUE"))?;
+    if !crate::plan::reader::is_plain_name(key) {
+        return Err(format!("`{key}` is not a variable name (letters, digits, `-`, `_`)"));
+    }
+    if crate::plan::reader::RESERVED_NAMES.contains(&key) {
+        return Err(format!("`{key}` is a built-in template name"));
+    }
+    if value.contains('\0') {
+        return Err("a value cannot hold a NUL byte".into());
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}

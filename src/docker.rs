@@ -1,0 +1,310 @@
+//! The docker command: discovery, the sudo decision, and `docker exec` argv.
+//!
+//! Discovery only runs read-only commands (`docker version`, `sudo -n docker
+//! version`), bounded in time with stdin closed, so it never prompts and never hangs.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::plan::model::SudoMode;
+
+/// How long one discovery probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// sudo resets the environment; these keep docker talking to the same daemon.
+pub const SUDO_PRESERVE: &str = "DOCKER_HOST,DOCKER_CONTEXT,DOCKER_CONFIG";
+
+/// The docker command for a run, and how it was chosen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Docker {
+    /// The command words, e.g. `["docker"]` or `["sudo", "-n", …, "docker"]`.
+    pub command: Vec<String>,
+    /// Whether the daemon answered through `command`.
+    pub available: bool,
+    /// Why this command, in one sentence.
+    pub reason: String,
+    /// Every probe that ran, in order.
+    pub tried: Vec<Probe>,
+    /// What to do when docker is unavailable.
+    pub help: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub command: String,
+    pub result: String,
+}
+
+/// What a probe's failure says about the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    PermissionDenied,
+    DaemonDown,
+    SudoRefused,
+    NotFound,
+    TimedOut,
+    Other,
+}
+
+fn classify(stderr: &str) -> Failure {
+    let s = stderr.to_ascii_lowercase();
+    if s.contains("a password is required")
+        || s.contains("a terminal is required")
+        || s.contains("is not allowed to")
+        || s.contains("may not run sudo")
+        || s.contains("not in the sudoers")
+    {
+        Failure::SudoRefused
+    } else if s.contains("permission denied") {
+        Failure::PermissionDenied
+    } else if s.contains("cannot connect to the docker daemon")
+        || s.contains("is the docker daemon running")
+        || s.contains("connection refused")
+        || s.contains("no such file or directory")
+    {
+        Failure::DaemonDown
+    } else {
+        Failure::Other
+    }
+}
+
+enum Outcome {
+    Answered(String),
+    Failed(Failure, String),
+}
+
+/// Runs `words version` and reports the server version or why it failed.
+fn probe(words: &[String]) -> Outcome {
+    let Some((program, args)) = words.split_first() else {
+        return Outcome::Failed(Failure::NotFound, "empty command".into());
+    };
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["version", "--format", "{{.Server.Version}}"]);
+    let handle = duct::cmd(program, &args)
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .start();
+    let handle = match handle {
+        Ok(h) => h,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Outcome::Failed(Failure::NotFound, format!("`{program}` not found"));
+        }
+        Err(e) => return Outcome::Failed(Failure::Other, e.to_string()),
+    };
+    match handle.wait_timeout(PROBE_TIMEOUT) {
+        Ok(Some(output)) => {
+            let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+            if output.status.success() && !stdout.is_empty() {
+                Outcome::Answered(stdout)
+            } else {
+                let line = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output").to_owned();
+                let code = output.status.code().map_or_else(|| "killed".to_owned(), |c| format!("exit {c}"));
+                Outcome::Failed(classify(&stderr), format!("{line} ({code})"))
+            }
+        }
+        Ok(None) => {
+            let _ = handle.kill();
+            Outcome::Failed(
+                Failure::TimedOut,
+                format!("no answer within {}s", PROBE_TIMEOUT.as_secs()),
+            )
+        }
+        Err(e) => Outcome::Failed(Failure::Other, e.to_string()),
+    }
+}
+
+pub fn sudo_words() -> Vec<String> {
+    ["sudo", "-n", &format!("--preserve-env={SUDO_PRESERVE}"), "docker"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn display(words: &[String]) -> String {
+    crate::plan::template::shell_join(words)
+}
+
+const HELP_GROUP: &str = "add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again), \
+     or allow passwordless sudo for docker, or run `sudo -v` first; or set DOCKER_CMD";
+const HELP_DAEMON: &str = "start the Docker daemon (`sudo systemctl start docker`) or point DOCKER_HOST at it; or set DOCKER_CMD";
+
+/// Decides the docker command: `DOCKER_CMD` if set; else `docker` if the daemon
+/// answers; else `sudo -n docker` if docker was refused for permission and sudo
+/// answers without a password (`[docker] sudo` can force either way).
+pub fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker {
+    let mut tried = Vec::new();
+    let run = |words: &[String], tried: &mut Vec<Probe>| {
+        let outcome = probe(words);
+        let result = match &outcome {
+            Outcome::Answered(version) => format!("answered: server {version}"),
+            Outcome::Failed(_, why) => why.clone(),
+        };
+        tried.push(Probe {
+            command: format!("{} version", display(words)),
+            result,
+        });
+        outcome
+    };
+
+    if let Some(words) = docker_cmd_env.as_deref().and_then(shlex::split).filter(|w| !w.is_empty()) {
+        let outcome = run(&words, &mut tried);
+        let available = matches!(outcome, Outcome::Answered(_));
+        return Docker {
+            reason: "DOCKER_CMD is set".into(),
+            help: (!available).then(|| "DOCKER_CMD does not reach a Docker daemon: fix it or unset it".to_owned()),
+            command: words,
+            available,
+            tried,
+        };
+    }
+
+    let direct = vec!["docker".to_owned()];
+    if which::which("docker").is_err() {
+        tried.push(Probe {
+            command: "which docker".into(),
+            result: "not found on PATH".into(),
+        });
+        return Docker {
+            command: direct,
+            available: false,
+            reason: "docker is not installed (not on PATH)".into(),
+            tried,
+            help: Some("install Docker Engine, or set DOCKER_CMD to the docker command".into()),
+        };
+    }
+    let sudo = sudo_words();
+    if mode == SudoMode::Always {
+        let outcome = run(&sudo, &mut tried);
+        return sudo_result(sudo, outcome, tried, "[docker] sudo = \"always\"");
+    }
+    match run(&direct, &mut tried) {
+        Outcome::Answered(_) => Docker {
+            command: direct,
+            available: true,
+            reason: "the daemon answers `docker version`".into(),
+            tried,
+            help: None,
+        },
+        Outcome::Failed(Failure::PermissionDenied, _) if mode == SudoMode::Auto => {
+            if which::which("sudo").is_err() {
+                return Docker {
+                    command: direct,
+                    available: false,
+                    reason: "docker is refused (permission denied) and sudo is not installed".into(),
+                    tried,
+                    help: Some(HELP_GROUP.into()),
+                };
+            }
+            let outcome = run(&sudo, &mut tried);
+            sudo_result(sudo, outcome, tried, "docker is refused (permission denied)")
+        }
+        Outcome::Failed(failure, _) => Docker {
+            command: direct,
+            available: false,
+            reason: match failure {
+                Failure::PermissionDenied => "docker is refused (permission denied) and `[docker] sudo = \"never\"`".into(),
+                Failure::DaemonDown => "the Docker daemon is not reachable".into(),
+                Failure::TimedOut => "the Docker daemon does not answer".into(),
+                _ => "docker does not work".into(),
+            },
+            tried,
+            help: Some(match failure {
+                Failure::PermissionDenied => HELP_GROUP.into(),
+                _ => HELP_DAEMON.into(),
+            }),
+        },
+    }
+}
+
+fn sudo_result(sudo: Vec<String>, outcome: Outcome, tried: Vec<Probe>, why: &str) -> Docker {
+    match outcome {
+        Outcome::Answered(_) => Docker {
+            command: sudo,
+            available: true,
+            reason: format!("{why}; `sudo -n docker version` answers without a password"),
+            tried,
+            help: None,
+        },
+        Outcome::Failed(failure, _) => Docker {
+            command: sudo,
+            available: false,
+            reason: format!(
+                "{why}, and sudo {}",
+                if failure == Failure::SudoRefused {
+                    "needs a password (runner never prompts)"
+                } else {
+                    "did not reach the daemon either"
+                }
+            ),
+            tried,
+            help: Some(if failure == Failure::DaemonDown {
+                HELP_DAEMON.into()
+            } else {
+                HELP_GROUP.into()
+            }),
+        },
+    }
+}
+
+/// What `docker exec` needs besides the container and the command.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions<'a> {
+    pub user: Option<&'a str>,
+    pub workdir: Option<&'a str>,
+    /// Names of variables passed into the container. Values travel in the docker
+    /// client's environment (`-e NAME`), never on the command line.
+    pub env: Vec<&'a str>,
+}
+
+/// `docker exec [-u U] [-w W] [-e NAME]… CONTAINER ARGV…`.
+pub fn exec_argv(docker: &[String], container: &str, options: &ExecOptions<'_>, argv: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = docker.to_vec();
+    out.push("exec".into());
+    if let Some(user) = options.user {
+        out.extend(["--user".to_owned(), user.to_owned()]);
+    }
+    if let Some(workdir) = options.workdir {
+        out.extend(["--workdir".to_owned(), workdir.to_owned()]);
+    }
+    for name in &options.env {
+        out.extend(["--env".to_owned(), (*name).to_owned()]);
+    }
+    out.push(container.to_owned());
+    out.extend(argv.iter().cloned());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_docker_errors() {
+        assert_eq!(
+            classify("permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock"),
+            Failure::PermissionDenied
+        );
+        assert_eq!(
+            classify("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"),
+            Failure::DaemonDown
+        );
+        assert_eq!(classify("sudo: a password is required"), Failure::SudoRefused);
+    }
+
+    #[test]
+    fn exec_argv_keeps_values_off_the_command_line() {
+        let argv = exec_argv(
+            &["docker".into()],
+            "app",
+            &ExecOptions {
+                user: Some("rails"),
+                workdir: None,
+                env: vec!["SECRET"],
+            },
+            &["printenv".into(), "SECRET".into()],
+        );
+        assert_eq!(argv.join(" "), "docker exec --user rails --env SECRET app printenv SECRET");
+    }
+}

@@ -1,0 +1,193 @@
+//! Plans: load a TOML file, check it, and hand the engine a plan it can trust.
+//!
+//! Pure apart from reading the file: the environment is passed in, so checks are
+//! repeatable and testable.
+
+pub mod diagnostic;
+pub mod model;
+pub mod reader;
+pub mod template;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+pub use diagnostic::{Diagnostics, PlanDiagnostic, Source, Span};
+use model::{Action, HookDef, MaintenanceSection, SudoMode, When};
+use template::Template;
+
+use crate::graph::Dag;
+
+/// Built-in settings when neither the step nor `[defaults]` gives one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(2);
+pub const DEFAULT_BACKOFF: f64 = 2.0;
+pub const DEFAULT_JOBS: u32 = 4;
+
+/// A checked plan: every reference resolved, the graph acyclic.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub source: Source,
+    /// The plan file as given on the command line.
+    pub path: PathBuf,
+    /// The plan's folder, absolute: `{{ plan.dir }}`, and the base of relative paths.
+    pub dir: PathBuf,
+    pub name: String,
+    pub jobs: u32,
+    pub sudo: SudoMode,
+    pub vars: IndexMap<String, Var>,
+    pub maintenance: Option<MaintenanceSection>,
+    /// In declaration order; `Dag` indices point here.
+    pub steps: Vec<Step>,
+    pub dag: Dag,
+}
+
+#[derive(Debug, Clone)]
+pub struct Var {
+    pub value: String,
+    pub secret: bool,
+    pub origin: VarOrigin,
+}
+
+/// Where a variable's value came from, for the preview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarOrigin {
+    Plan,
+    Env(String),
+    EnvDefault(String),
+    CommandLine,
+}
+
+/// Retry and timeout settings, with defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub backoff: f64,
+}
+
+impl Settings {
+    /// The wait before attempt `attempt + 1`, after `attempt` failed (1-based):
+    /// `retry_delay × backoff^(attempt-1)`.
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let factor = self.backoff.powi(i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX));
+        self.retry_delay.mul_f64(factor.min(1e6))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub description: Option<String>,
+    pub action: Action,
+    pub needs: Vec<usize>,
+    pub settings: Settings,
+    pub when: When,
+    pub env: IndexMap<String, Template>,
+    pub rollback: Option<Hook>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub description: Option<String>,
+    pub action: Action,
+    pub settings: Settings,
+    pub env: IndexMap<String, Template>,
+}
+
+impl Hook {
+    fn from_def(def: HookDef, settings: Settings) -> Self {
+        Self {
+            description: def.description.map(|d| d.value),
+            action: def.action,
+            settings,
+            env: def.env.into_iter().map(|(k, v)| (k, v.value)).collect(),
+        }
+    }
+}
+
+impl Step {
+    /// Whether the step keeps its stdout for `{{ steps.ID.output }}`.
+    pub fn captures(&self) -> bool {
+        matches!(&self.action, Action::Shell(shell) if shell.capture)
+    }
+}
+
+/// What the caller knows beyond the file: `--var` values and the environment.
+pub struct Inputs<'a> {
+    pub vars: &'a [(String, String)],
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Inputs<'_> {
+    /// The process environment and no `--var`.
+    pub fn from_env() -> Inputs<'static> {
+        Inputs {
+            vars: &[],
+            env: &|name| std::env::var(name).ok(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read the plan {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the plan is invalid")]
+    Invalid(Diagnostics),
+}
+
+/// A plan and the warnings found while checking it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub plan: Plan,
+    pub warnings: Diagnostics,
+}
+
+/// Reads and checks the plan at `path`.
+pub fn load(path: &Path, inputs: &Inputs<'_>) -> Result<Loaded, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    load_str(path, dir, text, inputs).map_err(LoadError::Invalid)
+}
+
+/// Checks plan text; `path` names it in diagnostics, `dir` is `{{ plan.dir }}`.
+pub fn load_str(path: &Path, dir: PathBuf, text: String, inputs: &Inputs<'_>) -> Result<Loaded, Diagnostics> {
+    let source = Source::new(path.display().to_string(), text);
+    let (file, mut items) = reader::read(&source.text);
+    let checked = file.and_then(|file| validate::check(file, inputs, &mut items));
+    let mut diagnostics = Diagnostics { source, items };
+    diagnostics.sort();
+    match checked {
+        Some(parts) if !diagnostics.has_errors() => Ok(Loaded {
+            plan: Plan {
+                source: diagnostics.source.clone(),
+                path: path.to_owned(),
+                dir,
+                name: parts.name,
+                jobs: parts.jobs,
+                sudo: parts.sudo,
+                vars: parts.vars,
+                maintenance: parts.maintenance,
+                steps: parts.steps,
+                dag: parts.dag,
+            },
+            warnings: diagnostics,
+        }),
+        _ => Err(diagnostics),
+    }
+}

@@ -1,0 +1,332 @@
+//! The plan file format, as read from TOML.
+//!
+//! These types are what the loader produces, and `runner schema` derives the JSON
+//! Schema from them, so editors complete exactly what the loader accepts. Values keep
+//! the span they came from ([`Sp`]) so later checks can point at them.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+use super::diagnostic::Span;
+use super::template::Template;
+
+/// A value and where it stands in the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sp<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+impl<T> Sp<T> {
+    pub fn new(value: T, span: Span) -> Self {
+        Self { value, span }
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Sp<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// A duration such as `"30s"`, `"10m"` or `"1h30m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl JsonSchema for Dur {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A duration: a number and a unit (ms, s, m, h), e.g. \"30s\", \"10m\", \"1h30m\".",
+            "pattern": "^\\s*([0-9]+(\\.[0-9]+)?\\s*[a-zA-Zµ]+\\s*)+$",
+            "examples": ["30s", "10m", "1h30m"]
+        })
+    }
+}
+
+/// A whole plan file.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "runner plan", description = "A deploy plan for runner.")]
+pub struct PlanFile {
+    pub plan: PlanSection,
+    /// Variables for `{{ name }}` templates: a literal, or read from the environment.
+    #[serde(default)]
+    pub vars: IndexMap<String, VarDef>,
+    #[serde(default)]
+    pub docker: DockerSection,
+    /// Settings every step gets unless it sets its own.
+    #[serde(default)]
+    pub defaults: Policy,
+    /// How this app enters and leaves maintenance mode.
+    pub maintenance: Option<MaintenanceSection>,
+    /// The steps, keyed by id.
+    pub steps: IndexMap<String, StepDef>,
+    /// Where each step id stands (the `[steps.ID]` key).
+    #[serde(skip)]
+    pub step_spans: IndexMap<String, Span>,
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSection {
+    /// The plan's name, shown in every report.
+    pub name: Sp<String>,
+    /// How many steps may run at once (`--jobs` overrides). Default 4.
+    #[schemars(range(min = 1, max = 1024))]
+    pub jobs: Option<Sp<u32>>,
+}
+
+/// A variable: a literal value, or a value read from the environment.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum VarDef {
+    Literal(Sp<String>),
+    Env(EnvVar),
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvVar {
+    /// The environment variable to read.
+    pub env: Sp<String>,
+    /// Redact the value as `***` everywhere runner prints or records it.
+    #[serde(default)]
+    pub secret: bool,
+    /// The value when the environment variable is unset.
+    pub default: Option<Sp<String>>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSection {
+    #[serde(default)]
+    pub sudo: SudoMode,
+}
+
+/// Whether docker runs through `sudo -n`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SudoMode {
+    /// `docker` if the daemon answers, else `sudo -n docker` if that answers.
+    #[default]
+    Auto,
+    /// Always `sudo -n docker`.
+    Always,
+    /// Never sudo.
+    Never,
+}
+
+/// Retry and timeout settings.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Kill the step (its whole process tree) after this long. Default "10m".
+    pub timeout: Option<Sp<Dur>>,
+    /// How many times a failed attempt is retried. Default 0.
+    #[schemars(range(max = 1000))]
+    pub retries: Option<Sp<u32>>,
+    /// The wait before the first retry. Default "2s".
+    pub retry_delay: Option<Sp<Dur>>,
+    /// The wait is multiplied by this after each retry. Default 2.0.
+    #[schemars(range(min = 1.0))]
+    pub backoff: Option<Sp<f64>>,
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSection {
+    /// The container the maintenance commands run in.
+    pub container: Sp<Template>,
+    /// Turns maintenance mode on.
+    pub on: Sp<Command>,
+    /// Turns maintenance mode off.
+    pub off: Sp<Command>,
+    /// Prints the maintenance state.
+    pub status: Sp<Command>,
+    /// What `status` prints (trimmed) while maintenance is on. Default "true".
+    pub status_on: Option<Sp<String>>,
+    /// What `status` prints (trimmed) while maintenance is off. Default "false".
+    pub status_off: Option<Sp<String>>,
+    /// The user the commands run as in the container.
+    pub user: Option<Sp<Template>>,
+}
+
+/// A command: an array runs as argv; a string runs with `sh -c`.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum Command {
+    /// Run as is, each element one argument; templates are inserted verbatim.
+    Argv(Vec<Sp<Template>>),
+    /// Run with `sh -c`; template values are shell-quoted.
+    Shell(Sp<Template>),
+}
+
+/// When a step runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum When {
+    /// In the plan, once its needs succeeded.
+    #[default]
+    Success,
+    /// After a failed run (and its rollback).
+    Failure,
+    /// After the run, failed or not.
+    Always,
+}
+
+impl When {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            When::Success => "success",
+            When::Failure => "failure",
+            When::Always => "always",
+        }
+    }
+}
+
+/// A step: `kind` says what it does.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepDef {
+    #[serde(flatten)]
+    pub action: Action,
+    /// Steps that must succeed before this one starts.
+    #[serde(default)]
+    pub needs: Vec<Sp<String>>,
+    /// One line shown in the preview and reports.
+    pub description: Option<Sp<String>>,
+    #[serde(flatten)]
+    pub policy: Policy,
+    /// Undoes this step if the run fails after it succeeded.
+    pub rollback: Option<HookDef>,
+    /// When the step runs. Default "success".
+    pub when: Option<Sp<When>>,
+    /// Extra environment for the step's process; values may use templates.
+    #[serde(default)]
+    pub env: IndexMap<String, Sp<Template>>,
+    #[serde(skip)]
+    pub kind_span: Span,
+}
+
+/// A rollback hook: a step without `needs`, `rollback` or `when`.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookDef {
+    #[serde(flatten)]
+    pub action: Action,
+    pub description: Option<Sp<String>>,
+    #[serde(flatten)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub env: IndexMap<String, Sp<Template>>,
+    #[serde(skip)]
+    pub kind_span: Span,
+    /// The whole hook, for labels.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    /// A host command through `sh -c`; `$DOCKER_CMD` is set.
+    Shell(ShellAction),
+    /// A command in a running container, through `docker exec`.
+    DockerExec(DockerExecAction),
+    /// One HTTP check per attempt: curl in the container, wget in the container, then the host.
+    HttpProbe(HttpProbeAction),
+    /// Runs `[maintenance]` `on` or `off`, then confirms with `status`.
+    MaintenanceToggle(ToggleAction),
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Shell(_) => "shell",
+            Action::DockerExec(_) => "docker-exec",
+            Action::HttpProbe(_) => "http-probe",
+            Action::MaintenanceToggle(_) => "maintenance-toggle",
+        }
+    }
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+pub struct ShellAction {
+    /// The command, run with `sh -c` on the host; template values are shell-quoted.
+    pub run: Sp<Template>,
+    /// The working directory, relative to the plan's folder.
+    pub dir: Option<Sp<Template>>,
+    /// Keep the trimmed stdout for `{{ steps.ID.output }}`.
+    #[serde(default)]
+    pub capture: bool,
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+pub struct DockerExecAction {
+    /// The running container.
+    pub container: Sp<Template>,
+    /// An array runs as argv; a string runs with `sh -c` in the container.
+    pub command: Sp<Command>,
+    /// The user in the container.
+    pub user: Option<Sp<Template>>,
+    /// The working directory in the container.
+    pub workdir: Option<Sp<Template>>,
+    /// A host file that receives the command's stdout (written atomically).
+    pub stdout: Option<Sp<Template>>,
+    /// A regular expression the output must match for the step to pass.
+    pub expect_output: Option<Sp<String>>,
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+pub struct HttpProbeAction {
+    /// The URL, as seen from inside `container` (or from the host without one).
+    pub url: Sp<Template>,
+    /// Probe from inside this container: curl, else wget.
+    pub container: Option<Sp<Template>>,
+    /// Last resort, probed from the host (e.g. through the reverse proxy).
+    pub host_url: Option<Sp<Template>>,
+    /// The expected HTTP status. Default 200.
+    #[schemars(range(min = 100, max = 599))]
+    pub expect_status: Option<Sp<u16>>,
+    /// Text the response body must contain.
+    pub expect_body: Option<Sp<String>>,
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+pub struct ToggleAction {
+    /// The maintenance state to reach.
+    pub state: Sp<Toggle>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Toggle {
+    On,
+    Off,
+}
+
+impl Toggle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Toggle::On => "on",
+            Toggle::Off => "off",
+        }
+    }
+}

@@ -1,0 +1,838 @@
+//! Reads the spanned TOML tree into the plan model.
+//!
+//! serde stops at the first error; an operator fixing a plan wants all of them at
+//! once. So the loader walks toml's spanned document itself: every section, step and
+//! field is read on its own, each problem becomes a diagnostic, and reading goes on.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::diagnostic::{PlanDiagnostic, Span};
+use super::model::{
+    Action, Command, DockerExecAction, DockerSection, Dur, EnvVar, HookDef, HttpProbeAction,
+    MaintenanceSection, PlanFile, PlanSection, Policy, ShellAction, Sp, StepDef, SudoMode, Toggle,
+    ToggleAction, VarDef, When,
+};
+use super::template::Template;
+
+type Value<'i> = Spanned<DeValue<'i>>;
+type Key<'i> = Spanned<Cow<'i, str>>;
+
+/// The step kinds and the fields each one takes besides the common ones.
+pub const KINDS: &[(&str, &[&str])] = &[
+    ("shell", &["run", "dir", "capture"]),
+    (
+        "docker-exec",
+        &["container", "command", "user", "workdir", "stdout", "expect_output"],
+    ),
+    (
+        "http-probe",
+        &["url", "container", "host_url", "expect_status", "expect_body"],
+    ),
+    ("maintenance-toggle", &["state"]),
+];
+
+/// Fields every step takes.
+pub const STEP_FIELDS: &[&str] = &[
+    "kind",
+    "needs",
+    "description",
+    "timeout",
+    "retries",
+    "retry_delay",
+    "backoff",
+    "rollback",
+    "when",
+    "env",
+];
+/// Fields a rollback hook takes besides its kind's.
+pub const HOOK_FIELDS: &[&str] = &[
+    "kind",
+    "description",
+    "timeout",
+    "retries",
+    "retry_delay",
+    "backoff",
+    "env",
+];
+const ROOT_FIELDS: &[&str] = &["plan", "vars", "docker", "defaults", "maintenance", "steps"];
+const POLICY_FIELDS: &[&str] = &["timeout", "retries", "retry_delay", "backoff"];
+const MAINTENANCE_FIELDS: &[&str] = &[
+    "container",
+    "on",
+    "off",
+    "status",
+    "status_on",
+    "status_off",
+    "user",
+];
+/// Names templates reserve; no variable may take them.
+pub const RESERVED_NAMES: &[&str] = &["docker", "run", "plan", "steps"];
+
+/// Parses and reads a plan. Returns the model when the file could be read (possibly
+/// with problems already reported), and every diagnostic found.
+pub fn read(src: &str) -> (Option<PlanFile>, Vec<PlanDiagnostic>) {
+    let mut reader = Reader {
+        src,
+        diags: Vec::new(),
+    };
+    let (root, errors) = DeTable::parse_recoverable(src);
+    if !errors.is_empty() {
+        // Reading a tree that the parser had to patch up would report problems
+        // that are not there; syntax errors come first.
+        for error in errors {
+            let span = error.span().unwrap_or(0..0);
+            reader.diags.push(
+                PlanDiagnostic::error("runner::toml-syntax", format!("invalid TOML: {}", error.message().trim_end()))
+                    .label(span, "here")
+                    .help("fix the TOML syntax; https://toml.io shows the format"),
+            );
+        }
+        return (None, reader.diags);
+    }
+    let plan = reader.root(root.get_ref(), root.span());
+    (plan, reader.diags)
+}
+
+struct Reader<'s> {
+    src: &'s str,
+    diags: Vec<PlanDiagnostic>,
+}
+
+fn type_name(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn find<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Value<'i>> {
+    table.get(key)
+}
+
+/// The allowed name closest to `name`, if it is close enough to be a typo.
+pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+fn list(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// A plain name: letters, digits, `-` and `_`.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Reader<'_> {
+    fn error(&mut self, diagnostic: PlanDiagnostic) {
+        self.diags.push(diagnostic);
+    }
+
+    fn wrong_type(&mut self, value: &Value<'_>, field: &str, expected: &str, example: &str) {
+        let found = type_name(value.get_ref());
+        self.error(
+            PlanDiagnostic::error(
+                "runner::wrong-type",
+                format!("`{field}` must be {expected}, not {found}"),
+            )
+            .label(value.span(), found)
+            .help(format!("write it like {example}")),
+        );
+    }
+
+    fn missing(&mut self, span: Span, what: &str, field: &str, hint: &str) {
+        self.error(
+            PlanDiagnostic::error("runner::missing-field", format!("{what} has no `{field}`"))
+                .label(span, format!("`{field}` missing here"))
+                .help(format!("add `{field} = {hint}`")),
+        );
+    }
+
+    /// Reports every key of `table` not in `allowed`. `elsewhere` may explain a key
+    /// that is valid somewhere else (another kind's field, a hook restriction).
+    fn check_keys(
+        &mut self,
+        table: &DeTable<'_>,
+        allowed: &[&str],
+        context: &str,
+        elsewhere: &dyn Fn(&str) -> Option<(&'static str, String)>,
+    ) {
+        for key in table.keys() {
+            let name = key.get_ref().as_ref();
+            if allowed.contains(&name) {
+                continue;
+            }
+            if let Some((code, message)) = elsewhere(name) {
+                let help = format!("{context} takes {}", list(allowed));
+                self.error(
+                    PlanDiagnostic::error(code, message)
+                        .label(key.span(), "not allowed here")
+                        .help(help),
+                );
+                continue;
+            }
+            let help = match suggest(name, allowed.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => format!("{context} takes {}", list(allowed)),
+            };
+            self.error(
+                PlanDiagnostic::error("runner::unknown-field", format!("unknown field `{name}` in {context}"))
+                    .label(key.span(), "unknown field")
+                    .help(help),
+            );
+        }
+    }
+
+    fn table<'t, 'i>(&mut self, value: &'t Value<'i>, field: &str, example: &str) -> Option<&'t DeTable<'i>> {
+        if let DeValue::Table(table) = value.get_ref() {
+            Some(table)
+        } else {
+            self.wrong_type(value, field, "a table", example);
+            None
+        }
+    }
+
+    fn string(&mut self, value: &Value<'_>, field: &str) -> Option<Sp<String>> {
+        if let DeValue::String(s) = value.get_ref() {
+            if s.contains('\0') {
+                self.error(
+                    PlanDiagnostic::error("runner::nul-byte", format!("`{field}` contains a NUL byte"))
+                        .label(value.span(), "NUL byte in here")
+                        .help("no command argument can carry a NUL byte; remove it"),
+                );
+                return None;
+            }
+            Some(Sp::new(s.to_string(), value.span()))
+        } else {
+            self.wrong_type(value, field, "a string", &format!("`{field} = \"...\"`"));
+            None
+        }
+    }
+
+    fn template(&mut self, value: &Value<'_>, field: &str) -> Option<Sp<Template>> {
+        let s = self.string(value, field)?;
+        let origin = self.string_origin(&s.span, &s.value);
+        Some(Sp::new(Template::parse(&s.value, origin, &s.span), s.span))
+    }
+
+    /// Where the first character of a string's content stands, when the TOML string
+    /// maps character for character onto its source (no escapes).
+    fn string_origin(&self, span: &Span, value: &str) -> Option<usize> {
+        let raw = self.src.get(span.clone())?;
+        let delimiter = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+            3
+        } else {
+            1
+        };
+        let inner = raw.get(delimiter..raw.len().checked_sub(delimiter)?)?;
+        if inner == value {
+            Some(span.start + delimiter)
+        } else if delimiter == 3 && inner.strip_prefix('\n') == Some(value) {
+            Some(span.start + delimiter + 1)
+        } else {
+            None
+        }
+    }
+
+    fn integer(&mut self, value: &Value<'_>, field: &str, range: (i64, i64)) -> Option<Sp<i64>> {
+        let parsed = match value.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+            _ => {
+                self.wrong_type(value, field, "an integer", &format!("`{field} = {}`", range.0.max(1)));
+                return None;
+            }
+        };
+        match parsed {
+            Some(n) if (range.0..=range.1).contains(&n) => Some(Sp::new(n, value.span())),
+            _ => {
+                self.error(
+                    PlanDiagnostic::error(
+                        "runner::out-of-range",
+                        format!("`{field}` must be between {} and {}", range.0, range.1),
+                    )
+                    .label(value.span(), "out of range")
+                    .help(format!("pick a value from {} to {}", range.0, range.1)),
+                );
+                None
+            }
+        }
+    }
+
+    fn u32(&mut self, value: &Value<'_>, field: &str, range: (i64, i64)) -> Option<Sp<u32>> {
+        let n = self.integer(value, field, range)?;
+        u32::try_from(n.value).ok().map(|v| Sp::new(v, n.span))
+    }
+
+    fn boolean(&mut self, value: &Value<'_>, field: &str) -> Option<bool> {
+        if let DeValue::Boolean(b) = value.get_ref() {
+            Some(*b)
+        } else {
+            self.wrong_type(value, field, "a boolean", &format!("`{field} = true`"));
+            None
+        }
+    }
+
+    fn backoff(&mut self, value: &Value<'_>) -> Option<Sp<f64>> {
+        let n = match value.get_ref() {
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .and_then(|n| i32::try_from(n).ok())
+                .map(f64::from),
+            _ => {
+                self.wrong_type(value, "backoff", "a number", "`backoff = 2.0`");
+                return None;
+            }
+        };
+        match n {
+            Some(n) if n.is_finite() && (1.0..=100.0).contains(&n) => Some(Sp::new(n, value.span())),
+            _ => {
+                self.error(
+                    PlanDiagnostic::error("runner::out-of-range", "`backoff` must be a number from 1.0 to 100.0")
+                        .label(value.span(), "out of range")
+                        .help("1.0 keeps the delay constant; 2.0 doubles it after each retry"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, value: &Value<'_>, field: &str) -> Option<Sp<Dur>> {
+        let s = self.string(value, field)?;
+        match humantime::parse_duration(&s.value) {
+            Ok(d) if d > Duration::ZERO || field == "retry_delay" => Some(Sp::new(Dur(d), s.span)),
+            Ok(_) => {
+                self.error(
+                    PlanDiagnostic::error("runner::bad-duration", format!("`{field}` must be longer than zero"))
+                        .label(s.span, "zero")
+                        .help(format!("write a positive duration, e.g. `{field} = \"30s\"`")),
+                );
+                None
+            }
+            Err(e) => {
+                self.error(
+                    PlanDiagnostic::error("runner::bad-duration", format!("`{field}` is not a duration: {e}"))
+                        .label(s.span, "not a duration")
+                        .help("write a number and a unit: \"500ms\", \"30s\", \"10m\", \"1h30m\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, value: &Value<'_>, field: &str, options: &[(&str, T)]) -> Option<Sp<T>> {
+        let s = self.string(value, field)?;
+        if let Some((_, v)) = options.iter().find(|(name, _)| *name == s.value) {
+            return Some(Sp::new(*v, s.span));
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let help = match suggest(&s.value, names.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`? `{field}` is one of {}", list(&names)),
+            None => format!("`{field}` is one of {}", list(&names)),
+        };
+        self.error(
+            PlanDiagnostic::error("runner::bad-value", format!("`{}` is not a valid `{field}`", s.value))
+                .label(s.span, "not valid")
+                .help(help),
+        );
+        None
+    }
+
+    fn strings(&mut self, value: &Value<'_>, field: &str) -> Option<Vec<Sp<String>>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.wrong_type(value, field, "an array of strings", &format!("`{field} = [\"build\", \"backup\"]`"));
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            if let Some(s) = self.string(item, field) {
+                out.push(s);
+            }
+        }
+        Some(out)
+    }
+
+    fn command(&mut self, value: &Value<'_>, field: &str) -> Option<Sp<Command>> {
+        match value.get_ref() {
+            DeValue::String(_) => {
+                let t = self.template(value, field)?;
+                if t.value.raw.trim().is_empty() {
+                    self.error(
+                        PlanDiagnostic::error("runner::empty-command", format!("`{field}` is empty"))
+                            .label(value.span(), "empty")
+                            .help("give the command to run"),
+                    );
+                    return None;
+                }
+                Some(Sp::new(Command::Shell(t), value.span()))
+            }
+            DeValue::Array(items) if !items.is_empty() => {
+                let mut argv = Vec::with_capacity(items.len());
+                for item in items.iter() {
+                    argv.push(self.template(item, field)?);
+                }
+                Some(Sp::new(Command::Argv(argv), value.span()))
+            }
+            DeValue::Array(_) => {
+                self.error(
+                    PlanDiagnostic::error("runner::empty-command", format!("`{field}` is an empty array"))
+                        .label(value.span(), "empty")
+                        .help(format!("give the program and its arguments, e.g. `{field} = [\"bin/rails\", \"db:migrate\"]`")),
+                );
+                None
+            }
+            _ => {
+                self.wrong_type(
+                    value,
+                    field,
+                    "an array (argv) or a string (run with sh -c)",
+                    &format!("`{field} = [\"bin/rails\", \"db:migrate\"]`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn env(&mut self, value: &Value<'_>) -> IndexMap<String, Sp<Template>> {
+        let mut out = IndexMap::new();
+        let Some(table) = self.table(value, "env", "`env = { RAILS_ENV = \"production\" }`") else {
+            return out;
+        };
+        for (key, value) in table.iter() {
+            let name = key.get_ref().as_ref();
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                self.error(
+                    PlanDiagnostic::error("runner::bad-name", format!("`{name}` is not a valid environment variable name"))
+                        .label(key.span(), "invalid name")
+                        .help("use letters, digits and `_`, not starting with a digit"),
+                );
+                continue;
+            }
+            if let Some(t) = self.template(value, name) {
+                out.insert(name.to_owned(), t);
+            }
+        }
+        out
+    }
+
+    fn root(&mut self, root: &DeTable<'_>, span: Span) -> Option<PlanFile> {
+        self.check_keys(root, ROOT_FIELDS, "a plan", &|_| None);
+
+        let plan = match find(root, "plan") {
+            Some(v) => self.plan_section(v),
+            None => {
+                self.error(
+                    PlanDiagnostic::error("runner::missing-field", "the plan has no `[plan]` section")
+                        .label(span.start..span.start, "`[plan]` expected in this file")
+                        .help("add `[plan]` with `name = \"my app production\"`"),
+                );
+                None
+            }
+        };
+        let vars = find(root, "vars").map(|v| self.vars(v)).unwrap_or_default();
+        let docker = find(root, "docker").map(|v| self.docker(v)).unwrap_or_default();
+        let defaults = find(root, "defaults")
+            .and_then(|v| {
+                let t = self.table(v, "defaults", "`[defaults]`")?;
+                self.check_keys(t, POLICY_FIELDS, "[defaults]", &|_| None);
+                Some(self.policy(t))
+            })
+            .unwrap_or_default();
+        let maintenance = find(root, "maintenance").and_then(|v| self.maintenance(v));
+
+        let mut steps = IndexMap::new();
+        let mut step_spans = IndexMap::new();
+        match find(root, "steps") {
+            Some(v) => {
+                if let Some(table) = self.table(v, "steps", "`[steps.build]`") {
+                    if table.is_empty() {
+                        self.error(
+                            PlanDiagnostic::error("runner::no-steps", "the plan has no steps")
+                                .label(v.span(), "empty")
+                                .help("add a step: `[steps.build]` with a `kind`"),
+                        );
+                    }
+                    for (key, value) in table.iter() {
+                        let id = key.get_ref().as_ref();
+                        if !is_plain_name(id) {
+                            self.error(
+                                PlanDiagnostic::error("runner::bad-name", format!("`{id}` is not a valid step id"))
+                                    .label(key.span(), "invalid id")
+                                    .help("step ids use letters, digits, `-` and `_` (they appear in `{{ steps.ID.output }}`)"),
+                            );
+                        }
+                        step_spans.insert(id.to_owned(), key.span());
+                        if let Some(step) = self.step(key, value) {
+                            steps.insert(id.to_owned(), step);
+                        }
+                    }
+                }
+            }
+            None => self.error(
+                PlanDiagnostic::error("runner::no-steps", "the plan has no `[steps]`")
+                    .label(span.start..span.start, "steps expected in this file")
+                    .help("add a step: `[steps.build]` with a `kind`"),
+            ),
+        }
+        Some(PlanFile {
+            plan: plan?,
+            vars,
+            docker,
+            defaults,
+            maintenance,
+            steps,
+            step_spans,
+        })
+    }
+
+    fn plan_section(&mut self, value: &Value<'_>) -> Option<PlanSection> {
+        let table = self.table(value, "plan", "`[plan]` with `name = \"...\"`")?;
+        self.check_keys(table, &["name", "jobs"], "[plan]", &|_| None);
+        let jobs = find(table, "jobs").and_then(|v| self.u32(v, "jobs", (1, 1024)));
+        let Some(name) = find(table, "name") else {
+            self.missing(value.span(), "[plan]", "name", "\"my app production\"");
+            return None;
+        };
+        let name = self.string(name, "name")?;
+        Some(PlanSection { name, jobs })
+    }
+
+    fn vars(&mut self, value: &Value<'_>) -> IndexMap<String, VarDef> {
+        let mut out = IndexMap::new();
+        let Some(table) = self.table(value, "vars", "`[vars]` with `app = \"my-app\"`") else {
+            return out;
+        };
+        for (key, value) in table.iter() {
+            let name = key.get_ref().as_ref();
+            if !is_plain_name(name) {
+                self.error(
+                    PlanDiagnostic::error("runner::bad-name", format!("`{name}` is not a valid variable name"))
+                        .label(key.span(), "invalid name")
+                        .help("variable names use letters, digits, `-` and `_`"),
+                );
+                continue;
+            }
+            if RESERVED_NAMES.contains(&name) {
+                self.error(
+                    PlanDiagnostic::error("runner::reserved-name", format!("`{name}` is a built-in template name"))
+                        .label(key.span(), "reserved")
+                        .help(format!("rename the variable; {} are built in", list(RESERVED_NAMES))),
+                );
+                continue;
+            }
+            let var = match value.get_ref() {
+                DeValue::String(_) => self.string(value, name).map(VarDef::Literal),
+                DeValue::Integer(i) => Some(VarDef::Literal(Sp::new(i.to_string(), value.span()))),
+                DeValue::Float(f) => Some(VarDef::Literal(Sp::new(f.as_str().to_owned(), value.span()))),
+                DeValue::Boolean(b) => Some(VarDef::Literal(Sp::new(b.to_string(), value.span()))),
+                DeValue::Table(t) => self.env_var(t, key),
+                DeValue::Array(_) | DeValue::Datetime(_) => {
+                    self.wrong_type(
+                        value,
+                        name,
+                        "a string, a number, a boolean or `{ env = \"NAME\" }`",
+                        &format!("`{name} = \"value\"` or `{name} = {{ env = \"NAME\", secret = true }}`"),
+                    );
+                    None
+                }
+            };
+            if let Some(var) = var {
+                out.insert(name.to_owned(), var);
+            }
+        }
+        out
+    }
+
+    fn env_var(&mut self, table: &DeTable<'_>, key: &Key<'_>) -> Option<VarDef> {
+        let name = key.get_ref().as_ref();
+        self.check_keys(table, &["env", "secret", "default"], &format!("variable `{name}`"), &|_| None);
+        let secret = find(table, "secret").and_then(|v| self.boolean(v, "secret")).unwrap_or(false);
+        let default = find(table, "default").and_then(|v| self.string(v, "default"));
+        let Some(env) = find(table, "env") else {
+            self.missing(key.span(), &format!("variable `{name}`"), "env", "\"NAME\"");
+            return None;
+        };
+        let env = self.string(env, "env")?;
+        Some(VarDef::Env(EnvVar { env, secret, default }))
+    }
+
+    fn docker(&mut self, value: &Value<'_>) -> DockerSection {
+        let Some(table) = self.table(value, "docker", "`[docker]` with `sudo = \"auto\"`") else {
+            return DockerSection::default();
+        };
+        self.check_keys(table, &["sudo"], "[docker]", &|_| None);
+        let sudo = find(table, "sudo")
+            .and_then(|v| {
+                self.choice(
+                    v,
+                    "sudo",
+                    &[("auto", SudoMode::Auto), ("always", SudoMode::Always), ("never", SudoMode::Never)],
+                )
+            })
+            .map_or(SudoMode::Auto, |s| s.value);
+        DockerSection { sudo }
+    }
+
+    fn policy(&mut self, table: &DeTable<'_>) -> Policy {
+        Policy {
+            timeout: find(table, "timeout").and_then(|v| self.duration(v, "timeout")),
+            retries: find(table, "retries").and_then(|v| self.u32(v, "retries", (0, 1000))),
+            retry_delay: find(table, "retry_delay").and_then(|v| self.duration(v, "retry_delay")),
+            backoff: find(table, "backoff").and_then(|v| self.backoff(v)),
+        }
+    }
+
+    fn maintenance(&mut self, value: &Value<'_>) -> Option<MaintenanceSection> {
+        let table = self.table(value, "maintenance", "`[maintenance]` with `container`, `on`, `off`, `status`")?;
+        self.check_keys(table, MAINTENANCE_FIELDS, "[maintenance]", &|_| None);
+        let required = |reader: &mut Self, field: &str, hint: &str| {
+            let v = find(table, field);
+            if v.is_none() {
+                reader.missing(value.span(), "[maintenance]", field, hint);
+            }
+            v
+        };
+        let container = required(self, "container", "\"{{ app }}\"");
+        let on = required(self, "on", "[\"bin/maintenance\", \"on\"]");
+        let off = required(self, "off", "[\"bin/maintenance\", \"off\"]");
+        let status = required(self, "status", "[\"bin/maintenance\", \"status\"]");
+        let container = container.and_then(|v| self.template(v, "container"));
+        let on = on.and_then(|v| self.command(v, "on"));
+        let off = off.and_then(|v| self.command(v, "off"));
+        let status = status.and_then(|v| self.command(v, "status"));
+        let status_on = find(table, "status_on").and_then(|v| self.string(v, "status_on"));
+        let status_off = find(table, "status_off").and_then(|v| self.string(v, "status_off"));
+        let user = find(table, "user").and_then(|v| self.template(v, "user"));
+        Some(MaintenanceSection {
+            container: container?,
+            on: on?,
+            off: off?,
+            status: status?,
+            status_on,
+            status_off,
+            user,
+        })
+    }
+
+    /// Reads `kind` and checks it; the caller reads the rest.
+    fn kind(&mut self, table: &DeTable<'_>, key: &Key<'_>, what: &str) -> Option<Sp<String>> {
+        let Some(kind) = find(table, "kind") else {
+            let kinds: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+            self.error(
+                PlanDiagnostic::error("runner::missing-field", format!("{what} has no `kind`"))
+                    .label(key.span(), "`kind` missing here")
+                    .help(format!("add `kind = ...`, one of {}", list(&kinds))),
+            );
+            return None;
+        };
+        let kind = self.string(kind, "kind")?;
+        if KINDS.iter().any(|(k, _)| *k == kind.value) {
+            return Some(kind);
+        }
+        let kinds: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+        let help = match suggest(&kind.value, kinds.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`? The kinds are {}", list(&kinds)),
+            None => format!("the kinds are {}", list(&kinds)),
+        };
+        self.error(
+            PlanDiagnostic::error("runner::unknown-kind", format!("unknown step kind `{}`", kind.value))
+                .label(kind.span, "unknown kind")
+                .help(help),
+        );
+        None
+    }
+
+    fn step(&mut self, key: &Key<'_>, value: &Value<'_>) -> Option<StepDef> {
+        let id = key.get_ref().as_ref();
+        let table = self.table(value, id, "`[steps.build]` followed by `kind = \"shell\"`")?;
+        let what = format!("step `{id}`");
+        let kind = self.kind(table, key, &what)?;
+        let fields = kind_fields(&kind.value);
+        let allowed: Vec<&str> = STEP_FIELDS.iter().chain(fields).copied().collect();
+        let kind_name = kind.value.clone();
+        self.check_keys(table, &allowed, &format!("a `{kind_name}` step"), &|field| {
+            other_kind_field(field, &kind_name)
+        });
+        let needs = find(table, "needs").and_then(|v| self.strings(v, "needs")).unwrap_or_default();
+        let when = find(table, "when").and_then(|v| {
+            self.choice(
+                v,
+                "when",
+                &[("success", When::Success), ("failure", When::Failure), ("always", When::Always)],
+            )
+        });
+        let rollback = find(table, "rollback").and_then(|v| self.hook(id, v));
+        let description = find(table, "description").and_then(|v| self.string(v, "description"));
+        let policy = self.policy(table);
+        let env = find(table, "env").map(|v| self.env(v)).unwrap_or_default();
+        let action = self.action(table, &kind, key.span(), &format!("the `{}` step `{id}`", kind.value))?;
+        Some(StepDef {
+            action,
+            needs,
+            description,
+            policy,
+            rollback,
+            when,
+            env,
+            kind_span: kind.span,
+        })
+    }
+
+    fn hook(&mut self, id: &str, value: &Value<'_>) -> Option<HookDef> {
+        let table = self.table(
+            value,
+            "rollback",
+            "`rollback = { kind = \"shell\", run = \"...\" }`",
+        )?;
+        let key = Spanned::new(value.span(), Cow::Borrowed("rollback"));
+        let kind = self.kind(table, &key, &format!("the rollback hook of `{id}`"))?;
+        let allowed: Vec<&str> = HOOK_FIELDS.iter().chain(kind_fields(&kind.value)).copied().collect();
+        let kind_name = kind.value.clone();
+        self.check_keys(table, &allowed, &format!("a `{kind_name}` rollback hook"), &|field| match field {
+            "needs" => Some((
+                "runner::hook-needs",
+                "a rollback hook cannot have `needs`: hooks run in reverse order of completion".to_owned(),
+            )),
+            "rollback" => Some((
+                "runner::hook-rollback",
+                "a rollback hook cannot have its own `rollback`".to_owned(),
+            )),
+            "when" => Some((
+                "runner::hook-when",
+                "a rollback hook cannot have `when`: it runs when the run fails after its step succeeded"
+                    .to_owned(),
+            )),
+            _ => other_kind_field(field, &kind_name),
+        });
+        let description = find(table, "description").and_then(|v| self.string(v, "description"));
+        let policy = self.policy(table);
+        let env = find(table, "env").map(|v| self.env(v)).unwrap_or_default();
+        let action = self.action(table, &kind, value.span(), &format!("the rollback hook of `{id}`"))?;
+        Some(HookDef {
+            action,
+            description,
+            policy,
+            env,
+            kind_span: kind.span,
+            span: value.span(),
+        })
+    }
+
+    fn action(&mut self, table: &DeTable<'_>, kind: &Sp<String>, at: Span, what: &str) -> Option<Action> {
+        let required = |reader: &mut Self, field: &str, hint: &str| {
+            let v = find(table, field);
+            if v.is_none() {
+                reader.missing(at.clone(), what, field, hint);
+            }
+            v
+        };
+        match kind.value.as_str() {
+            "shell" => {
+                let run = required(self, "run", "\"the command\"");
+                let run = run.and_then(|v| self.template(v, "run"));
+                let dir = find(table, "dir").and_then(|v| self.template(v, "dir"));
+                let capture = find(table, "capture").and_then(|v| self.boolean(v, "capture")).unwrap_or(false);
+                Some(Action::Shell(ShellAction { run: run?, dir, capture }))
+            }
+            "docker-exec" => {
+                let container = required(self, "container", "\"{{ app }}\"");
+                let command = required(self, "command", "[\"bin/rails\", \"db:migrate\"]");
+                let container = container.and_then(|v| self.template(v, "container"));
+                let command = command.and_then(|v| self.command(v, "command"));
+                let user = find(table, "user").and_then(|v| self.template(v, "user"));
+                let workdir = find(table, "workdir").and_then(|v| self.template(v, "workdir"));
+                let stdout = find(table, "stdout").and_then(|v| self.template(v, "stdout"));
+                let expect_output = find(table, "expect_output").and_then(|v| self.regex(v));
+                Some(Action::DockerExec(DockerExecAction {
+                    container: container?,
+                    command: command?,
+                    user,
+                    workdir,
+                    stdout,
+                    expect_output,
+                }))
+            }
+            "http-probe" => {
+                let url = required(self, "url", "\"http://localhost:3000/up\"");
+                let url = url.and_then(|v| self.template(v, "url"));
+                let container = find(table, "container").and_then(|v| self.template(v, "container"));
+                let host_url = find(table, "host_url").and_then(|v| self.template(v, "host_url"));
+                let expect_status = find(table, "expect_status")
+                    .and_then(|v| self.integer(v, "expect_status", (100, 599)))
+                    .and_then(|n| u16::try_from(n.value).ok().map(|s| Sp::new(s, n.span)));
+                let expect_body = find(table, "expect_body").and_then(|v| self.string(v, "expect_body"));
+                Some(Action::HttpProbe(HttpProbeAction {
+                    url: url?,
+                    container,
+                    host_url,
+                    expect_status,
+                    expect_body,
+                }))
+            }
+            "maintenance-toggle" => {
+                let state = required(self, "state", "\"on\"");
+                let state = state.and_then(|v| self.choice(v, "state", &[("on", Toggle::On), ("off", Toggle::Off)]));
+                Some(Action::MaintenanceToggle(ToggleAction { state: state? }))
+            }
+            _ => None,
+        }
+    }
+
+    fn regex(&mut self, value: &Value<'_>) -> Option<Sp<String>> {
+        let s = self.string(value, "expect_output")?;
+        if let Err(e) = regex::Regex::new(&s.value) {
+            let detail = e.to_string();
+            let last = detail.lines().last().unwrap_or("invalid").trim().to_owned();
+            self.error(
+                PlanDiagnostic::error("runner::bad-regex", "`expect_output` is not a valid regular expression")
+                    .label(s.span, last)
+                    .help("see https://docs.rs/regex/latest/regex/#syntax; escape special characters with `\\\\`"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+}
+
+fn kind_fields(kind: &str) -> &'static [&'static str] {
+    KINDS.iter().find(|(k, _)| *k == kind).map_or(&[], |(_, f)| *f)
+}
+
+/// Explains a field that belongs to another kind than the step's.
+fn other_kind_field(field: &str, kind: &str) -> Option<(&'static str, String)> {
+    let owners: Vec<&str> = KINDS
+        .iter()
+        .filter(|(_, fields)| fields.contains(&field))
+        .map(|(k, _)| *k)
+        .collect();
+    if owners.is_empty() {
+        return None;
+    }
+    Some((
+        "runner::wrong-kind-field",
+        format!(
+            "`{field}` is not a field of a `{kind}` step (it belongs to {})",
+            owners.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
+        ),
+    ))
+}

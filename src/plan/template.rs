@@ -1,0 +1,317 @@
+//! `{{ name }}` templates in plan strings.
+//!
+//! A template is parsed once, when the plan is loaded, into literal text and
+//! references. Rendering inserts values in one of two ways: verbatim in an argv
+//! element, shell-quoted in a string that `sh -c` will read, so no value can become
+//! a command. Text such as docker's Go templates (`{{.State.Status}}`, `{{json .}}`)
+//! is not a reference and passes through untouched.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+use super::diagnostic::Span;
+
+/// What a reference names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Name {
+    /// A `[vars]` entry or a `--var`.
+    Var(String),
+    /// `{{ run.id }}`: the id of the run.
+    RunId,
+    /// `{{ plan.dir }}`: the absolute folder of the plan file.
+    PlanDir,
+    /// `{{ docker }}`: the docker command, e.g. `docker` or `sudo -n docker`.
+    Docker,
+    /// `{{ steps.ID.output }}`: the captured, trimmed stdout of an earlier step.
+    StepOutput(String),
+}
+
+impl Name {
+    fn parse(text: &str) -> Self {
+        match text {
+            "run.id" => Name::RunId,
+            "plan.dir" => Name::PlanDir,
+            "docker" => Name::Docker,
+            _ => match text
+                .strip_prefix("steps.")
+                .and_then(|rest| rest.strip_suffix(".output"))
+            {
+                Some(id) if !id.is_empty() => Name::StepOutput(id.to_owned()),
+                _ => Name::Var(text.to_owned()),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    Ref {
+        name: Name,
+        /// The name as written, e.g. `steps.rev.output`.
+        text: String,
+        /// Where the whole `{{ … }}` stands in the plan.
+        span: Span,
+    },
+}
+
+/// A parsed template string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub raw: String,
+    pub parts: Vec<Part>,
+}
+
+impl JsonSchema for Template {
+    fn schema_name() -> Cow<'static, str> {
+        "Template".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "Text that may use {{ var }}, {{ run.id }}, {{ plan.dir }}, {{ docker }} and {{ steps.ID.output }}."
+        })
+    }
+}
+
+/// A value a reference resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Text(String),
+    /// A command of several words (`{{ docker }}`): each word is quoted on its own.
+    Words(Vec<String>),
+}
+
+/// Where a template is inserted, which decides how values are quoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// An argv element or a plain value: inserted as is.
+    Verbatim,
+    /// Text that `sh -c` reads: every value is shell-quoted.
+    Shell,
+}
+
+impl Template {
+    /// Parses `raw`. `origin` is the byte offset of `raw`'s first character in the
+    /// plan when the TOML string maps one-to-one onto its source (no escapes); else
+    /// references point at `whole`, the span of the entire value.
+    pub fn parse(raw: &str, origin: Option<usize>, whole: &Span) -> Self {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = raw;
+        let mut offset = 0;
+        while let Some(open) = rest.find("{{") {
+            let Some(close) = rest[open + 2..].find("}}") else {
+                break;
+            };
+            let inner = &rest[open + 2..open + 2 + close];
+            let name = inner.trim();
+            let end = open + 2 + close + 2;
+            if is_reference(name) {
+                text.push_str(&rest[..open]);
+                if !text.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                }
+                let span = origin.map_or_else(
+                    || whole.clone(),
+                    |o| o + offset + open..o + offset + end,
+                );
+                parts.push(Part::Ref {
+                    name: Name::parse(name),
+                    text: name.to_owned(),
+                    span,
+                });
+            } else {
+                text.push_str(&rest[..end]);
+            }
+            rest = &rest[end..];
+            offset += end;
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Self {
+            raw: raw.to_owned(),
+            parts,
+        }
+    }
+
+    /// A template of plain text (for values built by runner itself).
+    pub fn literal(text: &str) -> Self {
+        Self {
+            raw: text.to_owned(),
+            parts: vec![Part::Text(text.to_owned())],
+        }
+    }
+
+    pub fn refs(&self) -> impl Iterator<Item = (&Name, &str, &Span)> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Ref { name, text, span } => Some((name, text.as_str(), span)),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// The template is exactly one reference, e.g. `"{{ docker }}"`.
+    pub fn as_single_ref(&self) -> Option<&Name> {
+        match self.parts.as_slice() {
+            [Part::Ref { name, .. }] => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Renders with values from `lookup`. References were checked when the plan was
+    /// loaded, so a name `lookup` does not know is a bug; it is kept as written.
+    pub fn render(&self, context: Context, lookup: &dyn Fn(&Name) -> Option<Value>) -> String {
+        let mut out = String::with_capacity(self.raw.len());
+        let mut quote = Quote::None;
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => {
+                    quote = quote.after(text);
+                    out.push_str(text);
+                }
+                Part::Ref { name, text, .. } => match (lookup(name), context) {
+                    (Some(Value::Text(value)), Context::Verbatim) => out.push_str(&value),
+                    (Some(Value::Words(words)), Context::Verbatim) => out.push_str(&words.join(" ")),
+                    (Some(Value::Text(value)), Context::Shell) => quote.insert(&mut out, &shell_quote(&value), &value),
+                    (Some(Value::Words(words)), Context::Shell) => {
+                        quote.insert(&mut out, &shell_join(&words), &words.join(" "));
+                    }
+                    (None, _) => {
+                        out.push_str("{{ ");
+                        out.push_str(text);
+                        out.push_str(" }}");
+                    }
+                },
+            }
+        }
+        out
+    }
+}
+
+/// The quoting `sh` is in at a point of a script, so a value inserted there stays
+/// one literal piece of text: `echo '{{ v }}'` and `echo "{{ v }}"` are as safe as
+/// `echo {{ v }}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quote {
+    None,
+    Single,
+    Double,
+}
+
+impl Quote {
+    /// The state after the shell reads `text` from this state.
+    fn after(self, text: &str) -> Self {
+        let mut state = self;
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            state = match (state, c) {
+                (Quote::None, '\\') | (Quote::Double, '\\') => {
+                    chars.next();
+                    state
+                }
+                (Quote::None, '\'') => Quote::Single,
+                (Quote::None, '"') => Quote::Double,
+                (Quote::Single, '\'') | (Quote::Double, '"') => Quote::None,
+                _ => state,
+            };
+        }
+        state
+    }
+
+    /// Inserts a value: `quoted` is its shell-quoted form, `raw` the plain text.
+    fn insert(self, out: &mut String, quoted: &str, raw: &str) {
+        match self {
+            Quote::None => out.push_str(quoted),
+            // Close the quote, add the quoted value, reopen: one word for sh.
+            Quote::Single => {
+                out.push('\'');
+                out.push_str(quoted);
+                out.push('\'');
+            }
+            Quote::Double => {
+                for c in raw.chars() {
+                    if matches!(c, '"' | '\\' | '$' | '`') {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+            }
+        }
+    }
+}
+
+fn is_reference(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Quotes one word for `sh`. Plan values cannot hold NUL (the loader rejects it), the
+/// only thing shlex refuses; should one slip through, it is dropped, never unquoted.
+pub fn shell_quote(word: &str) -> Cow<'_, str> {
+    match shlex::try_quote(word) {
+        Ok(quoted) => quoted,
+        Err(_) => Cow::Owned(shlex::try_quote(&word.replace('\0', "")).map_or_else(|_| "''".to_owned(), Cow::into_owned)),
+    }
+}
+
+/// Joins words into one shell command line, each quoted.
+pub fn shell_join<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(name: &Name) -> Option<Value> {
+        match name {
+            Name::Var(v) if v == "app" => Some(Value::Text("x; rm -rf /".into())),
+            Name::Docker => Some(Value::Words(vec!["sudo".into(), "-n".into(), "docker".into()])),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn parses_references_and_keeps_go_templates() {
+        let t = Template::parse("a {{ app }} {{.State.Status}} {{json .}} {{docker}}", Some(10), &(0..1));
+        let refs: Vec<_> = t.refs().map(|(n, _, s)| (n.clone(), s.clone())).collect();
+        assert_eq!(refs, vec![(Name::Var("app".into()), 12..21), (Name::Docker, 51..61)]);
+        assert_eq!(
+            t.render(Context::Verbatim, &lookup),
+            "a x; rm -rf / {{.State.Status}} {{json .}} sudo -n docker"
+        );
+    }
+
+    #[test]
+    fn shell_context_quotes_every_value() {
+        let t = Template::parse("echo {{ app }} && {{ docker }} ps", None, &(0..1));
+        assert_eq!(t.render(Context::Shell, &lookup), "echo 'x; rm -rf /' && sudo -n docker ps");
+    }
+
+    #[test]
+    fn values_inside_quotes_stay_literal() {
+        let single = Template::parse("echo 'deploy {{ app }} done'", None, &(0..1));
+        assert_eq!(single.render(Context::Shell, &lookup), "echo 'deploy ''x; rm -rf /'' done'");
+        let double = Template::parse("echo \"deploy {{ app }}\"", None, &(0..1));
+        assert_eq!(double.render(Context::Shell, &lookup), "echo \"deploy x; rm -rf /\"");
+    }
+
+    #[test]
+    fn builtin_names() {
+        assert_eq!(Name::parse("steps.rev.output"), Name::StepOutput("rev".into()));
+        assert_eq!(Name::parse("steps..output"), Name::Var("steps..output".into()));
+        assert_eq!(Name::parse("run.id"), Name::RunId);
+        assert_eq!(Name::parse("steps.output"), Name::Var("steps.output".into()));
+    }
+}

@@ -1,0 +1,421 @@
+//! Checks across the plan: variables, needs, cycles, phases, templates.
+
+use indexmap::IndexMap;
+
+use super::diagnostic::PlanDiagnostic;
+use super::model::{Action, Command, HookDef, MaintenanceSection, PlanFile, Policy, Sp, StepDef, SudoMode, VarDef, When};
+use super::reader::{RESERVED_NAMES, suggest};
+use super::template::{Name, Template};
+use super::{
+    DEFAULT_BACKOFF, DEFAULT_JOBS, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, Hook, Inputs, Settings, Step, Var,
+    VarOrigin,
+};
+use crate::graph::Dag;
+
+pub(super) struct Checked {
+    pub name: String,
+    pub jobs: u32,
+    pub sudo: SudoMode,
+    pub vars: IndexMap<String, Var>,
+    pub maintenance: Option<MaintenanceSection>,
+    pub steps: Vec<Step>,
+    pub dag: Dag,
+}
+
+pub(super) fn check(file: PlanFile, inputs: &Inputs<'_>, diags: &mut Vec<PlanDiagnostic>) -> Option<Checked> {
+    let vars = resolve_vars(&file, inputs, diags);
+    let ids: Vec<&str> = file.steps.keys().map(String::as_str).collect();
+    let needs = resolve_needs(&file, &ids, diags);
+    check_phases(&file, &needs, diags);
+    check_maintenance(&file, diags);
+
+    let dag = match Dag::build(needs.clone()) {
+        Ok(dag) => Some(dag),
+        Err(cycles) => {
+            for cycle in cycles {
+                diags.push(cycle_diagnostic(&file, &ids, &cycle));
+            }
+            None
+        }
+    };
+    check_templates(&file, &vars, dag.as_ref(), diags);
+    let dag = dag?;
+    for redundant in dag.redundant_needs() {
+        let step = &file.steps[redundant.step];
+        let (id, need, via) = (ids[redundant.step], ids[redundant.need], ids[redundant.via]);
+        if let Some(entry) = step.needs.iter().find(|n| n.value == need) {
+            diags.push(
+                PlanDiagnostic::warning(
+                    "runner::redundant-need",
+                    format!("`{id}` needs `{need}` already through `{via}`"),
+                )
+                .label(entry.span.clone(), "implied by another need")
+                .help(format!("remove `{need}` from the `needs` of `{id}`: `{via}` cannot start before it")),
+            );
+        }
+    }
+
+    let defaults = settings(&file.defaults, None);
+    let steps = file
+        .steps
+        .into_iter()
+        .zip(needs)
+        .map(|((id, def), needs)| step(id, def, needs, &defaults))
+        .collect();
+    Some(Checked {
+        name: file.plan.name.value,
+        jobs: file.plan.jobs.map_or(DEFAULT_JOBS, |j| j.value),
+        sudo: file.docker.sudo,
+        vars,
+        maintenance: file.maintenance,
+        steps,
+        dag,
+    })
+}
+
+fn settings(policy: &Policy, defaults: Option<&Settings>) -> Settings {
+    let base = defaults.copied().unwrap_or(Settings {
+        timeout: DEFAULT_TIMEOUT,
+        retries: 0,
+        retry_delay: DEFAULT_RETRY_DELAY,
+        backoff: DEFAULT_BACKOFF,
+    });
+    Settings {
+        timeout: policy.timeout.as_ref().map_or(base.timeout, |t| t.value.0),
+        retries: policy.retries.as_ref().map_or(base.retries, |r| r.value),
+        retry_delay: policy.retry_delay.as_ref().map_or(base.retry_delay, |d| d.value.0),
+        backoff: policy.backoff.as_ref().map_or(base.backoff, |b| b.value),
+    }
+}
+
+fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Step {
+    let rollback = def.rollback.map(|hook| {
+        let settings = settings(&hook.policy, Some(defaults));
+        Hook::from_def(hook, settings)
+    });
+    Step {
+        id,
+        description: def.description.map(|d| d.value),
+        settings: settings(&def.policy, Some(defaults)),
+        action: def.action,
+        needs,
+        when: def.when.map_or(When::Success, |w| w.value),
+        env: def.env.into_iter().map(|(k, v)| (k, v.value)).collect(),
+        rollback,
+    }
+}
+
+fn resolve_vars(file: &PlanFile, inputs: &Inputs<'_>, diags: &mut Vec<PlanDiagnostic>) -> IndexMap<String, Var> {
+    let mut vars = IndexMap::new();
+    for (name, def) in &file.vars {
+        let overridden = inputs.vars.iter().any(|(k, _)| k == name);
+        let var = match def {
+            VarDef::Literal(value) => Var {
+                value: value.value.clone(),
+                secret: false,
+                origin: VarOrigin::Plan,
+            },
+            VarDef::Env(env) => match (inputs.env)(&env.env.value) {
+                Some(value) => Var {
+                    value,
+                    secret: env.secret,
+                    origin: VarOrigin::Env(env.env.value.clone()),
+                },
+                None => match &env.default {
+                    Some(default) => Var {
+                        value: default.value.clone(),
+                        secret: env.secret,
+                        origin: VarOrigin::EnvDefault(env.env.value.clone()),
+                    },
+                    None if overridden => Var {
+                        value: String::new(),
+                        secret: env.secret,
+                        origin: VarOrigin::CommandLine,
+                    },
+                    None => {
+                        let var = &env.env.value;
+                        diags.push(
+                            PlanDiagnostic::error(
+                                "runner::env-unset",
+                                format!("variable `{name}` reads the environment variable `{var}`, which is not set"),
+                            )
+                            .label(env.env.span.clone(), format!("`{var}` is not set"))
+                            .help(format!(
+                                "export {var}=... before running, pass `--var {name}=...`, or give `{name}` a `default`"
+                            )),
+                        );
+                        continue;
+                    }
+                },
+            },
+        };
+        vars.insert(name.clone(), var);
+    }
+    for (name, value) in inputs.vars {
+        let secret = vars.get(name).is_some_and(|v| v.secret);
+        vars.insert(
+            name.clone(),
+            Var {
+                value: value.clone(),
+                secret,
+                origin: VarOrigin::CommandLine,
+            },
+        );
+    }
+    vars
+}
+
+fn resolve_needs(file: &PlanFile, ids: &[&str], diags: &mut Vec<PlanDiagnostic>) -> Vec<Vec<usize>> {
+    let index: std::collections::HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for (i, (id, step)) in file.steps.iter().enumerate() {
+        let mut needs = Vec::with_capacity(step.needs.len());
+        for need in &step.needs {
+            match index.get(need.value.as_str()) {
+                Some(&n) if n == i => diags.push(
+                    PlanDiagnostic::error("runner::self-need", format!("step `{id}` needs itself"))
+                        .label(need.span.clone(), "a step cannot wait for itself")
+                        .help(format!("remove `{id}` from its own `needs`")),
+                ),
+                Some(&n) if needs.contains(&n) => diags.push(
+                    PlanDiagnostic::warning("runner::duplicate-need", format!("`{id}` lists `{}` twice in `needs`", need.value))
+                        .label(need.span.clone(), "listed again")
+                        .help("remove the second entry"),
+                ),
+                Some(&n) => needs.push(n),
+                None => {
+                    let help = match suggest(&need.value, ids.iter().copied()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("the steps are {}", ids.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
+                    };
+                    diags.push(
+                        PlanDiagnostic::error(
+                            "runner::unknown-need",
+                            format!("step `{id}` needs `{}`, which is not a step of this plan", need.value),
+                        )
+                        .label(need.span.clone(), "no such step")
+                        .help(help),
+                    );
+                }
+            }
+        }
+        out.push(needs);
+    }
+    out
+}
+
+fn when_of(step: &StepDef) -> When {
+    step.when.as_ref().map_or(When::Success, |w| w.value)
+}
+
+/// `failure`/`always` steps run after the plan; they can only order among
+/// themselves, and plan steps cannot wait for them.
+fn check_phases(file: &PlanFile, needs: &[Vec<usize>], diags: &mut Vec<PlanDiagnostic>) {
+    let steps: Vec<(&String, &StepDef)> = file.steps.iter().collect();
+    for (i, (id, step)) in steps.iter().enumerate() {
+        let when = when_of(step);
+        for &n in &needs[i] {
+            let (need_id, need) = steps[n];
+            let need_when = when_of(need);
+            let after_run = |w: When| w != When::Success;
+            if after_run(when) == after_run(need_when) {
+                continue;
+            }
+            let Some(entry) = step.needs.iter().find(|e| &e.value == need_id) else { continue };
+            let (message, help) = if after_run(when) {
+                (
+                    format!("`{id}` (when = \"{}\") cannot need `{need_id}`, a step of the plan", when.as_str()),
+                    "`failure` and `always` steps run after the whole plan (and its rollback); their `needs` can only order them among themselves".to_owned(),
+                )
+            } else {
+                (
+                    format!("`{id}` cannot need `{need_id}`, which runs after the plan (when = \"{}\")", need_when.as_str()),
+                    format!("remove `{need_id}` from the `needs` of `{id}`, or make `{need_id}` a plain step"),
+                )
+            };
+            diags.push(
+                PlanDiagnostic::error("runner::phase-need", message)
+                    .label(entry.span.clone(), "needs a step of the other phase")
+                    .help(help),
+            );
+        }
+    }
+}
+
+fn check_maintenance(file: &PlanFile, diags: &mut Vec<PlanDiagnostic>) {
+    if file.maintenance.is_some() {
+        return;
+    }
+    let hooks = file.steps.values().filter_map(|s| s.rollback.as_ref().map(|h| (&h.action, &h.kind_span)));
+    let steps = file.steps.values().map(|s| (&s.action, &s.kind_span));
+    for (action, span) in steps.chain(hooks) {
+        if matches!(action, Action::MaintenanceToggle(_)) {
+            diags.push(
+                PlanDiagnostic::error("runner::no-maintenance", "a `maintenance-toggle` needs a `[maintenance]` section")
+                    .label(span.clone(), "toggles maintenance")
+                    .help("add `[maintenance]` with `container`, `on`, `off` and `status`: the commands that switch this app's maintenance mode"),
+            );
+        }
+    }
+}
+
+fn cycle_diagnostic(file: &PlanFile, ids: &[&str], cycle: &[usize]) -> PlanDiagnostic {
+    let mut path: Vec<&str> = cycle.iter().map(|&s| ids[s]).collect();
+    path.push(ids[cycle[0]]);
+    let mut diagnostic = PlanDiagnostic::error("runner::cycle", format!("the steps form a cycle: {}", path.join(" -> ")))
+        .help("steps wait for their `needs`, so a cycle never starts; remove one of the labelled needs");
+    for (k, &s) in cycle.iter().enumerate() {
+        let next = ids[cycle[(k + 1) % cycle.len()]];
+        if let Some(entry) = file.steps[s].needs.iter().find(|n| n.value == next) {
+            diagnostic = diagnostic.label(entry.span.clone(), format!("`{}` needs `{next}`", ids[s]));
+        }
+    }
+    diagnostic
+}
+
+/// Every template of a step's action and environment.
+fn action_templates<'a>(action: &'a Action, env: &'a IndexMap<String, Sp<Template>>) -> Vec<&'a Sp<Template>> {
+    let mut out: Vec<&Sp<Template>> = Vec::new();
+    let command = |c: &'a Command, out: &mut Vec<&'a Sp<Template>>| match c {
+        Command::Argv(argv) => out.extend(argv),
+        Command::Shell(s) => out.push(s),
+    };
+    match action {
+        Action::Shell(a) => out.extend([Some(&a.run), a.dir.as_ref()].into_iter().flatten()),
+        Action::DockerExec(a) => {
+            out.push(&a.container);
+            command(&a.command.value, &mut out);
+            out.extend([a.user.as_ref(), a.workdir.as_ref(), a.stdout.as_ref()].into_iter().flatten());
+        }
+        Action::HttpProbe(a) => out.extend([Some(&a.url), a.container.as_ref(), a.host_url.as_ref()].into_iter().flatten()),
+        Action::MaintenanceToggle(_) => {}
+    }
+    out.extend(env.values());
+    out
+}
+
+/// Where a template stands, which decides what it may reference.
+#[derive(Clone, Copy)]
+enum Place {
+    Maintenance,
+    Step(usize),
+    Hook(usize),
+}
+
+fn check_templates(file: &PlanFile, vars: &IndexMap<String, Var>, dag: Option<&Dag>, diags: &mut Vec<PlanDiagnostic>) {
+    let check = |template: &Sp<Template>, place: Place, diags: &mut Vec<PlanDiagnostic>| {
+        for (name, text, span) in template.value.refs() {
+            if let Some(d) = check_ref(file, vars, dag, name, text, span, place) {
+                diags.push(d);
+            }
+        }
+    };
+    if let Some(m) = &file.maintenance {
+        let mut templates = vec![&m.container];
+        templates.extend(m.user.as_ref());
+        for c in [&m.on, &m.off, &m.status] {
+            match &c.value {
+                Command::Argv(argv) => templates.extend(argv),
+                Command::Shell(s) => templates.push(s),
+            }
+        }
+        for t in templates {
+            check(t, Place::Maintenance, diags);
+        }
+    }
+    for (i, step) in file.steps.values().enumerate() {
+        for t in action_templates(&step.action, &step.env) {
+            check(t, Place::Step(i), diags);
+        }
+        if let Some(HookDef { action, env, .. }) = &step.rollback {
+            for t in action_templates(action, env) {
+                check(t, Place::Hook(i), diags);
+            }
+        }
+    }
+}
+
+fn check_ref(
+    file: &PlanFile,
+    vars: &IndexMap<String, Var>,
+    dag: Option<&Dag>,
+    name: &Name,
+    text: &str,
+    span: &super::Span,
+    place: Place,
+) -> Option<PlanDiagnostic> {
+    match name {
+        Name::RunId | Name::PlanDir | Name::Docker => None,
+        Name::Var(var) if vars.contains_key(var) || file.vars.contains_key(var) => None,
+        Name::Var(var) => {
+            let known = vars.keys().map(String::as_str).chain(["run.id", "plan.dir", "docker"]);
+            let help = match suggest(var, known) {
+                Some(close) => format!("did you mean `{{{{ {close} }}}}`?"),
+                None => format!(
+                    "declare it in `[vars]` or pass `--var {var}=...`; built in: {}, `steps.ID.output`",
+                    RESERVED_NAMES
+                        .iter()
+                        .filter(|n| **n != "steps")
+                        .map(|n| match *n {
+                            "run" => "`run.id`",
+                            "plan" => "`plan.dir`",
+                            _ => "`docker`",
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            Some(
+                PlanDiagnostic::error("runner::unknown-template", format!("unknown template name `{text}`"))
+                    .label(span.clone(), "not a variable")
+                    .help(help),
+            )
+        }
+        Name::StepOutput(id) => {
+            let ids: Vec<&str> = file.steps.keys().map(String::as_str).collect();
+            let Some(target) = file.steps.get_index_of(id) else {
+                let help = match suggest(id, ids.iter().copied()) {
+                    Some(close) => format!("did you mean `{{{{ steps.{close}.output }}}}`?"),
+                    None => "name a step of this plan that has `capture = true`".to_owned(),
+                };
+                return Some(
+                    PlanDiagnostic::error("runner::unknown-template", format!("`{text}` names no step of this plan"))
+                        .label(span.clone(), "no such step")
+                        .help(help),
+                );
+            };
+            let (at, here) = match place {
+                Place::Maintenance => {
+                    return Some(
+                        PlanDiagnostic::error("runner::output-not-ancestor", format!("`{text}` cannot be used in `[maintenance]`"))
+                            .label(span.clone(), "no step output here")
+                            .help("the maintenance commands also run outside any plan (`runner maintenance on`); use a variable instead"),
+                    );
+                }
+                Place::Step(i) => (i, false),
+                Place::Hook(i) => (i, true),
+            };
+            let captures = matches!(&file.steps[target].action, Action::Shell(s) if s.capture);
+            if !captures {
+                return Some(
+                    PlanDiagnostic::error("runner::output-not-captured", format!("step `{id}` does not capture its output"))
+                        .label(span.clone(), "nothing captured")
+                        .help(format!("set `capture = true` on the `shell` step `{id}`")),
+                );
+            }
+            let reachable = (here && target == at) || dag.is_none_or(|d| d.is_ancestor(target, at));
+            if reachable {
+                return None;
+            }
+            let at_id = ids[at];
+            Some(
+                PlanDiagnostic::error(
+                    "runner::output-not-ancestor",
+                    format!("`{at_id}` reads the output of `{id}`, which it does not need"),
+                )
+                .label(span.clone(), format!("`{id}` may not have run yet"))
+                .help(format!("add `{id}` to the `needs` of `{at_id}` (directly or through another step)")),
+            )
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! `apply --plan-only`: what `apply` would do, step by step, without doing it.
+//!
+//! The preview is built once as a serialisable document; the text view and the
+//! JSON view (`--output json`) both render that document, so they cannot disagree.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::docker::Docker;
+use crate::kinds::{Operation, Scope, operations};
+use crate::plan::model::When;
+use crate::plan::{Hook, Plan, Settings, Step, VarOrigin};
+
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub plan: String,
+    pub file: String,
+    /// Always false: a preview executes nothing.
+    pub executes: bool,
+    pub docker: Docker,
+    pub jobs: u32,
+    pub vars: Vec<VarView>,
+    /// The plan's steps, by wave: a step's wave is one more than its deepest need.
+    pub waves: Vec<Vec<StepView>>,
+    /// `when = "failure"` / `"always"` steps, in order, after the plan and its rollback.
+    pub after_run: Vec<StepView>,
+    /// The longest chain of needs.
+    pub critical_path: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VarView {
+    pub name: String,
+    pub value: String,
+    pub secret: bool,
+    pub source: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepView {
+    pub id: String,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub needs: Vec<String>,
+    pub when: When,
+    pub settings: SettingsView,
+    pub operations: Vec<Operation>,
+    pub rollback: Option<HookView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HookView {
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub settings: SettingsView,
+    pub operations: Vec<Operation>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SettingsView {
+    pub timeout: String,
+    pub timeout_ms: u128,
+    pub retries: u32,
+    pub retry_delay: String,
+    pub retry_delay_ms: u128,
+    pub backoff: f64,
+}
+
+impl From<&Settings> for SettingsView {
+    fn from(s: &Settings) -> Self {
+        Self {
+            timeout: humantime::format_duration(s.timeout).to_string(),
+            timeout_ms: s.timeout.as_millis(),
+            retries: s.retries,
+            retry_delay: humantime::format_duration(s.retry_delay).to_string(),
+            retry_delay_ms: s.retry_delay.as_millis(),
+            backoff: s.backoff,
+        }
+    }
+}
+
+impl SettingsView {
+    fn summary(&self) -> String {
+        let retries = match self.retries {
+            0 => "no retries".to_owned(),
+            n => format!(
+                "{n} {} after {}{}",
+                if n == 1 { "retry" } else { "retries" },
+                self.retry_delay,
+                if (self.backoff - 1.0).abs() < f64::EPSILON || n == 1 {
+                    String::new()
+                } else {
+                    format!(", ×{} each time", self.backoff)
+                }
+            ),
+        };
+        format!("timeout {} · {retries}", self.timeout)
+    }
+}
+
+pub fn build(plan: &Plan, docker: Docker) -> Preview {
+    let no_output = |_: &str| None;
+    let scope = Scope {
+        plan,
+        docker: &docker.command,
+        mask_secrets: true,
+        run_id: None,
+        output: &no_output,
+    };
+    let view = |step: &Step| StepView {
+        id: step.id.clone(),
+        kind: step.action.kind(),
+        description: step.description.clone(),
+        needs: step.needs.iter().map(|&n| plan.steps[n].id.clone()).collect(),
+        when: step.when,
+        settings: (&step.settings).into(),
+        operations: operations(&step.action, &step.env, &scope),
+        rollback: step.rollback.as_ref().map(|hook: &Hook| HookView {
+            kind: hook.action.kind(),
+            description: hook.description.clone(),
+            settings: (&hook.settings).into(),
+            operations: operations(&hook.action, &hook.env, &scope),
+        }),
+    };
+    let mut waves: Vec<Vec<StepView>> = Vec::new();
+    let mut after_run = Vec::new();
+    for &s in &plan.dag.order {
+        let step = &plan.steps[s];
+        if step.when == When::Success {
+            let wave = plan.dag.wave[s];
+            if waves.len() <= wave {
+                waves.resize_with(wave + 1, Vec::new);
+            }
+            waves[wave].push(view(step));
+        } else {
+            after_run.push(view(step));
+        }
+    }
+    waves.retain(|w| !w.is_empty());
+    let critical_path = plan
+        .dag
+        .critical_path(|s| plan.steps[s].when == When::Success)
+        .into_iter()
+        .map(|s| plan.steps[s].id.clone())
+        .collect();
+    let vars = plan
+        .vars
+        .iter()
+        .map(|(name, var)| VarView {
+            name: name.clone(),
+            value: if var.secret { crate::kinds::MASK.to_owned() } else { var.value.clone() },
+            secret: var.secret,
+            source: match &var.origin {
+                VarOrigin::Plan => "plan".to_owned(),
+                VarOrigin::Env(e) => format!("${e}"),
+                VarOrigin::EnvDefault(e) => format!("default (${e} is unset)"),
+                VarOrigin::CommandLine => "--var".to_owned(),
+            },
+        })
+        .collect();
+    Preview {
+        plan: plan.name.clone(),
+        file: plan.path.display().to_string(),
+        executes: false,
+        jobs: plan.jobs,
+        docker,
+        vars,
+        waves,
+        after_run,
+        critical_path,
+    }
+}
+
+impl Preview {
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let steps: usize = self.waves.iter().map(Vec::len).sum::<usize>() + self.after_run.len();
+        let _ = writeln!(out, "Plan \"{}\" ({}): preview only, nothing is run", self.plan, self.file);
+        let _ = writeln!(
+            out,
+            "{} in {}, up to {} at once",
+            crate::plan::diagnostic::plural(steps, "step"),
+            crate::plan::diagnostic::plural(self.waves.len(), "wave"),
+            self.jobs
+        );
+        let docker = crate::plan::template::shell_join(&self.docker.command);
+        if self.docker.available {
+            let _ = writeln!(out, "Docker: {docker} ({})", self.docker.reason);
+        } else {
+            let _ = writeln!(out, "Docker: unavailable: {}; apply would stop before any step (exit 4)", self.docker.reason);
+            for probe in &self.docker.tried {
+                let _ = writeln!(out, "  tried `{}`: {}", probe.command, probe.result);
+            }
+            if let Some(help) = &self.docker.help {
+                let _ = writeln!(out, "  help: {help}");
+            }
+            let _ = writeln!(out, "  (commands below show `{docker}`)");
+        }
+        if !self.vars.is_empty() {
+            let _ = writeln!(out, "\nVariables");
+            for var in &self.vars {
+                let _ = writeln!(out, "  {} = {}  ({})", var.name, var.value, var.source);
+            }
+        }
+        for (i, wave) in self.waves.iter().enumerate() {
+            let _ = writeln!(out, "\nWave {}", i + 1);
+            for step in wave {
+                step_text(&mut out, step);
+            }
+        }
+        if !self.after_run.is_empty() {
+            let _ = writeln!(out, "\nAfter the run (and its rollback)");
+            for step in &self.after_run {
+                step_text(&mut out, step);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nCritical path ({}): {}",
+            crate::plan::diagnostic::plural(self.critical_path.len(), "step"),
+            self.critical_path.join(" -> ")
+        );
+        let _ = writeln!(
+            out,
+            "On failure: nothing new starts, running steps finish, then the rollback hooks of the \
+             succeeded steps run in reverse order of completion, then the `failure`/`always` steps."
+        );
+        out
+    }
+}
+
+fn step_text(out: &mut String, step: &StepView) {
+    let mut head = format!("  {} [{}]", step.id, step.kind);
+    if !step.needs.is_empty() {
+        head.push_str(&format!(" needs {}", step.needs.join(", ")));
+    }
+    if step.when != When::Success {
+        head.push_str(&format!(" when {}", step.when.as_str()));
+    }
+    let _ = writeln!(out, "{head}");
+    if let Some(description) = &step.description {
+        let _ = writeln!(out, "      {description}");
+    }
+    operations_text(out, &step.operations, "      ");
+    let _ = writeln!(out, "      {}", step.settings.summary());
+    match &step.rollback {
+        None => {
+            let _ = writeln!(out, "      rollback: none");
+        }
+        Some(hook) => {
+            let _ = writeln!(
+                out,
+                "      rollback [{}]{}",
+                hook.kind,
+                hook.description.as_ref().map_or_else(String::new, |d| format!(": {d}"))
+            );
+            operations_text(out, &hook.operations, "        ");
+            let _ = writeln!(out, "        {}", hook.settings.summary());
+        }
+    }
+}
+
+fn operations_text(out: &mut String, operations: &[Operation], indent: &str) {
+    for op in operations {
+        let _ = writeln!(out, "{indent}{}: {}", op.label, op.display);
+        for note in &op.notes {
+            let _ = writeln!(out, "{indent}  {note}");
+        }
+    }
+}
