@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "runner", version, about = "Deploy dockerised apps from a declarative TOML plan")]
+#[command(
+    name = "runner",
+    version,
+    about = "Deploy dockerised apps from a declarative TOML plan"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -64,7 +68,9 @@ fn parse_var(arg: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("`{arg}` is not KEY=VALUE"))?;
     if !crate::plan::reader::is_plain_name(key) {
-        return Err(format!("`{key}` is not a variable name (letters, digits, `-`, `_`)"));
+        return Err(format!(
+            "`{key}` is not a variable name (letters, digits, `-`, `_`)"
+        ));
     }
     if crate::plan::reader::RESERVED_NAMES.contains(&key) {
         return Err(format!("`{key}` is a built-in template name"));

@@ -100,8 +100,15 @@ fn probe(words: &[String]) -> Outcome {
             if output.status.success() && !stdout.is_empty() {
                 Outcome::Answered(stdout)
             } else {
-                let line = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output").to_owned();
-                let code = output.status.code().map_or_else(|| "killed".to_owned(), |c| format!("exit {c}"));
+                let line = stderr
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("no output")
+                    .to_owned();
+                let code = output
+                    .status
+                    .code()
+                    .map_or_else(|| "killed".to_owned(), |c| format!("exit {c}"));
                 Outcome::Failed(classify(&stderr), format!("{line} ({code})"))
             }
         }
@@ -117,9 +124,14 @@ fn probe(words: &[String]) -> Outcome {
 }
 
 pub fn sudo_words() -> Vec<String> {
-    ["sudo", "-n", &format!("--preserve-env={SUDO_PRESERVE}"), "docker"]
-        .map(str::to_owned)
-        .to_vec()
+    [
+        "sudo",
+        "-n",
+        &format!("--preserve-env={SUDO_PRESERVE}"),
+        "docker",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 fn display(words: &[String]) -> String {
@@ -148,12 +160,18 @@ pub fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker {
         outcome
     };
 
-    if let Some(words) = docker_cmd_env.as_deref().and_then(shlex::split).filter(|w| !w.is_empty()) {
+    if let Some(words) = docker_cmd_env
+        .as_deref()
+        .and_then(shlex::split)
+        .filter(|w| !w.is_empty())
+    {
         let outcome = run(&words, &mut tried);
         let available = matches!(outcome, Outcome::Answered(_));
         return Docker {
             reason: "DOCKER_CMD is set".into(),
-            help: (!available).then(|| "DOCKER_CMD does not reach a Docker daemon: fix it or unset it".to_owned()),
+            help: (!available).then(|| {
+                "DOCKER_CMD does not reach a Docker daemon: fix it or unset it".to_owned()
+            }),
             command: words,
             available,
             tried,
@@ -192,19 +210,21 @@ pub fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker {
                 return Docker {
                     command: direct,
                     available: false,
-                    reason: "docker is refused (permission denied) and sudo is not installed".into(),
+                    reason: "docker is refused for permission and sudo is not installed".into(),
                     tried,
                     help: Some(HELP_GROUP.into()),
                 };
             }
             let outcome = run(&sudo, &mut tried);
-            sudo_result(sudo, outcome, tried, "docker is refused (permission denied)")
+            sudo_result(sudo, outcome, tried, "docker is refused for permission")
         }
         Outcome::Failed(failure, _) => Docker {
             command: direct,
             available: false,
             reason: match failure {
-                Failure::PermissionDenied => "docker is refused (permission denied) and `[docker] sudo = \"never\"`".into(),
+                Failure::PermissionDenied => {
+                    "docker is refused for permission and `[docker] sudo = \"never\"`".into()
+                }
                 Failure::DaemonDown => "the Docker daemon is not reachable".into(),
                 Failure::TimedOut => "the Docker daemon does not answer".into(),
                 _ => "docker does not work".into(),
@@ -259,7 +279,12 @@ pub struct ExecOptions<'a> {
 }
 
 /// `docker exec [-u U] [-w W] [-e NAME]… CONTAINER ARGV…`.
-pub fn exec_argv(docker: &[String], container: &str, options: &ExecOptions<'_>, argv: &[String]) -> Vec<String> {
+pub fn exec_argv(
+    docker: &[String],
+    container: &str,
+    options: &ExecOptions<'_>,
+    argv: &[String],
+) -> Vec<String> {
     let mut out: Vec<String> = docker.to_vec();
     out.push("exec".into());
     if let Some(user) = options.user {
@@ -283,14 +308,21 @@ mod tests {
     #[test]
     fn classifies_docker_errors() {
         assert_eq!(
-            classify("permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock"),
+            classify(
+                "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock"
+            ),
             Failure::PermissionDenied
         );
         assert_eq!(
-            classify("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"),
+            classify(
+                "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
+            ),
             Failure::DaemonDown
         );
-        assert_eq!(classify("sudo: a password is required"), Failure::SudoRefused);
+        assert_eq!(
+            classify("sudo: a password is required"),
+            Failure::SudoRefused
+        );
     }
 
     #[test]
@@ -305,6 +337,9 @@ mod tests {
             },
             &["printenv".into(), "SECRET".into()],
         );
-        assert_eq!(argv.join(" "), "docker exec --user rails --env SECRET app printenv SECRET");
+        assert_eq!(
+            argv.join(" "),
+            "docker exec --user rails --env SECRET app printenv SECRET"
+        );
     }
 }

@@ -133,7 +133,9 @@ impl Dag {
         for block in (0..n).step_by(64) {
             let in_block = |step: usize| {
                 let p = position[step];
-                (block..block + 64).contains(&p).then(|| 1u64 << (p - block))
+                (block..block + 64)
+                    .contains(&p)
+                    .then(|| 1u64 << (p - block))
             };
             ancestors.fill(0);
             for &s in &self.order[block..] {
@@ -224,13 +226,26 @@ mod tests {
     #[test]
     fn redundant_needs_are_found_across_blocks() {
         // A chain of 200 steps; the last also needs step 0 directly.
-        let mut needs: Vec<Vec<usize>> = (0..200).map(|i| if i == 0 { vec![] } else { vec![i - 1] }).collect();
+        let mut needs: Vec<Vec<usize>> = (0..200)
+            .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+            .collect();
         needs[199].push(0);
         needs[100].push(98);
         let dag = Dag::build(needs).unwrap();
         assert_eq!(
             dag.redundant_needs(),
-            vec![Redundant { step: 100, need: 98, via: 99 }, Redundant { step: 199, need: 0, via: 198 }]
+            vec![
+                Redundant {
+                    step: 100,
+                    need: 98,
+                    via: 99
+                },
+                Redundant {
+                    step: 199,
+                    need: 0,
+                    via: 198
+                }
+            ]
         );
     }
 }

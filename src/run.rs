@@ -56,7 +56,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit_code::INVALID } else { exit_code::SUCCESS };
+            return if e.use_stderr() {
+                exit_code::INVALID
+            } else {
+                exit_code::SUCCESS
+            };
         }
     };
     match cli.command {
@@ -73,7 +77,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         },
         Command::Schema => {
             let schema = crate::schema::json_schema();
-            print_stdout(&format!("{}\n", serde_json::to_string_pretty(&schema).unwrap_or_default()))
+            print_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            ))
         }
         Command::Apply {
             plan,
@@ -91,10 +98,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
             }
             if !plan_only {
                 eprintln!("error: this build of runner can only preview plans");
-                eprintln!("help: run `runner apply {} --plan-only` to see what it would do", plan.display());
+                eprintln!(
+                    "help: run `runner apply {} --plan-only` to see what it would do",
+                    plan.display()
+                );
                 return exit_code::INVALID;
             }
-            let docker = crate::docker::discover(loaded.plan.sudo, std::env::var("DOCKER_CMD").ok());
+            let docker =
+                crate::docker::discover(loaded.plan.sudo, std::env::var("DOCKER_CMD").ok());
             let preview = report::preview::build(&loaded.plan, docker);
             match output {
                 Output::Text => print_stdout(&preview.to_text()),

@@ -20,21 +20,45 @@ impl StepKind for HttpProbeAction {
         match &self.container {
             Some(container) => {
                 let container = scope.render(&container.value, Context::Verbatim);
-                let exec = |argv: Vec<String>| exec_argv(scope.docker, &container, &ExecOptions::default(), &argv);
-                let curl = ["curl", "-sS", "--max-time", REQUEST_TIMEOUT_SECS, "-w", "\\n%{http_code}", &url]
-                    .map(str::to_owned)
-                    .to_vec();
-                let wget = ["wget", "-q", "-S", "-T", REQUEST_TIMEOUT_SECS, "-O", "-", &url].map(str::to_owned).to_vec();
-                ops.push(Operation::process("1. curl in the container", exec(curl)).note(expect.clone()));
+                let exec = |argv: Vec<String>| {
+                    exec_argv(scope.docker, &container, &ExecOptions::default(), &argv)
+                };
+                let curl = [
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    REQUEST_TIMEOUT_SECS,
+                    "-w",
+                    "\\n%{http_code}",
+                    &url,
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                let wget = [
+                    "wget",
+                    "-q",
+                    "-S",
+                    "-T",
+                    REQUEST_TIMEOUT_SECS,
+                    "-O",
+                    "-",
+                    &url,
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                ops.push(
+                    Operation::process("1. curl in the container", exec(curl)).note(expect.clone()),
+                );
                 ops.push(
                     Operation::process("2. else wget in the container", exec(wget))
                         .note("used only when the container has no curl"),
                 );
                 if let Some(host_url) = &self.host_url {
                     let host_url = scope.render(&host_url.value, Context::Verbatim);
-                    ops.push(host_get("3. else from the host", &host_url).note(
-                        "used only when neither curl nor wget can run in the container",
-                    ));
+                    ops.push(
+                        host_get("3. else from the host", &host_url)
+                            .note("used only when neither curl nor wget can run in the container"),
+                    );
                 }
             }
             None => ops.push(host_get("from the host", &url).note(expect)),

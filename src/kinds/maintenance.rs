@@ -11,8 +11,14 @@ pub const STATUS_OFF: &str = "false";
 
 pub fn expected_status(maintenance: &MaintenanceSection, state: Toggle) -> &str {
     match state {
-        Toggle::On => maintenance.status_on.as_ref().map_or(STATUS_ON, |s| s.value.as_str()),
-        Toggle::Off => maintenance.status_off.as_ref().map_or(STATUS_OFF, |s| s.value.as_str()),
+        Toggle::On => maintenance
+            .status_on
+            .as_ref()
+            .map_or(STATUS_ON, |s| s.value.as_str()),
+        Toggle::Off => maintenance
+            .status_off
+            .as_ref()
+            .map_or(STATUS_OFF, |s| s.value.as_str()),
     }
 }
 
@@ -23,7 +29,10 @@ impl StepKind for ToggleAction {
             return Vec::new();
         };
         let container = scope.render(&m.container.value, Context::Verbatim);
-        let user = m.user.as_ref().map(|u| scope.render(&u.value, Context::Verbatim));
+        let user = m
+            .user
+            .as_ref()
+            .map(|u| scope.render(&u.value, Context::Verbatim));
         let options = ExecOptions {
             user: user.as_deref(),
             ..ExecOptions::default()
@@ -34,7 +43,12 @@ impl StepKind for ToggleAction {
             Toggle::Off => &m.off.value,
         };
         let toggle = exec_argv(scope.docker, &container, &options, &scope.argv(command));
-        let status = exec_argv(scope.docker, &container, &options, &scope.argv(&m.status.value));
+        let status = exec_argv(
+            scope.docker,
+            &container,
+            &options,
+            &scope.argv(&m.status.value),
+        );
         vec![
             Operation::process(&format!("maintenance {}", state.as_str()), toggle),
             Operation::process("confirm", status).note(format!(

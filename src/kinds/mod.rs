@@ -40,7 +40,10 @@ impl Scope<'_> {
                     var.value.clone()
                 })
             }
-            Name::RunId => Value::Text(self.run_id.map_or_else(|| "<run.id>".to_owned(), str::to_owned)),
+            Name::RunId => Value::Text(
+                self.run_id
+                    .map_or_else(|| "<run.id>".to_owned(), str::to_owned),
+            ),
             Name::PlanDir => Value::Text(self.plan.dir.display().to_string()),
             Name::Docker => Value::Words(self.docker.to_vec()),
             Name::StepOutput(id) => {
@@ -131,7 +134,11 @@ pub fn kind_of(action: &Action) -> &dyn StepKind {
 }
 
 /// The operations of an action with its environment.
-pub fn operations(action: &Action, env: &IndexMap<String, Template>, scope: &Scope<'_>) -> Vec<Operation> {
+pub fn operations(
+    action: &Action,
+    env: &IndexMap<String, Template>,
+    scope: &Scope<'_>,
+) -> Vec<Operation> {
     kind_of(action).operations(&scope.env(env), scope)
 }
 
@@ -140,7 +147,10 @@ fn env_note(env: &[(String, String)]) -> Option<String> {
     (!env.is_empty()).then(|| {
         format!(
             "env: {}",
-            env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+            env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })
 }

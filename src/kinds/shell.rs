@@ -10,7 +10,12 @@ impl StepKind for ShellAction {
         let mut op = Operation::process("run", vec!["sh".into(), "-c".into(), script]);
         let dir = self.dir.as_ref().map_or_else(
             || scope.plan.dir.clone(),
-            |d| scope.plan.dir.join(scope.render(&d.value, Context::Verbatim)),
+            |d| {
+                scope
+                    .plan
+                    .dir
+                    .join(scope.render(&d.value, Context::Verbatim))
+            },
         );
         op = op.note(format!("in {}", dir.display()));
         if let Some(note) = env_note(env) {

@@ -37,7 +37,10 @@ impl Source {
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |nl| before.len() - nl - 1)
+            + 1;
         (line, col)
     }
 }
@@ -133,11 +136,13 @@ impl Diagnostic for Located<'_> {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let len = self.source.text.len();
-        Some(Box::new(self.diagnostic.labels.iter().map(move |(span, text)| {
-            let start = span.start.min(len);
-            let end = span.end.clamp(start, len);
-            LabeledSpan::new(Some(text.clone()), start, end - start)
-        })))
+        Some(Box::new(self.diagnostic.labels.iter().map(
+            move |(span, text)| {
+                let start = span.start.min(len);
+                let end = span.end.clamp(start, len);
+                LabeledSpan::new(Some(text.clone()), start, end - start)
+            },
+        )))
     }
 }
 

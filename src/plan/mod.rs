@@ -73,7 +73,9 @@ impl Settings {
     /// The wait before attempt `attempt + 1`, after `attempt` failed (1-based):
     /// `retry_delay × backoff^(attempt-1)`.
     pub fn delay_after(&self, attempt: u32) -> Duration {
-        let factor = self.backoff.powi(i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX));
+        let factor = self
+            .backoff
+            .powi(i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX));
         self.retry_delay.mul_f64(factor.min(1e6))
     }
 }
@@ -166,7 +168,12 @@ pub fn load(path: &Path, inputs: &Inputs<'_>) -> Result<Loaded, LoadError> {
 }
 
 /// Checks plan text; `path` names it in diagnostics, `dir` is `{{ plan.dir }}`.
-pub fn load_str(path: &Path, dir: PathBuf, text: String, inputs: &Inputs<'_>) -> Result<Loaded, Diagnostics> {
+pub fn load_str(
+    path: &Path,
+    dir: PathBuf,
+    text: String,
+    inputs: &Inputs<'_>,
+) -> Result<Loaded, Diagnostics> {
     let source = Source::new(path.display().to_string(), text);
     let (file, mut items) = reader::read(&source.text);
     let checked = file.and_then(|file| validate::check(file, inputs, &mut items));

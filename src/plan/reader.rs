@@ -27,11 +27,24 @@ pub const KINDS: &[(&str, &[&str])] = &[
     ("shell", &["run", "dir", "capture"]),
     (
         "docker-exec",
-        &["container", "command", "user", "workdir", "stdout", "expect_output"],
+        &[
+            "container",
+            "command",
+            "user",
+            "workdir",
+            "stdout",
+            "expect_output",
+        ],
     ),
     (
         "http-probe",
-        &["url", "container", "host_url", "expect_status", "expect_body"],
+        &[
+            "url",
+            "container",
+            "host_url",
+            "expect_status",
+            "expect_body",
+        ],
     ),
     ("maintenance-toggle", &["state"]),
 ];
@@ -87,9 +100,12 @@ pub fn read(src: &str) -> (Option<PlanFile>, Vec<PlanDiagnostic>) {
         for error in errors {
             let span = error.span().unwrap_or(0..0);
             reader.diags.push(
-                PlanDiagnostic::error("runner::toml-syntax", format!("invalid TOML: {}", error.message().trim_end()))
-                    .label(span, "here")
-                    .help("fix the TOML syntax; https://toml.io shows the format"),
+                PlanDiagnostic::error(
+                    "runner::toml-syntax",
+                    format!("invalid TOML: {}", error.message().trim_end()),
+                )
+                .label(span, "here")
+                .help("fix the TOML syntax; https://toml.io shows the format"),
             );
         }
         return (None, reader.diags);
@@ -130,7 +146,11 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 fn list(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A plain name: letters, digits, `-` and `_`.
@@ -194,14 +214,22 @@ impl Reader<'_> {
                 None => format!("{context} takes {}", list(allowed)),
             };
             self.error(
-                PlanDiagnostic::error("runner::unknown-field", format!("unknown field `{name}` in {context}"))
-                    .label(key.span(), "unknown field")
-                    .help(help),
+                PlanDiagnostic::error(
+                    "runner::unknown-field",
+                    format!("unknown field `{name}` in {context}"),
+                )
+                .label(key.span(), "unknown field")
+                .help(help),
             );
         }
     }
 
-    fn table<'t, 'i>(&mut self, value: &'t Value<'i>, field: &str, example: &str) -> Option<&'t DeTable<'i>> {
+    fn table<'t, 'i>(
+        &mut self,
+        value: &'t Value<'i>,
+        field: &str,
+        example: &str,
+    ) -> Option<&'t DeTable<'i>> {
         if let DeValue::Table(table) = value.get_ref() {
             Some(table)
         } else {
@@ -214,9 +242,12 @@ impl Reader<'_> {
         if let DeValue::String(s) = value.get_ref() {
             if s.contains('\0') {
                 self.error(
-                    PlanDiagnostic::error("runner::nul-byte", format!("`{field}` contains a NUL byte"))
-                        .label(value.span(), "NUL byte in here")
-                        .help("no command argument can carry a NUL byte; remove it"),
+                    PlanDiagnostic::error(
+                        "runner::nul-byte",
+                        format!("`{field}` contains a NUL byte"),
+                    )
+                    .label(value.span(), "NUL byte in here")
+                    .help("no command argument can carry a NUL byte; remove it"),
                 );
                 return None;
             }
@@ -256,7 +287,12 @@ impl Reader<'_> {
         let parsed = match value.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
             _ => {
-                self.wrong_type(value, field, "an integer", &format!("`{field} = {}`", range.0.max(1)));
+                self.wrong_type(
+                    value,
+                    field,
+                    "an integer",
+                    &format!("`{field} = {}`", range.0.max(1)),
+                );
                 return None;
             }
         };
@@ -303,12 +339,17 @@ impl Reader<'_> {
             }
         };
         match n {
-            Some(n) if n.is_finite() && (1.0..=100.0).contains(&n) => Some(Sp::new(n, value.span())),
+            Some(n) if n.is_finite() && (1.0..=100.0).contains(&n) => {
+                Some(Sp::new(n, value.span()))
+            }
             _ => {
                 self.error(
-                    PlanDiagnostic::error("runner::out-of-range", "`backoff` must be a number from 1.0 to 100.0")
-                        .label(value.span(), "out of range")
-                        .help("1.0 keeps the delay constant; 2.0 doubles it after each retry"),
+                    PlanDiagnostic::error(
+                        "runner::out-of-range",
+                        "`backoff` must be a number from 1.0 to 100.0",
+                    )
+                    .label(value.span(), "out of range")
+                    .help("1.0 keeps the delay constant; 2.0 doubles it after each retry"),
                 );
                 None
             }
@@ -321,44 +362,68 @@ impl Reader<'_> {
             Ok(d) if d > Duration::ZERO || field == "retry_delay" => Some(Sp::new(Dur(d), s.span)),
             Ok(_) => {
                 self.error(
-                    PlanDiagnostic::error("runner::bad-duration", format!("`{field}` must be longer than zero"))
-                        .label(s.span, "zero")
-                        .help(format!("write a positive duration, e.g. `{field} = \"30s\"`")),
+                    PlanDiagnostic::error(
+                        "runner::bad-duration",
+                        format!("`{field}` must be longer than zero"),
+                    )
+                    .label(s.span, "zero")
+                    .help(format!(
+                        "write a positive duration, e.g. `{field} = \"30s\"`"
+                    )),
                 );
                 None
             }
             Err(e) => {
                 self.error(
-                    PlanDiagnostic::error("runner::bad-duration", format!("`{field}` is not a duration: {e}"))
-                        .label(s.span, "not a duration")
-                        .help("write a number and a unit: \"500ms\", \"30s\", \"10m\", \"1h30m\""),
+                    PlanDiagnostic::error(
+                        "runner::bad-duration",
+                        format!("`{field}` is not a duration: {e}"),
+                    )
+                    .label(s.span, "not a duration")
+                    .help("write a number and a unit: \"500ms\", \"30s\", \"10m\", \"1h30m\""),
                 );
                 None
             }
         }
     }
 
-    fn choice<T: Copy>(&mut self, value: &Value<'_>, field: &str, options: &[(&str, T)]) -> Option<Sp<T>> {
+    fn choice<T: Copy>(
+        &mut self,
+        value: &Value<'_>,
+        field: &str,
+        options: &[(&str, T)],
+    ) -> Option<Sp<T>> {
         let s = self.string(value, field)?;
         if let Some((_, v)) = options.iter().find(|(name, _)| *name == s.value) {
             return Some(Sp::new(*v, s.span));
         }
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
         let help = match suggest(&s.value, names.iter().copied()) {
-            Some(close) => format!("did you mean `{close}`? `{field}` is one of {}", list(&names)),
+            Some(close) => format!(
+                "did you mean `{close}`? `{field}` is one of {}",
+                list(&names)
+            ),
             None => format!("`{field}` is one of {}", list(&names)),
         };
         self.error(
-            PlanDiagnostic::error("runner::bad-value", format!("`{}` is not a valid `{field}`", s.value))
-                .label(s.span, "not valid")
-                .help(help),
+            PlanDiagnostic::error(
+                "runner::bad-value",
+                format!("`{}` is not a valid `{field}`", s.value),
+            )
+            .label(s.span, "not valid")
+            .help(help),
         );
         None
     }
 
     fn strings(&mut self, value: &Value<'_>, field: &str) -> Option<Vec<Sp<String>>> {
         let DeValue::Array(items) = value.get_ref() else {
-            self.wrong_type(value, field, "an array of strings", &format!("`{field} = [\"build\", \"backup\"]`"));
+            self.wrong_type(
+                value,
+                field,
+                "an array of strings",
+                &format!("`{field} = [\"build\", \"backup\"]`"),
+            );
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
@@ -376,9 +441,12 @@ impl Reader<'_> {
                 let t = self.template(value, field)?;
                 if t.value.raw.trim().is_empty() {
                     self.error(
-                        PlanDiagnostic::error("runner::empty-command", format!("`{field}` is empty"))
-                            .label(value.span(), "empty")
-                            .help("give the command to run"),
+                        PlanDiagnostic::error(
+                            "runner::empty-command",
+                            format!("`{field}` is empty"),
+                        )
+                        .label(value.span(), "empty")
+                        .help("give the command to run"),
                     );
                     return None;
                 }
@@ -418,13 +486,19 @@ impl Reader<'_> {
         };
         for (key, value) in table.iter() {
             let name = key.get_ref().as_ref();
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 self.error(
-                    PlanDiagnostic::error("runner::bad-name", format!("`{name}` is not a valid environment variable name"))
-                        .label(key.span(), "invalid name")
-                        .help("use letters, digits and `_`, not starting with a digit"),
+                    PlanDiagnostic::error(
+                        "runner::bad-name",
+                        format!("`{name}` is not a valid environment variable name"),
+                    )
+                    .label(key.span(), "invalid name")
+                    .help("use letters, digits and `_`, not starting with a digit"),
                 );
                 continue;
             }
@@ -442,15 +516,20 @@ impl Reader<'_> {
             Some(v) => self.plan_section(v),
             None => {
                 self.error(
-                    PlanDiagnostic::error("runner::missing-field", "the plan has no `[plan]` section")
-                        .label(span.start..span.start, "`[plan]` expected in this file")
-                        .help("add `[plan]` with `name = \"my app production\"`"),
+                    PlanDiagnostic::error(
+                        "runner::missing-field",
+                        "the plan has no `[plan]` section",
+                    )
+                    .label(span.start..span.start, "`[plan]` expected in this file")
+                    .help("add `[plan]` with `name = \"my app production\"`"),
                 );
                 None
             }
         };
         let vars = find(root, "vars").map(|v| self.vars(v)).unwrap_or_default();
-        let docker = find(root, "docker").map(|v| self.docker(v)).unwrap_or_default();
+        let docker = find(root, "docker")
+            .map(|v| self.docker(v))
+            .unwrap_or_default();
         let defaults = find(root, "defaults")
             .and_then(|v| {
                 let t = self.table(v, "defaults", "`[defaults]`")?;
@@ -526,24 +605,36 @@ impl Reader<'_> {
             let name = key.get_ref().as_ref();
             if !is_plain_name(name) {
                 self.error(
-                    PlanDiagnostic::error("runner::bad-name", format!("`{name}` is not a valid variable name"))
-                        .label(key.span(), "invalid name")
-                        .help("variable names use letters, digits, `-` and `_`"),
+                    PlanDiagnostic::error(
+                        "runner::bad-name",
+                        format!("`{name}` is not a valid variable name"),
+                    )
+                    .label(key.span(), "invalid name")
+                    .help("variable names use letters, digits, `-` and `_`"),
                 );
                 continue;
             }
             if RESERVED_NAMES.contains(&name) {
                 self.error(
-                    PlanDiagnostic::error("runner::reserved-name", format!("`{name}` is a built-in template name"))
-                        .label(key.span(), "reserved")
-                        .help(format!("rename the variable; {} are built in", list(RESERVED_NAMES))),
+                    PlanDiagnostic::error(
+                        "runner::reserved-name",
+                        format!("`{name}` is a built-in template name"),
+                    )
+                    .label(key.span(), "reserved")
+                    .help(format!(
+                        "rename the variable; {} are built in",
+                        list(RESERVED_NAMES)
+                    )),
                 );
                 continue;
             }
             let var = match value.get_ref() {
                 DeValue::String(_) => self.string(value, name).map(VarDef::Literal),
                 DeValue::Integer(i) => Some(VarDef::Literal(Sp::new(i.to_string(), value.span()))),
-                DeValue::Float(f) => Some(VarDef::Literal(Sp::new(f.as_str().to_owned(), value.span()))),
+                DeValue::Float(f) => Some(VarDef::Literal(Sp::new(
+                    f.as_str().to_owned(),
+                    value.span(),
+                ))),
                 DeValue::Boolean(b) => Some(VarDef::Literal(Sp::new(b.to_string(), value.span()))),
                 DeValue::Table(t) => self.env_var(t, key),
                 DeValue::Array(_) | DeValue::Datetime(_) => {
@@ -551,7 +642,9 @@ impl Reader<'_> {
                         value,
                         name,
                         "a string, a number, a boolean or `{ env = \"NAME\" }`",
-                        &format!("`{name} = \"value\"` or `{name} = {{ env = \"NAME\", secret = true }}`"),
+                        &format!(
+                            "`{name} = \"value\"` or `{name} = {{ env = \"NAME\", secret = true }}`"
+                        ),
                     );
                     None
                 }
@@ -565,15 +658,26 @@ impl Reader<'_> {
 
     fn env_var(&mut self, table: &DeTable<'_>, key: &Key<'_>) -> Option<VarDef> {
         let name = key.get_ref().as_ref();
-        self.check_keys(table, &["env", "secret", "default"], &format!("variable `{name}`"), &|_| None);
-        let secret = find(table, "secret").and_then(|v| self.boolean(v, "secret")).unwrap_or(false);
+        self.check_keys(
+            table,
+            &["env", "secret", "default"],
+            &format!("variable `{name}`"),
+            &|_| None,
+        );
+        let secret = find(table, "secret")
+            .and_then(|v| self.boolean(v, "secret"))
+            .unwrap_or(false);
         let default = find(table, "default").and_then(|v| self.string(v, "default"));
         let Some(env) = find(table, "env") else {
             self.missing(key.span(), &format!("variable `{name}`"), "env", "\"NAME\"");
             return None;
         };
         let env = self.string(env, "env")?;
-        Some(VarDef::Env(EnvVar { env, secret, default }))
+        Some(VarDef::Env(EnvVar {
+            env,
+            secret,
+            default,
+        }))
     }
 
     fn docker(&mut self, value: &Value<'_>) -> DockerSection {
@@ -586,7 +690,11 @@ impl Reader<'_> {
                 self.choice(
                     v,
                     "sudo",
-                    &[("auto", SudoMode::Auto), ("always", SudoMode::Always), ("never", SudoMode::Never)],
+                    &[
+                        ("auto", SudoMode::Auto),
+                        ("always", SudoMode::Always),
+                        ("never", SudoMode::Never),
+                    ],
                 )
             })
             .map_or(SudoMode::Auto, |s| s.value);
@@ -603,7 +711,11 @@ impl Reader<'_> {
     }
 
     fn maintenance(&mut self, value: &Value<'_>) -> Option<MaintenanceSection> {
-        let table = self.table(value, "maintenance", "`[maintenance]` with `container`, `on`, `off`, `status`")?;
+        let table = self.table(
+            value,
+            "maintenance",
+            "`[maintenance]` with `container`, `on`, `off`, `status`",
+        )?;
         self.check_keys(table, MAINTENANCE_FIELDS, "[maintenance]", &|_| None);
         let required = |reader: &mut Self, field: &str, hint: &str| {
             let v = find(table, field);
@@ -655,9 +767,12 @@ impl Reader<'_> {
             None => format!("the kinds are {}", list(&kinds)),
         };
         self.error(
-            PlanDiagnostic::error("runner::unknown-kind", format!("unknown step kind `{}`", kind.value))
-                .label(kind.span, "unknown kind")
-                .help(help),
+            PlanDiagnostic::error(
+                "runner::unknown-kind",
+                format!("unknown step kind `{}`", kind.value),
+            )
+            .label(kind.span, "unknown kind")
+            .help(help),
         );
         None
     }
@@ -670,22 +785,36 @@ impl Reader<'_> {
         let fields = kind_fields(&kind.value);
         let allowed: Vec<&str> = STEP_FIELDS.iter().chain(fields).copied().collect();
         let kind_name = kind.value.clone();
-        self.check_keys(table, &allowed, &format!("a `{kind_name}` step"), &|field| {
-            other_kind_field(field, &kind_name)
-        });
-        let needs = find(table, "needs").and_then(|v| self.strings(v, "needs")).unwrap_or_default();
+        self.check_keys(
+            table,
+            &allowed,
+            &format!("a `{kind_name}` step"),
+            &|field| other_kind_field(field, &kind_name),
+        );
+        let needs = find(table, "needs")
+            .and_then(|v| self.strings(v, "needs"))
+            .unwrap_or_default();
         let when = find(table, "when").and_then(|v| {
             self.choice(
                 v,
                 "when",
-                &[("success", When::Success), ("failure", When::Failure), ("always", When::Always)],
+                &[
+                    ("success", When::Success),
+                    ("failure", When::Failure),
+                    ("always", When::Always),
+                ],
             )
         });
         let rollback = find(table, "rollback").and_then(|v| self.hook(id, v));
         let description = find(table, "description").and_then(|v| self.string(v, "description"));
         let policy = self.policy(table);
         let env = find(table, "env").map(|v| self.env(v)).unwrap_or_default();
-        let action = self.action(table, &kind, key.span(), &format!("the `{}` step `{id}`", kind.value))?;
+        let action = self.action(
+            table,
+            &kind,
+            key.span(),
+            &format!("the `{}` step `{id}`", kind.value),
+        )?;
         Some(StepDef {
             action,
             needs,
@@ -706,7 +835,11 @@ impl Reader<'_> {
         )?;
         let key = Spanned::new(value.span(), Cow::Borrowed("rollback"));
         let kind = self.kind(table, &key, &format!("the rollback hook of `{id}`"))?;
-        let allowed: Vec<&str> = HOOK_FIELDS.iter().chain(kind_fields(&kind.value)).copied().collect();
+        let allowed: Vec<&str> = HOOK_FIELDS
+            .iter()
+            .chain(kind_fields(&kind.value))
+            .copied()
+            .collect();
         let kind_name = kind.value.clone();
         self.check_keys(table, &allowed, &format!("a `{kind_name}` rollback hook"), &|field| match field {
             "needs" => Some((
@@ -727,7 +860,12 @@ impl Reader<'_> {
         let description = find(table, "description").and_then(|v| self.string(v, "description"));
         let policy = self.policy(table);
         let env = find(table, "env").map(|v| self.env(v)).unwrap_or_default();
-        let action = self.action(table, &kind, value.span(), &format!("the rollback hook of `{id}`"))?;
+        let action = self.action(
+            table,
+            &kind,
+            value.span(),
+            &format!("the rollback hook of `{id}`"),
+        )?;
         Some(HookDef {
             action,
             description,
@@ -738,7 +876,13 @@ impl Reader<'_> {
         })
     }
 
-    fn action(&mut self, table: &DeTable<'_>, kind: &Sp<String>, at: Span, what: &str) -> Option<Action> {
+    fn action(
+        &mut self,
+        table: &DeTable<'_>,
+        kind: &Sp<String>,
+        at: Span,
+        what: &str,
+    ) -> Option<Action> {
         let required = |reader: &mut Self, field: &str, hint: &str| {
             let v = find(table, field);
             if v.is_none() {
@@ -751,8 +895,14 @@ impl Reader<'_> {
                 let run = required(self, "run", "\"the command\"");
                 let run = run.and_then(|v| self.template(v, "run"));
                 let dir = find(table, "dir").and_then(|v| self.template(v, "dir"));
-                let capture = find(table, "capture").and_then(|v| self.boolean(v, "capture")).unwrap_or(false);
-                Some(Action::Shell(ShellAction { run: run?, dir, capture }))
+                let capture = find(table, "capture")
+                    .and_then(|v| self.boolean(v, "capture"))
+                    .unwrap_or(false);
+                Some(Action::Shell(ShellAction {
+                    run: run?,
+                    dir,
+                    capture,
+                }))
             }
             "docker-exec" => {
                 let container = required(self, "container", "\"{{ app }}\"");
@@ -775,12 +925,14 @@ impl Reader<'_> {
             "http-probe" => {
                 let url = required(self, "url", "\"http://localhost:3000/up\"");
                 let url = url.and_then(|v| self.template(v, "url"));
-                let container = find(table, "container").and_then(|v| self.template(v, "container"));
+                let container =
+                    find(table, "container").and_then(|v| self.template(v, "container"));
                 let host_url = find(table, "host_url").and_then(|v| self.template(v, "host_url"));
                 let expect_status = find(table, "expect_status")
                     .and_then(|v| self.integer(v, "expect_status", (100, 599)))
                     .and_then(|n| u16::try_from(n.value).ok().map(|s| Sp::new(s, n.span)));
-                let expect_body = find(table, "expect_body").and_then(|v| self.string(v, "expect_body"));
+                let expect_body =
+                    find(table, "expect_body").and_then(|v| self.string(v, "expect_body"));
                 Some(Action::HttpProbe(HttpProbeAction {
                     url: url?,
                     container,
@@ -791,7 +943,9 @@ impl Reader<'_> {
             }
             "maintenance-toggle" => {
                 let state = required(self, "state", "\"on\"");
-                let state = state.and_then(|v| self.choice(v, "state", &[("on", Toggle::On), ("off", Toggle::Off)]));
+                let state = state.and_then(|v| {
+                    self.choice(v, "state", &[("on", Toggle::On), ("off", Toggle::Off)])
+                });
                 Some(Action::MaintenanceToggle(ToggleAction { state: state? }))
             }
             _ => None,
@@ -815,7 +969,10 @@ impl Reader<'_> {
 }
 
 fn kind_fields(kind: &str) -> &'static [&'static str] {
-    KINDS.iter().find(|(k, _)| *k == kind).map_or(&[], |(_, f)| *f)
+    KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(&[], |(_, f)| *f)
 }
 
 /// Explains a field that belongs to another kind than the step's.
@@ -832,7 +989,11 @@ fn other_kind_field(field: &str, kind: &str) -> Option<(&'static str, String)> {
         "runner::wrong-kind-field",
         format!(
             "`{field}` is not a field of a `{kind}` step (it belongs to {})",
-            owners.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
+            owners
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(" and ")
         ),
     ))
 }

@@ -114,10 +114,8 @@ impl Template {
                 if !text.is_empty() {
                     parts.push(Part::Text(std::mem::take(&mut text)));
                 }
-                let span = origin.map_or_else(
-                    || whole.clone(),
-                    |o| o + offset + open..o + offset + end,
-                );
+                let span =
+                    origin.map_or_else(|| whole.clone(), |o| o + offset + open..o + offset + end);
                 parts.push(Part::Ref {
                     name: Name::parse(name),
                     text: name.to_owned(),
@@ -175,8 +173,12 @@ impl Template {
                 }
                 Part::Ref { name, text, .. } => match (lookup(name), context) {
                     (Some(Value::Text(value)), Context::Verbatim) => out.push_str(&value),
-                    (Some(Value::Words(words)), Context::Verbatim) => out.push_str(&words.join(" ")),
-                    (Some(Value::Text(value)), Context::Shell) => quote.insert(&mut out, &shell_quote(&value), &value),
+                    (Some(Value::Words(words)), Context::Verbatim) => {
+                        out.push_str(&words.join(" "))
+                    }
+                    (Some(Value::Text(value)), Context::Shell) => {
+                        quote.insert(&mut out, &shell_quote(&value), &value)
+                    }
                     (Some(Value::Words(words)), Context::Shell) => {
                         quote.insert(&mut out, &shell_join(&words), &words.join(" "));
                     }
@@ -257,7 +259,10 @@ fn is_reference(name: &str) -> bool {
 pub fn shell_quote(word: &str) -> Cow<'_, str> {
     match shlex::try_quote(word) {
         Ok(quoted) => quoted,
-        Err(_) => Cow::Owned(shlex::try_quote(&word.replace('\0', "")).map_or_else(|_| "''".to_owned(), Cow::into_owned)),
+        Err(_) => Cow::Owned(
+            shlex::try_quote(&word.replace('\0', ""))
+                .map_or_else(|_| "''".to_owned(), Cow::into_owned),
+        ),
     }
 }
 
@@ -277,16 +282,27 @@ mod tests {
     fn lookup(name: &Name) -> Option<Value> {
         match name {
             Name::Var(v) if v == "app" => Some(Value::Text("x; rm -rf /".into())),
-            Name::Docker => Some(Value::Words(vec!["sudo".into(), "-n".into(), "docker".into()])),
+            Name::Docker => Some(Value::Words(vec![
+                "sudo".into(),
+                "-n".into(),
+                "docker".into(),
+            ])),
             _ => None,
         }
     }
 
     #[test]
     fn parses_references_and_keeps_go_templates() {
-        let t = Template::parse("a {{ app }} {{.State.Status}} {{json .}} {{docker}}", Some(10), &(0..1));
+        let t = Template::parse(
+            "a {{ app }} {{.State.Status}} {{json .}} {{docker}}",
+            Some(10),
+            &(0..1),
+        );
         let refs: Vec<_> = t.refs().map(|(n, _, s)| (n.clone(), s.clone())).collect();
-        assert_eq!(refs, vec![(Name::Var("app".into()), 12..21), (Name::Docker, 51..61)]);
+        assert_eq!(
+            refs,
+            vec![(Name::Var("app".into()), 12..21), (Name::Docker, 51..61)]
+        );
         assert_eq!(
             t.render(Context::Verbatim, &lookup),
             "a x; rm -rf / {{.State.Status}} {{json .}} sudo -n docker"
@@ -296,22 +312,40 @@ mod tests {
     #[test]
     fn shell_context_quotes_every_value() {
         let t = Template::parse("echo {{ app }} && {{ docker }} ps", None, &(0..1));
-        assert_eq!(t.render(Context::Shell, &lookup), "echo 'x; rm -rf /' && sudo -n docker ps");
+        assert_eq!(
+            t.render(Context::Shell, &lookup),
+            "echo 'x; rm -rf /' && sudo -n docker ps"
+        );
     }
 
     #[test]
     fn values_inside_quotes_stay_literal() {
         let single = Template::parse("echo 'deploy {{ app }} done'", None, &(0..1));
-        assert_eq!(single.render(Context::Shell, &lookup), "echo 'deploy ''x; rm -rf /'' done'");
+        assert_eq!(
+            single.render(Context::Shell, &lookup),
+            "echo 'deploy ''x; rm -rf /'' done'"
+        );
         let double = Template::parse("echo \"deploy {{ app }}\"", None, &(0..1));
-        assert_eq!(double.render(Context::Shell, &lookup), "echo \"deploy x; rm -rf /\"");
+        assert_eq!(
+            double.render(Context::Shell, &lookup),
+            "echo \"deploy x; rm -rf /\""
+        );
     }
 
     #[test]
     fn builtin_names() {
-        assert_eq!(Name::parse("steps.rev.output"), Name::StepOutput("rev".into()));
-        assert_eq!(Name::parse("steps..output"), Name::Var("steps..output".into()));
+        assert_eq!(
+            Name::parse("steps.rev.output"),
+            Name::StepOutput("rev".into())
+        );
+        assert_eq!(
+            Name::parse("steps..output"),
+            Name::Var("steps..output".into())
+        );
         assert_eq!(Name::parse("run.id"), Name::RunId);
-        assert_eq!(Name::parse("steps.output"), Name::Var("steps.output".into()));
+        assert_eq!(
+            Name::parse("steps.output"),
+            Name::Var("steps.output".into())
+        );
     }
 }

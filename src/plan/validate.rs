@@ -3,12 +3,15 @@
 use indexmap::IndexMap;
 
 use super::diagnostic::PlanDiagnostic;
-use super::model::{Action, Command, HookDef, MaintenanceSection, PlanFile, Policy, Sp, StepDef, SudoMode, VarDef, When};
+use super::model::{
+    Action, Command, HookDef, MaintenanceSection, PlanFile, Policy, Sp, StepDef, SudoMode, VarDef,
+    When,
+};
 use super::reader::{RESERVED_NAMES, suggest};
 use super::template::{Name, Template};
 use super::{
-    DEFAULT_BACKOFF, DEFAULT_JOBS, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, Hook, Inputs, Settings, Step, Var,
-    VarOrigin,
+    DEFAULT_BACKOFF, DEFAULT_JOBS, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, Hook, Inputs, Settings,
+    Step, Var, VarOrigin,
 };
 use crate::graph::Dag;
 
@@ -22,7 +25,11 @@ pub(super) struct Checked {
     pub dag: Dag,
 }
 
-pub(super) fn check(file: PlanFile, inputs: &Inputs<'_>, diags: &mut Vec<PlanDiagnostic>) -> Option<Checked> {
+pub(super) fn check(
+    file: PlanFile,
+    inputs: &Inputs<'_>,
+    diags: &mut Vec<PlanDiagnostic>,
+) -> Option<Checked> {
     let vars = resolve_vars(&file, inputs, diags);
     let ids: Vec<&str> = file.steps.keys().map(String::as_str).collect();
     let needs = resolve_needs(&file, &ids, diags);
@@ -50,7 +57,9 @@ pub(super) fn check(file: PlanFile, inputs: &Inputs<'_>, diags: &mut Vec<PlanDia
                     format!("`{id}` needs `{need}` already through `{via}`"),
                 )
                 .label(entry.span.clone(), "implied by another need")
-                .help(format!("remove `{need}` from the `needs` of `{id}`: `{via}` cannot start before it")),
+                .help(format!(
+                    "remove `{need}` from the `needs` of `{id}`: `{via}` cannot start before it"
+                )),
             );
         }
     }
@@ -83,7 +92,10 @@ fn settings(policy: &Policy, defaults: Option<&Settings>) -> Settings {
     Settings {
         timeout: policy.timeout.as_ref().map_or(base.timeout, |t| t.value.0),
         retries: policy.retries.as_ref().map_or(base.retries, |r| r.value),
-        retry_delay: policy.retry_delay.as_ref().map_or(base.retry_delay, |d| d.value.0),
+        retry_delay: policy
+            .retry_delay
+            .as_ref()
+            .map_or(base.retry_delay, |d| d.value.0),
         backoff: policy.backoff.as_ref().map_or(base.backoff, |b| b.value),
     }
 }
@@ -105,7 +117,11 @@ fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Ste
     }
 }
 
-fn resolve_vars(file: &PlanFile, inputs: &Inputs<'_>, diags: &mut Vec<PlanDiagnostic>) -> IndexMap<String, Var> {
+fn resolve_vars(
+    file: &PlanFile,
+    inputs: &Inputs<'_>,
+    diags: &mut Vec<PlanDiagnostic>,
+) -> IndexMap<String, Var> {
     let mut vars = IndexMap::new();
     for (name, def) in &file.vars {
         let overridden = inputs.vars.iter().any(|(k, _)| k == name);
@@ -165,8 +181,13 @@ fn resolve_vars(file: &PlanFile, inputs: &Inputs<'_>, diags: &mut Vec<PlanDiagno
     vars
 }
 
-fn resolve_needs(file: &PlanFile, ids: &[&str], diags: &mut Vec<PlanDiagnostic>) -> Vec<Vec<usize>> {
-    let index: std::collections::HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+fn resolve_needs(
+    file: &PlanFile,
+    ids: &[&str],
+    diags: &mut Vec<PlanDiagnostic>,
+) -> Vec<Vec<usize>> {
+    let index: std::collections::HashMap<&str, usize> =
+        ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut out = Vec::with_capacity(ids.len());
     for (i, (id, step)) in file.steps.iter().enumerate() {
         let mut needs = Vec::with_capacity(step.needs.len());
@@ -178,20 +199,36 @@ fn resolve_needs(file: &PlanFile, ids: &[&str], diags: &mut Vec<PlanDiagnostic>)
                         .help(format!("remove `{id}` from its own `needs`")),
                 ),
                 Some(&n) if needs.contains(&n) => diags.push(
-                    PlanDiagnostic::warning("runner::duplicate-need", format!("`{id}` lists `{}` twice in `needs`", need.value))
-                        .label(need.span.clone(), "listed again")
-                        .help("remove the second entry"),
+                    PlanDiagnostic::warning(
+                        "runner::duplicate-need",
+                        format!("`{id}` lists `{}` twice in `needs`", need.value),
+                    )
+                    .label(need.span.clone(), "listed again")
+                    .help("remove the second entry"),
                 ),
                 Some(&n) => needs.push(n),
+                // A step that could not be read has its own errors; no second one here.
+                None if file.step_spans.contains_key(need.value.as_str()) => {}
                 None => {
-                    let help = match suggest(&need.value, ids.iter().copied()) {
+                    let declared = file.step_spans.keys().map(String::as_str);
+                    let help = match suggest(&need.value, declared) {
                         Some(close) => format!("did you mean `{close}`?"),
-                        None => format!("the steps are {}", ids.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
+                        None => format!(
+                            "the steps are {}",
+                            file.step_spans
+                                .keys()
+                                .map(|s| format!("`{s}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     };
                     diags.push(
                         PlanDiagnostic::error(
                             "runner::unknown-need",
-                            format!("step `{id}` needs `{}`, which is not a step of this plan", need.value),
+                            format!(
+                                "step `{id}` needs `{}`, which is not a step of this plan",
+                                need.value
+                            ),
                         )
                         .label(need.span.clone(), "no such step")
                         .help(help),
@@ -221,7 +258,9 @@ fn check_phases(file: &PlanFile, needs: &[Vec<usize>], diags: &mut Vec<PlanDiagn
             if after_run(when) == after_run(need_when) {
                 continue;
             }
-            let Some(entry) = step.needs.iter().find(|e| &e.value == need_id) else { continue };
+            let Some(entry) = step.needs.iter().find(|e| &e.value == need_id) else {
+                continue;
+            };
             let (message, help) = if after_run(when) {
                 (
                     format!("`{id}` (when = \"{}\") cannot need `{need_id}`, a step of the plan", when.as_str()),
@@ -229,8 +268,13 @@ fn check_phases(file: &PlanFile, needs: &[Vec<usize>], diags: &mut Vec<PlanDiagn
                 )
             } else {
                 (
-                    format!("`{id}` cannot need `{need_id}`, which runs after the plan (when = \"{}\")", need_when.as_str()),
-                    format!("remove `{need_id}` from the `needs` of `{id}`, or make `{need_id}` a plain step"),
+                    format!(
+                        "`{id}` cannot need `{need_id}`, which runs after the plan (when = \"{}\")",
+                        need_when.as_str()
+                    ),
+                    format!(
+                        "remove `{need_id}` from the `needs` of `{id}`, or make `{need_id}` a plain step"
+                    ),
                 )
             };
             diags.push(
@@ -246,7 +290,10 @@ fn check_maintenance(file: &PlanFile, diags: &mut Vec<PlanDiagnostic>) {
     if file.maintenance.is_some() {
         return;
     }
-    let hooks = file.steps.values().filter_map(|s| s.rollback.as_ref().map(|h| (&h.action, &h.kind_span)));
+    let hooks = file
+        .steps
+        .values()
+        .filter_map(|s| s.rollback.as_ref().map(|h| (&h.action, &h.kind_span)));
     let steps = file.steps.values().map(|s| (&s.action, &s.kind_span));
     for (action, span) in steps.chain(hooks) {
         if matches!(action, Action::MaintenanceToggle(_)) {
@@ -262,19 +309,28 @@ fn check_maintenance(file: &PlanFile, diags: &mut Vec<PlanDiagnostic>) {
 fn cycle_diagnostic(file: &PlanFile, ids: &[&str], cycle: &[usize]) -> PlanDiagnostic {
     let mut path: Vec<&str> = cycle.iter().map(|&s| ids[s]).collect();
     path.push(ids[cycle[0]]);
-    let mut diagnostic = PlanDiagnostic::error("runner::cycle", format!("the steps form a cycle: {}", path.join(" -> ")))
-        .help("steps wait for their `needs`, so a cycle never starts; remove one of the labelled needs");
+    let mut diagnostic = PlanDiagnostic::error(
+        "runner::cycle",
+        format!("the steps form a cycle: {}", path.join(" -> ")),
+    )
+    .help(
+        "steps wait for their `needs`, so a cycle never starts; remove one of the labelled needs",
+    );
     for (k, &s) in cycle.iter().enumerate() {
         let next = ids[cycle[(k + 1) % cycle.len()]];
         if let Some(entry) = file.steps[s].needs.iter().find(|n| n.value == next) {
-            diagnostic = diagnostic.label(entry.span.clone(), format!("`{}` needs `{next}`", ids[s]));
+            diagnostic =
+                diagnostic.label(entry.span.clone(), format!("`{}` needs `{next}`", ids[s]));
         }
     }
     diagnostic
 }
 
 /// Every template of a step's action and environment.
-fn action_templates<'a>(action: &'a Action, env: &'a IndexMap<String, Sp<Template>>) -> Vec<&'a Sp<Template>> {
+fn action_templates<'a>(
+    action: &'a Action,
+    env: &'a IndexMap<String, Sp<Template>>,
+) -> Vec<&'a Sp<Template>> {
     let mut out: Vec<&Sp<Template>> = Vec::new();
     let command = |c: &'a Command, out: &mut Vec<&'a Sp<Template>>| match c {
         Command::Argv(argv) => out.extend(argv),
@@ -285,9 +341,17 @@ fn action_templates<'a>(action: &'a Action, env: &'a IndexMap<String, Sp<Templat
         Action::DockerExec(a) => {
             out.push(&a.container);
             command(&a.command.value, &mut out);
-            out.extend([a.user.as_ref(), a.workdir.as_ref(), a.stdout.as_ref()].into_iter().flatten());
+            out.extend(
+                [a.user.as_ref(), a.workdir.as_ref(), a.stdout.as_ref()]
+                    .into_iter()
+                    .flatten(),
+            );
         }
-        Action::HttpProbe(a) => out.extend([Some(&a.url), a.container.as_ref(), a.host_url.as_ref()].into_iter().flatten()),
+        Action::HttpProbe(a) => out.extend(
+            [Some(&a.url), a.container.as_ref(), a.host_url.as_ref()]
+                .into_iter()
+                .flatten(),
+        ),
         Action::MaintenanceToggle(_) => {}
     }
     out.extend(env.values());
@@ -302,7 +366,12 @@ enum Place {
     Hook(usize),
 }
 
-fn check_templates(file: &PlanFile, vars: &IndexMap<String, Var>, dag: Option<&Dag>, diags: &mut Vec<PlanDiagnostic>) {
+fn check_templates(
+    file: &PlanFile,
+    vars: &IndexMap<String, Var>,
+    dag: Option<&Dag>,
+    diags: &mut Vec<PlanDiagnostic>,
+) {
     let check = |template: &Sp<Template>, place: Place, diags: &mut Vec<PlanDiagnostic>| {
         for (name, text, span) in template.value.refs() {
             if let Some(d) = check_ref(file, vars, dag, name, text, span, place) {
@@ -348,7 +417,10 @@ fn check_ref(
         Name::RunId | Name::PlanDir | Name::Docker => None,
         Name::Var(var) if vars.contains_key(var) || file.vars.contains_key(var) => None,
         Name::Var(var) => {
-            let known = vars.keys().map(String::as_str).chain(["run.id", "plan.dir", "docker"]);
+            let known = vars
+                .keys()
+                .map(String::as_str)
+                .chain(["run.id", "plan.dir", "docker"]);
             let help = match suggest(var, known) {
                 Some(close) => format!("did you mean `{{{{ {close} }}}}`?"),
                 None => format!(
@@ -366,22 +438,31 @@ fn check_ref(
                 ),
             };
             Some(
-                PlanDiagnostic::error("runner::unknown-template", format!("unknown template name `{text}`"))
-                    .label(span.clone(), "not a variable")
-                    .help(help),
+                PlanDiagnostic::error(
+                    "runner::unknown-template",
+                    format!("unknown template name `{text}`"),
+                )
+                .label(span.clone(), "not a variable")
+                .help(help),
             )
         }
         Name::StepOutput(id) => {
             let ids: Vec<&str> = file.steps.keys().map(String::as_str).collect();
+            if !file.steps.contains_key(id) && file.step_spans.contains_key(id) {
+                return None; // that step could not be read; its errors say why
+            }
             let Some(target) = file.steps.get_index_of(id) else {
                 let help = match suggest(id, ids.iter().copied()) {
                     Some(close) => format!("did you mean `{{{{ steps.{close}.output }}}}`?"),
                     None => "name a step of this plan that has `capture = true`".to_owned(),
                 };
                 return Some(
-                    PlanDiagnostic::error("runner::unknown-template", format!("`{text}` names no step of this plan"))
-                        .label(span.clone(), "no such step")
-                        .help(help),
+                    PlanDiagnostic::error(
+                        "runner::unknown-template",
+                        format!("`{text}` names no step of this plan"),
+                    )
+                    .label(span.clone(), "no such step")
+                    .help(help),
                 );
             };
             let (at, here) = match place {
@@ -398,9 +479,12 @@ fn check_ref(
             let captures = matches!(&file.steps[target].action, Action::Shell(s) if s.capture);
             if !captures {
                 return Some(
-                    PlanDiagnostic::error("runner::output-not-captured", format!("step `{id}` does not capture its output"))
-                        .label(span.clone(), "nothing captured")
-                        .help(format!("set `capture = true` on the `shell` step `{id}`")),
+                    PlanDiagnostic::error(
+                        "runner::output-not-captured",
+                        format!("step `{id}` does not capture its output"),
+                    )
+                    .label(span.clone(), "nothing captured")
+                    .help(format!("set `capture = true` on the `shell` step `{id}`")),
                 );
             }
             let reachable = (here && target == at) || dag.is_none_or(|d| d.is_ancestor(target, at));
@@ -414,7 +498,9 @@ fn check_ref(
                     format!("`{at_id}` reads the output of `{id}`, which it does not need"),
                 )
                 .label(span.clone(), format!("`{id}` may not have run yet"))
-                .help(format!("add `{id}` to the `needs` of `{at_id}` (directly or through another step)")),
+                .help(format!(
+                    "add `{id}` to the `needs` of `{at_id}` (directly or through another step)"
+                )),
             )
         }
     }

@@ -14,7 +14,12 @@ fn caption(plan: &Plan, s: usize) -> String {
     let step = &plan.steps[s];
     match step.when {
         When::Success => format!("{}\\n{}", step.id, step.action.kind()),
-        when => format!("{}\\n{} (when {})", step.id, step.action.kind(), when.as_str()),
+        when => format!(
+            "{}\\n{} (when {})",
+            step.id,
+            step.action.kind(),
+            when.as_str()
+        ),
     }
 }
 
@@ -25,12 +30,26 @@ pub fn dot(plan: &Plan) -> String {
     let _ = writeln!(out, "  node [shape=box, fontname=\"monospace\"];");
     for &s in &plan.dag.order {
         let step = &plan.steps[s];
-        let style = if step.when == When::Success { "" } else { ", style=dashed" };
-        let _ = writeln!(out, "  \"{}\" [label=\"{}\"{style}];", label(&step.id), label(&caption(plan, s)).replace("\\\\n", "\\n"));
+        let style = if step.when == When::Success {
+            ""
+        } else {
+            ", style=dashed"
+        };
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{}\"{style}];",
+            label(&step.id),
+            label(&caption(plan, s)).replace("\\\\n", "\\n")
+        );
     }
     for &s in &plan.dag.order {
         for &need in &plan.steps[s].needs {
-            let _ = writeln!(out, "  \"{}\" -> \"{}\";", label(&plan.steps[need].id), label(&plan.steps[s].id));
+            let _ = writeln!(
+                out,
+                "  \"{}\" -> \"{}\";",
+                label(&plan.steps[need].id),
+                label(&plan.steps[s].id)
+            );
         }
     }
     out.push_str("}\n");

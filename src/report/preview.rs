@@ -114,7 +114,11 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         id: step.id.clone(),
         kind: step.action.kind(),
         description: step.description.clone(),
-        needs: step.needs.iter().map(|&n| plan.steps[n].id.clone()).collect(),
+        needs: step
+            .needs
+            .iter()
+            .map(|&n| plan.steps[n].id.clone())
+            .collect(),
         when: step.when,
         settings: (&step.settings).into(),
         operations: operations(&step.action, &step.env, &scope),
@@ -151,12 +155,16 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         .iter()
         .map(|(name, var)| VarView {
             name: name.clone(),
-            value: if var.secret { crate::kinds::MASK.to_owned() } else { var.value.clone() },
+            value: if var.secret {
+                crate::kinds::MASK.to_owned()
+            } else {
+                var.value.clone()
+            },
             secret: var.secret,
             source: match &var.origin {
                 VarOrigin::Plan => "plan".to_owned(),
                 VarOrigin::Env(e) => format!("${e}"),
-                VarOrigin::EnvDefault(e) => format!("default (${e} is unset)"),
+                VarOrigin::EnvDefault(e) => format!("default, ${e} is unset"),
                 VarOrigin::CommandLine => "--var".to_owned(),
             },
         })
@@ -178,7 +186,11 @@ impl Preview {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let steps: usize = self.waves.iter().map(Vec::len).sum::<usize>() + self.after_run.len();
-        let _ = writeln!(out, "Plan \"{}\" ({}): preview only, nothing is run", self.plan, self.file);
+        let _ = writeln!(
+            out,
+            "Plan \"{}\" ({}): preview only, nothing is run",
+            self.plan, self.file
+        );
         let _ = writeln!(
             out,
             "{} in {}, up to {} at once",
@@ -190,7 +202,11 @@ impl Preview {
         if self.docker.available {
             let _ = writeln!(out, "Docker: {docker} ({})", self.docker.reason);
         } else {
-            let _ = writeln!(out, "Docker: unavailable: {}; apply would stop before any step (exit 4)", self.docker.reason);
+            let _ = writeln!(
+                out,
+                "Docker: unavailable: {}; apply would stop before any step (exit 4)",
+                self.docker.reason
+            );
             for probe in &self.docker.tried {
                 let _ = writeln!(out, "  tried `{}`: {}", probe.command, probe.result);
             }
@@ -202,7 +218,7 @@ impl Preview {
         if !self.vars.is_empty() {
             let _ = writeln!(out, "\nVariables");
             for var in &self.vars {
-                let _ = writeln!(out, "  {} = {}  ({})", var.name, var.value, var.source);
+                let _ = writeln!(out, "  {} = {}  [{}]", var.name, var.value, var.source);
             }
         }
         for (i, wave) in self.waves.iter().enumerate() {
@@ -255,7 +271,9 @@ fn step_text(out: &mut String, step: &StepView) {
                 out,
                 "      rollback [{}]{}",
                 hook.kind,
-                hook.description.as_ref().map_or_else(String::new, |d| format!(": {d}"))
+                hook.description
+                    .as_ref()
+                    .map_or_else(String::new, |d| format!(": {d}"))
             );
             operations_text(out, &hook.operations, "        ");
             let _ = writeln!(out, "        {}", hook.settings.summary());

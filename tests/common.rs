@@ -1,0 +1,101 @@
+//! The `Test` builder: a plan, arguments, an environment → status and output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
+
+/// The repository root, for the plans under `plans/`.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    path: Option<String>,
+}
+
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temporary directory"),
+            args: Vec::new(),
+            env: Vec::new(),
+            path: None,
+        }
+    }
+
+    /// Writes `plan.toml` in the test's directory.
+    pub fn plan(self, text: &str) -> Self {
+        self.file("plan.toml", text)
+    }
+
+    pub fn file(self, name: &str, text: &str) -> Self {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create folder");
+        }
+        std::fs::write(path, text).expect("write file");
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Replaces PATH (to put fake tools first, or hide docker).
+    pub fn path(mut self, path: &str) -> Self {
+        self.path = Some(path.to_owned());
+        self
+    }
+
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn run(&self) -> Run {
+        let mut command = Command::new(RUNNER);
+        command
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .env_remove("DOCKER_CMD")
+            .env("NO_COLOR", "1");
+        if let Some(path) = &self.path {
+            command.env("PATH", path);
+        }
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = command.output().expect("run runner");
+        Run {
+            status: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+/// Writes an executable shell script.
+pub fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: one binary, driving the real `runner` executable.
+
+mod common;
+
+mod graph;
+mod preview;
+mod properties;
+mod schema;
+mod validate;

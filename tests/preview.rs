@@ -1,0 +1,269 @@
+//! `apply --plan-only`: shows everything, runs nothing.
+
+use crate::common::{Test, repo, script};
+
+/// A fake `docker` (and `sudo`) that record every call and answer `version`.
+/// `docker_reply` is the body run for `docker version`.
+fn fake_tools(test: &Test, docker_version: &str) -> String {
+    let bin = test.path_of("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = test.path_of("calls.log");
+    let log = log.display();
+    script(
+        &bin.join("docker"),
+        &format!(
+            "echo \"docker $*\" >> {log}\ncase \"$1\" in\n  version) {docker_version} ;;\n  *) exit 99 ;;\nesac"
+        ),
+    );
+    // sudo -n [--preserve-env=...] docker ...: record, then run the fake docker as root would.
+    script(
+        &bin.join("sudo"),
+        &format!(
+            "echo \"sudo $*\" >> {log}\nwhile [ \"${{1#-}}\" != \"$1\" ]; do shift; done\n[ \"$1\" = docker ] && shift && echo 24.0.7 && exit 0\nexit 1"
+        ),
+    );
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
+fn calls(test: &Test) -> Vec<String> {
+    std::fs::read_to_string(test.path_of("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn production() -> String {
+    std::fs::read_to_string(repo().join("plans/production.toml")).unwrap()
+}
+
+#[test]
+fn plan_only_runs_no_step_and_only_read_only_docker_commands() {
+    let test = Test::new().plan(&production());
+    let path = fake_tools(&test, "echo 24.0.7");
+    let test = test
+        .args(&["apply", "plan.toml", "--plan-only"])
+        .path(&path);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let calls = calls(&test);
+    assert!(!calls.is_empty(), "docker was probed");
+    for call in &calls {
+        assert!(
+            call.starts_with("docker version") || call.starts_with("docker info"),
+            "non read-only call during --plan-only: {call}"
+        );
+    }
+    // It shows the exact commands it would run, and nothing happened.
+    let out = &run.stdout;
+    assert!(
+        out.contains("Docker: docker (the daemon answers `docker version`)"),
+        "{out}"
+    );
+    assert!(out.contains(
+        "docker exec grenoble-roller-production bundle exec whenever --update-crontab --set 'environment=production'"
+    ));
+    assert!(out.contains("Critical path (10 steps): clean-orphans -> record-revision -> git-pull"));
+    assert!(
+        !test.path_of(".runner").exists(),
+        "a preview writes no state"
+    );
+}
+
+#[test]
+fn plan_only_picks_sudo_when_docker_is_refused_for_permission() {
+    let test = Test::new().plan(&production());
+    let path = fake_tools(
+        &test,
+        "echo 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock' >&2; exit 1",
+    );
+    let test = test
+        .args(&["apply", "plan.toml", "--plan-only"])
+        .path(&path);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("Docker: sudo -n '--preserve-env=DOCKER_HOST,DOCKER_CONTEXT,DOCKER_CONFIG' docker (docker is refused for permission; `sudo -n docker version` answers without a password)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("sudo -n '--preserve-env=DOCKER_HOST,DOCKER_CONTEXT,DOCKER_CONFIG' docker exec grenoble-roller-db pg_dump"));
+    let calls = calls(&test);
+    assert!(calls.iter().all(|c| c.contains(" version")), "{calls:?}");
+}
+
+#[test]
+fn plan_only_works_without_docker_and_says_so() {
+    let test = Test::new().plan(&production());
+    let empty = test.path_of("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let test = test
+        .args(&["apply", "plan.toml", "--plan-only"])
+        .path(empty.to_str().unwrap());
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("Docker: unavailable: docker is not installed (not on PATH); apply would stop before any step (exit 4)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("help: install Docker Engine, or set DOCKER_CMD")
+    );
+}
+
+#[test]
+fn docker_cmd_from_the_environment_wins() {
+    let test = Test::new().plan(&production());
+    let path = fake_tools(&test, "echo 24.0.7");
+    let test = test
+        .args(&["apply", "plan.toml", "--plan-only"])
+        .path(&path)
+        .env("DOCKER_CMD", "sudo -n docker");
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("Docker: sudo -n docker (DOCKER_CMD is set)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("sh -c 'sudo -n docker compose build web'"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn variables_cannot_inject_commands_and_secrets_are_masked() {
+    let test = Test::new().plan(
+        "[plan]\nname = \"t\"\n\n[vars]\napp = \"web\"\ntoken = { env = \"RUNNER_TEST_TOKEN\", secret = true }\n\n\
+         [steps.a]\nkind = \"shell\"\nrun = \"echo {{ app }} 'in {{ app }}' \\\"and {{ app }}\\\"\"\nenv = { TOKEN = \"{{ token }}\" }\n\n\
+         [steps.b]\nkind = \"docker-exec\"\ncontainer = \"{{ app }}\"\ncommand = [\"echo\", \"{{ app }}\", \"{{ token }}\"]\n",
+    );
+    let path = fake_tools(&test, "echo 24.0.7");
+    let test = test
+        .args(&[
+            "apply",
+            "plan.toml",
+            "--plan-only",
+            "--var",
+            "app=x; rm -rf /",
+            "--output",
+            "json",
+        ])
+        .env("RUNNER_TEST_TOKEN", "hunter2-secret")
+        .path(&path);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        !run.stdout.contains("hunter2-secret"),
+        "secret leaked:\n{}",
+        run.stdout
+    );
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let a = &json["waves"][0][0]["operations"][0];
+    assert_eq!(
+        a["argv"][2],
+        "echo 'x; rm -rf /' 'in ''x; rm -rf /''' \"and x; rm -rf /\""
+    );
+    assert_eq!(a["notes"][1], "env: TOKEN=***");
+    // Run by a real shell, each insertion stays one literal piece of text.
+    let out = std::process::Command::new("sh")
+        .args(["-c", a["argv"][2].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "x; rm -rf / in x; rm -rf / and x; rm -rf /\n"
+    );
+    let b = &json["waves"][0][1]["operations"][0]["argv"];
+    assert_eq!(
+        *b,
+        serde_json::json!([
+            "docker",
+            "exec",
+            "x; rm -rf /",
+            "echo",
+            "x; rm -rf /",
+            "***"
+        ])
+    );
+    assert_eq!(
+        json["vars"][1],
+        serde_json::json!({"name": "token", "value": "***", "secret": true, "source": "$RUNNER_TEST_TOKEN"})
+    );
+}
+
+#[test]
+fn json_preview_is_one_document_with_the_same_content() {
+    let test = Test::new().plan(&production());
+    let path = fake_tools(&test, "echo 24.0.7");
+    let test = test
+        .args(&[
+            "apply",
+            "plan.toml",
+            "--plan-only",
+            "--output",
+            "json",
+            "--jobs",
+            "2",
+        ])
+        .path(&path);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    assert_eq!(json["executes"], false);
+    assert_eq!(json["jobs"], 2);
+    assert_eq!(json["docker"]["command"], serde_json::json!(["docker"]));
+    let waves = json["waves"].as_array().unwrap();
+    assert_eq!(waves.len(), 10);
+    let migrate = waves[5]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "migrate")
+        .unwrap();
+    assert_eq!(migrate["needs"], serde_json::json!(["restart-app"]));
+    assert_eq!(migrate["settings"]["retries"], 2);
+    assert_eq!(
+        migrate["rollback"]["operations"][0]["argv"],
+        serde_json::json!([
+            "docker",
+            "exec",
+            "grenoble-roller-production",
+            "bin/rails",
+            "db:migrate",
+            "VERSION=<steps.schema-version.output>"
+        ])
+    );
+    assert_eq!(json["after_run"][0]["id"], "log-failure");
+}
+
+#[test]
+fn preview_text_snapshot() {
+    let test = Test::new().plan(
+        &std::fs::read_to_string(repo().join("plans/examples/maintenance-toggle.toml")).unwrap(),
+    );
+    let path = fake_tools(&test, "echo 24.0.7");
+    let test = test
+        .args(&["apply", "plan.toml", "--plan-only"])
+        .path(&path);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let dir = test.dir.path().canonicalize().unwrap();
+    insta::assert_snapshot!(run.stdout.replace(dir.to_str().unwrap(), "[dir]"));
+}
+
+#[test]
+fn apply_without_plan_only_refuses_for_now() {
+    let run = Test::new()
+        .plan("[plan]\nname = \"t\"\n[steps.a]\nkind = \"shell\"\nrun = \"touch ran\"\n")
+        .args(&["apply", "plan.toml"])
+        .run();
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains("--plan-only"), "{}", run.stderr);
+}
