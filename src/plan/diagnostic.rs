@@ -9,7 +9,10 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceCode};
+use miette::{
+    Diagnostic, LabeledSpan, MietteError, MietteSpanContents, Severity, SourceCode, SourceSpan,
+    SpanContents,
+};
 
 /// A byte range in the plan source.
 pub type Span = Range<usize>;
@@ -19,29 +22,66 @@ pub type Span = Range<usize>;
 pub struct Source {
     pub name: String,
     pub text: Arc<str>,
+    /// Byte offset of the start of every line, to find a snippet without scanning
+    /// the whole file for each diagnostic (a 10,000-step plan can have thousands).
+    line_starts: Arc<[usize]>,
 }
 
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
+        let text: Arc<str> = text.into();
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Self {
             name: name.into(),
-            text: text.into(),
+            text,
+            line_starts,
         }
     }
 
-    fn named(&self) -> NamedSource<Arc<str>> {
-        NamedSource::new(self.name.clone(), self.text.clone()).with_language("toml")
+    /// 0-based line of a byte offset.
+    fn line_of(&self, offset: usize) -> usize {
+        self.line_starts
+            .partition_point(|&start| start <= offset)
+            .saturating_sub(1)
     }
+}
 
-    /// 1-based line and column of a byte offset, for compact one-line output.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before
-            .rfind('\n')
-            .map_or(before.len(), |nl| before.len() - nl - 1)
-            + 1;
-        (line, col)
+impl SourceCode for Source {
+    /// miette's own snippet logic, run on the few lines around the span only.
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let end = span.offset() + span.len();
+        if end > self.text.len() {
+            return Err(MietteError::OutOfBounds);
+        }
+        let first_line = self.line_of(span.offset()).saturating_sub(context_lines_before);
+        let last_line = self.line_of(end.saturating_sub(1).max(span.offset())) + context_lines_after + 1;
+        let start = self.line_starts[first_line];
+        let stop = self
+            .line_starts
+            .get(last_line + 1)
+            .copied()
+            .unwrap_or(self.text.len());
+        let window = &self.text.as_bytes()[start..stop];
+        let local = SourceSpan::new((span.offset() - start).into(), span.len());
+        let contents = window.read_span(&local, context_lines_before, context_lines_after)?;
+        Ok(Box::new(
+            MietteSpanContents::new_named(
+                self.name.clone(),
+                contents.data(),
+                SourceSpan::new((contents.span().offset() + start).into(), contents.span().len()),
+                contents.line() + first_line,
+                contents.column(),
+                contents.line_count() + first_line,
+            )
+            .with_language("toml"),
+        ))
     }
 }
 
@@ -98,7 +138,6 @@ impl PlanDiagnostic {
 #[derive(Debug)]
 pub struct Located<'a> {
     source: &'a Source,
-    named: NamedSource<Arc<str>>,
     diagnostic: &'a PlanDiagnostic,
 }
 
@@ -130,7 +169,7 @@ impl Diagnostic for Located<'_> {
         if self.diagnostic.labels.is_empty() {
             None
         } else {
-            Some(&self.named)
+            Some(self.source)
         }
     }
 
@@ -185,7 +224,6 @@ impl Diagnostics {
     pub fn located(&self) -> impl Iterator<Item = Located<'_>> {
         self.items.iter().map(|diagnostic| Located {
             source: &self.source,
-            named: self.source.named(),
             diagnostic,
         })
     }
