@@ -46,7 +46,8 @@ fn generate(n: usize) -> String {
         seed ^= seed << 17;
         seed
     };
-    let mut text = String::from("[plan]\nname = \"generated\"\njobs = 8\n\n[vars]\napp = \"web\"\n\n");
+    let mut text =
+        String::from("[plan]\nname = \"generated\"\njobs = 8\n\n[vars]\napp = \"web\"\n\n");
     for i in 0..n {
         let mut needs: Vec<usize> = Vec::new();
         while needs.len() < 3.min(i) {
@@ -76,9 +77,17 @@ fn docker() -> Docker {
 
 /// Everything `apply --plan-only` does after reading the file.
 fn preview(text: &str) -> usize {
-    let inputs = Inputs { vars: &[], env: &|_| None };
-    let loaded = load_str(Path::new("generated.toml"), PathBuf::from("/srv"), text.to_owned(), &inputs)
-        .unwrap_or_else(|d| panic!("{}", d.render(false)));
+    let inputs = Inputs {
+        vars: &[],
+        env: &|_| None,
+    };
+    let loaded = load_str(
+        Path::new("generated.toml"),
+        PathBuf::from("/srv"),
+        text.to_owned(),
+        &inputs,
+    )
+    .unwrap_or_else(|d| panic!("{}", d.render(false)));
     // As the binary does: warnings are printed (and dropped) before the preview.
     let warnings = loaded.warnings.render(false).len();
     let preview = runner::report::preview::build(&loaded.plan, docker());
@@ -99,10 +108,16 @@ fn bench(c: &mut Criterion) {
             text.len() as f64 / 1024.0,
             peak as f64 / (1024.0 * 1024.0)
         );
-        group.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| b.iter(|| preview(black_box(text))));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| {
+            b.iter(|| preview(black_box(text)))
+        });
         // The floor: toml's spanned parse alone, which every load needs.
         group.bench_with_input(BenchmarkId::new("toml parse only", n), &text, |b, text| {
-            b.iter(|| toml::de::DeTable::parse(black_box(text)).map(|t| t.get_ref().len()).unwrap_or(0))
+            b.iter(|| {
+                toml::de::DeTable::parse(black_box(text))
+                    .map(|t| t.get_ref().len())
+                    .unwrap_or(0)
+            })
         });
     }
     group.finish();

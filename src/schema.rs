@@ -24,11 +24,11 @@ fn drop_null(value: &mut Value) {
         }
         if let Some(Value::Array(choices)) = object.get_mut("anyOf") {
             choices.retain(|c| *c != null);
-            if choices.len() == 1 {
-                if let Some(Value::Object(only)) = choices.pop() {
-                    object.remove("anyOf");
-                    object.extend(only);
-                }
+            if choices.len() == 1
+                && let Some(Value::Object(only)) = choices.pop()
+            {
+                object.remove("anyOf");
+                object.extend(only);
             }
         }
         object.values_mut().for_each(drop_null);

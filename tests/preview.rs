@@ -37,15 +37,30 @@ fn production() -> String {
     std::fs::read_to_string(repo().join("plans/production.toml")).unwrap()
 }
 
-#[test]
-fn plan_only_runs_no_step_and_only_read_only_docker_commands() {
+/// Previews the production plan with the fake tools (`docker version` runs
+/// `docker_version`), plus `extra` arguments and environment; asserts exit 0.
+fn preview_production(
+    docker_version: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Test, crate::common::Run) {
     let test = Test::new().plan(&production());
-    let path = fake_tools(&test, "echo 24.0.7");
-    let test = test
+    let path = fake_tools(&test, docker_version);
+    let mut test = test
         .args(&["apply", "plan.toml", "--plan-only"])
+        .args(extra)
         .path(&path);
+    for (k, v) in env {
+        test = test.env(k, v);
+    }
     let run = test.run();
     assert_eq!(run.status, 0, "{}", run.stderr);
+    (test, run)
+}
+
+#[test]
+fn plan_only_runs_no_step_and_only_read_only_docker_commands() {
+    let (test, run) = preview_production("echo 24.0.7", &[], &[]);
     let calls = calls(&test);
     assert!(!calls.is_empty(), "docker was probed");
     for call in &calls {
@@ -72,16 +87,11 @@ fn plan_only_runs_no_step_and_only_read_only_docker_commands() {
 
 #[test]
 fn plan_only_picks_sudo_when_docker_is_refused_for_permission() {
-    let test = Test::new().plan(&production());
-    let path = fake_tools(
-        &test,
+    let (test, run) = preview_production(
         "echo 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock' >&2; exit 1",
+        &[],
+        &[],
     );
-    let test = test
-        .args(&["apply", "plan.toml", "--plan-only"])
-        .path(&path);
-    let run = test.run();
-    assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(
         run.stdout.contains("Docker: sudo -n '--preserve-env=DOCKER_HOST,DOCKER_CONTEXT,DOCKER_CONFIG' docker (docker is refused for permission; `sudo -n docker version` answers without a password)"),
         "{}",
@@ -115,14 +125,7 @@ fn plan_only_works_without_docker_and_says_so() {
 
 #[test]
 fn docker_cmd_from_the_environment_wins() {
-    let test = Test::new().plan(&production());
-    let path = fake_tools(&test, "echo 24.0.7");
-    let test = test
-        .args(&["apply", "plan.toml", "--plan-only"])
-        .path(&path)
-        .env("DOCKER_CMD", "sudo -n docker");
-    let run = test.run();
-    assert_eq!(run.status, 0, "{}", run.stderr);
+    let (_, run) = preview_production("echo 24.0.7", &[], &[("DOCKER_CMD", "sudo -n docker")]);
     assert!(
         run.stdout
             .contains("Docker: sudo -n docker (DOCKER_CMD is set)"),
@@ -200,21 +203,7 @@ fn variables_cannot_inject_commands_and_secrets_are_masked() {
 
 #[test]
 fn json_preview_is_one_document_with_the_same_content() {
-    let test = Test::new().plan(&production());
-    let path = fake_tools(&test, "echo 24.0.7");
-    let test = test
-        .args(&[
-            "apply",
-            "plan.toml",
-            "--plan-only",
-            "--output",
-            "json",
-            "--jobs",
-            "2",
-        ])
-        .path(&path);
-    let run = test.run();
-    assert_eq!(run.status, 0, "{}", run.stderr);
+    let (_, run) = preview_production("echo 24.0.7", &["--output", "json", "--jobs", "2"], &[]);
     let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
     assert_eq!(json["executes"], false);
     assert_eq!(json["jobs"], 2);

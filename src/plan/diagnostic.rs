@@ -60,8 +60,11 @@ impl SourceCode for Source {
         if end > self.text.len() {
             return Err(MietteError::OutOfBounds);
         }
-        let first_line = self.line_of(span.offset()).saturating_sub(context_lines_before);
-        let last_line = self.line_of(end.saturating_sub(1).max(span.offset())) + context_lines_after + 1;
+        let first_line = self
+            .line_of(span.offset())
+            .saturating_sub(context_lines_before);
+        let last_line =
+            self.line_of(end.saturating_sub(1).max(span.offset())) + context_lines_after + 1;
         let start = self.line_starts[first_line];
         let stop = self
             .line_starts
@@ -75,7 +78,10 @@ impl SourceCode for Source {
             MietteSpanContents::new_named(
                 self.name.clone(),
                 contents.data(),
-                SourceSpan::new((contents.span().offset() + start).into(), contents.span().len()),
+                SourceSpan::new(
+                    (contents.span().offset() + start).into(),
+                    contents.span().len(),
+                ),
                 contents.line() + first_line,
                 contents.column(),
                 contents.line_count() + first_line,
