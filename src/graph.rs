@@ -62,18 +62,6 @@ impl Dag {
         Ok(Self { needs, order, wave })
     }
 
-    pub fn needs(&self, step: usize) -> &[usize] {
-        &self.needs[step]
-    }
-
-    pub fn len(&self) -> usize {
-        self.needs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.needs.is_empty()
-    }
-
     /// Whether `ancestor` must succeed before `step` can start (directly or not).
     pub fn is_ancestor(&self, ancestor: usize, step: usize) -> bool {
         let mut seen = vec![false; self.needs.len()];

@@ -13,8 +13,6 @@ use crate::plan::Plan;
 use crate::plan::model::{Action, Command};
 use crate::plan::template::{Context, Name, Template, Value};
 
-pub use http_probe::REQUEST_TIMEOUT_SECS;
-
 /// What templates resolve to for one run (or one preview).
 pub struct Scope<'a> {
     pub plan: &'a Plan,

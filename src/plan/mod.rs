@@ -69,17 +69,6 @@ pub struct Settings {
     pub backoff: f64,
 }
 
-impl Settings {
-    /// The wait before attempt `attempt + 1`, after `attempt` failed (1-based):
-    /// `retry_delay × backoff^(attempt-1)`.
-    pub fn delay_after(&self, attempt: u32) -> Duration {
-        let factor = self
-            .backoff
-            .powi(i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX));
-        self.retry_delay.mul_f64(factor.min(1e6))
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Step {
     pub id: String,
@@ -108,13 +97,6 @@ impl Hook {
             settings,
             env: def.env.into_iter().map(|(k, v)| (k, v.value)).collect(),
         }
-    }
-}
-
-impl Step {
-    /// Whether the step keeps its stdout for `{{ steps.ID.output }}`.
-    pub fn captures(&self) -> bool {
-        matches!(&self.action, Action::Shell(shell) if shell.capture)
     }
 }
 

@@ -137,14 +137,6 @@ impl Template {
         }
     }
 
-    /// A template of plain text (for values built by runner itself).
-    pub fn literal(text: &str) -> Self {
-        Self {
-            raw: text.to_owned(),
-            parts: vec![Part::Text(text.to_owned())],
-        }
-    }
-
     pub fn refs(&self) -> impl Iterator<Item = (&Name, &str, &Span)> {
         self.parts.iter().filter_map(|part| match part {
             Part::Ref { name, text, span } => Some((name, text.as_str(), span)),
