@@ -78,7 +78,7 @@ pub struct Step {
     pub settings: Settings,
     pub when: When,
     pub env: IndexMap<String, Template>,
-    pub rollback: Option<Hook>,
+    pub rollback: Option<Box<Hook>>,
 }
 
 #[derive(Debug, Clone)]

@@ -214,7 +214,7 @@ pub struct StepDef {
     #[serde(flatten)]
     pub policy: Policy,
     /// Undoes this step if the run fails after it succeeded.
-    pub rollback: Option<HookDef>,
+    pub rollback: Option<Box<HookDef>>,
     /// When the step runs. Default "success".
     pub when: Option<Sp<When>>,
     /// Extra environment for the step's process; values may use templates.

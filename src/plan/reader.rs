@@ -539,8 +539,11 @@ impl Reader<'_> {
             .unwrap_or_default();
         let maintenance = find(root, "maintenance").and_then(|v| self.maintenance(v));
 
-        let mut steps = IndexMap::new();
-        let mut step_spans = IndexMap::new();
+        let count = find(root, "steps")
+            .and_then(|v| v.get_ref().as_table())
+            .map_or(0, |t| t.len());
+        let mut steps = IndexMap::with_capacity(count);
+        let mut step_spans = IndexMap::with_capacity(count);
         match find(root, "steps") {
             Some(v) => {
                 if let Some(table) = self.table(v, "steps", "`[steps.build]`") {
@@ -805,7 +808,9 @@ impl Reader<'_> {
                 ],
             )
         });
-        let rollback = find(table, "rollback").and_then(|v| self.hook(id, v));
+        let rollback = find(table, "rollback")
+            .and_then(|v| self.hook(id, v))
+            .map(Box::new);
         let description = find(table, "description").and_then(|v| self.string(v, "description"));
         let policy = self.policy(table);
         let env = find(table, "env").map(|v| self.env(v)).unwrap_or_default();

@@ -103,7 +103,7 @@ fn settings(policy: &Policy, defaults: Option<&Settings>) -> Settings {
 fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Step {
     let rollback = def.rollback.map(|hook| {
         let settings = settings(&hook.policy, Some(defaults));
-        Hook::from_def(hook, settings)
+        Box::new(Hook::from_def(*hook, settings))
     });
     Step {
         id,
@@ -396,7 +396,7 @@ fn check_templates(
         for t in action_templates(&step.action, &step.env) {
             check(t, Place::Step(i), diags);
         }
-        if let Some(HookDef { action, env, .. }) = &step.rollback {
+        if let Some(HookDef { action, env, .. }) = step.rollback.as_deref() {
             for t in action_templates(action, env) {
                 check(t, Place::Hook(i), diags);
             }

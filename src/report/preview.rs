@@ -122,7 +122,7 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         when: step.when,
         settings: (&step.settings).into(),
         operations: operations(&step.action, &step.env, &scope),
-        rollback: step.rollback.as_ref().map(|hook: &Hook| HookView {
+        rollback: step.rollback.as_deref().map(|hook: &Hook| HookView {
             kind: hook.action.kind(),
             description: hook.description.clone(),
             settings: (&hook.settings).into(),
