@@ -30,9 +30,12 @@ pub enum Command {
         /// How many steps may run at once (overrides `[plan] jobs`).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
         jobs: Option<u32>,
-        /// Output format.
+        /// Output format: text (a live view on a terminal), or json (one event per line).
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Write the run's JSON record here (default: .runner/runs/RUN_ID.json beside the plan).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Check a plan: print its diagnostics, exit 0 if it is valid, 2 if not.
     Validate {

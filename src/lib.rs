@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod docker;
+pub mod exec;
 pub mod exit_code;
 pub mod graph;
 pub mod kinds;

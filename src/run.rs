@@ -88,6 +88,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
             vars,
             jobs,
             output,
+            report,
         } => {
             let mut loaded = match load(&plan, &vars) {
                 Ok(loaded) => loaded,
@@ -97,12 +98,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
                 loaded.plan.jobs = jobs;
             }
             if !plan_only {
-                eprintln!("error: this build of runner can only preview plans");
-                eprintln!(
-                    "help: run `runner apply {} --plan-only` to see what it would do",
-                    plan.display()
-                );
-                return exit_code::INVALID;
+                let options = crate::exec::Options {
+                    json: output == Output::Json,
+                    report,
+                };
+                return crate::exec::apply(&loaded.plan, &options);
             }
             let docker =
                 crate::docker::discover(loaded.plan.sudo, std::env::var("DOCKER_CMD").ok());

@@ -1,0 +1,166 @@
+//! What a run reports, as it happens. The text view, `--output json` (one event per
+//! line) and the record are all built from these events, after masking.
+
+use serde::Serialize;
+
+use super::process::Stream;
+use crate::kinds::MASK;
+
+/// The status of a step at the end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Never started: an earlier failure or an interrupt stopped the run first, or
+    /// its `when` did not apply.
+    Skipped,
+    Succeeded,
+    Failed,
+    /// Succeeded, then undone by its rollback hook.
+    RolledBack,
+    /// Succeeded, then its rollback hook failed: the system needs a human.
+    RollbackFailed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Skipped => "skipped",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::RolledBack => "rolled back",
+            Status::RollbackFailed => "rollback failed",
+        }
+    }
+}
+
+/// How the whole run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    /// A step failed; every rollback hook succeeded.
+    Failed,
+    /// A rollback hook failed.
+    RollbackIncomplete,
+    /// Ctrl-C or SIGTERM; every rollback hook succeeded.
+    Interrupted,
+}
+
+/// Which part of the run a step belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The plan's steps (`when = "success"`).
+    Plan,
+    /// A rollback hook.
+    Rollback,
+    /// `when = "failure"` / `"always"` steps, after the plan and its rollback.
+    After,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        plan: String,
+        plan_file: String,
+        steps: usize,
+        jobs: u32,
+        docker: String,
+        docker_reason: String,
+        started_at: String,
+    },
+    StepStarted {
+        step: String,
+        phase: Phase,
+        attempt: u32,
+        command: String,
+    },
+    Output {
+        step: String,
+        phase: Phase,
+        stream: Stream,
+        line: String,
+    },
+    AttemptFailed {
+        step: String,
+        phase: Phase,
+        attempt: u32,
+        attempts: u32,
+        reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// The wait before the next attempt; absent when there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_in_ms: Option<u64>,
+    },
+    StepFinished {
+        step: String,
+        phase: Phase,
+        status: Status,
+        attempts: u32,
+        duration_ms: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The run stops scheduling: a step failed for good, or an interrupt came.
+    Stopping { reason: String },
+    RollbackStarted {
+        step: String,
+        command: String,
+    },
+    RollbackFinished {
+        step: String,
+        succeeded: bool,
+        attempts: u32,
+        duration_ms: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    RunFinished {
+        run_id: String,
+        status: RunStatus,
+        exit_code: i32,
+        duration_ms: u64,
+        record: String,
+    },
+}
+
+/// Replaces every secret value with `***`.
+#[derive(Debug, Clone, Default)]
+pub struct Masker {
+    /// Longest first, so a secret containing another is masked whole.
+    secrets: Vec<String>,
+}
+
+impl Masker {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_every_occurrence_longest_first() {
+        let masker = Masker::new(["abc".to_owned(), "abcdef".to_owned(), String::new()]);
+        assert_eq!(masker.mask("x abcdef y abc z"), "x *** y *** z");
+        assert_eq!(masker.mask("nothing here"), "nothing here");
+    }
+}

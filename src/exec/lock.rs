@@ -1,0 +1,111 @@
+//! One run per plan at a time: a kernel file lock beside the plan.
+//!
+//! `flock` is released by the kernel when its holder exits, however it exits, so a
+//! crashed or killed run never leaves a stale lock. The holder writes who it is into
+//! the file, so a second run can name it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Who holds the lock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub user: String,
+    pub host: String,
+    pub started_at: String,
+    pub run_id: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {} (pid {}, user {}, host {}, started {})",
+            self.run_id, self.pid, self.user, self.host, self.started_at
+        )
+    }
+}
+
+/// A held lock; dropping it (or exiting) releases it.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another run of this plan holds its lock {}: {}", path.display(), holder.as_ref().map_or_else(|| "its holder has not written its name yet".to_owned(), ToString::to_string))]
+    Held {
+        path: PathBuf,
+        holder: Option<Holder>,
+    },
+    #[error("cannot create the lock file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Takes the lock at `path` without waiting, and writes `holder` into it.
+pub fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
+    let io = |source| LockError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    // Not truncated on open: the holder's name must survive a failed attempt.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(LockError::Held {
+                path: path.to_owned(),
+                holder: serde_json::from_str(&text).ok(),
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(io(e)),
+    }
+    let text = serde_json::to_string(holder).unwrap_or_default();
+    file.set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(text.as_bytes()))
+        .and_then(|()| file.flush())
+        .map_err(io)?;
+    Ok(Lock {
+        _file: file,
+        path: path.to_owned(),
+    })
+}
+
+/// The current user's name, for the holder.
+pub fn user_name() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()))
+}
+
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown host".to_owned())
+}

@@ -1,0 +1,1077 @@
+//! `runner apply`: runs a checked plan.
+//!
+//! One dispatcher loop owns the run: it starts steps the moment their needs have
+//! succeeded and a job slot is free, receives their events (output lines, attempts,
+//! ends), handles signals, and reports. Each step's attempts run in a task of their
+//! own; a task never decides anything about the rest of the run.
+//!
+//! The run has three phases: the plan's steps; on failure, the rollback hooks of the
+//! steps that succeeded, in reverse order of completion; then the `when = "failure"`
+//! / `"always"` steps.
+
+pub mod event;
+pub mod lock;
+mod output;
+pub mod process;
+pub mod record;
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use indexmap::IndexMap;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+
+use crate::docker::Docker;
+use crate::exit_code;
+use crate::kinds::Scope;
+use crate::plan::model::{Action, When};
+use crate::plan::template::{Context, Name, Template, shell_join};
+use crate::plan::{Plan, Settings};
+use event::{Event, Masker, Phase, RunStatus, Status};
+use output::Reporter;
+use process::{End, Line, Spec, Stream};
+use record::{AttemptRecord, HookRecord, Record, StepRecord};
+
+/// Output lines kept per step for the record.
+const TAIL_LINES: usize = 40;
+/// The longest wait between two attempts, whatever the backoff says.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
+
+/// What the command line adds to the plan.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub json: bool,
+    /// Where the record goes; default `.runner/runs/<run-id>.json` beside the plan.
+    pub report: Option<PathBuf>,
+}
+
+/// Runs the plan and returns the exit code.
+pub fn apply(plan: &Plan, options: &Options) -> i32 {
+    if let Some(message) = unsupported(plan) {
+        eprintln!("error: {message}");
+        eprintln!(
+            "help: this build runs `shell` steps; preview the others with `runner apply {} --plan-only`",
+            plan.path.display()
+        );
+        return exit_code::INVALID;
+    }
+    let started_at = SystemTime::now();
+    let run_id = run_id(started_at);
+    let state_dir = plan.dir.join(".runner");
+    let file_name = plan.path.file_name().unwrap_or_default().to_string_lossy();
+    let holder = lock::Holder {
+        pid: std::process::id(),
+        user: lock::user_name(),
+        host: lock::host_name(),
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        run_id: run_id.clone(),
+    };
+    let _lock = match lock::acquire(&state_dir.join(format!("{file_name}.lock")), &holder) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "help: wait for that run to end; the lock is released when its process exits, even if it crashes"
+            );
+            return exit_code::CANNOT_START;
+        }
+    };
+
+    let docker = match docker_for(plan) {
+        Ok(docker) => docker,
+        Err(docker) => {
+            eprintln!("error: docker is not reachable, and this plan needs it");
+            for probe in &docker.tried {
+                eprintln!("  tried `{}`: {}", probe.command, probe.result);
+            }
+            if let Some(help) = &docker.help {
+                eprintln!("help: {help}");
+            }
+            return exit_code::CANNOT_START;
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit_code::CANNOT_START;
+        }
+    };
+    let report_path = options
+        .report
+        .clone()
+        .unwrap_or_else(|| state_dir.join("runs").join(format!("{run_id}.json")));
+    let reporter = if options.json {
+        Reporter::Json
+    } else {
+        let live = std::io::stdout().is_terminal();
+        let color = live && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let width = plan.steps.iter().map(|s| s.id.len()).max().unwrap_or(0);
+        Reporter::text(width, live, color)
+    };
+    let dispatcher = Dispatcher::new(
+        plan,
+        docker,
+        run_id,
+        started_at,
+        reporter,
+    );
+    runtime.block_on(dispatcher.run(report_path))
+}
+
+/// Only `shell` steps run in this build; other kinds are refused up front rather
+/// than half-run.
+fn unsupported(plan: &Plan) -> Option<String> {
+    let mut others = Vec::new();
+    for step in &plan.steps {
+        if !matches!(step.action, Action::Shell(_)) {
+            others.push(format!("`{}` ({})", step.id, step.action.kind()));
+        }
+        if let Some(hook) = &step.rollback
+            && !matches!(hook.action, Action::Shell(_))
+        {
+            others.push(format!(
+                "the rollback of `{}` ({})",
+                step.id,
+                hook.action.kind()
+            ));
+        }
+    }
+    (!others.is_empty()).then(|| {
+        format!(
+            "these steps cannot run yet: {}; only `shell` steps are executed so far",
+            others.join(", ")
+        )
+    })
+}
+
+/// A sortable, unique run id: `20261125T101500Z-1f3a`.
+fn run_id(at: SystemTime) -> String {
+    let stamp: String = humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    let nanos = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{stamp}-{:04x}",
+        (nanos ^ std::process::id().rotate_left(16)) & 0xffff
+    )
+}
+
+/// Whether anything in the plan talks to docker: a docker kind, `{{ docker }}`, or
+/// `$DOCKER_CMD` in a shell command.
+fn uses_docker(plan: &Plan) -> bool {
+    let template = |t: &Template| {
+        t.raw.contains("DOCKER_CMD") || t.refs().any(|(name, ..)| *name == Name::Docker)
+    };
+    let action = |a: &Action, env: &IndexMap<String, Template>| {
+        env.values().any(template)
+            || match a {
+                Action::Shell(s) => {
+                    template(&s.run.value) || s.dir.as_ref().is_some_and(|d| template(&d.value))
+                }
+                _ => true,
+            }
+    };
+    plan.steps.iter().any(|s| {
+        action(&s.action, &s.env) || s.rollback.as_ref().is_some_and(|h| action(&h.action, &h.env))
+    })
+}
+
+/// The docker command for the run. A plan that never talks to docker is not made to
+/// wait for a probe; its steps still get `DOCKER_CMD`.
+fn docker_for(plan: &Plan) -> Result<Docker, Docker> {
+    let from_env = std::env::var("DOCKER_CMD").ok().filter(|c| !c.trim().is_empty());
+    if !uses_docker(plan) {
+        let command = from_env
+            .as_deref()
+            .and_then(shlex::split)
+            .unwrap_or_else(|| vec!["docker".to_owned()]);
+        return Ok(Docker {
+            command,
+            available: true,
+            reason: "not probed: no step of this plan uses docker".into(),
+            tried: Vec::new(),
+            help: None,
+        });
+    }
+    let docker = crate::docker::discover(plan.sudo, from_env);
+    if docker.available {
+        Ok(docker)
+    } else {
+        Err(docker)
+    }
+}
+
+/// Which task an event comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Task {
+    Step(usize),
+    /// The rollback hook of a step.
+    Hook(usize),
+}
+
+/// What tasks tell the dispatcher.
+#[derive(Debug)]
+enum Msg {
+    Line(Task, Line),
+    AttemptStarted(Task, u32),
+    AttemptEnded {
+        task: Task,
+        attempt: u32,
+        end: End,
+        duration: Duration,
+        retry_in: Option<Duration>,
+    },
+    Done {
+        task: Task,
+        succeeded: bool,
+        captured: Option<String>,
+    },
+}
+
+/// Signals from the dispatcher to the running tasks of one phase.
+struct Control {
+    /// No new attempt starts (an interrupt came).
+    no_retry: watch::Sender<bool>,
+    /// End running processes now (a second interrupt came).
+    kill: watch::Sender<bool>,
+}
+
+impl Control {
+    fn new() -> Self {
+        Self {
+            no_retry: watch::Sender::new(false),
+            kill: watch::Sender::new(false),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    /// The command as shown (secrets masked).
+    command: Option<String>,
+    attempts: Vec<AttemptRecord>,
+    started: Option<Instant>,
+    duration: Duration,
+    tail: VecDeque<String>,
+}
+
+impl Progress {
+    fn line(&mut self, line: &str, stream: Stream) {
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        let tag = match stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        };
+        self.tail.push_back(format!("[{tag}] {line}"));
+    }
+}
+
+struct StepState {
+    status: Option<Status>,
+    progress: Progress,
+    hook: Option<(bool, Progress)>,
+}
+
+struct Dispatcher<'p> {
+    plan: &'p Plan,
+    docker: Docker,
+    run_id: String,
+    started_at: SystemTime,
+    clock: Instant,
+    reporter: Reporter,
+    masker: Masker,
+    steps: Vec<StepState>,
+    /// Steps that needed each step, by index.
+    dependents: Vec<Vec<usize>>,
+    captured: HashMap<String, String>,
+    /// Plan steps in order of completion (successes only), for the rollback.
+    completed: Vec<usize>,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    /// Why the plan phase stopped early.
+    stopped: Option<String>,
+    interrupts: u32,
+    rollback_order: Vec<String>,
+}
+
+impl<'p> Dispatcher<'p> {
+    fn new(
+        plan: &'p Plan,
+        docker: Docker,
+        run_id: String,
+        started_at: SystemTime,
+        reporter: Reporter,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut dependents = vec![Vec::new(); plan.steps.len()];
+        for (i, step) in plan.steps.iter().enumerate() {
+            for &need in &step.needs {
+                dependents[need].push(i);
+            }
+        }
+        let masker = Masker::new(
+            plan.vars
+                .values()
+                .filter(|v| v.secret)
+                .map(|v| v.value.clone()),
+        );
+        Self {
+            plan,
+            docker,
+            run_id,
+            started_at,
+            clock: Instant::now(),
+            reporter,
+            masker,
+            steps: plan
+                .steps
+                .iter()
+                .map(|_| StepState {
+                    status: None,
+                    progress: Progress::default(),
+                    hook: None,
+                })
+                .collect(),
+            dependents,
+            captured: HashMap::new(),
+            completed: Vec::new(),
+            tx,
+            rx,
+            stopped: None,
+            interrupts: 0,
+            rollback_order: Vec::new(),
+        }
+    }
+
+    async fn run(mut self, report_path: PathBuf) -> i32 {
+        let (mut sigint, mut sigterm) =
+            match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+                (Ok(i), Ok(t)) => (i, t),
+                _ => {
+                    eprintln!("error: cannot install the signal handlers");
+                    return exit_code::CANNOT_START;
+                }
+            };
+        self.reporter.event(&Event::RunStarted {
+            run_id: self.run_id.clone(),
+            plan: self.plan.name.clone(),
+            plan_file: self.plan.path.display().to_string(),
+            steps: self.plan.steps.len(),
+            jobs: self.plan.jobs,
+            docker: self.masker.mask(&shell_join(&self.docker.command)),
+            docker_reason: self.docker.reason.clone(),
+            started_at: humantime::format_rfc3339_millis(self.started_at).to_string(),
+        });
+
+        let main: Vec<usize> = self.members(|w| w == When::Success);
+        self.schedule(&main, Phase::Plan, &mut sigint, &mut sigterm)
+            .await;
+        let failed = self.stopped.is_some();
+        let mut hooks_ok = true;
+        if failed {
+            hooks_ok = self.roll_back(&mut sigint, &mut sigterm).await;
+        }
+        let after = self.members(|w| w == When::Always || (failed && w == When::Failure));
+        self.schedule(&after, Phase::After, &mut sigint, &mut sigterm)
+            .await;
+        let after_failed = after
+            .iter()
+            .any(|&i| self.steps[i].status == Some(Status::Failed));
+        for state in &mut self.steps {
+            state.status.get_or_insert(Status::Skipped);
+        }
+
+        let interrupted = self.interrupts > 0;
+        let (status, code) = if !hooks_ok {
+            (RunStatus::RollbackIncomplete, exit_code::ROLLBACK_INCOMPLETE)
+        } else if interrupted {
+            (RunStatus::Interrupted, exit_code::INTERRUPTED)
+        } else if failed || after_failed {
+            (RunStatus::Failed, exit_code::STEP_FAILED)
+        } else {
+            (RunStatus::Succeeded, exit_code::SUCCESS)
+        };
+        let record = self.record(status, code);
+        let written = record::write(&record, &report_path);
+        self.reporter.event(&Event::RunFinished {
+            run_id: self.run_id.clone(),
+            status,
+            exit_code: code,
+            duration_ms: millis(self.clock.elapsed()),
+            record: report_path.display().to_string(),
+        });
+        let summary = self.summary(status, code, &report_path, written.as_ref().err());
+        self.reporter.finish(&summary);
+        if let Err(e) = written {
+            eprintln!(
+                "error: cannot write the run record {}: {e}",
+                report_path.display()
+            );
+        }
+        code
+    }
+
+    fn members(&self, when: impl Fn(When) -> bool) -> Vec<usize> {
+        (0..self.plan.steps.len())
+            .filter(|&i| when(self.plan.steps[i].when))
+            .collect()
+    }
+}
+
+/// Steps that can start: the longest remaining chain first, then declaration order,
+/// so the critical path never waits behind a short branch.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Ready {
+    height: usize,
+    index: std::cmp::Reverse<usize>,
+}
+
+impl Dispatcher<'_> {
+    /// Runs `members` as a DAG: each starts once its needs (among `members`)
+    /// succeeded and a slot is free. In the plan phase a failure stops the
+    /// scheduling; after it, a failure only skips the steps that need the failed one.
+    async fn schedule(
+        &mut self,
+        members: &[usize],
+        phase: Phase,
+        sigint: &mut tokio::signal::unix::Signal,
+        sigterm: &mut tokio::signal::unix::Signal,
+    ) {
+        if members.is_empty() {
+            return;
+        }
+        let mut member = vec![false; self.plan.steps.len()];
+        for &i in members {
+            member[i] = true;
+        }
+        // Longest chain of dependents from each step, within the phase.
+        let mut height = vec![0usize; self.plan.steps.len()];
+        for &i in self.plan.dag.order.iter().rev() {
+            if member[i] {
+                height[i] = 1 + self.dependents[i]
+                    .iter()
+                    .filter(|&&d| member[d])
+                    .map(|&d| height[d])
+                    .max()
+                    .unwrap_or(0);
+            }
+        }
+        let mut waiting: Vec<usize> = (0..self.plan.steps.len())
+            .map(|i| {
+                self.plan.steps[i]
+                    .needs
+                    .iter()
+                    .filter(|&&n| member[n])
+                    .count()
+            })
+            .collect();
+        let mut ready: BinaryHeap<Ready> = members
+            .iter()
+            .filter(|&&i| waiting[i] == 0)
+            .map(|&i| Ready {
+                height: height[i],
+                index: std::cmp::Reverse(i),
+            })
+            .collect();
+        let control = Control::new();
+        let mut running = 0usize;
+        let mut stopping = false;
+        let jobs = usize::try_from(self.plan.jobs).unwrap_or(1).max(1);
+        loop {
+            while !stopping && running < jobs {
+                let Some(Ready {
+                    index: std::cmp::Reverse(i),
+                    ..
+                }) = ready.pop()
+                else {
+                    break;
+                };
+                self.start(i, phase, &control);
+                running += 1;
+            }
+            if running == 0 {
+                break;
+            }
+            tokio::select! {
+                msg = self.rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    if let Some((i, succeeded)) = self.handle(msg, phase) {
+                        running -= 1;
+                        if succeeded {
+                            for &d in &self.dependents[i] {
+                                if member[d] {
+                                    waiting[d] -= 1;
+                                    if waiting[d] == 0 {
+                                        ready.push(Ready { height: height[d], index: std::cmp::Reverse(d) });
+                                    }
+                                }
+                            }
+                        } else if phase == Phase::Plan && !stopping {
+                            stopping = true;
+                            let reason = format!("step `{}` failed", self.plan.steps[i].id);
+                            self.stop(reason, running);
+                        }
+                    }
+                }
+                _ = sigint.recv() => {
+                    stopping = true;
+                    self.interrupt("SIGINT", phase, running, &control);
+                }
+                _ = sigterm.recv() => {
+                    stopping = true;
+                    self.interrupt("SIGTERM", phase, running, &control);
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self, reason: String, running: usize) {
+        let then = if running > 0 {
+            format!("{running} running step(s) finish, then the rollback runs")
+        } else {
+            "the rollback runs now".to_owned()
+        };
+        self.reporter.event(&Event::Stopping {
+            reason: format!("{reason}: nothing new starts; {then}"),
+        });
+        self.stopped.get_or_insert(reason);
+    }
+
+    fn interrupt(&mut self, signal: &str, phase: Phase, running: usize, control: &Control) {
+        self.interrupts += 1;
+        if phase == Phase::Plan {
+            self.stopped
+                .get_or_insert_with(|| format!("interrupted by {signal}"));
+        }
+        if !*control.no_retry.borrow() {
+            control.no_retry.send_replace(true);
+            let then = if running > 0 {
+                format!(
+                    "{running} running step(s) finish (interrupt again to kill them), then the rollback runs"
+                )
+            } else {
+                "the rollback runs now".to_owned()
+            };
+            self.reporter.event(&Event::Stopping {
+                reason: format!("interrupted by {signal}: nothing new starts; {then}"),
+            });
+        } else {
+            control.kill.send_replace(true);
+            self.reporter.event(&Event::Stopping {
+                reason: format!(
+                    "interrupted again by {signal}: killing {running} running step(s), then the rollback runs"
+                ),
+            });
+        }
+    }
+
+    /// The scope templates resolve in; `masked` for what is shown.
+    fn scope<'s>(&'s self, masked: bool, output: &'s dyn Fn(&str) -> Option<String>) -> Scope<'s> {
+        Scope {
+            plan: self.plan,
+            docker: &self.docker.command,
+            mask_secrets: masked,
+            run_id: Some(&self.run_id),
+            output,
+        }
+    }
+
+    /// The process spec of a step or hook, and its command as shown.
+    fn spec(&self, task: Task) -> (Spec, String, Settings) {
+        let step = &self.plan.steps[self.index(task)];
+        let (action, env, settings) = match (task, &step.rollback) {
+            (Task::Hook(_), Some(hook)) => (&hook.action, &hook.env, hook.settings),
+            _ => (&step.action, &step.env, step.settings),
+        };
+        let output = |id: &str| self.captured.get(id).cloned();
+        let real = self.scope(false, &output);
+        let shown = self.scope(true, &output);
+        let Action::Shell(shell) = action else {
+            unreachable!("apply refuses plans with other kinds before it starts")
+        };
+        let script = real.render(&shell.run.value, Context::Shell);
+        let display = self
+            .masker
+            .mask(&shown.render(&shell.run.value, Context::Shell));
+        let dir = shell.dir.as_ref().map_or_else(
+            || self.plan.dir.clone(),
+            |d| self.plan.dir.join(real.render(&d.value, Context::Verbatim)),
+        );
+        let mut vars = vec![
+            ("DOCKER_CMD".to_owned(), self.docker.command.join(" ")),
+            ("RUNNER_RUN_ID".to_owned(), self.run_id.clone()),
+            ("RUNNER_STEP".to_owned(), step.id.clone()),
+        ];
+        vars.extend(real.env(env));
+        let spec = Spec {
+            argv: vec!["sh".into(), "-c".into(), script],
+            dir,
+            env: vars,
+            capture: matches!(task, Task::Step(_)) && shell.capture,
+            timeout: settings.timeout,
+        };
+        (spec, display, settings)
+    }
+
+    fn index(&self, task: Task) -> usize {
+        match task {
+            Task::Step(i) | Task::Hook(i) => i,
+        }
+    }
+
+    fn start(&mut self, i: usize, phase: Phase, control: &Control) {
+        let (spec, display, settings) = self.spec(Task::Step(i));
+        let progress = &mut self.steps[i].progress;
+        progress.command = Some(display.clone());
+        progress.started = Some(Instant::now());
+        self.reporter.event(&Event::StepStarted {
+            step: self.plan.steps[i].id.clone(),
+            phase,
+            attempt: 1,
+            command: display,
+        });
+        tokio::spawn(attempts(
+            Task::Step(i),
+            spec,
+            settings,
+            self.tx.clone(),
+            control.no_retry.subscribe(),
+            control.kill.subscribe(),
+        ));
+    }
+
+    /// Records a message; returns `(step, succeeded)` when a task is done.
+    fn handle(&mut self, msg: Msg, phase: Phase) -> Option<(usize, bool)> {
+        match msg {
+            Msg::Line(task, line) => {
+                let text = self.masker.mask(&line.text);
+                let i = self.index(task);
+                let (phase, progress) = self.progress(task, phase);
+                progress.line(&text, line.stream);
+                self.reporter.event(&Event::Output {
+                    step: self.plan.steps[i].id.clone(),
+                    phase,
+                    stream: line.stream,
+                    line: text,
+                });
+                None
+            }
+            Msg::AttemptStarted(task, attempt) => {
+                let i = self.index(task);
+                let (phase, progress) = self.progress(task, phase);
+                let command = progress.command.clone().unwrap_or_default();
+                if attempt > 1 {
+                    self.reporter.event(&Event::StepStarted {
+                        step: self.plan.steps[i].id.clone(),
+                        phase,
+                        attempt,
+                        command,
+                    });
+                }
+                None
+            }
+            Msg::AttemptEnded {
+                task,
+                attempt,
+                end,
+                duration,
+                retry_in,
+            } => {
+                let i = self.index(task);
+                let attempts = match task {
+                    Task::Step(_) => self.plan.steps[i].settings.retries + 1,
+                    Task::Hook(_) => self.plan.steps[i]
+                        .rollback
+                        .as_ref()
+                        .map_or(1, |h| h.settings.retries + 1),
+                };
+                let reason = (!end.success()).then(|| self.masker.mask(&end.reason()));
+                let (phase, progress) = self.progress(task, phase);
+                progress.attempts.push(AttemptRecord {
+                    attempt,
+                    succeeded: end.success(),
+                    exit_code: end.exit_code(),
+                    reason: reason.clone(),
+                    duration_ms: millis(duration),
+                });
+                if let Some(reason) = reason {
+                    self.reporter.event(&Event::AttemptFailed {
+                        step: self.plan.steps[i].id.clone(),
+                        phase,
+                        attempt,
+                        attempts,
+                        reason,
+                        exit_code: end.exit_code(),
+                        retry_in_ms: retry_in.map(millis),
+                    });
+                }
+                None
+            }
+            Msg::Done {
+                task,
+                succeeded,
+                captured,
+            } => {
+                let i = self.index(task);
+                let id = self.plan.steps[i].id.clone();
+                let (phase, progress) = self.progress(task, phase);
+                progress.duration = progress.started.map_or(Duration::ZERO, |s| s.elapsed());
+                let attempts = u32::try_from(progress.attempts.len()).unwrap_or(u32::MAX);
+                let duration_ms = millis(progress.duration);
+                let reason = progress.attempts.last().and_then(|a| a.reason.clone());
+                match task {
+                    Task::Step(_) => {
+                        let status = if succeeded {
+                            Status::Succeeded
+                        } else {
+                            Status::Failed
+                        };
+                        self.steps[i].status = Some(status);
+                        if succeeded {
+                            if phase == Phase::Plan {
+                                self.completed.push(i);
+                            }
+                            if let Some(text) = captured {
+                                self.captured.insert(id.clone(), text);
+                            }
+                        }
+                        self.reporter.event(&Event::StepFinished {
+                            step: id,
+                            phase,
+                            status,
+                            attempts,
+                            duration_ms,
+                            reason: (!succeeded).then_some(reason).flatten(),
+                        });
+                    }
+                    Task::Hook(_) => {
+                        if let Some(hook) = self.steps[i].hook.as_mut() {
+                            hook.0 = succeeded;
+                        }
+                        self.steps[i].status = Some(if succeeded {
+                            Status::RolledBack
+                        } else {
+                            Status::RollbackFailed
+                        });
+                        self.reporter.event(&Event::RollbackFinished {
+                            step: id,
+                            succeeded,
+                            attempts,
+                            duration_ms,
+                            reason: (!succeeded).then_some(reason).flatten(),
+                        });
+                    }
+                }
+                Some((i, succeeded))
+            }
+        }
+    }
+
+    fn progress(&mut self, task: Task, phase: Phase) -> (Phase, &mut Progress) {
+        match task {
+            Task::Step(i) => (phase, &mut self.steps[i].progress),
+            Task::Hook(i) => (
+                Phase::Rollback,
+                &mut self
+                    .steps[i]
+                    .hook
+                    .get_or_insert_with(|| (false, Progress::default()))
+                    .1,
+            ),
+        }
+    }
+
+    /// Runs the hooks of the succeeded plan steps, last completed first, one at a
+    /// time. A failed hook is reported and the others still run. Interrupts are
+    /// noted but do not stop a rollback: every hook has its own timeout.
+    async fn roll_back(
+        &mut self,
+        sigint: &mut tokio::signal::unix::Signal,
+        sigterm: &mut tokio::signal::unix::Signal,
+    ) -> bool {
+        let mut all_ok = true;
+        let control = Control::new();
+        let order: Vec<usize> = self.completed.iter().rev().copied().collect();
+        for i in order {
+            if self.plan.steps[i].rollback.is_none() {
+                continue;
+            }
+            let (spec, display, settings) = self.spec(Task::Hook(i));
+            self.rollback_order.push(self.plan.steps[i].id.clone());
+            let (_, progress) = self.progress(Task::Hook(i), Phase::Rollback);
+            progress.command = Some(display.clone());
+            progress.started = Some(Instant::now());
+            self.reporter.event(&Event::RollbackStarted {
+                step: self.plan.steps[i].id.clone(),
+                command: display,
+            });
+            tokio::spawn(attempts(
+                Task::Hook(i),
+                spec,
+                settings,
+                self.tx.clone(),
+                control.no_retry.subscribe(),
+                control.kill.subscribe(),
+            ));
+            loop {
+                tokio::select! {
+                    msg = self.rx.recv() => {
+                        let Some(msg) = msg else { break };
+                        if let Some((_, ok)) = self.handle(msg, Phase::Rollback) {
+                            all_ok &= ok;
+                            break;
+                        }
+                    }
+                    _ = sigint.recv() => self.rollback_notice("SIGINT"),
+                    _ = sigterm.recv() => self.rollback_notice("SIGTERM"),
+                }
+            }
+        }
+        all_ok
+    }
+
+    fn rollback_notice(&mut self, signal: &str) {
+        self.interrupts += 1;
+        self.reporter.event(&Event::Stopping {
+            reason: format!(
+                "{signal} during the rollback: the rollback goes on, so the system is not left half undone (each hook has its timeout)"
+            ),
+        });
+    }
+
+    fn record(&self, status: RunStatus, code: i32) -> Record {
+        let finished = SystemTime::now();
+        Record {
+            run_id: self.run_id.clone(),
+            plan: self.plan.name.clone(),
+            plan_file: self.plan.path.display().to_string(),
+            started_at: humantime::format_rfc3339_millis(self.started_at).to_string(),
+            finished_at: humantime::format_rfc3339_millis(finished).to_string(),
+            duration_ms: millis(self.clock.elapsed()),
+            status,
+            exit_code: code,
+            stopped: self.stopped.clone(),
+            jobs: self.plan.jobs,
+            docker: record::DockerRecord {
+                command: self.masker.mask(&shell_join(&self.docker.command)),
+                reason: self.docker.reason.clone(),
+            },
+            vars: self
+                .plan
+                .vars
+                .iter()
+                .map(|(k, v)| {
+                    let value = if v.secret {
+                        crate::kinds::MASK.to_owned()
+                    } else {
+                        self.masker.mask(&v.value)
+                    };
+                    (k.clone(), value)
+                })
+                .collect(),
+            steps: self
+                .plan
+                .steps
+                .iter()
+                .zip(&self.steps)
+                .map(|(step, state)| StepRecord {
+                    id: step.id.clone(),
+                    kind: step.action.kind(),
+                    phase: if step.when == When::Success {
+                        Phase::Plan
+                    } else {
+                        Phase::After
+                    },
+                    status: state.status.unwrap_or(Status::Skipped),
+                    command: state.progress.command.clone(),
+                    attempts: state.progress.attempts.clone(),
+                    duration_ms: millis(state.progress.duration),
+                    output_tail: state.progress.tail.iter().cloned().collect(),
+                    rollback: state.hook.as_ref().map(|(ok, p)| HookRecord {
+                        command: p.command.clone().unwrap_or_default(),
+                        succeeded: *ok,
+                        attempts: p.attempts.clone(),
+                        output_tail: p.tail.iter().cloned().collect(),
+                    }),
+                })
+                .collect(),
+            rollback: self.rollback_order.clone(),
+        }
+    }
+
+    fn summary(
+        &self,
+        status: RunStatus,
+        code: i32,
+        record: &std::path::Path,
+        write_error: Option<&std::io::Error>,
+    ) -> String {
+        use std::fmt::Write as _;
+        let width = self
+            .plan
+            .steps
+            .iter()
+            .map(|s| s.id.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n{:<width$}  {:<15}  {:>8}  {:>8}",
+            "step", "status", "attempts", "duration"
+        );
+        for (step, state) in self.plan.steps.iter().zip(&self.steps) {
+            let status = state.status.unwrap_or(Status::Skipped);
+            let attempts = state.progress.attempts.len();
+            let duration = if attempts == 0 {
+                "-".to_owned()
+            } else {
+                output::duration(state.progress.duration)
+            };
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:<15}  {:>8}  {:>8}",
+                step.id,
+                status.as_str(),
+                attempts,
+                duration
+            );
+        }
+        let verdict = match status {
+            RunStatus::Succeeded => "succeeded".to_owned(),
+            RunStatus::Failed => match &self.stopped {
+                Some(why) => format!("FAILED: {why}; every rollback hook succeeded"),
+                None => "FAILED: the plan succeeded, then a step after it failed".to_owned(),
+            },
+            RunStatus::Interrupted => {
+                "INTERRUPTED; every rollback hook succeeded".to_owned()
+            }
+            RunStatus::RollbackIncomplete => {
+                let failed: Vec<&str> = self
+                    .plan
+                    .steps
+                    .iter()
+                    .zip(&self.steps)
+                    .filter(|(_, s)| s.status == Some(Status::RollbackFailed))
+                    .map(|(step, _)| step.id.as_str())
+                    .collect();
+                format!(
+                    "FAILED: {}, and the ROLLBACK IS INCOMPLETE: the hook of {} failed; the system needs a human",
+                    self.stopped.as_deref().unwrap_or("a step failed"),
+                    failed.join(", ")
+                )
+            }
+        };
+        let _ = writeln!(
+            out,
+            "\nrun {} ({}): {verdict} (exit {code})",
+            self.run_id,
+            output::duration(self.clock.elapsed())
+        );
+        match write_error {
+            None => {
+                let _ = writeln!(out, "record: {}", record.display());
+            }
+            Some(e) => {
+                let _ = writeln!(out, "record: NOT WRITTEN to {}: {e}", record.display());
+            }
+        }
+        out
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The wait before attempt `failed + 1`: `retry_delay × backoff^(failed-1)`.
+pub fn retry_delay(settings: &Settings, failed: u32) -> Duration {
+    let factor = settings
+        .backoff
+        .powi(i32::try_from(failed.saturating_sub(1)).unwrap_or(i32::MAX));
+    let secs = settings.retry_delay.as_secs_f64() * factor;
+    if secs.is_finite() && secs < MAX_RETRY_DELAY.as_secs_f64() {
+        Duration::from_secs_f64(secs)
+    } else {
+        MAX_RETRY_DELAY
+    }
+}
+
+/// Every attempt of one step or hook, retries and waits included.
+async fn attempts(
+    task: Task,
+    mut spec: Spec,
+    settings: Settings,
+    tx: mpsc::UnboundedSender<Msg>,
+    mut no_retry: watch::Receiver<bool>,
+    kill: watch::Receiver<bool>,
+) {
+    let total = settings.retries.saturating_add(1);
+    let mut attempt = 1;
+    spec.env.push(("RUNNER_ATTEMPT".into(), String::new()));
+    loop {
+        if let Some((_, value)) = spec.env.last_mut() {
+            *value = attempt.to_string();
+        }
+        let _ = tx.send(Msg::AttemptStarted(task, attempt));
+        let lines = tx.clone();
+        let outcome = process::run(
+            &spec,
+            move |line| {
+                let _ = lines.send(Msg::Line(task, line));
+            },
+            kill.clone(),
+        )
+        .await;
+        let succeeded = outcome.end.success();
+        let again = !succeeded
+            && attempt < total
+            && outcome.end != End::Killed
+            && !*no_retry.borrow();
+        let wait = again.then(|| retry_delay(&settings, attempt));
+        let _ = tx.send(Msg::AttemptEnded {
+            task,
+            attempt,
+            end: outcome.end,
+            duration: outcome.duration,
+            retry_in: wait,
+        });
+        let Some(wait) = wait else {
+            let _ = tx.send(Msg::Done {
+                task,
+                succeeded,
+                captured: outcome.captured,
+            });
+            return;
+        };
+        // An interrupt during the wait cancels the retry.
+        let interrupted = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            _ = no_retry.wait_for(|stop| *stop) => true,
+        };
+        if interrupted {
+            let _ = tx.send(Msg::Done {
+                task,
+                succeeded: false,
+                captured: None,
+            });
+            return;
+        }
+        attempt += 1;
+    }
+}

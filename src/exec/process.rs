@@ -1,0 +1,273 @@
+//! One attempt of one command: a process in its own process group, its output
+//! streamed line by line, ended with its whole tree on timeout or when killed.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::watch;
+
+/// After SIGTERM, how long a process tree gets before SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(3);
+/// The most of a step's stdout kept for `capture` (the rest is still streamed).
+const CAPTURE_LIMIT: usize = 1 << 20;
+/// How long output pipes may stay open after the process tree is gone (a process
+/// that left the group may hold them); then reading stops.
+const PIPE_DRAIN: Duration = Duration::from_secs(2);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub argv: Vec<String>,
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub capture: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A line of output, as it comes.
+#[derive(Debug)]
+pub struct Line {
+    pub stream: Stream,
+    pub text: String,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    Exited(i32),
+    Signaled(i32),
+    TimedOut(Duration),
+    /// Ended by a second interrupt.
+    Killed,
+    /// The process could not start.
+    SpawnFailed(String),
+}
+
+impl End {
+    pub fn success(&self) -> bool {
+        *self == End::Exited(0)
+    }
+
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            End::Exited(code) => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Why the attempt failed, in words.
+    pub fn reason(&self) -> String {
+        match self {
+            End::Exited(code) => format!("exited with code {code}"),
+            End::Signaled(sig) => match Signal::try_from(*sig) {
+                Ok(signal) => format!("killed by signal {sig} ({})", signal.as_str()),
+                Err(_) => format!("killed by signal {sig}"),
+            },
+            End::TimedOut(after) => format!(
+                "timed out after {}; its process tree was ended",
+                humantime::format_duration(*after)
+            ),
+            End::Killed => "killed by a second interrupt".to_owned(),
+            End::SpawnFailed(why) => format!("could not start: {why}"),
+        }
+    }
+}
+
+/// The result of one attempt.
+#[derive(Debug)]
+pub struct Outcome {
+    pub end: End,
+    pub duration: Duration,
+    /// The trimmed stdout, when the spec asked for it.
+    pub captured: Option<String>,
+}
+
+/// Runs `spec` once. Output lines go to `lines` as they come; the attempt is ended
+/// (with its process tree) after `spec.timeout`, or when `kill` turns true.
+pub async fn run<F>(spec: &Spec, lines: F, mut kill: watch::Receiver<bool>) -> Outcome
+where
+    F: Fn(Line) + Clone + Send + 'static,
+{
+    let started = Instant::now();
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Outcome {
+            end: End::SpawnFailed("empty command".into()),
+            duration: started.elapsed(),
+            captured: None,
+        };
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(&spec.dir)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group: a terminal's Ctrl-C reaches runner only, and the whole
+        // tree can be signalled at once.
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let why = if e.kind() == std::io::ErrorKind::NotFound && !spec.dir.is_dir() {
+                format!("its directory {} does not exist", spec.dir.display())
+            } else {
+                format!("{program}: {e}")
+            };
+            return Outcome {
+                end: End::SpawnFailed(why),
+                duration: started.elapsed(),
+                captured: None,
+            };
+        }
+    };
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+
+    let stdout = child.stdout.take().map(|out| {
+        tokio::spawn(read_lines(out, Stream::Stdout, lines.clone(), spec.capture))
+    });
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(read_lines(err, Stream::Stderr, lines, false)));
+
+    let mut ended_by = None;
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = tokio::time::sleep(spec.timeout) => {
+            ended_by = Some(End::TimedOut(spec.timeout));
+            end_tree(&mut child, group).await
+        }
+        () = killed(&mut kill) => {
+            ended_by = Some(End::Killed);
+            end_tree(&mut child, group).await
+        }
+    };
+    // The command is done: whatever it left behind in its group goes too.
+    if let Some(group) = group {
+        sweep(group).await;
+    }
+    let captured = match stdout {
+        Some(task) => drain(task).await.flatten(),
+        None => None,
+    };
+    if let Some(task) = stderr {
+        drain(task).await;
+    }
+    let end = ended_by.unwrap_or_else(|| match status {
+        Ok(status) => from_status(status),
+        Err(e) => End::SpawnFailed(format!("waiting for it failed: {e}")),
+    });
+    Outcome {
+        end,
+        duration: started.elapsed(),
+        captured: captured.map(|text| text.trim().to_owned()),
+    }
+}
+
+async fn killed(kill: &mut watch::Receiver<bool>) {
+    if kill.wait_for(|k| *k).await.is_err() {
+        // The sender is gone: nobody can ask for a kill any more.
+        std::future::pending::<()>().await;
+    }
+}
+
+fn from_status(status: ExitStatus) -> End {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => End::Exited(code),
+        (None, Some(sig)) => End::Signaled(sig),
+        (None, None) => End::Exited(-1),
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after the grace period.
+async fn end_tree(
+    child: &mut tokio::process::Child,
+    group: Option<Pid>,
+) -> std::io::Result<ExitStatus> {
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGTERM);
+    }
+    match tokio::time::timeout(GRACE, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            if let Some(group) = group {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+            child.wait().await
+        }
+    }
+}
+
+/// Ends what is left of a group whose leader has exited.
+async fn sweep(group: Pid) {
+    if killpg(group, None).is_err() {
+        return;
+    }
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if killpg(group, None).is_err() {
+            return;
+        }
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+async fn drain<T>(task: tokio::task::JoinHandle<T>) -> Option<T> {
+    let abort = task.abort_handle();
+    match tokio::time::timeout(PIPE_DRAIN, task).await {
+        Ok(result) => result.ok(),
+        Err(_) => {
+            abort.abort();
+            None
+        }
+    }
+}
+
+/// Sends every line of `pipe`; keeps stdout when capturing.
+async fn read_lines(
+    pipe: impl AsyncRead + Unpin,
+    stream: Stream,
+    lines: impl Fn(Line),
+    capture: bool,
+) -> Option<String> {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    let mut kept = capture.then(String::new);
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf);
+                if let Some(kept) = kept.as_mut()
+                    && kept.len() + text.len() <= CAPTURE_LIMIT
+                {
+                    kept.push_str(&text);
+                }
+                let text = text.trim_end_matches(['\n', '\r']).to_owned();
+                lines(Line { stream, text });
+            }
+        }
+    }
+    kept
+}
