@@ -68,9 +68,27 @@ impl Test {
     }
 
     pub fn run(&self) -> Run {
+        output(self.command())
+    }
+
+    /// Runs with other arguments, in the same folder and environment.
+    pub fn run_with(&self, args: &[&str]) -> Run {
+        let mut command = self.base();
+        command.args(args);
+        output(command)
+    }
+
+    /// The runner command, ready to run or spawn.
+    pub fn command(&self) -> Command {
+        let mut command = self.base();
+        command.args(&self.args);
+        command
+    }
+
+    /// The runner command in the test's folder and environment, without arguments.
+    fn base(&self) -> Command {
         let mut command = Command::new(RUNNER);
         command
-            .args(&self.args)
             .current_dir(self.dir.path())
             .env_remove("DOCKER_CMD")
             .env("NO_COLOR", "1");
@@ -80,16 +98,20 @@ impl Test {
         for (k, v) in &self.env {
             command.env(k, v);
         }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = command.output().expect("run runner");
-        Run {
-            status: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
+        command
+    }
+}
+
+fn output(mut command: Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run runner");
+    Run {
+        status: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod apply;
 mod graph;
 mod preview;
 mod properties;

@@ -248,11 +248,27 @@ fn preview_text_snapshot() {
 }
 
 #[test]
-fn apply_without_plan_only_refuses_for_now() {
-    let run = Test::new()
-        .plan("[plan]\nname = \"t\"\n[steps.a]\nkind = \"shell\"\nrun = \"touch ran\"\n")
-        .args(&["apply", "plan.toml"])
-        .run();
-    assert_eq!(run.status, 2);
+fn apply_refuses_kinds_it_cannot_run_yet_before_running_anything() {
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "t"
+
+[steps.a]
+kind = "shell"
+run = "touch ran"
+
+[steps.b]
+kind = "docker-exec"
+container = "web"
+command = ["true"]
+"#,
+        )
+        .args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("`b` (docker-exec)"), "{}", run.stderr);
     assert!(run.stderr.contains("--plan-only"), "{}", run.stderr);
+    assert!(!test.path_of("ran").exists(), "no step ran");
 }

@@ -105,7 +105,9 @@ pub enum Event {
         reason: Option<String>,
     },
     /// The run stops scheduling: a step failed for good, or an interrupt came.
-    Stopping { reason: String },
+    Stopping {
+        reason: String,
+    },
     RollbackStarted {
         step: String,
         command: String,

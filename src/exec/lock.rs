@@ -42,7 +42,7 @@ pub enum LockError {
     #[error("another run of this plan holds its lock {}: {}", path.display(), holder.as_ref().map_or_else(|| "its holder has not written its name yet".to_owned(), ToString::to_string))]
     Held {
         path: PathBuf,
-        holder: Option<Holder>,
+        holder: Option<Box<Holder>>,
     },
     #[error("cannot create the lock file {}: {source}", path.display())]
     Io {

@@ -116,13 +116,7 @@ pub fn apply(plan: &Plan, options: &Options) -> i32 {
         let width = plan.steps.iter().map(|s| s.id.len()).max().unwrap_or(0);
         Reporter::text(width, live, color)
     };
-    let dispatcher = Dispatcher::new(
-        plan,
-        docker,
-        run_id,
-        started_at,
-        reporter,
-    );
+    let dispatcher = Dispatcher::new(plan, docker, run_id, started_at, reporter);
     runtime.block_on(dispatcher.run(report_path))
 }
 
@@ -184,14 +178,19 @@ fn uses_docker(plan: &Plan) -> bool {
             }
     };
     plan.steps.iter().any(|s| {
-        action(&s.action, &s.env) || s.rollback.as_ref().is_some_and(|h| action(&h.action, &h.env))
+        action(&s.action, &s.env)
+            || s.rollback
+                .as_ref()
+                .is_some_and(|h| action(&h.action, &h.env))
     })
 }
 
 /// The docker command for the run. A plan that never talks to docker is not made to
 /// wait for a probe; its steps still get `DOCKER_CMD`.
 fn docker_for(plan: &Plan) -> Result<Docker, Docker> {
-    let from_env = std::env::var("DOCKER_CMD").ok().filter(|c| !c.trim().is_empty());
+    let from_env = std::env::var("DOCKER_CMD")
+        .ok()
+        .filter(|c| !c.trim().is_empty());
     if !uses_docker(plan) {
         let command = from_env
             .as_deref()
@@ -358,14 +357,16 @@ impl<'p> Dispatcher<'p> {
     }
 
     async fn run(mut self, report_path: PathBuf) -> i32 {
-        let (mut sigint, mut sigterm) =
-            match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-                (Ok(i), Ok(t)) => (i, t),
-                _ => {
-                    eprintln!("error: cannot install the signal handlers");
-                    return exit_code::CANNOT_START;
-                }
-            };
+        let (mut sigint, mut sigterm) = match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(i), Ok(t)) => (i, t),
+            _ => {
+                eprintln!("error: cannot install the signal handlers");
+                return exit_code::CANNOT_START;
+            }
+        };
         self.reporter.event(&Event::RunStarted {
             run_id: self.run_id.clone(),
             plan: self.plan.name.clone(),
@@ -397,7 +398,10 @@ impl<'p> Dispatcher<'p> {
 
         let interrupted = self.interrupts > 0;
         let (status, code) = if !hooks_ok {
-            (RunStatus::RollbackIncomplete, exit_code::ROLLBACK_INCOMPLETE)
+            (
+                RunStatus::RollbackIncomplete,
+                exit_code::ROLLBACK_INCOMPLETE,
+            )
         } else if interrupted {
             (RunStatus::Interrupted, exit_code::INTERRUPTED)
         } else if failed || after_failed {
@@ -786,8 +790,7 @@ impl Dispatcher<'_> {
             Task::Step(i) => (phase, &mut self.steps[i].progress),
             Task::Hook(i) => (
                 Phase::Rollback,
-                &mut self
-                    .steps[i]
+                &mut self.steps[i]
                     .hook
                     .get_or_insert_with(|| (false, Progress::default()))
                     .1,
@@ -958,9 +961,7 @@ impl Dispatcher<'_> {
                 Some(why) => format!("FAILED: {why}; every rollback hook succeeded"),
                 None => "FAILED: the plan succeeded, then a step after it failed".to_owned(),
             },
-            RunStatus::Interrupted => {
-                "INTERRUPTED; every rollback hook succeeded".to_owned()
-            }
+            RunStatus::Interrupted => "INTERRUPTED; every rollback hook succeeded".to_owned(),
             RunStatus::RollbackIncomplete => {
                 let failed: Vec<&str> = self
                     .plan
@@ -1039,10 +1040,8 @@ async fn attempts(
         )
         .await;
         let succeeded = outcome.end.success();
-        let again = !succeeded
-            && attempt < total
-            && outcome.end != End::Killed
-            && !*no_retry.borrow();
+        let again =
+            !succeeded && attempt < total && outcome.end != End::Killed && !*no_retry.borrow();
         let wait = again.then(|| retry_delay(&settings, attempt));
         let _ = tx.send(Msg::AttemptEnded {
             task,

@@ -139,9 +139,10 @@ where
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
 
-    let stdout = child.stdout.take().map(|out| {
-        tokio::spawn(read_lines(out, Stream::Stdout, lines.clone(), spec.capture))
-    });
+    let stdout = child
+        .stdout
+        .take()
+        .map(|out| tokio::spawn(read_lines(out, Stream::Stdout, lines.clone(), spec.capture)));
     let stderr = child
         .stderr
         .take()

@@ -1,0 +1,764 @@
+//! `runner apply`: the executor, driven through the real binary with `shell` steps.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{Run, Test};
+
+/// How long a test waits for something that should happen in well under a second;
+/// only a hang guard, never a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn events(run: &Run) -> Vec<Value> {
+    run.stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+fn of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+fn record(test: &Test) -> Value {
+    let runs = test.path_of(".runner/runs");
+    let mut files: Vec<_> = std::fs::read_dir(&runs)
+        .expect("the record folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "one record in {}", runs.display());
+    let text = std::fs::read_to_string(files.remove(0)).expect("record");
+    serde_json::from_str(&text).expect("record is JSON")
+}
+
+fn step<'a>(record: &'a Value, id: &str) -> &'a Value {
+    record["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("step {id} in the record"))
+}
+
+fn read(test: &Test, name: &str) -> String {
+    std::fs::read_to_string(test.path_of(name)).unwrap_or_default()
+}
+
+/// Nanosecond timestamps written by `date +%s%N`.
+fn stamp(test: &Test, name: &str) -> u128 {
+    read(test, name)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("timestamp in {name}"))
+}
+
+/// Kills every process whose command line holds `marker` when dropped.
+struct Reap(String);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &self.0])
+            .status();
+    }
+}
+
+fn alive(marker: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .stdout(Stdio::null())
+        .status()
+        .expect("pgrep")
+        .success()
+}
+
+/// A copy of `sleep` under a name unique to the test, to find it in the process list.
+fn marker_sleep(test: &Test, tag: &str) -> (String, Reap) {
+    let name = format!("sleep-{tag}-{}", std::process::id());
+    std::fs::copy("/bin/sleep", test.path_of(&name)).expect("copy sleep");
+    (format!("./{name}"), Reap(name))
+}
+
+/// A runner in the background with its JSON events read as they come.
+struct Background {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<Value>,
+}
+
+impl Background {
+    fn spawn(test: &Test) -> Self {
+        let mut child = test
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn runner");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for an event matching `what`.
+    fn wait_for(&mut self, what: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(PATIENCE)
+                .expect("the awaited event never came");
+            let event: Value = serde_json::from_str(&line).expect("a JSON event");
+            self.seen.push(event.clone());
+            if what(&event) {
+                return event;
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the exit; returns the code and every event.
+    fn finish(mut self) -> (i32, Vec<Value>, String) {
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = err.read_to_string(&mut stderr);
+        }
+        let status = self.child.wait().expect("wait");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen
+                .push(serde_json::from_str(&line).expect("a JSON event"));
+        }
+        (
+            status.code().unwrap_or(-1),
+            std::mem::take(&mut self.seen),
+            stderr,
+        )
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn started(step: &'static str) -> impl Fn(&Value) -> bool {
+    move |e| e["event"] == "step_started" && e["step"] == step
+}
+
+#[test]
+fn diamond_runs_in_order_with_its_branches_in_parallel() {
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "diamond"
+
+[steps.top]
+kind = "shell"
+run = "date +%s%N > top.end"
+
+[steps.left]
+kind = "shell"
+needs = ["top"]
+run = "date +%s%N > left.start; sleep 0.4; date +%s%N > left.end"
+
+[steps.right]
+kind = "shell"
+needs = ["top"]
+run = "date +%s%N > right.start; sleep 0.4; date +%s%N > right.end"
+
+[steps.bottom]
+kind = "shell"
+needs = ["left", "right"]
+run = "date +%s%N > bottom.start"
+"#,
+        )
+        .args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let top = stamp(&test, "top.end");
+    let (left, right) = (stamp(&test, "left.start"), stamp(&test, "right.start"));
+    let (left_end, right_end) = (stamp(&test, "left.end"), stamp(&test, "right.end"));
+    let bottom = stamp(&test, "bottom.start");
+    assert!(top < left && top < right, "the branches wait for top");
+    assert!(
+        left < right_end && right < left_end,
+        "the branches overlap: left {left}..{left_end}, right {right}..{right_end}"
+    );
+    assert!(
+        bottom > left_end && bottom > right_end,
+        "bottom waits for both"
+    );
+    for id in ["top", "left", "right", "bottom"] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{id} ")) && l.contains("succeeded")),
+            "{id} in the summary:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn with_one_job_the_branches_take_turns() {
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "diamond"
+
+[steps.left]
+kind = "shell"
+run = "date +%s%N > left.start; sleep 0.2; date +%s%N > left.end"
+
+[steps.right]
+kind = "shell"
+run = "date +%s%N > right.start; sleep 0.2; date +%s%N > right.end"
+"#,
+        )
+        .args(&["apply", "plan.toml", "--jobs", "1"]);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let (left, left_end) = (stamp(&test, "left.start"), stamp(&test, "left.end"));
+    let (right, right_end) = (stamp(&test, "right.start"), stamp(&test, "right.end"));
+    assert!(
+        left_end < right || right_end < left,
+        "no overlap with --jobs 1"
+    );
+}
+
+#[test]
+fn a_step_failing_twice_then_passing_takes_three_attempts_with_backoff() {
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "retries"
+
+[steps.flaky]
+kind = "shell"
+run = "echo attempt $RUNNER_ATTEMPT >> attempts.log; [ $RUNNER_ATTEMPT -ge 3 ]"
+retries = 4
+retry_delay = "100ms"
+backoff = 3.0
+"#,
+        )
+        .args(&["apply", "plan.toml", "--output", "json"]);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        read(&test, "attempts.log"),
+        "attempt 1\nattempt 2\nattempt 3\n"
+    );
+    let events = events(&run);
+    let failed = of(&events, "attempt_failed");
+    let waits: Vec<u64> = failed
+        .iter()
+        .map(|e| e["retry_in_ms"].as_u64().expect("a wait"))
+        .collect();
+    assert_eq!(waits, [100, 300], "retry_delay × backoff^(n-1)");
+    assert!(
+        failed
+            .iter()
+            .all(|e| e["reason"] == "exited with code 1" && e["exit_code"] == 1)
+    );
+    let finished = of(&events, "step_finished");
+    assert_eq!(finished[0]["status"], "succeeded");
+    assert_eq!(finished[0]["attempts"], 3);
+    let record = record(&test);
+    let attempts = step(&record, "flaky")["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["succeeded"].as_bool().unwrap_or(false))
+        .collect::<Vec<_>>();
+    assert_eq!(attempts, [false, false, true]);
+}
+
+#[test]
+fn a_timeout_ends_the_whole_process_tree() {
+    let test = Test::new();
+    let (sleep, reap) = marker_sleep(&test, "timeout");
+    let test = test
+        .plan(&format!(
+            r#"
+[plan]
+name = "timeout"
+
+[steps.hang]
+kind = "shell"
+run = "{sleep} 1000 & echo started; {sleep} 999"
+timeout = "500ms"
+"#
+        ))
+        .args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("started"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("timed out after 500ms"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !alive(&reap.0),
+        "no process of the step survives its timeout"
+    );
+}
+
+#[test]
+fn background_leftovers_of_a_finished_step_are_ended() {
+    let test = Test::new();
+    let (sleep, reap) = marker_sleep(&test, "leftover");
+    let test = test
+        .plan(&format!(
+            r#"
+[plan]
+name = "leftover"
+
+[steps.daemon]
+kind = "shell"
+run = "{sleep} 1000 > /dev/null 2>&1 &"
+"#
+        ))
+        .args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!alive(&reap.0), "a step's processes end with it");
+}
+
+/// Six plan steps; `bad` fails while `slow` still runs. Hooks append to hooks.log.
+fn six_steps(hook_b: &str) -> String {
+    format!(
+        r#"
+[plan]
+name = "six"
+
+[steps.a]
+kind = "shell"
+run = "true"
+rollback = {{ kind = "shell", run = "echo a >> hooks.log" }}
+
+[steps.b]
+kind = "shell"
+needs = ["a"]
+run = "true"
+rollback = {{ kind = "shell", run = "{hook_b}" }}
+
+[steps.slow]
+kind = "shell"
+needs = ["a"]
+run = "sleep 0.6; touch slow.done"
+rollback = {{ kind = "shell", run = "echo slow >> hooks.log" }}
+
+[steps.bad]
+kind = "shell"
+needs = ["b"]
+run = "echo broken >&2; exit 7"
+
+[steps.late]
+kind = "shell"
+needs = ["bad"]
+run = "touch late.ran"
+
+[steps.later]
+kind = "shell"
+needs = ["slow"]
+run = "touch later.ran"
+
+[steps.cleanup]
+kind = "shell"
+when = "always"
+run = "echo always >> hooks.log"
+
+[steps.alert]
+kind = "shell"
+when = "failure"
+run = "echo failure >> hooks.log"
+"#
+    )
+}
+
+#[test]
+fn a_failure_stops_the_plan_and_rolls_back_in_reverse_completion_order() {
+    let test = Test::new().plan(&six_steps("echo b >> hooks.log")).args(&[
+        "apply",
+        "plan.toml",
+        "--output",
+        "json",
+    ]);
+    let run = test.run();
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        test.path_of("slow.done").exists(),
+        "running siblings finish"
+    );
+    assert!(
+        !test.path_of("late.ran").exists(),
+        "later steps never start"
+    );
+    assert!(
+        !test.path_of("later.ran").exists(),
+        "later steps never start"
+    );
+    let log = read(&test, "hooks.log");
+    let lines: Vec<&str> = log.lines().collect();
+    // Completed: a, b, slow (bad failed before slow ended) → hooks slow, b, a.
+    assert_eq!(&lines[..3], ["slow", "b", "a"], "{log}");
+    let mut after = lines[3..].to_vec();
+    after.sort_unstable();
+    assert_eq!(after, ["always", "failure"], "{log}");
+
+    let events = events(&run);
+    let finished = of(&events, "run_finished");
+    assert_eq!(finished[0]["status"], "failed");
+    assert_eq!(finished[0]["exit_code"], 1);
+    let record = record(&test);
+    assert_eq!(record["exit_code"], 1);
+    assert_eq!(step(&record, "bad")["status"], "failed");
+    assert_eq!(step(&record, "bad")["attempts"][0]["exit_code"], 7);
+    assert_eq!(step(&record, "bad")["output_tail"][0], "[stderr] broken");
+    assert_eq!(step(&record, "a")["status"], "rolled_back");
+    assert_eq!(step(&record, "slow")["status"], "rolled_back");
+    assert_eq!(step(&record, "late")["status"], "skipped");
+    assert_eq!(step(&record, "cleanup")["status"], "succeeded");
+    assert_eq!(record["rollback"], serde_json::json!(["slow", "b", "a"]));
+}
+
+#[test]
+fn a_failing_hook_gives_exit_3_and_the_other_hooks_still_run() {
+    let test = Test::new()
+        .plan(&six_steps("echo b-failed >> hooks.log; exit 1"))
+        .args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 3, "{}{}", run.stdout, run.stderr);
+    let log = read(&test, "hooks.log");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(&lines[..3], ["slow", "b-failed", "a"], "{log}");
+    assert!(
+        run.stdout
+            .contains("ROLLBACK IS INCOMPLETE: the hook of b failed"),
+        "{}",
+        run.stdout
+    );
+    let summary_b = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("b "))
+        .expect("b in the summary");
+    assert!(summary_b.contains("rollback failed"), "{summary_b}");
+    assert_eq!(step(&record(&test), "b")["status"], "rollback_failed");
+}
+
+#[test]
+fn success_runs_always_steps_but_not_failure_steps() {
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "ok"
+
+[steps.a]
+kind = "shell"
+run = "true"
+rollback = { kind = "shell", run = "touch rolled.back" }
+
+[steps.cleanup]
+kind = "shell"
+when = "always"
+run = "touch always.ran"
+
+[steps.alert]
+kind = "shell"
+when = "failure"
+run = "touch failure.ran"
+"#,
+        )
+        .args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(test.path_of("always.ran").exists());
+    assert!(!test.path_of("failure.ran").exists());
+    assert!(!test.path_of("rolled.back").exists());
+    assert!(run.stdout.contains("succeeded (exit 0)"), "{}", run.stdout);
+}
+
+#[test]
+fn sigint_lets_the_running_step_finish_rolls_back_and_exits_130() {
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "interrupt"
+
+[steps.first]
+kind = "shell"
+run = "true"
+rollback = { kind = "shell", run = "touch first.undone" }
+
+[steps.long]
+kind = "shell"
+needs = ["first"]
+run = "sleep 0.5; touch long.done"
+rollback = { kind = "shell", run = "touch long.undone" }
+
+[steps.next]
+kind = "shell"
+needs = ["long"]
+run = "touch next.ran"
+"#,
+        )
+        .args(&["apply", "plan.toml", "--output", "json"]);
+    let mut runner = Background::spawn(&test);
+    runner.wait_for(started("long"));
+    runner.signal("INT");
+    let (code, events, stderr) = runner.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        test.path_of("long.done").exists(),
+        "the running step finished"
+    );
+    assert!(!test.path_of("next.ran").exists(), "nothing new started");
+    assert!(test.path_of("long.undone").exists());
+    assert!(test.path_of("first.undone").exists());
+    assert_eq!(of(&events, "run_finished")[0]["status"], "interrupted");
+}
+
+#[test]
+fn a_second_sigint_kills_the_running_step() {
+    let test = Test::new();
+    let (sleep, reap) = marker_sleep(&test, "sigint");
+    let test = test
+        .plan(&format!(
+            r#"
+[plan]
+name = "interrupt twice"
+
+[steps.first]
+kind = "shell"
+run = "true"
+rollback = {{ kind = "shell", run = "touch first.undone" }}
+
+[steps.long]
+kind = "shell"
+needs = ["first"]
+run = "{sleep} 1000"
+"#
+        ))
+        .args(&["apply", "plan.toml", "--output", "json"]);
+    let mut runner = Background::spawn(&test);
+    runner.wait_for(started("long"));
+    runner.signal("INT");
+    runner.wait_for(|e| e["event"] == "stopping");
+    runner.signal("INT");
+    let (code, events, stderr) = runner.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert!(!alive(&reap.0), "the long step is gone");
+    let long = of(&events, "step_finished")
+        .into_iter()
+        .find(|e| e["step"] == "long")
+        .expect("long finished");
+    assert_eq!(long["status"], "failed");
+    assert_eq!(long["reason"], "killed by a second interrupt");
+    assert!(
+        test.path_of("first.undone").exists(),
+        "then the rollback ran"
+    );
+}
+
+#[test]
+fn sigterm_is_an_interrupt_too() {
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "terminate"
+
+[steps.long]
+kind = "shell"
+run = "sleep 0.3"
+rollback = { kind = "shell", run = "touch long.undone" }
+"#,
+        )
+        .args(&["apply", "plan.toml", "--output", "json"]);
+    let mut runner = Background::spawn(&test);
+    runner.wait_for(started("long"));
+    runner.signal("TERM");
+    let (code, _, stderr) = runner.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert!(test.path_of("long.undone").exists());
+}
+
+#[test]
+fn a_second_apply_of_a_running_plan_exits_4_naming_the_holder() {
+    let test = Test::new();
+    let (sleep, reap) = marker_sleep(&test, "lock");
+    let test = test
+        .plan(&format!(
+            r#"
+[plan]
+name = "locked"
+
+[vars]
+nap = "0"
+
+[steps.hold]
+kind = "shell"
+run = "{sleep} {{{{ nap }}}}"
+"#
+        ))
+        .args(&[
+            "apply",
+            "plan.toml",
+            "--output",
+            "json",
+            "--var",
+            "nap=1000",
+        ]);
+    let mut first = Background::spawn(&test);
+    let started_event = first.wait_for(|e| e["event"] == "run_started");
+    first.wait_for(started("hold"));
+
+    let second = ["apply", "plan.toml"];
+    let run = test.run_with(&second);
+    assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+    let pid = first.child.id().to_string();
+    assert!(run.stderr.contains(&format!("pid {pid}")), "{}", run.stderr);
+    assert!(run.stderr.contains("user "), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(started_event["run_id"].as_str().expect("run id")),
+        "{}",
+        run.stderr
+    );
+
+    // kill -9: the kernel drops the lock with the process.
+    first.signal("KILL");
+    let _ = first.finish();
+    drop(reap);
+    let run = test.run_with(&second);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn a_secret_echoed_by_a_step_is_masked_everywhere() {
+    const SECRET: &str = "hunter2-very-secret";
+    let plan = r#"
+[plan]
+name = "secret"
+
+[vars]
+password = { env = "APP_PASSWORD", secret = true }
+
+[steps.leak]
+kind = "shell"
+run = "echo password={{ password }}; echo $APP_PASSWORD >&2; exit 1"
+"#;
+    for output in ["text", "json"] {
+        let test = Test::new().plan(plan).env("APP_PASSWORD", SECRET).args(&[
+            "apply",
+            "plan.toml",
+            "--output",
+            output,
+        ]);
+        let run = test.run();
+        assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+        assert!(!run.stdout.contains(SECRET), "{}", run.stdout);
+        assert!(!run.stderr.contains(SECRET), "{}", run.stderr);
+        assert!(run.stdout.contains("password=***"), "{}", run.stdout);
+        let record = std::fs::read_to_string(
+            std::fs::read_dir(test.path_of(".runner/runs"))
+                .expect("records")
+                .next()
+                .expect("a record")
+                .expect("entry")
+                .path(),
+        )
+        .expect("record");
+        assert!(!record.contains(SECRET), "{record}");
+        assert!(record.contains("password=***"), "{record}");
+    }
+}
+
+#[test]
+fn a_captured_output_reaches_later_steps_and_rollback_hooks() {
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "capture"
+
+[steps.rev]
+kind = "shell"
+run = "echo '  abc123  '"
+capture = true
+rollback = { kind = "shell", run = "echo 'reset to {{ steps.rev.output }}' > rollback.txt" }
+
+[steps.use]
+kind = "shell"
+needs = ["rev"]
+run = "echo 'deploying {{ steps.rev.output }}' > use.txt"
+
+[steps.fail]
+kind = "shell"
+needs = ["use"]
+run = "exit 1"
+"#,
+        )
+        .args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(read(&test, "use.txt"), "deploying abc123\n");
+    assert_eq!(read(&test, "rollback.txt"), "reset to abc123\n");
+}
+
+#[test]
+fn the_record_goes_where_report_says() {
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "report"
+
+[steps.hello]
+kind = "shell"
+run = "echo hello $RUNNER_STEP $RUNNER_RUN_ID"
+"#,
+        )
+        .args(&["apply", "plan.toml", "--report", "out/record.json"]);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let record: Value =
+        serde_json::from_str(&read(&test, "out/record.json")).expect("record at --report");
+    let run_id = record["run_id"].as_str().expect("run id");
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(
+        step(&record, "hello")["output_tail"][0],
+        format!("[stdout] hello hello {run_id}")
+    );
+    assert!(!test.path_of(".runner/runs").exists());
+}
