@@ -305,6 +305,9 @@ struct Dispatcher<'p> {
     stopped: Option<String>,
     interrupts: u32,
     rollback_order: Vec<String>,
+    /// `sh`, resolved on PATH once: a child that searches PATH for it pays a failed
+    /// exec per PATH entry, every step.
+    sh: String,
 }
 
 impl<'p> Dispatcher<'p> {
@@ -353,6 +356,8 @@ impl<'p> Dispatcher<'p> {
             stopped: None,
             interrupts: 0,
             rollback_order: Vec::new(),
+            sh: which::which("sh")
+                .map_or_else(|_| "sh".to_owned(), |p| p.display().to_string()),
         }
     }
 
@@ -622,7 +627,7 @@ impl Dispatcher<'_> {
         ];
         vars.extend(real.env(env));
         let spec = Spec {
-            argv: vec!["sh".into(), "-c".into(), script],
+            argv: vec![self.sh.clone(), "-c".into(), script],
             dir,
             env: vars,
             capture: matches!(task, Task::Step(_)) && shell.capture,

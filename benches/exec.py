@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Executor benchmarks: runner beside make and a plain sh loop, in one run.
+
+    cargo build --release && python3 benches/exec.py [--runs N]
+
+1. 200 no-op steps (`true;` through `sh -c`), as a chain with one job and all
+   independent with 8 jobs: runner, make -j1 / -j8 (the `;` makes make go
+   through sh, like runner), and a plain `for` loop of `sh -c :`.
+2. 4 independent chains of 5 `sleep 0.2` steps with 4 jobs: wall time divided by
+   the critical path (1.0 s), for runner and make -j4.
+3. Peak memory (maximum RSS, GNU time) of runner on the 200-step chain.
+
+Each figure is the median of --runs runs (default 15). Nothing here is a test: the
+figures go to the README.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(ROOT, "target", "release", "runner")
+STEPS = 200
+# A no-op that make cannot skip or exec directly: it goes through sh, as in runner.
+NOOP = "true;"
+
+
+def plan(name, steps):
+    """steps: [(id, command, needs)]"""
+    out = [f'[plan]\nname = "{name}"\n']
+    for sid, command, needs in steps:
+        needs_toml = ", ".join(f'"{n}"' for n in needs)
+        out.append(
+            f'[steps.{sid}]\nkind = "shell"\nrun = "{command}"\nneeds = [{needs_toml}]\n'
+        )
+    return "\n".join(out)
+
+
+def makefile(steps):
+    names = " ".join(sid for sid, _, _ in steps)
+    out = [f".PHONY: all {names}\nall: {names}\n"]
+    for sid, command, needs in steps:
+        out.append(f"{sid}: {' '.join(needs)}\n\t@{command}\n")
+    return "\n".join(out)
+
+
+def chain(n, command, prefix="s"):
+    return [(f"{prefix}{i}", command, [f"{prefix}{i - 1}"] if i else []) for i in range(n)]
+
+
+def timed(argv, cwd):
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def median(argv, cwd, runs):
+    timed(argv, cwd)  # warm caches
+    return statistics.median(timed(argv, cwd) for _ in range(runs))
+
+
+def max_rss_kib(argv, cwd):
+    """Maximum RSS of one run of argv, as GNU time reports it."""
+    result = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], cwd=cwd, check=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return int(result.stderr.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    if not os.access(RUNNER, os.X_OK):
+        sys.exit(f"{RUNNER} is missing: run `cargo build --release` first")
+    runs = args.runs
+    with tempfile.TemporaryDirectory() as work:
+        report = os.path.join(work, "record.json")
+        runner = lambda name, *extra: [RUNNER, "apply", name, "--report", report, *extra]
+
+        noop_chain = chain(STEPS, NOOP)
+        noop_flat = [(f"s{i}", NOOP, []) for i in range(STEPS)]
+        with open(os.path.join(work, "chain.toml"), "w") as f:
+            f.write(plan("chain", noop_chain))
+        with open(os.path.join(work, "flat.toml"), "w") as f:
+            f.write(plan("flat", noop_flat))
+        with open(os.path.join(work, "chain.mk"), "w") as f:
+            f.write(makefile(noop_chain))
+        with open(os.path.join(work, "flat.mk"), "w") as f:
+            f.write(makefile(noop_flat))
+
+        print(f"200 no-op steps, median of {runs} runs")
+        loop = ["sh", "-c", f"for i in $(seq {STEPS}); do sh -c '{NOOP}'; done"]
+        rows = [
+            ("sh -c loop", median(loop, work, runs)),
+            ("make -j1 (chain)", median(["make", "-s", "-j1", "-f", "chain.mk"], work, runs)),
+            ("runner --jobs 1 (chain)", median(runner("chain.toml", "--jobs", "1"), work, runs)),
+            ("make -j8 (independent)", median(["make", "-s", "-j8", "-f", "flat.mk"], work, runs)),
+            ("runner --jobs 8 (independent)", median(runner("flat.toml", "--jobs", "8"), work, runs)),
+        ]
+        for name, secs in rows:
+            print(f"  {name:<32} {secs * 1000:8.1f} ms  {secs * 1000 / STEPS:5.2f} ms/step")
+        figures = dict(rows)
+        print(f"  ratio runner/make, chain:        "
+              f"{figures['runner --jobs 1 (chain)'] / figures['make -j1 (chain)']:.3f}")
+        print(f"  ratio runner/make, independent:  "
+              f"{figures['runner --jobs 8 (independent)'] / figures['make -j8 (independent)']:.3f}")
+
+        chains = [s for c in range(4) for s in chain(5, "sleep 0.2", prefix=f"c{c}s")]
+        with open(os.path.join(work, "sleep.toml"), "w") as f:
+            f.write(plan("sleep", chains))
+        with open(os.path.join(work, "sleep.mk"), "w") as f:
+            f.write(makefile(chains))
+        sleep_runs = max(3, runs // 3)
+        print(f"\n4 chains x 5 steps of sleep 0.2, 4 jobs, median of {sleep_runs} runs "
+              "(critical path 1.0 s)")
+        for name, argv in [
+            ("make -j4", ["make", "-s", "-j4", "-f", "sleep.mk"]),
+            ("runner --jobs 4", runner("sleep.toml", "--jobs", "4")),
+        ]:
+            secs = median(argv, work, sleep_runs)
+            print(f"  {name:<32} {secs:6.3f} s   wall / critical path {secs / 1.0:.3f}")
+
+        rss = max_rss_kib(runner("chain.toml", "--jobs", "1"), work)
+        print(f"\npeak memory of runner on the 200-step chain: {rss / 1024:.1f} MiB "
+              f"({rss * 1024 / 1e6:.1f} MB) maximum RSS")
+
+
+if __name__ == "__main__":
+    main()
