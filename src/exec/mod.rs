@@ -356,8 +356,7 @@ impl<'p> Dispatcher<'p> {
             stopped: None,
             interrupts: 0,
             rollback_order: Vec::new(),
-            sh: which::which("sh")
-                .map_or_else(|_| "sh".to_owned(), |p| p.display().to_string()),
+            sh: which::which("sh").map_or_else(|_| "sh".to_owned(), |p| p.display().to_string()),
         }
     }
 
