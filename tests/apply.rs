@@ -762,3 +762,87 @@ run = "echo hello $RUNNER_STEP $RUNNER_RUN_ID"
     );
     assert!(!test.path_of(".runner/runs").exists());
 }
+
+/// A fake `docker` (and `sudo`) first on PATH: `docker_body` answers `docker version`.
+fn fake_docker(test: &Test, docker_body: &str, with_sudo: bool) -> String {
+    let bin = test.path_of("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    crate::common::script(&bin.join("docker"), docker_body);
+    if with_sudo {
+        // sudo -n [--preserve-env=...] docker version: answers as root would.
+        crate::common::script(
+            &bin.join("sudo"),
+            "while [ \"${1#-}\" != \"$1\" ]; do shift; done\n[ \"$1\" = docker ] && echo 24.0.7 && exit 0\nexit 1",
+        );
+    }
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
+const USES_DOCKER: &str = r#"
+[plan]
+name = "docker"
+
+[steps.ps]
+kind = "shell"
+run = "echo \"$DOCKER_CMD\" > docker-cmd.txt"
+"#;
+
+#[test]
+fn a_plan_using_docker_cannot_start_without_it() {
+    let test = Test::new().plan(USES_DOCKER);
+    let path = fake_docker(
+        &test,
+        "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' >&2; exit 1",
+        false,
+    );
+    let test = test.args(&["apply", "plan.toml"]).path(&path);
+    let run = test.run();
+    assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("tried `docker version`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("help:"), "{}", run.stderr);
+    assert!(!test.path_of("docker-cmd.txt").exists(), "no step ran");
+}
+
+#[test]
+fn steps_get_the_docker_command_the_run_decided() {
+    let test = Test::new().plan(USES_DOCKER);
+    let path = fake_docker(
+        &test,
+        "echo 'permission denied while trying to connect to the Docker daemon socket' >&2; exit 1",
+        true,
+    );
+    let test = test.args(&["apply", "plan.toml"]).path(&path);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let cmd = read(&test, "docker-cmd.txt");
+    assert!(cmd.starts_with("sudo -n "), "{cmd}");
+    assert!(cmd.trim_end().ends_with(" docker"), "{cmd}");
+}
+
+#[test]
+fn a_missing_step_directory_is_a_clear_failure() {
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "dir"
+
+[steps.build]
+kind = "shell"
+dir = "no/such/dir"
+run = "true"
+"#,
+        )
+        .args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("could not start: its directory") && run.stdout.contains("no/such/dir"),
+        "{}",
+        run.stdout
+    );
+}
