@@ -508,6 +508,7 @@ impl Dispatcher<'_> {
                 else {
                     break;
                 };
+                tracing::debug!(step = %self.plan.steps[i].id, height = height[i], running, "start");
                 self.start(i, phase, &control);
                 running += 1;
             }
@@ -519,6 +520,7 @@ impl Dispatcher<'_> {
                     let Some(msg) = msg else { break };
                     if let Some((i, succeeded)) = self.handle(msg, phase) {
                         running -= 1;
+                        tracing::debug!(step = %self.plan.steps[i].id, succeeded, running, ready = ready.len(), "done");
                         if succeeded {
                             for &d in &self.dependents[i] {
                                 if member[d] {

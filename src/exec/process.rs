@@ -148,6 +148,7 @@ where
         .take()
         .map(|err| tokio::spawn(read_lines(err, Stream::Stderr, lines, false)));
 
+    tracing::debug!(?group, argv0 = %program, "spawned");
     let mut ended_by = None;
     let status = tokio::select! {
         status = child.wait() => status,
@@ -222,6 +223,7 @@ async fn sweep(group: Pid) {
     if killpg(group, None).is_err() {
         return;
     }
+    tracing::debug!(?group, "ending what the step left running");
     let _ = killpg(group, Signal::SIGTERM);
     let deadline = Instant::now() + GRACE;
     while Instant::now() < deadline {
