@@ -142,6 +142,24 @@ const HELP_GROUP: &str = "add your user to the docker group (`sudo usermod -aG d
      or allow passwordless sudo for docker, or run `sudo -v` first; or set DOCKER_CMD";
 const HELP_DAEMON: &str = "start the Docker daemon (`sudo systemctl start docker`) or point DOCKER_HOST at it; or set DOCKER_CMD";
 
+/// The words of a non-empty `DOCKER_CMD`.
+fn env_words(docker_cmd_env: Option<&str>) -> Option<Vec<String>> {
+    docker_cmd_env
+        .and_then(shlex::split)
+        .filter(|w| !w.is_empty())
+}
+
+/// The docker command without probing: `DOCKER_CMD` if set, else `docker`.
+pub fn unprobed(docker_cmd_env: Option<String>, reason: &str) -> Docker {
+    Docker {
+        command: env_words(docker_cmd_env.as_deref()).unwrap_or_else(|| vec!["docker".to_owned()]),
+        available: true,
+        reason: reason.to_owned(),
+        tried: Vec::new(),
+        help: None,
+    }
+}
+
 /// Decides the docker command: `DOCKER_CMD` if set; else `docker` if the daemon
 /// answers; else `sudo -n docker` if docker was refused for permission and sudo
 /// answers without a password (`[docker] sudo` can force either way).
@@ -160,11 +178,7 @@ pub fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker {
         outcome
     };
 
-    if let Some(words) = docker_cmd_env
-        .as_deref()
-        .and_then(shlex::split)
-        .filter(|w| !w.is_empty())
-    {
+    if let Some(words) = env_words(docker_cmd_env.as_deref()) {
         let outcome = run(&words, &mut tried);
         let available = matches!(outcome, Outcome::Answered(_));
         return Docker {

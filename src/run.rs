@@ -1,7 +1,7 @@
 //! Turns a command line into an exit code: parse, dispatch, print errors once.
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 
 use clap::Parser;
@@ -44,10 +44,7 @@ fn load(path: &Path, vars: &[(String, String)]) -> Result<Loaded, i32> {
 }
 
 fn print_stdout(text: &str) -> i32 {
-    let mut stdout = std::io::stdout().lock();
-    // A closed pipe (`runner graph … | head`) is not an error of the plan.
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    crate::exec::output::print_out(text);
     exit_code::SUCCESS
 }
 

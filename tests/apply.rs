@@ -690,15 +690,7 @@ run = "echo password={{ password }}; echo $APP_PASSWORD >&2; exit 1"
         assert!(!run.stdout.contains(SECRET), "{}", run.stdout);
         assert!(!run.stderr.contains(SECRET), "{}", run.stderr);
         assert!(run.stdout.contains("password=***"), "{}", run.stdout);
-        let record = std::fs::read_to_string(
-            std::fs::read_dir(test.path_of(".runner/runs"))
-                .expect("records")
-                .next()
-                .expect("a record")
-                .expect("entry")
-                .path(),
-        )
-        .expect("record");
+        let record = record(&test).to_string();
         assert!(!record.contains(SECRET), "{record}");
         assert!(record.contains("password=***"), "{record}");
     }

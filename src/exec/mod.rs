@@ -11,7 +11,7 @@
 
 pub mod event;
 pub mod lock;
-mod output;
+pub(crate) mod output;
 pub mod process;
 pub mod record;
 
@@ -188,21 +188,12 @@ fn uses_docker(plan: &Plan) -> bool {
 /// The docker command for the run. A plan that never talks to docker is not made to
 /// wait for a probe; its steps still get `DOCKER_CMD`.
 fn docker_for(plan: &Plan) -> Result<Docker, Docker> {
-    let from_env = std::env::var("DOCKER_CMD")
-        .ok()
-        .filter(|c| !c.trim().is_empty());
+    let from_env = std::env::var("DOCKER_CMD").ok();
     if !uses_docker(plan) {
-        let command = from_env
-            .as_deref()
-            .and_then(shlex::split)
-            .unwrap_or_else(|| vec!["docker".to_owned()]);
-        return Ok(Docker {
-            command,
-            available: true,
-            reason: "not probed: no step of this plan uses docker".into(),
-            tried: Vec::new(),
-            help: None,
-        });
+        return Ok(crate::docker::unprobed(
+            from_env,
+            "not probed: no step of this plan uses docker",
+        ));
     }
     let docker = crate::docker::discover(plan.sudo, from_env);
     if docker.available {
@@ -282,7 +273,8 @@ impl Progress {
 struct StepState {
     status: Option<Status>,
     progress: Progress,
-    hook: Option<(bool, Progress)>,
+    /// The rollback hook's progress, once it started.
+    hook: Option<Progress>,
 }
 
 struct Dispatcher<'p> {
@@ -304,7 +296,6 @@ struct Dispatcher<'p> {
     /// Why the plan phase stopped early.
     stopped: Option<String>,
     interrupts: u32,
-    rollback_order: Vec<String>,
     /// `sh`, resolved on PATH once: a child that searches PATH for it pays a failed
     /// exec per PATH entry, every step.
     sh: String,
@@ -355,7 +346,6 @@ impl<'p> Dispatcher<'p> {
             rx,
             stopped: None,
             interrupts: 0,
-            rollback_order: Vec::new(),
             sh: which::which("sh").map_or_else(|_| "sh".to_owned(), |p| p.display().to_string()),
         }
     }
@@ -644,24 +634,30 @@ impl Dispatcher<'_> {
     }
 
     fn start(&mut self, i: usize, phase: Phase, control: &Control) {
-        let (spec, display, settings) = self.spec(Task::Step(i));
-        let progress = &mut self.steps[i].progress;
-        progress.command = Some(display.clone());
-        progress.started = Some(Instant::now());
+        let command = self.launch(Task::Step(i), phase, control);
         self.reporter.event(&Event::StepStarted {
             step: self.plan.steps[i].id.clone(),
             phase,
             attempt: 1,
-            command: display,
+            command,
         });
+    }
+
+    /// Starts the attempts of a step or hook; returns its command as shown.
+    fn launch(&mut self, task: Task, phase: Phase, control: &Control) -> String {
+        let (spec, display, settings) = self.spec(task);
+        let (_, progress) = self.progress(task, phase);
+        progress.command = Some(display.clone());
+        progress.started = Some(Instant::now());
         tokio::spawn(attempts(
-            Task::Step(i),
+            task,
             spec,
             settings,
             self.tx.clone(),
             control.no_retry.subscribe(),
             control.kill.subscribe(),
         ));
+        display
     }
 
     /// Records a message; returns `(step, succeeded)` when a task is done.
@@ -769,9 +765,6 @@ impl Dispatcher<'_> {
                         });
                     }
                     Task::Hook(_) => {
-                        if let Some(hook) = self.steps[i].hook.as_mut() {
-                            hook.0 = succeeded;
-                        }
                         self.steps[i].status = Some(if succeeded {
                             Status::RolledBack
                         } else {
@@ -796,10 +789,7 @@ impl Dispatcher<'_> {
             Task::Step(i) => (phase, &mut self.steps[i].progress),
             Task::Hook(i) => (
                 Phase::Rollback,
-                &mut self.steps[i]
-                    .hook
-                    .get_or_insert_with(|| (false, Progress::default()))
-                    .1,
+                self.steps[i].hook.get_or_insert_with(Progress::default),
             ),
         }
     }
@@ -819,23 +809,11 @@ impl Dispatcher<'_> {
             if self.plan.steps[i].rollback.is_none() {
                 continue;
             }
-            let (spec, display, settings) = self.spec(Task::Hook(i));
-            self.rollback_order.push(self.plan.steps[i].id.clone());
-            let (_, progress) = self.progress(Task::Hook(i), Phase::Rollback);
-            progress.command = Some(display.clone());
-            progress.started = Some(Instant::now());
+            let command = self.launch(Task::Hook(i), Phase::Rollback, &control);
             self.reporter.event(&Event::RollbackStarted {
                 step: self.plan.steps[i].id.clone(),
-                command: display,
+                command,
             });
-            tokio::spawn(attempts(
-                Task::Hook(i),
-                spec,
-                settings,
-                self.tx.clone(),
-                control.no_retry.subscribe(),
-                control.kill.subscribe(),
-            ));
             loop {
                 tokio::select! {
                     msg = self.rx.recv() => {
@@ -910,15 +888,22 @@ impl Dispatcher<'_> {
                     attempts: state.progress.attempts.clone(),
                     duration_ms: millis(state.progress.duration),
                     output_tail: state.progress.tail.iter().cloned().collect(),
-                    rollback: state.hook.as_ref().map(|(ok, p)| HookRecord {
+                    rollback: state.hook.as_ref().map(|p| HookRecord {
                         command: p.command.clone().unwrap_or_default(),
-                        succeeded: *ok,
+                        succeeded: state.status == Some(Status::RolledBack),
                         attempts: p.attempts.clone(),
                         output_tail: p.tail.iter().cloned().collect(),
                     }),
                 })
                 .collect(),
-            rollback: self.rollback_order.clone(),
+            // Hooks ran in reverse order of completion, each once.
+            rollback: self
+                .completed
+                .iter()
+                .rev()
+                .filter(|&&i| self.steps[i].hook.is_some())
+                .map(|&i| self.plan.steps[i].id.clone())
+                .collect(),
         }
     }
 

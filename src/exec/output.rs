@@ -63,7 +63,8 @@ impl Reporter {
     }
 }
 
-fn print_out(text: &str) {
+/// Writes to stdout; a closed pipe (`runner … | head`) is not an error of the run.
+pub(crate) fn print_out(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
