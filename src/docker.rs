@@ -290,6 +290,39 @@ pub struct ExecOptions<'a> {
     /// Names of variables passed into the container. Values travel in the docker
     /// client's environment (`-e NAME`), never on the command line.
     pub env: Vec<&'a str>,
+    /// Also pass runner's own variables ([`RUNNER_ENV`]) into the container.
+    pub runner_env: bool,
+}
+
+/// What runner puts in the environment of a command it runs in a container.
+/// `RUNNER_EXEC_ID` marks the command's processes, so they can be found and
+/// ended inside the container when the step times out.
+pub const RUNNER_ENV: [&str; 4] = [
+    "RUNNER_RUN_ID",
+    "RUNNER_STEP",
+    "RUNNER_ATTEMPT",
+    "RUNNER_EXEC_ID",
+];
+
+/// The docker words with `names` kept through sudo, which resets the environment:
+/// added to sudo's `--preserve-env=` list (or given one).
+pub fn preserving(docker: &[String], names: &[&str]) -> Vec<String> {
+    let mut out = docker.to_vec();
+    let is_sudo = docker
+        .first()
+        .is_some_and(|w| std::path::Path::new(w).file_name() == Some("sudo".as_ref()));
+    if names.is_empty() || !is_sudo {
+        return out;
+    }
+    let extra = names.join(",");
+    match out.iter_mut().find(|w| w.starts_with("--preserve-env=")) {
+        Some(list) => {
+            list.push(',');
+            list.push_str(&extra);
+        }
+        None => out.insert(1, format!("--preserve-env={extra}")),
+    }
+    out
 }
 
 /// `docker exec [-u U] [-w W] [-e NAME]… CONTAINER ARGV…`.
@@ -299,7 +332,11 @@ pub fn exec_argv(
     options: &ExecOptions<'_>,
     argv: &[String],
 ) -> Vec<String> {
-    let mut out: Vec<String> = docker.to_vec();
+    let mut names: Vec<&str> = options.env.clone();
+    if options.runner_env {
+        names.extend(RUNNER_ENV);
+    }
+    let mut out = preserving(docker, &names);
     out.push("exec".into());
     if let Some(user) = options.user {
         out.extend(["--user".to_owned(), user.to_owned()]);
@@ -307,8 +344,8 @@ pub fn exec_argv(
     if let Some(workdir) = options.workdir {
         out.extend(["--workdir".to_owned(), workdir.to_owned()]);
     }
-    for name in &options.env {
-        out.extend(["--env".to_owned(), (*name).to_owned()]);
+    for name in names {
+        out.extend(["--env".to_owned(), name.to_owned()]);
     }
     out.push(container.to_owned());
     out.extend(argv.iter().cloned());
@@ -348,6 +385,7 @@ mod tests {
                 user: Some("rails"),
                 workdir: None,
                 env: vec!["SECRET"],
+                runner_env: false,
             },
             &["printenv".into(), "SECRET".into()],
         );
@@ -355,5 +393,21 @@ mod tests {
             argv.join(" "),
             "docker exec --user rails --env SECRET app printenv SECRET"
         );
+    }
+
+    #[test]
+    fn sudo_keeps_the_passed_variables() {
+        let options = ExecOptions {
+            env: vec!["SECRET"],
+            ..ExecOptions::default()
+        };
+        let argv = exec_argv(&sudo_words(), "app", &options, &["true".into()]);
+        assert_eq!(
+            argv[..4].join(" "),
+            format!("sudo -n --preserve-env={SUDO_PRESERVE},SECRET docker")
+        );
+        let plain = ["/usr/bin/sudo".to_owned(), "docker".to_owned()];
+        let argv = exec_argv(&plain, "app", &options, &["true".into()]);
+        assert_eq!(argv[..3].join(" "), "/usr/bin/sudo --preserve-env=SECRET docker");
     }
 }

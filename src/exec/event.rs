@@ -112,6 +112,11 @@ pub enum Event {
         step: String,
         command: String,
     },
+    /// A hook not run: maintenance stays on because an earlier hook failed.
+    RollbackHeld {
+        step: String,
+        reason: String,
+    },
     RollbackFinished {
         step: String,
         succeeded: bool,

@@ -14,6 +14,7 @@ pub mod lock;
 pub(crate) mod output;
 pub mod process;
 pub mod record;
+pub mod work;
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::IsTerminal;
@@ -24,16 +25,17 @@ use indexmap::IndexMap;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
-use crate::docker::Docker;
+use crate::docker::{Docker, ExecOptions, exec_argv};
 use crate::exit_code;
 use crate::kinds::Scope;
-use crate::plan::model::{Action, When};
+use crate::plan::model::{Action, Toggle, When};
 use crate::plan::template::{Context, Name, Template, shell_join};
 use crate::plan::{Plan, Settings};
 use event::{Event, Masker, Phase, RunStatus, Status};
 use output::Reporter;
 use process::{End, Line, Spec, Stream};
-use record::{AttemptRecord, HookRecord, Record, StepRecord};
+use work::{Target, Work};
+use record::{AttemptRecord, HeldHook, HookRecord, Record, StepRecord};
 
 /// Output lines kept per step for the record.
 const TAIL_LINES: usize = 40;
@@ -50,14 +52,6 @@ pub struct Options {
 
 /// Runs the plan and returns the exit code.
 pub fn apply(plan: &Plan, options: &Options) -> i32 {
-    if let Some(message) = unsupported(plan) {
-        eprintln!("error: {message}");
-        eprintln!(
-            "help: this build runs `shell` steps; preview the others with `runner apply {} --plan-only`",
-            plan.path.display()
-        );
-        return exit_code::INVALID;
-    }
     let started_at = SystemTime::now();
     let run_id = run_id(started_at);
     let state_dir = plan.dir.join(".runner");
@@ -118,32 +112,6 @@ pub fn apply(plan: &Plan, options: &Options) -> i32 {
     };
     let dispatcher = Dispatcher::new(plan, docker, run_id, started_at, reporter);
     runtime.block_on(dispatcher.run(report_path))
-}
-
-/// Only `shell` steps run in this build; other kinds are refused up front rather
-/// than half-run.
-fn unsupported(plan: &Plan) -> Option<String> {
-    let mut others = Vec::new();
-    for step in &plan.steps {
-        if !matches!(step.action, Action::Shell(_)) {
-            others.push(format!("`{}` ({})", step.id, step.action.kind()));
-        }
-        if let Some(hook) = &step.rollback
-            && !matches!(hook.action, Action::Shell(_))
-        {
-            others.push(format!(
-                "the rollback of `{}` ({})",
-                step.id,
-                hook.action.kind()
-            ));
-        }
-    }
-    (!others.is_empty()).then(|| {
-        format!(
-            "these steps cannot run yet: {}; only `shell` steps are executed so far",
-            others.join(", ")
-        )
-    })
 }
 
 /// A sortable, unique run id: `20261125T101500Z-1f3a`.
@@ -222,6 +190,8 @@ enum Msg {
         end: End,
         duration: Duration,
         retry_in: Option<Duration>,
+        detail: Option<String>,
+        transport: Option<String>,
     },
     Done {
         task: Task,
@@ -265,6 +235,7 @@ impl Progress {
         let tag = match stream {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
+            Stream::Info => "runner",
         };
         self.tail.push_back(format!("[{tag}] {line}"));
     }
@@ -295,6 +266,8 @@ struct Dispatcher<'p> {
     rx: mpsc::UnboundedReceiver<Msg>,
     /// Why the plan phase stopped early.
     stopped: Option<String>,
+    /// Rollback hooks held back (maintenance stays on after a failed hook).
+    held: Vec<HeldHook>,
     interrupts: u32,
     /// `sh`, resolved on PATH once: a child that searches PATH for it pays a failed
     /// exec per PATH entry, every step.
@@ -345,6 +318,7 @@ impl<'p> Dispatcher<'p> {
             tx,
             rx,
             stopped: None,
+            held: Vec::new(),
             interrupts: 0,
             sh: which::which("sh").map_or_else(|_| "sh".to_owned(), |p| p.display().to_string()),
         }
@@ -590,8 +564,8 @@ impl Dispatcher<'_> {
         }
     }
 
-    /// The process spec of a step or hook, and its command as shown.
-    fn spec(&self, task: Task) -> (Spec, String, Settings) {
+    /// The work of a step or hook, its command as shown, and its settings.
+    fn work(&self, task: Task) -> (Work, String, Settings) {
         let step = &self.plan.steps[self.index(task)];
         let (action, env, settings) = match (task, &step.rollback) {
             (Task::Hook(_), Some(hook)) => (&hook.action, &hook.env, hook.settings),
@@ -600,31 +574,139 @@ impl Dispatcher<'_> {
         let output = |id: &str| self.captured.get(id).cloned();
         let real = self.scope(false, &output);
         let shown = self.scope(true, &output);
-        let Action::Shell(shell) = action else {
-            unreachable!("apply refuses plans with other kinds before it starts")
-        };
-        let script = real.render(&shell.run.value, Context::Shell);
-        let display = self
-            .masker
-            .mask(&shown.render(&shell.run.value, Context::Shell));
-        let dir = shell.dir.as_ref().map_or_else(
-            || self.plan.dir.clone(),
-            |d| self.plan.dir.join(real.render(&d.value, Context::Verbatim)),
-        );
+        let docker = &self.docker.command;
         let mut vars = vec![
-            ("DOCKER_CMD".to_owned(), self.docker.command.join(" ")),
+            ("DOCKER_CMD".to_owned(), docker.join(" ")),
             ("RUNNER_RUN_ID".to_owned(), self.run_id.clone()),
             ("RUNNER_STEP".to_owned(), step.id.clone()),
         ];
-        vars.extend(real.env(env));
-        let spec = Spec {
-            argv: vec![self.sh.clone(), "-c".into(), script],
-            dir,
+        let step_env = real.env(env);
+        vars.extend(step_env.iter().cloned());
+        let base = Spec {
+            argv: Vec::new(),
+            dir: self.plan.dir.clone(),
             env: vars,
-            capture: matches!(task, Task::Step(_)) && shell.capture,
+            capture: false,
+            stdout_file: None,
             timeout: settings.timeout,
         };
-        (spec, display, settings)
+        // Commands in a container carry a marker, to find them there on timeout.
+        let target = |container: String| {
+            let hook = if matches!(task, Task::Hook(_)) { "/rollback" } else { "" };
+            Target {
+                docker: docker.clone(),
+                container,
+                marker: format!("{}/{}{hook}", self.run_id, step.id),
+            }
+        };
+        let in_container = |target: &Target, argv: Vec<String>| {
+            let mut spec = Spec {
+                argv,
+                ..base.clone()
+            };
+            spec.env
+                .push(("RUNNER_EXEC_ID".to_owned(), target.marker.clone()));
+            spec
+        };
+        let shown_ops = || crate::kinds::operations(action, env, &shown);
+        let joined = |separator: &str| {
+            shown_ops()
+                .iter()
+                .map(|op| op.display.as_str())
+                .collect::<Vec<_>>()
+                .join(separator)
+        };
+        let (work, display) = match action {
+            Action::Shell(shell) => {
+                let dir = shell.dir.as_ref().map_or_else(
+                    || self.plan.dir.clone(),
+                    |d| self.plan.dir.join(real.render(&d.value, Context::Verbatim)),
+                );
+                let spec = Spec {
+                    argv: vec![
+                        self.sh.clone(),
+                        "-c".into(),
+                        real.render(&shell.run.value, Context::Shell),
+                    ],
+                    dir,
+                    capture: matches!(task, Task::Step(_)) && shell.capture,
+                    ..base.clone()
+                };
+                (
+                    Work::Process(spec),
+                    shown.render(&shell.run.value, Context::Shell),
+                )
+            }
+            Action::DockerExec(exec) => {
+                let target = target(real.render(&exec.container.value, Context::Verbatim));
+                let render = |t: &Option<crate::plan::model::Sp<Template>>| {
+                    t.as_ref().map(|t| real.render(&t.value, Context::Verbatim))
+                };
+                let (user, workdir) = (render(&exec.user), render(&exec.workdir));
+                let options = ExecOptions {
+                    user: user.as_deref(),
+                    workdir: workdir.as_deref(),
+                    env: step_env.iter().map(|(k, _)| k.as_str()).collect(),
+                    runner_env: true,
+                };
+                let argv = exec_argv(docker, &target.container, &options, &real.argv(&exec.command.value));
+                let work = work::Exec {
+                    spec: in_container(&target, argv),
+                    stdout_file: render(&exec.stdout).map(|f| self.plan.dir.join(f)),
+                    // The plan reader rejects an invalid pattern, so this always compiles.
+                    expect_output: exec
+                        .expect_output
+                        .as_ref()
+                        .and_then(|p| regex::Regex::new(&p.value).ok()),
+                    target,
+                };
+                (Work::Exec(work), joined(" && "))
+            }
+            Action::MaintenanceToggle(toggle) => {
+                // The plan reader requires [maintenance] wherever a toggle is.
+                let Some(m) = &self.plan.maintenance else {
+                    unreachable!("a maintenance-toggle step without [maintenance] was accepted")
+                };
+                let target = target(real.render(&m.container.value, Context::Verbatim));
+                let user = m.user.as_ref().map(|u| real.render(&u.value, Context::Verbatim));
+                let options = ExecOptions {
+                    user: user.as_deref(),
+                    runner_env: true,
+                    ..ExecOptions::default()
+                };
+                let state = toggle.state.value;
+                let command = match state {
+                    Toggle::On => &m.on.value,
+                    Toggle::Off => &m.off.value,
+                };
+                let exec = |command| {
+                    in_container(&target, exec_argv(docker, &target.container, &options, &real.argv(command)))
+                };
+                let work = work::Toggle {
+                    toggle: exec(command),
+                    status: exec(&m.status.value),
+                    state: state.as_str(),
+                    expected: crate::kinds::expected_status(m, state).to_owned(),
+                    target: target.clone(),
+                };
+                (Work::Toggle(work), joined(" && "))
+            }
+            Action::HttpProbe(probe) => {
+                let render = |t: &crate::plan::model::Sp<Template>| real.render(&t.value, Context::Verbatim);
+                let work = work::Probe {
+                    docker: docker.clone(),
+                    container: probe.container.as_ref().map(render),
+                    url: render(&probe.url),
+                    host_url: probe.host_url.as_ref().map(render),
+                    expect_status: probe.expect_status.as_ref().map_or(200, |s| s.value),
+                    expect_body: probe.expect_body.as_ref().map(|b| b.value.clone()),
+                    dir: self.plan.dir.clone(),
+                    timeout: settings.timeout,
+                };
+                (Work::Probe(work), joined(" || "))
+            }
+        };
+        (work, self.masker.mask(&display), settings)
     }
 
     fn index(&self, task: Task) -> usize {
@@ -645,13 +727,13 @@ impl Dispatcher<'_> {
 
     /// Starts the attempts of a step or hook; returns its command as shown.
     fn launch(&mut self, task: Task, phase: Phase, control: &Control) -> String {
-        let (spec, display, settings) = self.spec(task);
+        let (work, display, settings) = self.work(task);
         let (_, progress) = self.progress(task, phase);
         progress.command = Some(display.clone());
         progress.started = Some(Instant::now());
         tokio::spawn(attempts(
             task,
-            spec,
+            work,
             settings,
             self.tx.clone(),
             control.no_retry.subscribe(),
@@ -696,6 +778,8 @@ impl Dispatcher<'_> {
                 end,
                 duration,
                 retry_in,
+                detail,
+                transport,
             } => {
                 let i = self.index(task);
                 let attempts = match task {
@@ -705,7 +789,14 @@ impl Dispatcher<'_> {
                         .as_ref()
                         .map_or(1, |h| h.settings.retries + 1),
                 };
-                let reason = (!end.success()).then(|| self.masker.mask(&end.reason()));
+                let reason = (!end.success()).then(|| {
+                    let reason = match &detail {
+                        Some(detail) => format!("{}; {detail}", end.reason()),
+                        None => end.reason(),
+                    };
+                    self.masker.mask(&reason)
+                });
+                let transport = transport.map(|t| self.masker.mask(&t));
                 let (phase, progress) = self.progress(task, phase);
                 progress.attempts.push(AttemptRecord {
                     attempt,
@@ -713,6 +804,7 @@ impl Dispatcher<'_> {
                     exit_code: end.exit_code(),
                     reason: reason.clone(),
                     duration_ms: millis(duration),
+                    transport,
                 });
                 if let Some(reason) = reason {
                     self.reporter.event(&Event::AttemptFailed {
@@ -806,7 +898,21 @@ impl Dispatcher<'_> {
         let control = Control::new();
         let order: Vec<usize> = self.completed.iter().rev().copied().collect();
         for i in order {
-            if self.plan.steps[i].rollback.is_none() {
+            let Some(hook) = &self.plan.steps[i].rollback else {
+                continue;
+            };
+            let maintenance_off = matches!(&hook.action,
+                Action::MaintenanceToggle(t) if t.state.value == Toggle::Off);
+            if !all_ok && maintenance_off {
+                let held = HeldHook {
+                    step: self.plan.steps[i].id.clone(),
+                    reason: "an earlier rollback hook failed, so maintenance stays ON: users keep the maintenance page instead of a half-undone app".to_owned(),
+                };
+                self.reporter.event(&Event::RollbackHeld {
+                    step: held.step.clone(),
+                    reason: held.reason.clone(),
+                });
+                self.held.push(held);
                 continue;
             }
             let command = self.launch(Task::Hook(i), Phase::Rollback, &control);
@@ -904,6 +1010,7 @@ impl Dispatcher<'_> {
                 .filter(|&&i| self.steps[i].hook.is_some())
                 .map(|&i| self.plan.steps[i].id.clone())
                 .collect(),
+            rollback_held: self.held.clone(),
         }
     }
 
@@ -969,6 +1076,15 @@ impl Dispatcher<'_> {
                 )
             }
         };
+        if !self.held.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nMAINTENANCE IS LEFT ON: the rollback is incomplete, so the hook of {} (maintenance off) was not run. \
+                 Repair the system, then: runner maintenance off {}",
+                self.held.iter().map(|h| format!("`{}`", h.step)).collect::<Vec<_>>().join(", "),
+                self.plan.path.display()
+            );
+        }
         let _ = writeln!(
             out,
             "\nrun {} ({}): {verdict} (exit {code})",
@@ -1007,7 +1123,7 @@ pub fn retry_delay(settings: &Settings, failed: u32) -> Duration {
 /// Every attempt of one step or hook, retries and waits included.
 async fn attempts(
     task: Task,
-    mut spec: Spec,
+    mut work: Work,
     settings: Settings,
     tx: mpsc::UnboundedSender<Msg>,
     mut no_retry: watch::Receiver<bool>,
@@ -1015,21 +1131,18 @@ async fn attempts(
 ) {
     let total = settings.retries.saturating_add(1);
     let mut attempt = 1;
-    spec.env.push(("RUNNER_ATTEMPT".into(), String::new()));
     loop {
-        if let Some((_, value)) = spec.env.last_mut() {
-            *value = attempt.to_string();
-        }
+        work.set_attempt(attempt);
         let _ = tx.send(Msg::AttemptStarted(task, attempt));
         let lines = tx.clone();
-        let outcome = process::run(
-            &spec,
-            move |line| {
-                let _ = lines.send(Msg::Line(task, line));
-            },
-            kill.clone(),
-        )
-        .await;
+        let outcome = work
+            .perform(
+                move |line| {
+                    let _ = lines.send(Msg::Line(task, line));
+                },
+                kill.clone(),
+            )
+            .await;
         let succeeded = outcome.end.success();
         let again =
             !succeeded && attempt < total && outcome.end != End::Killed && !*no_retry.borrow();
@@ -1040,6 +1153,8 @@ async fn attempts(
             end: outcome.end,
             duration: outcome.duration,
             retry_in: wait,
+            detail: outcome.detail,
+            transport: outcome.transport,
         });
         let Some(wait) = wait else {
             let _ = tx.send(Msg::Done {

@@ -9,6 +9,7 @@ use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::event::{Event, Phase, Status};
+use super::process::Stream;
 
 pub enum Reporter {
     Text(TextView),
@@ -139,9 +140,13 @@ impl TextView {
                 self.spin(step, *phase, *attempt);
             }
             Event::Output {
-                step, phase, line, ..
+                step,
+                phase,
+                line,
+                stream,
             } => {
-                self.println(format!("  {} │ {line}", self.name(step, *phase)));
+                let bar = if *stream == Stream::Info { "·" } else { "│" };
+                self.println(format!("  {} {bar} {line}", self.name(step, *phase)));
             }
             Event::AttemptFailed {
                 step,
@@ -228,6 +233,13 @@ impl TextView {
                     )
                 };
                 self.println(line);
+            }
+            Event::RollbackHeld { step, reason } => {
+                self.println(format!(
+                    "{} {} NOT RUN: {reason}",
+                    style("!").red().bold(),
+                    self.name(step, Phase::Rollback)
+                ));
             }
             Event::RunFinished { .. } => {}
         }

@@ -25,6 +25,9 @@ pub struct Spec {
     pub dir: PathBuf,
     pub env: Vec<(String, String)>,
     pub capture: bool,
+    /// Stdout goes to this file instead of the output stream (the caller decides
+    /// whether it is kept).
+    pub stdout_file: Option<PathBuf>,
     pub timeout: Duration,
 }
 
@@ -33,6 +36,8 @@ pub struct Spec {
 pub enum Stream {
     Stdout,
     Stderr,
+    /// runner's own words about the step (a probe's transport and outcome).
+    Info,
 }
 
 /// A line of output, as it comes.
@@ -52,6 +57,8 @@ pub enum End {
     Killed,
     /// The process could not start.
     SpawnFailed(String),
+    /// The step's own check failed (expected output, status, confirmation).
+    Failed(String),
 }
 
 impl End {
@@ -80,6 +87,7 @@ impl End {
             ),
             End::Killed => "killed by a second interrupt".to_owned(),
             End::SpawnFailed(why) => format!("could not start: {why}"),
+            End::Failed(why) => why.clone(),
         }
     }
 }
@@ -91,6 +99,22 @@ pub struct Outcome {
     pub duration: Duration,
     /// The trimmed stdout, when the spec asked for it.
     pub captured: Option<String>,
+    /// More about how it ended (e.g. what became of a process in a container).
+    pub detail: Option<String>,
+    /// Which transport decided a probe, and the URL.
+    pub transport: Option<String>,
+}
+
+impl Outcome {
+    fn ended(end: End, started: Instant) -> Self {
+        Self {
+            end,
+            duration: started.elapsed(),
+            captured: None,
+            detail: None,
+            transport: None,
+        }
+    }
 }
 
 /// Runs `spec` once. Output lines go to `lines` as they come; the attempt is ended
@@ -101,11 +125,7 @@ where
 {
     let started = Instant::now();
     let Some((program, args)) = spec.argv.split_first() else {
-        return Outcome {
-            end: End::SpawnFailed("empty command".into()),
-            duration: started.elapsed(),
-            captured: None,
-        };
+        return Outcome::ended(End::SpawnFailed("empty command".into()), started);
     };
     let mut command = tokio::process::Command::new(program);
     command
@@ -127,11 +147,7 @@ where
             } else {
                 format!("{program}: {e}")
             };
-            return Outcome {
-                end: End::SpawnFailed(why),
-                duration: started.elapsed(),
-                captured: None,
-            };
+            return Outcome::ended(End::SpawnFailed(why), started);
         }
     };
     let group = child
@@ -139,10 +155,14 @@ where
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
 
-    let stdout = child
-        .stdout
-        .take()
-        .map(|out| tokio::spawn(read_lines(out, Stream::Stdout, lines.clone(), spec.capture)));
+    let capture = spec.capture;
+    let line_sink = lines.clone();
+    let stdout = child.stdout.take().map(|out| match &spec.stdout_file {
+        Some(path) => tokio::spawn(to_file(out, path.clone())),
+        None => tokio::spawn(async move {
+            Drained::Lines(read_lines(out, Stream::Stdout, line_sink, capture).await)
+        }),
+    });
     let stderr = child
         .stderr
         .take()
@@ -165,21 +185,27 @@ where
     if let Some(group) = group {
         sweep(group).await;
     }
-    let captured = match stdout {
-        Some(task) => drain(task).await.flatten(),
-        None => None,
+    let (captured, file_error) = match stdout {
+        Some(task) => match drain(task).await {
+            Some(Drained::Lines(text)) => (text, None),
+            Some(Drained::File(result)) => (None, result.err()),
+            None => (None, None),
+        },
+        None => (None, None),
     };
     if let Some(task) = stderr {
         drain(task).await;
     }
-    let end = ended_by.unwrap_or_else(|| match status {
+    let mut end = ended_by.unwrap_or_else(|| match status {
         Ok(status) => from_status(status),
         Err(e) => End::SpawnFailed(format!("waiting for it failed: {e}")),
     });
+    if let (true, Some(why)) = (end.success(), file_error) {
+        end = End::Failed(why);
+    }
     Outcome {
-        end,
-        duration: started.elapsed(),
         captured: captured.map(|text| text.trim().to_owned()),
+        ..Outcome::ended(end, started)
     }
 }
 
@@ -244,6 +270,31 @@ async fn drain<T>(task: tokio::task::JoinHandle<T>) -> Option<T> {
             None
         }
     }
+}
+
+/// Copies `pipe` into a new file at `path`. The file is flushed to disk before the
+/// copy counts as done; an error is reported as the captured text's absence.
+async fn to_file(mut pipe: impl AsyncRead + Unpin, path: PathBuf) -> Drained {
+    let copy = async {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let mut file = tokio::fs::File::create(&path).await?;
+        tokio::io::copy(&mut pipe, &mut file).await?;
+        file.sync_all().await
+    };
+    Drained::File(
+        copy.await
+            .map_err(|e| format!("cannot write its stdout to {}: {e}", path.display())),
+    )
+}
+
+/// What reading a process's stdout gave.
+enum Drained {
+    /// Streamed as lines; the text when capturing.
+    Lines(Option<String>),
+    /// Copied to a file.
+    File(Result<(), String>),
 }
 
 /// Sends every line of `pipe`; keeps stdout when capturing.

@@ -29,6 +29,16 @@ pub struct Record {
     pub steps: Vec<StepRecord>,
     /// Rollback hooks in the order they ran.
     pub rollback: Vec<String>,
+    /// Hooks held back because an earlier hook failed (turning maintenance off
+    /// over a half-undone system would expose it to users).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollback_held: Vec<HeldHook>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldHook {
+    pub step: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +73,9 @@ pub struct AttemptRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub duration_ms: u64,
+    /// For a probe: the transport that decided, and the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

@@ -20,6 +20,7 @@ impl StepKind for DockerExecAction {
             user: user.as_deref(),
             workdir: workdir.as_deref(),
             env: env.iter().map(|(k, _)| k.as_str()).collect(),
+            runner_env: true,
         };
         let argv = exec_argv(
             scope.docker,

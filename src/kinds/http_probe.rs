@@ -6,7 +6,20 @@ use crate::plan::model::HttpProbeAction;
 use crate::plan::template::Context;
 
 /// One request may take at most this many seconds; retries cover slow starts.
-pub const REQUEST_TIMEOUT_SECS: &str = "10";
+pub const REQUEST_TIMEOUT_SECS: u64 = 10;
+
+/// The in-container request: `curl` prints the body, then the status on its own
+/// line; `wget` prints the headers (status line included) on stderr. busybox's
+/// static wget crashes with `-T`, so its time limit is the process's own.
+pub fn probe_argv(tool: &str, url: &str) -> Vec<String> {
+    let secs = REQUEST_TIMEOUT_SECS.to_string();
+    let words: Vec<&str> = if tool == "curl" {
+        vec!["curl", "-sS", "--max-time", &secs, "-w", "\\n%{http_code}", url]
+    } else {
+        vec!["wget", "-q", "-S", "-O", "-", url]
+    };
+    words.into_iter().map(str::to_owned).collect()
+}
 
 impl StepKind for HttpProbeAction {
     fn operations(&self, _env: &[(String, String)], scope: &Scope<'_>) -> Vec<Operation> {
@@ -23,29 +36,8 @@ impl StepKind for HttpProbeAction {
                 let exec = |argv: Vec<String>| {
                     exec_argv(scope.docker, &container, &ExecOptions::default(), &argv)
                 };
-                let curl = [
-                    "curl",
-                    "-sS",
-                    "--max-time",
-                    REQUEST_TIMEOUT_SECS,
-                    "-w",
-                    "\\n%{http_code}",
-                    &url,
-                ]
-                .map(str::to_owned)
-                .to_vec();
-                let wget = [
-                    "wget",
-                    "-q",
-                    "-S",
-                    "-T",
-                    REQUEST_TIMEOUT_SECS,
-                    "-O",
-                    "-",
-                    &url,
-                ]
-                .map(str::to_owned)
-                .to_vec();
+                let curl = probe_argv("curl", &url);
+                let wget = probe_argv("wget", &url);
                 ops.push(
                     Operation::process("1. curl in the container", exec(curl)).note(expect.clone()),
                 );

@@ -35,6 +35,7 @@ impl StepKind for ToggleAction {
             .map(|u| scope.render(&u.value, Context::Verbatim));
         let options = ExecOptions {
             user: user.as_deref(),
+            runner_env: true,
             ..ExecOptions::default()
         };
         let state = self.state.value;

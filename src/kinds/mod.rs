@@ -4,6 +4,8 @@
 mod docker_exec;
 mod http_probe;
 mod maintenance;
+pub use http_probe::{REQUEST_TIMEOUT_SECS, probe_argv};
+pub use maintenance::expected_status;
 mod shell;
 
 use indexmap::IndexMap;

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Removes everything the demo created: containers, network, volume, images.
+# usage: teardown.sh APP IMAGE
+: "${DOCKER_CMD:=docker}"  # runner sets it; `docker` when run by hand
+app=$1 image=$2
+# shellcheck disable=SC2086
+$DOCKER_CMD rm -f "$app" "$app-proxy" >/dev/null 2>&1
+# shellcheck disable=SC2086
+$DOCKER_CMD network rm "$app-net" >/dev/null 2>&1
+# shellcheck disable=SC2086
+$DOCKER_CMD volume rm "$app-data" >/dev/null 2>&1
+# shellcheck disable=SC2086
+$DOCKER_CMD rmi "$image:v1" "$image:v2" >/dev/null 2>&1
+echo "removed $app, $app-proxy, $app-net, $app-data, $image:v1, $image:v2"
