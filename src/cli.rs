@@ -50,6 +50,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// Turn the plan's maintenance mode on or off (confirmed by its `status`), or print it.
+    Maintenance {
+        #[arg(value_enum)]
+        request: crate::exec::maintenance::Request,
+        plan: PathBuf,
+        /// Set or override a variable (repeatable).
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
     /// Print the JSON Schema of the plan format, for editor completion.
     Schema,
 }

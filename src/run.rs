@@ -72,6 +72,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
             }),
             Err(code) => code,
         },
+        Command::Maintenance {
+            request,
+            plan,
+            vars,
+        } => match load(&plan, &vars) {
+            Ok(loaded) => crate::exec::maintenance::run(&loaded.plan, request),
+            Err(code) => code,
+        },
         Command::Schema => {
             let schema = crate::schema::json_schema();
             print_stdout(&format!(

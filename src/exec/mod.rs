@@ -11,6 +11,7 @@
 
 pub mod event;
 pub mod lock;
+pub mod maintenance;
 pub(crate) mod output;
 pub mod process;
 pub mod record;
@@ -55,48 +56,11 @@ pub fn apply(plan: &Plan, options: &Options) -> i32 {
     let started_at = SystemTime::now();
     let run_id = run_id(started_at);
     let state_dir = plan.dir.join(".runner");
-    let file_name = plan.path.file_name().unwrap_or_default().to_string_lossy();
-    let holder = lock::Holder {
-        pid: std::process::id(),
-        user: lock::user_name(),
-        host: lock::host_name(),
-        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
-        run_id: run_id.clone(),
-    };
-    let _lock = match lock::acquire(&state_dir.join(format!("{file_name}.lock")), &holder) {
-        Ok(lock) => lock,
-        Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!(
-                "help: wait for that run to end; the lock is released when its process exits, even if it crashes"
-            );
-            return exit_code::CANNOT_START;
-        }
-    };
-
-    let docker = match docker_for(plan) {
-        Ok(docker) => docker,
-        Err(docker) => {
-            eprintln!("error: docker is not reachable, and this plan needs it");
-            for probe in &docker.tried {
-                eprintln!("  tried `{}`: {}", probe.command, probe.result);
-            }
-            if let Some(help) = &docker.help {
-                eprintln!("help: {help}");
-            }
-            return exit_code::CANNOT_START;
-        }
-    };
-
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit_code::CANNOT_START;
-        }
+    let prepared = lock_plan(plan, &run_id, started_at)
+        .and_then(|lock| Ok((lock, usable(docker_for(plan))?, runtime()?)));
+    let (_lock, docker, runtime) = match prepared {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
     let report_path = options
         .report
@@ -114,8 +78,56 @@ pub fn apply(plan: &Plan, options: &Options) -> i32 {
     runtime.block_on(dispatcher.run(report_path))
 }
 
+/// Takes the plan's lock for this process's lifetime, or says who holds it.
+pub(crate) fn lock_plan(
+    plan: &Plan,
+    run_id: &str,
+    started_at: SystemTime,
+) -> Result<lock::Lock, i32> {
+    let file_name = plan.path.file_name().unwrap_or_default().to_string_lossy();
+    let holder = lock::Holder {
+        pid: std::process::id(),
+        user: lock::user_name(),
+        host: lock::host_name(),
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        run_id: run_id.to_owned(),
+    };
+    let path = plan.dir.join(".runner").join(format!("{file_name}.lock"));
+    lock::acquire(&path, &holder).map_err(|e| {
+        eprintln!("error: {e}");
+        eprintln!(
+            "help: wait for that run to end; the lock is released when its process exits, even if it crashes"
+        );
+        exit_code::CANNOT_START
+    })
+}
+
+/// The docker command, or exit 4 saying what was tried and how to fix it.
+pub(crate) fn usable(docker: Result<Docker, Docker>) -> Result<Docker, i32> {
+    docker.map_err(|docker| {
+        eprintln!("error: docker is not reachable, and this plan needs it");
+        for probe in &docker.tried {
+            eprintln!("  tried `{}`: {}", probe.command, probe.result);
+        }
+        if let Some(help) = &docker.help {
+            eprintln!("help: {help}");
+        }
+        exit_code::CANNOT_START
+    })
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit_code::CANNOT_START
+        })
+}
+
 /// A sortable, unique run id: `20261125T101500Z-1f3a`.
-fn run_id(at: SystemTime) -> String {
+pub(crate) fn run_id(at: SystemTime) -> String {
     let stamp: String = humantime::format_rfc3339_seconds(at)
         .to_string()
         .chars()
@@ -155,7 +167,7 @@ fn uses_docker(plan: &Plan) -> bool {
 
 /// The docker command for the run. A plan that never talks to docker is not made to
 /// wait for a probe; its steps still get `DOCKER_CMD`.
-fn docker_for(plan: &Plan) -> Result<Docker, Docker> {
+pub(crate) fn docker_for(plan: &Plan) -> Result<Docker, Docker> {
     let from_env = std::env::var("DOCKER_CMD").ok();
     if !uses_docker(plan) {
         return Ok(crate::docker::unprobed(
@@ -599,15 +611,6 @@ impl Dispatcher<'_> {
                 marker: format!("{}/{}{hook}", self.run_id, step.id),
             }
         };
-        let in_container = |target: &Target, argv: Vec<String>| {
-            let mut spec = Spec {
-                argv,
-                ..base.clone()
-            };
-            spec.env
-                .push(("RUNNER_EXEC_ID".to_owned(), target.marker.clone()));
-            spec
-        };
         let shown_ops = || crate::kinds::operations(action, env, &shown);
         let joined = |separator: &str| {
             shown_ops()
@@ -651,7 +654,7 @@ impl Dispatcher<'_> {
                 };
                 let argv = exec_argv(docker, &target.container, &options, &real.argv(&exec.command.value));
                 let work = work::Exec {
-                    spec: in_container(&target, argv),
+                    spec: container_spec(&base, &target, argv),
                     stdout_file: render(&exec.stdout).map(|f| self.plan.dir.join(f)),
                     // The plan reader rejects an invalid pattern, so this always compiles.
                     expect_output: exec
@@ -663,32 +666,7 @@ impl Dispatcher<'_> {
                 (Work::Exec(work), joined(" && "))
             }
             Action::MaintenanceToggle(toggle) => {
-                // The plan reader requires [maintenance] wherever a toggle is.
-                let Some(m) = &self.plan.maintenance else {
-                    unreachable!("a maintenance-toggle step without [maintenance] was accepted")
-                };
-                let target = target(real.render(&m.container.value, Context::Verbatim));
-                let user = m.user.as_ref().map(|u| real.render(&u.value, Context::Verbatim));
-                let options = ExecOptions {
-                    user: user.as_deref(),
-                    runner_env: true,
-                    ..ExecOptions::default()
-                };
-                let state = toggle.state.value;
-                let command = match state {
-                    Toggle::On => &m.on.value,
-                    Toggle::Off => &m.off.value,
-                };
-                let exec = |command| {
-                    in_container(&target, exec_argv(docker, &target.container, &options, &real.argv(command)))
-                };
-                let work = work::Toggle {
-                    toggle: exec(command),
-                    status: exec(&m.status.value),
-                    state: state.as_str(),
-                    expected: crate::kinds::expected_status(m, state).to_owned(),
-                    target: target.clone(),
-                };
+                let work = toggle_work(self.plan, &real, &base, target, toggle.state.value);
                 (Work::Toggle(work), joined(" && "))
             }
             Action::HttpProbe(probe) => {
@@ -1100,6 +1078,57 @@ impl Dispatcher<'_> {
             }
         }
         out
+    }
+}
+
+/// A `docker exec` process: the base spec with `argv`, and the target's marker in
+/// its environment (passed into the container by `--env RUNNER_EXEC_ID`).
+fn container_spec(base: &Spec, target: &Target, argv: Vec<String>) -> Spec {
+    let mut spec = Spec {
+        argv,
+        ..base.clone()
+    };
+    spec.env
+        .push(("RUNNER_EXEC_ID".to_owned(), target.marker.clone()));
+    spec
+}
+
+/// `[maintenance]` `on`/`off` and `status` in its container, templates resolved.
+pub(crate) fn toggle_work(
+    plan: &Plan,
+    scope: &Scope<'_>,
+    base: &Spec,
+    target: impl FnOnce(String) -> Target,
+    state: Toggle,
+) -> work::Toggle {
+    // The plan reader requires [maintenance] wherever a toggle is.
+    let Some(m) = &plan.maintenance else {
+        unreachable!("a maintenance toggle without [maintenance] was accepted")
+    };
+    let target = target(scope.render(&m.container.value, Context::Verbatim));
+    let user = m
+        .user
+        .as_ref()
+        .map(|u| scope.render(&u.value, Context::Verbatim));
+    let options = ExecOptions {
+        user: user.as_deref(),
+        runner_env: true,
+        ..ExecOptions::default()
+    };
+    let exec = |command| {
+        let argv = exec_argv(scope.docker, &target.container, &options, &scope.argv(command));
+        container_spec(base, &target, argv)
+    };
+    let command = match state {
+        Toggle::On => &m.on.value,
+        Toggle::Off => &m.off.value,
+    };
+    work::Toggle {
+        toggle: exec(command),
+        status: exec(&m.status.value),
+        state: state.as_str(),
+        expected: crate::kinds::expected_status(m, state).to_owned(),
+        target: target.clone(),
     }
 }
 

@@ -119,7 +119,7 @@ where
     let partial = exec.stdout_file.as_ref().map(|file| partial_path(file));
     let mut spec = exec.spec.clone();
     spec.stdout_file.clone_from(&partial);
-    spec.capture = exec.expect_output.is_some();
+    spec.capture |= exec.expect_output.is_some();
     let mut outcome = in_container(&spec, &exec.target, lines, kill).await;
     if outcome.end.success()
         && let Some(pattern) = &exec.expect_output
