@@ -3,6 +3,7 @@
 mod common;
 
 mod apply;
+mod docker;
 mod graph;
 mod preview;
 mod properties;

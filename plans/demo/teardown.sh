@@ -10,5 +10,7 @@ $DOCKER_CMD network rm "$app-net" >/dev/null 2>&1
 # shellcheck disable=SC2086
 $DOCKER_CMD volume rm "$app-data" >/dev/null 2>&1
 # shellcheck disable=SC2086
-$DOCKER_CMD rmi "$image:v1" "$image:v2" >/dev/null 2>&1
-echo "removed $app, $app-proxy, $app-net, $app-data, $image:v1, $image:v2"
+# every tag: v1, v2 and any version deployed with --var version=…
+# shellcheck disable=SC2046
+$DOCKER_CMD rmi $($DOCKER_CMD images --format '{{.Repository}}:{{.Tag}}' "$image") >/dev/null 2>&1
+echo "removed $app, $app-proxy, $app-net, $app-data and the $image images"

@@ -285,7 +285,10 @@ kill -TERM $found 2>/dev/null
 i=0
 while [ $i -lt 30 ]; do
   alive=""
-  for p in $found; do [ -d "/proc/$p" ] && alive="$alive $p"; done
+  for p in $found; do
+    # A zombie is ended, even if no parent reaps it (e.g. `sleep` as PID 1).
+    case "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" in Z|"") ;; *) alive="$alive $p" ;; esac
+  done
   [ -z "$alive" ] && { echo ended; exit 0; }
   sleep 0.1; i=$((i+1))
 done
@@ -525,7 +528,14 @@ async fn in_container_get(
         return Found::Unavailable(diagnose(&target).await);
     }
     if (code == 126 || code == 127) && first.contains("not found") {
-        return Found::Unavailable(format!("no {tool} in container `{container}`"));
+        // `OCI runtime exec failed: … exec: "curl": executable file not found in
+        // $PATH: unknown` → `"curl": executable file not found in $PATH`.
+        let why = first.rsplit_once("exec: ").map_or(first.as_str(), |(_, w)| w);
+        let why = why.trim_end_matches(": unknown");
+        return Found::Unavailable(format!(
+            "no {tool} in container `{container}`: {}",
+            excerpt(why)
+        ));
     }
     match transport {
         Transport::Curl => curl_found(code, &body, &first),

@@ -1,0 +1,577 @@
+//! The docker step kinds against the real Docker engine of this machine: the demo
+//! deploy, rollbacks behind the maintenance page, probe transports, timeouts inside
+//! containers, sudo. No test skips: without a Docker engine they fail.
+//!
+//! Every container, network, volume and image a test makes has a name unique to
+//! the test, and a guard removes it when the test ends, failed or not.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{Run, Test, repo};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name no other test (or test run) uses.
+fn unique(tag: &str) -> String {
+    format!(
+        "rt{}-{tag}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker must be installed: these tests need a Docker engine")
+}
+
+/// Runs docker and returns its stdout; panics with its stderr on failure.
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes what a test made, even when it panics.
+#[derive(Default)]
+struct Cleanup {
+    containers: Vec<String>,
+    images: Vec<String>,
+    /// A demo app: `teardown.sh APP IMAGE`.
+    demo: Option<(std::path::PathBuf, String)>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some((dir, name)) = &self.demo {
+            let _ = Command::new(dir.join("demo/teardown.sh"))
+                .args([name, name])
+                .env("DOCKER_CMD", "docker")
+                .output();
+        }
+        for c in &self.containers {
+            let _ = docker(&["rm", "-f", c]);
+        }
+        for i in &self.images {
+            let _ = docker(&["rmi", "-f", i]);
+        }
+    }
+}
+
+/// Builds `tag` FROM scratch with the host's static busybox, plus `extra`
+/// Dockerfile lines and `files` (path in the context, content).
+fn busybox_image(tag: &str, extra: &str, files: &[(&str, &[u8])]) {
+    let ctx = tempfile::tempdir().expect("context");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static must be installed (apt-get install busybox-static)");
+    std::fs::copy(busybox, ctx.path().join("busybox")).expect("copy busybox");
+    for (path, content) in files {
+        let path = ctx.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("folders");
+        std::fs::write(&path, content).expect("file");
+        // Executables among them (curl) must stay executable.
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(&path, mode).expect("chmod");
+    }
+    let dockerfile = format!(
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n{extra}\n"
+    );
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
+    docker_ok(&["build", "-q", "-t", tag, ctx.path().to_str().expect("utf-8")]);
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// GET from the host: the status and body, or why there was none.
+fn get(url: &str) -> Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn record(test: &Test) -> Value {
+    let runs = test.path_of(".runner/runs");
+    let mut files: Vec<_> = std::fs::read_dir(&runs)
+        .expect("the record folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let text = std::fs::read_to_string(files.last().expect("a record")).expect("record");
+    serde_json::from_str(&text).expect("record is JSON")
+}
+
+fn step<'a>(record: &'a Value, id: &str) -> &'a Value {
+    record["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("step {id} in the record"))
+}
+
+/// The demo plan and its scripts in a test folder, with names of its own.
+struct Demo {
+    // Dropped first: the teardown script lives in the test's folder.
+    _cleanup: Cleanup,
+    test: Test,
+    name: String,
+    port: u16,
+}
+
+impl Demo {
+    fn new(tag: &str) -> Self {
+        let name = unique(tag);
+        let port = free_port();
+        let test = Test::new()
+            .env("DEMO_APP", &name)
+            .env("DEMO_IMAGE", &name)
+            .env("DEMO_PORT", &port.to_string());
+        std::fs::copy(repo().join("plans/demo.toml"), test.path_of("demo.toml")).expect("plan");
+        copy_tree(&repo().join("plans/demo"), &test.path_of("demo"));
+        let mut cleanup = Cleanup::default();
+        cleanup.demo = Some((test.dir.path().to_owned(), name.clone()));
+        Self {
+            test,
+            name,
+            port,
+            _cleanup: cleanup,
+        }
+    }
+
+    fn apply(&self, args: &[&str]) -> Run {
+        let mut all = vec!["apply", "demo.toml"];
+        all.extend(args);
+        self.test.run_with(&all)
+    }
+
+    fn up(&self) -> Result<(u16, String), String> {
+        get(&format!("http://127.0.0.1:{}/cgi-bin/up", self.port))
+    }
+
+    fn maintenance_status(&self) -> String {
+        let run = self.test.run_with(&["maintenance", "status", "demo.toml"]);
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        run.stdout.trim().to_owned()
+    }
+}
+
+const MAINTENANCE_PAGE: &str = "We'll be right back";
+
+#[test]
+fn demo_deploy_succeeds_and_the_proxy_never_fails_a_request() {
+    let demo = Demo::new("demo");
+    let first = demo.apply(&[]);
+    assert_eq!(first.status, 0, "{}\n{}", first.stdout, first.stderr);
+    let record = record(&demo.test);
+    assert_eq!(record["status"], "succeeded");
+    let steps = record["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 12);
+    for s in steps {
+        assert_eq!(s["status"], "succeeded", "{s}");
+    }
+    // The app has no curl: the in-container probe used wget, not the host.
+    let probe = &step(&record, "health-http")["attempts"][0];
+    assert_eq!(
+        probe["transport"],
+        "wget in the container: GET http://localhost:3000/cgi-bin/up"
+    );
+    let backup = std::fs::read_dir(demo.test.path_of(".runner/backups"))
+        .expect("backups")
+        .count();
+    assert_eq!(backup, 1, "one backup file");
+    let (status, body) = demo.up().expect("the proxy answers");
+    assert_eq!((status, body.trim()), (200, "up v2 schema=2"));
+
+    // Deploy v3 while a client hits the proxy every 20 ms: every answer is a
+    // 200 or the 503 maintenance page, never a connection error or another status.
+    let url = format!("http://127.0.0.1:{}/cgi-bin/up", demo.port);
+    let stop = Arc::new(Mutex::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<Result<(u16, bool), String>>::new()));
+    let poller = {
+        let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
+        std::thread::spawn(move || {
+            // Bounded: at most 3,000 requests (a minute at 20 ms).
+            for _ in 0..3000 {
+                if *stop.lock().expect("lock") {
+                    break;
+                }
+                let answer = get(&url).map(|(s, body)| (s, body.contains(MAINTENANCE_PAGE)));
+                seen.lock().expect("lock").push(answer);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let second = demo.test.run_with(&["apply", "demo.toml", "--var", "version=v3"]);
+    *stop.lock().expect("lock") = true;
+    poller.join().expect("poller");
+    assert_eq!(second.status, 0, "{}\n{}", second.stdout, second.stderr);
+    let seen = seen.lock().expect("lock");
+    let ok = seen.iter().filter(|a| matches!(a, Ok((200, false)))).count();
+    let maintenance = seen.iter().filter(|a| matches!(a, Ok((503, true)))).count();
+    let other: Vec<_> = seen
+        .iter()
+        .filter(|a| !matches!(a, Ok((200, false)) | Ok((503, true))))
+        .collect();
+    assert!(other.is_empty(), "errors or other answers: {other:?}");
+    assert!(maintenance > 0, "the maintenance page was served during the deploy");
+    assert!(ok > 0, "the app was served before and after");
+    let (status, body) = demo.up().expect("the proxy answers");
+    assert_eq!((status, body.trim()), (200, "up v3 schema=2"));
+}
+
+#[test]
+fn a_failed_migration_rolls_back_behind_the_maintenance_page() {
+    let demo = Demo::new("rollback");
+    let run = demo.apply(&["--var", "fail_migration=yes"]);
+    assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
+    let record = record(&demo.test);
+    assert_eq!(step(&record, "migrate")["status"], "failed");
+    assert_eq!(
+        record["rollback"],
+        serde_json::json!(["switch", "maintenance-on"])
+    );
+    // The app went back to v1 while maintenance was still on…
+    let switch = &step(&record, "switch")["rollback"];
+    assert_eq!(switch["succeeded"], true);
+    let tail = switch["output_tail"].to_string();
+    assert!(tail.contains(&format!("{} now runs {}:v1; maintenance: true", demo.name, demo.name)), "{tail}");
+    // …and maintenance is off after the rollback.
+    assert_eq!(demo.maintenance_status(), "maintenance is off");
+    let (status, body) = demo.up().expect("the proxy answers");
+    assert_eq!((status, body.trim()), (200, "up v1 schema=1"));
+    // The backup is complete, and nothing half-written lies beside it.
+    let backups: Vec<_> = std::fs::read_dir(demo.test.path_of(".runner/backups"))
+        .expect("backups")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let dump = std::fs::read_to_string(&backups[0]).expect("backup");
+    assert_eq!(dump, "-- schema 1\nCREATE TABLE members (id integer, name text);\n");
+    assert!(run.stdout.contains("every rollback hook succeeded (exit 1)"), "{}", run.stdout);
+}
+
+#[test]
+fn a_failed_rollback_hook_exits_3_and_leaves_maintenance_on() {
+    let demo = Demo::new("hookfail");
+    let run = demo.apply(&["--var", "fail_migration=yes", "--var", "fail_rollback=yes"]);
+    assert_eq!(run.status, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("MAINTENANCE IS LEFT ON"), "{}", run.stdout);
+    assert!(run.stdout.contains("ROLLBACK IS INCOMPLETE"), "{}", run.stdout);
+    let record = record(&demo.test);
+    assert_eq!(record["status"], "rollback_incomplete");
+    assert_eq!(step(&record, "switch")["status"], "rollback_failed");
+    assert_eq!(record["rollback_held"][0]["step"], "maintenance-on");
+    assert_eq!(demo.maintenance_status(), "maintenance is on");
+    let (status, body) = demo.up().expect("the proxy answers");
+    assert_eq!(status, 503);
+    assert!(body.contains(MAINTENANCE_PAGE), "{body}");
+}
+
+/// Images for the probe tests: busybox with curl (the host's, with its
+/// libraries), busybox alone (wget, no curl), busybox without wget.
+fn probe_images(cleanup: &mut Cleanup) -> [String; 3] {
+    let base = unique("probe");
+    let [curl, wget, bare] = ["curl", "wget", "bare"].map(|t| format!("{base}:{t}"));
+    let site: &[(&str, &[u8])] = &[("www/up", b"probe ok\n")];
+    let serve = "COPY www /www\nCMD [\"httpd\", \"-f\", \"-p\", \"3000\", \"-h\", \"/www\"]";
+
+    // curl and every library it links, at their own paths.
+    let ldd = Command::new("ldd").arg("/usr/bin/curl").output().expect("ldd");
+    assert!(ldd.status.success(), "curl must be installed on the host");
+    let mut files: Vec<(String, Vec<u8>)> = vec![(
+        "root/usr/bin/curl".into(),
+        std::fs::read("/usr/bin/curl").expect("curl"),
+    )];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(str::to_owned);
+        if let Some(path) = path {
+            let real = std::fs::canonicalize(&path).expect("library");
+            files.push((format!("root{path}"), std::fs::read(real).expect("read library")));
+        }
+    }
+    let mut with_curl: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    with_curl.extend_from_slice(site);
+    busybox_image(&curl, &format!("COPY root /\n{serve}"), &with_curl);
+    cleanup.images.push(curl.clone());
+    busybox_image(&wget, serve, site);
+    cleanup.images.push(wget.clone());
+    busybox_image(&bare, &format!("RUN [\"/bin/busybox\", \"rm\", \"/bin/wget\"]\n{serve}"), site);
+    cleanup.images.push(bare.clone());
+    [curl, wget, bare]
+}
+
+fn start(cleanup: &mut Cleanup, image: &str, publish: Option<u16>) -> String {
+    let name = unique("c");
+    let mut args = vec!["run", "-d", "--name", &name];
+    let port;
+    if let Some(p) = publish {
+        port = format!("127.0.0.1:{p}:3000");
+        args.extend(["-p", &port]);
+    }
+    args.push(image);
+    docker_ok(&args);
+    cleanup.containers.push(name.clone());
+    name
+}
+
+#[test]
+fn probes_use_curl_then_wget_then_the_host_and_name_every_failure() {
+    let mut cleanup = Cleanup::default();
+    let [curl, wget, bare] = probe_images(&mut cleanup);
+    let published = free_port();
+    let with_curl = start(&mut cleanup, &curl, None);
+    let with_wget = start(&mut cleanup, &wget, None);
+    let neither = start(&mut cleanup, &bare, Some(published));
+    let hidden = start(&mut cleanup, &bare, None);
+    let closed = free_port();
+    let plan = format!(
+        r#"
+[plan]
+name = "probes"
+jobs = 8
+
+[defaults]
+timeout = "30s"
+
+[steps.curl]
+kind = "http-probe"
+container = "{with_curl}"
+url = "http://localhost:3000/up"
+expect_body = "probe ok"
+
+[steps.wget]
+kind = "http-probe"
+container = "{with_wget}"
+url = "http://localhost:3000/up"
+expect_body = "probe ok"
+
+[steps.host]
+kind = "http-probe"
+container = "{neither}"
+url = "http://localhost:3000/up"
+host_url = "http://127.0.0.1:{published}/up"
+expect_body = "probe ok"
+
+[steps.nothing]
+kind = "http-probe"
+container = "{hidden}"
+url = "http://localhost:3000/up"
+host_url = "http://127.0.0.1:{closed}/up"
+
+[steps.refused]
+kind = "http-probe"
+container = "{with_wget}"
+url = "http://localhost:3999/up"
+host_url = "http://127.0.0.1:{published}/up"
+"#
+    );
+    let test = Test::new().plan(&plan).args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
+    let record = record(&test);
+    let transport = |id: &str| step(&record, id)["attempts"][0]["transport"].clone();
+    assert_eq!(
+        transport("curl"),
+        "curl in the container: GET http://localhost:3000/up",
+        "{}",
+        run.stdout
+    );
+    assert_eq!(transport("wget"), "wget in the container: GET http://localhost:3000/up");
+    assert_eq!(
+        transport("host"),
+        format!("the host: GET http://127.0.0.1:{published}/up").as_str()
+    );
+    for id in ["curl", "wget", "host"] {
+        assert_eq!(step(&record, id)["status"], "succeeded", "{id}");
+    }
+    // No tool in the container and nothing on the host port: every transport
+    // is named with why it failed.
+    let nothing = step(&record, "nothing")["attempts"][0]["reason"]
+        .as_str()
+        .expect("reason")
+        .to_owned();
+    assert!(nothing.contains(&format!("curl in the container: unavailable (no curl in container `{hidden}`: \"curl\": executable file not found in $PATH)")), "{nothing}");
+    assert!(nothing.contains(&format!("wget in the container: unavailable (no wget in container `{hidden}`: \"wget\": executable file not found in $PATH)")), "{nothing}");
+    assert!(nothing.contains(&format!("GET http://127.0.0.1:{closed}/up through the host: connection refused")), "{nothing}");
+    // The app refusing the connection inside the container decides: no fallback
+    // to the host, although the host URL would have answered.
+    let refused = &step(&record, "refused")["attempts"][0];
+    assert_eq!(refused["transport"], "wget in the container: GET http://localhost:3999/up");
+    assert!(refused["reason"].as_str().expect("reason").contains("connection refused"), "{refused}");
+    assert!(!run.stdout.contains("status 0"), "no meaningless status codes: {}", run.stdout);
+}
+
+#[test]
+fn docker_exec_runs_in_the_container_with_its_options() {
+    let mut cleanup = Cleanup::default();
+    let image = unique("exec") + ":t";
+    busybox_image(&image, "RUN [\"/bin/mkdir\", \"-p\", \"/srv/app\"]\nCMD [\"sleep\", \"3600\"]", &[]);
+    cleanup.images.push(image.clone());
+    let c = start(&mut cleanup, &image, None);
+    let stopped = start(&mut cleanup, &image, None);
+    docker_ok(&["stop", "-t", "0", &stopped]);
+    let plan = format!(
+        r#"
+[plan]
+name = "exec"
+jobs = 8
+
+[vars]
+token = {{ env = "EXEC_TOKEN", secret = true }}
+
+[steps.where]
+kind = "docker-exec"
+container = "{c}"
+user = "65534:65534"
+workdir = "/srv/app"
+command = "echo \"$(id -u) $(pwd) $GREETING $RUNNER_STEP\" && echo token=$TOKEN"
+env = {{ GREETING = "hello; rm -rf /", TOKEN = "{{{{ token }}}}" }}
+
+[steps.dump]
+kind = "docker-exec"
+container = "{c}"
+command = ["sh", "-c", "echo line1; echo line2"]
+stdout = "out/dump.txt"
+
+[steps.half-dump]
+kind = "docker-exec"
+container = "{c}"
+command = ["sh", "-c", "echo partial; exit 3"]
+stdout = "out/half.txt"
+
+[steps.pong]
+kind = "docker-exec"
+container = "{c}"
+command = ["echo", "PONG"]
+expect_output = "^PONG$"
+
+[steps.ping-fails]
+kind = "docker-exec"
+container = "{c}"
+command = ["echo", "LOADING"]
+expect_output = "^PONG$"
+
+[steps.stopped]
+kind = "docker-exec"
+container = "{stopped}"
+command = ["true"]
+
+[steps.typo]
+kind = "docker-exec"
+container = "{c}x"
+command = ["true"]
+"#
+    );
+    let test = Test::new()
+        .plan(&plan)
+        .env("EXEC_TOKEN", "s3cr3t-value")
+        .args(&["apply", "plan.toml", "--output", "json"]);
+    let run = test.run();
+    assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("65534 /srv/app hello; rm -rf / where"),
+        "user, workdir, env and RUNNER_STEP reach the command: {}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("token=***"), "{}", run.stdout);
+    assert!(!run.stdout.contains("s3cr3t-value"), "the secret never shows");
+    let record = record(&test);
+    assert!(!record.to_string().contains("s3cr3t-value"));
+    assert_eq!(
+        std::fs::read_to_string(test.path_of("out/dump.txt")).expect("dump"),
+        "line1\nline2\n"
+    );
+    assert!(!test.path_of("out/half.txt").exists(), "a failed dump leaves no file");
+    assert_eq!(std::fs::read_dir(test.path_of("out")).expect("out").count(), 1, "nothing partial left");
+    assert_eq!(step(&record, "pong")["status"], "succeeded");
+    let ping = step(&record, "ping-fails")["attempts"][0]["reason"].to_string();
+    assert!(ping.contains("does not match /^PONG$/: LOADING"), "{ping}");
+    let stopped_reason = step(&record, "stopped")["attempts"][0]["reason"].to_string();
+    assert!(
+        stopped_reason.contains(&format!("container `{stopped}` is not running (its state: exited)")),
+        "{stopped_reason}"
+    );
+    let typo = step(&record, "typo")["attempts"][0]["reason"].to_string();
+    assert!(
+        typo.contains(&format!("there is no container named `{c}x`; running containers with similar names: {c}")),
+        "{typo}"
+    );
+}
+
+#[test]
+fn a_timed_out_docker_exec_leaves_no_process_in_the_container() {
+    let mut cleanup = Cleanup::default();
+    let image = unique("timeout") + ":t";
+    busybox_image(&image, "CMD [\"sleep\", \"3600\"]", &[]);
+    cleanup.images.push(image.clone());
+    let c = start(&mut cleanup, &image, None);
+    let plan = format!(
+        r#"
+[plan]
+name = "timeout"
+
+[steps.hang]
+kind = "docker-exec"
+container = "{c}"
+command = "sleep 1001 & sleep 1002"
+timeout = "1s"
+"#
+    );
+    let test = Test::new().plan(&plan).args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
+    let reason = step(&record(&test), "hang")["attempts"][0]["reason"].to_string();
+    assert!(reason.contains("timed out after 1s"), "{reason}");
+    assert!(reason.contains(&format!("its process in container `{c}` was ended")), "{reason}");
+    let ps = docker_ok(&["exec", &c, "ps", "-o", "pid,args"]);
+    assert!(!ps.contains("sleep 100"), "left in the container:\n{ps}");
+}
