@@ -292,6 +292,10 @@ pub struct ExecOptions<'a> {
     pub env: Vec<&'a str>,
     /// Also pass runner's own variables ([`RUNNER_ENV`]) into the container.
     pub runner_env: bool,
+    /// Through sudo, which drops the caller's environment (and refuses to keep
+    /// names it was not told about), the values go in this file instead: a
+    /// private file, never the command line.
+    pub env_file: Option<&'a str>,
 }
 
 /// What runner puts in the environment of a command it runs in a container.
@@ -304,39 +308,36 @@ pub const RUNNER_ENV: [&str; 4] = [
     "RUNNER_EXEC_ID",
 ];
 
-/// The docker words with `names` kept through sudo, which resets the environment:
-/// added to sudo's `--preserve-env=` list (or given one).
-pub fn preserving(docker: &[String], names: &[&str]) -> Vec<String> {
-    let mut out = docker.to_vec();
-    let is_sudo = docker
-        .first()
-        .is_some_and(|w| std::path::Path::new(w).file_name() == Some("sudo".as_ref()));
-    if names.is_empty() || !is_sudo {
-        return out;
-    }
-    let extra = names.join(",");
-    match out.iter_mut().find(|w| w.starts_with("--preserve-env=")) {
-        Some(list) => {
-            list.push(',');
-            list.push_str(&extra);
+impl ExecOptions<'_> {
+    /// Every variable passed into the container.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names = self.env.clone();
+        if self.runner_env {
+            names.extend(RUNNER_ENV);
         }
-        None => out.insert(1, format!("--preserve-env={extra}")),
+        names
     }
-    out
 }
 
-/// `docker exec [-u U] [-w W] [-e NAME]… CONTAINER ARGV…`.
+/// Whether the docker words run docker through sudo.
+pub fn is_sudo(docker: &[String]) -> bool {
+    docker
+        .first()
+        .is_some_and(|w| std::path::Path::new(w).file_name() == Some("sudo".as_ref()))
+}
+
+/// Where the values of a `docker exec`'s variables come from.
+pub const ENV_FILE_SHOWN: &str = "<private env file>";
+
+/// `docker exec [-u U] [-w W] [-e NAME…|--env-file F] CONTAINER ARGV…`.
 pub fn exec_argv(
     docker: &[String],
     container: &str,
     options: &ExecOptions<'_>,
     argv: &[String],
 ) -> Vec<String> {
-    let mut names: Vec<&str> = options.env.clone();
-    if options.runner_env {
-        names.extend(RUNNER_ENV);
-    }
-    let mut out = preserving(docker, &names);
+    let names = options.names();
+    let mut out = docker.to_vec();
     out.push("exec".into());
     if let Some(user) = options.user {
         out.extend(["--user".to_owned(), user.to_owned()]);
@@ -344,8 +345,13 @@ pub fn exec_argv(
     if let Some(workdir) = options.workdir {
         out.extend(["--workdir".to_owned(), workdir.to_owned()]);
     }
-    for name in names {
-        out.extend(["--env".to_owned(), name.to_owned()]);
+    if is_sudo(docker) && !names.is_empty() {
+        let file = options.env_file.unwrap_or(ENV_FILE_SHOWN);
+        out.extend(["--env-file".to_owned(), file.to_owned()]);
+    } else {
+        for name in names {
+            out.extend(["--env".to_owned(), name.to_owned()]);
+        }
     }
     out.push(container.to_owned());
     out.extend(argv.iter().cloned());
@@ -385,7 +391,7 @@ mod tests {
                 user: Some("rails"),
                 workdir: None,
                 env: vec!["SECRET"],
-                runner_env: false,
+                ..ExecOptions::default()
             },
             &["printenv".into(), "SECRET".into()],
         );
@@ -396,18 +402,13 @@ mod tests {
     }
 
     #[test]
-    fn sudo_keeps_the_passed_variables() {
+    fn through_sudo_values_go_in_a_file() {
         let options = ExecOptions {
             env: vec!["SECRET"],
+            env_file: Some("/run/x.env"),
             ..ExecOptions::default()
         };
         let argv = exec_argv(&sudo_words(), "app", &options, &["true".into()]);
-        assert_eq!(
-            argv[..4].join(" "),
-            format!("sudo -n --preserve-env={SUDO_PRESERVE},SECRET docker")
-        );
-        let plain = ["/usr/bin/sudo".to_owned(), "docker".to_owned()];
-        let argv = exec_argv(&plain, "app", &options, &["true".into()]);
-        assert_eq!(argv[..3].join(" "), "/usr/bin/sudo --preserve-env=SECRET docker");
+        assert_eq!(argv[4..].join(" "), "exec --env-file /run/x.env app true");
     }
 }

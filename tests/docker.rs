@@ -92,7 +92,13 @@ fn busybox_image(tag: &str, extra: &str, files: &[(&str, &[u8])]) {
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n{extra}\n"
     );
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
-    docker_ok(&["build", "-q", "-t", tag, ctx.path().to_str().expect("utf-8")]);
+    docker_ok(&[
+        "build",
+        "-q",
+        "-t",
+        tag,
+        ctx.path().to_str().expect("utf-8"),
+    ]);
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now.
@@ -244,19 +250,27 @@ fn demo_deploy_succeeds_and_the_proxy_never_fails_a_request() {
             }
         })
     };
-    let second = demo.test.run_with(&["apply", "demo.toml", "--var", "version=v3"]);
+    let second = demo
+        .test
+        .run_with(&["apply", "demo.toml", "--var", "version=v3"]);
     *stop.lock().expect("lock") = true;
     poller.join().expect("poller");
     assert_eq!(second.status, 0, "{}\n{}", second.stdout, second.stderr);
     let seen = seen.lock().expect("lock");
-    let ok = seen.iter().filter(|a| matches!(a, Ok((200, false)))).count();
+    let ok = seen
+        .iter()
+        .filter(|a| matches!(a, Ok((200, false))))
+        .count();
     let maintenance = seen.iter().filter(|a| matches!(a, Ok((503, true)))).count();
     let other: Vec<_> = seen
         .iter()
         .filter(|a| !matches!(a, Ok((200, false)) | Ok((503, true))))
         .collect();
     assert!(other.is_empty(), "errors or other answers: {other:?}");
-    assert!(maintenance > 0, "the maintenance page was served during the deploy");
+    assert!(
+        maintenance > 0,
+        "the maintenance page was served during the deploy"
+    );
     assert!(ok > 0, "the app was served before and after");
     let (status, body) = demo.up().expect("the proxy answers");
     assert_eq!((status, body.trim()), (200, "up v3 schema=2"));
@@ -277,7 +291,13 @@ fn a_failed_migration_rolls_back_behind_the_maintenance_page() {
     let switch = &step(&record, "switch")["rollback"];
     assert_eq!(switch["succeeded"], true);
     let tail = switch["output_tail"].to_string();
-    assert!(tail.contains(&format!("{} now runs {}:v1; maintenance: true", demo.name, demo.name)), "{tail}");
+    assert!(
+        tail.contains(&format!(
+            "{} now runs {}:v1; maintenance: true",
+            demo.name, demo.name
+        )),
+        "{tail}"
+    );
     // …and maintenance is off after the rollback.
     assert_eq!(demo.maintenance_status(), "maintenance is off");
     let (status, body) = demo.up().expect("the proxy answers");
@@ -289,8 +309,16 @@ fn a_failed_migration_rolls_back_behind_the_maintenance_page() {
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
     let dump = std::fs::read_to_string(&backups[0]).expect("backup");
-    assert_eq!(dump, "-- schema 1\nCREATE TABLE members (id integer, name text);\n");
-    assert!(run.stdout.contains("every rollback hook succeeded (exit 1)"), "{}", run.stdout);
+    assert_eq!(
+        dump,
+        "-- schema 1\nCREATE TABLE members (id integer, name text);\n"
+    );
+    assert!(
+        run.stdout
+            .contains("every rollback hook succeeded (exit 1)"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -298,8 +326,16 @@ fn a_failed_rollback_hook_exits_3_and_leaves_maintenance_on() {
     let demo = Demo::new("hookfail");
     let run = demo.apply(&["--var", "fail_migration=yes", "--var", "fail_rollback=yes"]);
     assert_eq!(run.status, 3, "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("MAINTENANCE IS LEFT ON"), "{}", run.stdout);
-    assert!(run.stdout.contains("ROLLBACK IS INCOMPLETE"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("MAINTENANCE IS LEFT ON"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("ROLLBACK IS INCOMPLETE"),
+        "{}",
+        run.stdout
+    );
     let record = record(&demo.test);
     assert_eq!(record["status"], "rollback_incomplete");
     assert_eq!(step(&record, "switch")["status"], "rollback_failed");
@@ -319,7 +355,10 @@ fn probe_images(cleanup: &mut Cleanup) -> [String; 3] {
     let serve = "COPY www /www\nCMD [\"httpd\", \"-f\", \"-p\", \"3000\", \"-h\", \"/www\"]";
 
     // curl and every library it links, at their own paths.
-    let ldd = Command::new("ldd").arg("/usr/bin/curl").output().expect("ldd");
+    let ldd = Command::new("ldd")
+        .arg("/usr/bin/curl")
+        .output()
+        .expect("ldd");
     assert!(ldd.status.success(), "curl must be installed on the host");
     let mut files: Vec<(String, Vec<u8>)> = vec![(
         "root/usr/bin/curl".into(),
@@ -332,7 +371,10 @@ fn probe_images(cleanup: &mut Cleanup) -> [String; 3] {
             .map(str::to_owned);
         if let Some(path) = path {
             let real = std::fs::canonicalize(&path).expect("library");
-            files.push((format!("root{path}"), std::fs::read(real).expect("read library")));
+            files.push((
+                format!("root{path}"),
+                std::fs::read(real).expect("read library"),
+            ));
         }
     }
     let mut with_curl: Vec<(&str, &[u8])> = files
@@ -344,7 +386,11 @@ fn probe_images(cleanup: &mut Cleanup) -> [String; 3] {
     cleanup.images.push(curl.clone());
     busybox_image(&wget, serve, site);
     cleanup.images.push(wget.clone());
-    busybox_image(&bare, &format!("RUN [\"/bin/busybox\", \"rm\", \"/bin/wget\"]\n{serve}"), site);
+    busybox_image(
+        &bare,
+        &format!("RUN [\"/bin/busybox\", \"rm\", \"/bin/wget\"]\n{serve}"),
+        site,
+    );
     cleanup.images.push(bare.clone());
     [curl, wget, bare]
 }
@@ -425,7 +471,10 @@ host_url = "http://127.0.0.1:{published}/up"
         "{}",
         run.stdout
     );
-    assert_eq!(transport("wget"), "wget in the container: GET http://localhost:3000/up");
+    assert_eq!(
+        transport("wget"),
+        "wget in the container: GET http://localhost:3000/up"
+    );
     assert_eq!(
         transport("host"),
         format!("the host: GET http://127.0.0.1:{published}/up").as_str()
@@ -441,20 +490,42 @@ host_url = "http://127.0.0.1:{published}/up"
         .to_owned();
     assert!(nothing.contains(&format!("curl in the container: unavailable (no curl in container `{hidden}`: \"curl\": executable file not found in $PATH)")), "{nothing}");
     assert!(nothing.contains(&format!("wget in the container: unavailable (no wget in container `{hidden}`: \"wget\": executable file not found in $PATH)")), "{nothing}");
-    assert!(nothing.contains(&format!("GET http://127.0.0.1:{closed}/up through the host: connection refused")), "{nothing}");
+    assert!(
+        nothing.contains(&format!(
+            "GET http://127.0.0.1:{closed}/up through the host: connection refused"
+        )),
+        "{nothing}"
+    );
     // The app refusing the connection inside the container decides: no fallback
     // to the host, although the host URL would have answered.
     let refused = &step(&record, "refused")["attempts"][0];
-    assert_eq!(refused["transport"], "wget in the container: GET http://localhost:3999/up");
-    assert!(refused["reason"].as_str().expect("reason").contains("connection refused"), "{refused}");
-    assert!(!run.stdout.contains("status 0"), "no meaningless status codes: {}", run.stdout);
+    assert_eq!(
+        refused["transport"],
+        "wget in the container: GET http://localhost:3999/up"
+    );
+    assert!(
+        refused["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("connection refused"),
+        "{refused}"
+    );
+    assert!(
+        !run.stdout.contains("status 0"),
+        "no meaningless status codes: {}",
+        run.stdout
+    );
 }
 
 #[test]
 fn docker_exec_runs_in_the_container_with_its_options() {
     let mut cleanup = Cleanup::default();
     let image = unique("exec") + ":t";
-    busybox_image(&image, "RUN [\"/bin/mkdir\", \"-p\", \"/srv/app\"]\nCMD [\"sleep\", \"3600\"]", &[]);
+    busybox_image(
+        &image,
+        "RUN [\"/bin/mkdir\", \"-p\", \"/srv/app\"]\nCMD [\"sleep\", \"3600\"]",
+        &[],
+    );
     cleanup.images.push(image.clone());
     let c = start(&mut cleanup, &image, None);
     let stopped = start(&mut cleanup, &image, None);
@@ -523,26 +594,40 @@ command = ["true"]
         run.stdout
     );
     assert!(run.stdout.contains("token=***"), "{}", run.stdout);
-    assert!(!run.stdout.contains("s3cr3t-value"), "the secret never shows");
+    assert!(
+        !run.stdout.contains("s3cr3t-value"),
+        "the secret never shows"
+    );
     let record = record(&test);
     assert!(!record.to_string().contains("s3cr3t-value"));
     assert_eq!(
         std::fs::read_to_string(test.path_of("out/dump.txt")).expect("dump"),
         "line1\nline2\n"
     );
-    assert!(!test.path_of("out/half.txt").exists(), "a failed dump leaves no file");
-    assert_eq!(std::fs::read_dir(test.path_of("out")).expect("out").count(), 1, "nothing partial left");
+    assert!(
+        !test.path_of("out/half.txt").exists(),
+        "a failed dump leaves no file"
+    );
+    assert_eq!(
+        std::fs::read_dir(test.path_of("out")).expect("out").count(),
+        1,
+        "nothing partial left"
+    );
     assert_eq!(step(&record, "pong")["status"], "succeeded");
     let ping = step(&record, "ping-fails")["attempts"][0]["reason"].to_string();
     assert!(ping.contains("does not match /^PONG$/: LOADING"), "{ping}");
     let stopped_reason = step(&record, "stopped")["attempts"][0]["reason"].to_string();
     assert!(
-        stopped_reason.contains(&format!("container `{stopped}` is not running (its state: exited)")),
+        stopped_reason.contains(&format!(
+            "container `{stopped}` is not running (its state: exited)"
+        )),
         "{stopped_reason}"
     );
     let typo = step(&record, "typo")["attempts"][0]["reason"].to_string();
     assert!(
-        typo.contains(&format!("there is no container named `{c}x`; running containers with similar names: {c}")),
+        typo.contains(&format!(
+            "there is no container named `{c}x`; running containers with similar names: {c}"
+        )),
         "{typo}"
     );
 }
@@ -571,7 +656,191 @@ timeout = "1s"
     assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
     let reason = step(&record(&test), "hang")["attempts"][0]["reason"].to_string();
     assert!(reason.contains("timed out after 1s"), "{reason}");
-    assert!(reason.contains(&format!("its process in container `{c}` was ended")), "{reason}");
+    assert!(
+        reason.contains(&format!("its process in container `{c}` was ended")),
+        "{reason}"
+    );
     let ps = docker_ok(&["exec", &c, "ps", "-o", "pid,args"]);
     assert!(!ps.contains("sleep 100"), "left in the container:\n{ps}");
+}
+
+/// Two users made for one test and removed after it: one without docker access
+/// but allowed `sudo -n docker`, one with neither.
+struct Users {
+    sudoer: String,
+    nobody: String,
+    sudoers_file: std::path::PathBuf,
+}
+
+impl Users {
+    fn create() -> Self {
+        let id = std::process::id();
+        let users = Self {
+            sudoer: format!("rt-sudo-{id}"),
+            nobody: format!("rt-none-{id}"),
+            sudoers_file: format!("/etc/sudoers.d/runner-test-{id}").into(),
+        };
+        for user in [&users.sudoer, &users.nobody] {
+            let out = Command::new("useradd")
+                .args(["--no-create-home", "--shell", "/bin/sh", user])
+                .output()
+                .expect("useradd (the tests run as root)");
+            assert!(
+                out.status.success(),
+                "useradd {user}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let docker_path = which::which("docker").expect("docker on PATH");
+        std::fs::write(
+            &users.sudoers_file,
+            format!(
+                "{} ALL=(root) NOPASSWD: {}\n",
+                users.sudoer,
+                docker_path.display()
+            ),
+        )
+        .expect("write the sudoers rule");
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o440);
+        std::fs::set_permissions(&users.sudoers_file, mode).expect("chmod sudoers");
+        users
+    }
+
+    fn ids(user: &str) -> (u32, u32) {
+        let id = |flag: &str| {
+            let out = Command::new("id").args([flag, user]).output().expect("id");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("numeric id")
+        };
+        (id("-u"), id("-g"))
+    }
+}
+
+impl Drop for Users {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sudoers_file);
+        for user in [&self.sudoer, &self.nobody] {
+            let _ = Command::new("userdel").arg(user).output();
+        }
+    }
+}
+
+/// Runs runner as `user` (its own groups only) in the test's folder, given to
+/// that user.
+fn run_as(test: &Test, user: &str, env: &[(&str, &str)]) -> Run {
+    let (uid, gid) = Users::ids(user);
+    let chown = Command::new("chown")
+        .args([
+            "-R",
+            &format!("{uid}:{gid}"),
+            test.dir.path().to_str().expect("utf-8"),
+        ])
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let runner = test.command();
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(runner.get_program())
+        .args(runner.get_args())
+        .current_dir(test.dir.path())
+        .env_remove("DOCKER_CMD")
+        .env("HOME", test.dir.path())
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    for (k, v) in runner.get_envs() {
+        if let Some(v) = v {
+            command.env(k, v);
+        }
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("setpriv (util-linux)");
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn sudo_is_picked_when_docker_is_refused_and_never_prompts() {
+    let users = Users::create();
+    let mut cleanup = Cleanup::default();
+    let image = unique("sudo") + ":t";
+    busybox_image(&image, "CMD [\"sleep\", \"3600\"]", &[]);
+    cleanup.images.push(image.clone());
+    let c = start(&mut cleanup, &image, None);
+    let plan = format!(
+        r#"
+[plan]
+name = "sudo"
+
+[vars]
+token = {{ env = "SUDO_TOKEN", secret = true }}
+
+[steps.hello]
+kind = "docker-exec"
+container = "{c}"
+command = "echo \"$GREETING from $(id -u), token $TOKEN\""
+env = {{ GREETING = "hello", TOKEN = "{{{{ token }}}}" }}
+"#
+    );
+    let test = Test::new().plan(&plan).args(&["apply", "plan.toml"]);
+
+    // docker refuses this user; passwordless sudo for docker works: it deploys,
+    // and the step's variables get through sudo into the container.
+    let run = run_as(&test, &users.sudoer, &[("SUDO_TOKEN", "t0k3n")]);
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("docker: sudo -n"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("docker is refused for permission"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("hello from 0, token ***"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("t0k3n"));
+
+    // DOCKER_CMD wins over both probes: it is the only command tried.
+    std::fs::remove_dir_all(test.path_of(".runner")).expect("clear the records");
+    let run = run_as(
+        &test,
+        &users.sudoer,
+        &[("SUDO_TOKEN", "t0k3n"), ("DOCKER_CMD", "sudo -n docker")],
+    );
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    let record = record(&test);
+    assert_eq!(record["docker"]["command"], "sudo -n docker");
+    assert_eq!(record["docker"]["reason"], "DOCKER_CMD is set");
+
+    // Neither docker nor sudo: exit 4 with what was tried and how to fix it,
+    // without waiting for a password.
+    let run = run_as(&test, &users.nobody, &[("SUDO_TOKEN", "t0k3n")]);
+    assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("tried `docker version`: permission denied"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("needs a password (runner never prompts)"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("docker group"), "{}", run.stderr);
+    assert!(run.stderr.contains("sudo -v"), "{}", run.stderr);
 }

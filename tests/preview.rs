@@ -97,7 +97,7 @@ fn plan_only_picks_sudo_when_docker_is_refused_for_permission() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("sudo -n '--preserve-env=DOCKER_HOST,DOCKER_CONTEXT,DOCKER_CONFIG,RUNNER_RUN_ID,RUNNER_STEP,RUNNER_ATTEMPT,RUNNER_EXEC_ID' docker exec --env RUNNER_RUN_ID --env RUNNER_STEP --env RUNNER_ATTEMPT --env RUNNER_EXEC_ID grenoble-roller-db pg_dump"));
+    assert!(run.stdout.contains("sudo -n '--preserve-env=DOCKER_HOST,DOCKER_CONTEXT,DOCKER_CONFIG' docker exec --env-file '<private env file>' grenoble-roller-db pg_dump"));
     let calls = calls(&test);
     assert!(calls.iter().all(|c| c.contains(" version")), "{calls:?}");
 }
@@ -262,4 +262,3 @@ fn preview_text_snapshot() {
     let dir = test.dir.path().canonicalize().unwrap();
     insta::assert_snapshot!(run.stdout.replace(dir.to_str().unwrap(), "[dir]"));
 }
-

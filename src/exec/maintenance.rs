@@ -29,7 +29,9 @@ pub fn run(plan: &Plan, request: Request) -> i32 {
             "error: {} has no [maintenance] section, so runner does not know how this app enters maintenance",
             plan.path.display()
         );
-        eprintln!("help: add [maintenance] with `container`, `on`, `off` and `status` commands (see plans/production.toml)");
+        eprintln!(
+            "help: add [maintenance] with `container`, `on`, `off` and `status` commands (see plans/production.toml)"
+        );
         return exit_code::INVALID;
     };
     let started_at = SystemTime::now();
@@ -43,7 +45,11 @@ pub fn run(plan: &Plan, request: Request) -> i32 {
         },
     };
     let docker = crate::docker::discover(plan.sudo, std::env::var("DOCKER_CMD").ok());
-    let docker = match super::usable(if docker.available { Ok(docker) } else { Err(docker) }) {
+    let docker = match super::usable(if docker.available {
+        Ok(docker)
+    } else {
+        Err(docker)
+    }) {
         Ok(docker) => docker,
         Err(code) => return code,
     };
@@ -69,6 +75,7 @@ pub fn run(plan: &Plan, request: Request) -> i32 {
         ],
         capture: false,
         stdout_file: None,
+        env_file: None,
         timeout: TIMEOUT,
     };
     let target = |container| Target {
@@ -76,10 +83,17 @@ pub fn run(plan: &Plan, request: Request) -> i32 {
         container,
         marker: format!("{run_id}/maintenance"),
     };
-    let state = if request == Request::Off { Toggle::Off } else { Toggle::On };
+    let state = if request == Request::Off {
+        Toggle::Off
+    } else {
+        Toggle::On
+    };
     let toggle = super::toggle_work(plan, &scope, &base, target, state);
     let masker = super::event::Masker::new(
-        plan.vars.values().filter(|v| v.secret).map(|v| v.value.clone()),
+        plan.vars
+            .values()
+            .filter(|v| v.secret)
+            .map(|v| v.value.clone()),
     );
     let (_kill, kill) = watch::channel(false);
     let print = move |line: super::process::Line| {

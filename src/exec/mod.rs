@@ -35,8 +35,8 @@ use crate::plan::{Plan, Settings};
 use event::{Event, Masker, Phase, RunStatus, Status};
 use output::Reporter;
 use process::{End, Line, Spec, Stream};
-use work::{Target, Work};
 use record::{AttemptRecord, HeldHook, HookRecord, Record, StepRecord};
+use work::{Target, Work};
 
 /// Output lines kept per step for the record.
 const TAIL_LINES: usize = 40;
@@ -105,7 +105,10 @@ pub(crate) fn lock_plan(
 /// The docker command, or exit 4 saying what was tried and how to fix it.
 pub(crate) fn usable(docker: Result<Docker, Docker>) -> Result<Docker, i32> {
     docker.map_err(|docker| {
-        eprintln!("error: docker is not reachable, and this plan needs it");
+        eprintln!(
+            "error: docker is not reachable, and this plan needs it: {}",
+            docker.reason
+        );
         for probe in &docker.tried {
             eprintln!("  tried `{}`: {}", probe.command, probe.result);
         }
@@ -600,11 +603,16 @@ impl Dispatcher<'_> {
             env: vars,
             capture: false,
             stdout_file: None,
+            env_file: None,
             timeout: settings.timeout,
         };
         // Commands in a container carry a marker, to find them there on timeout.
         let target = |container: String| {
-            let hook = if matches!(task, Task::Hook(_)) { "/rollback" } else { "" };
+            let hook = if matches!(task, Task::Hook(_)) {
+                "/rollback"
+            } else {
+                ""
+            };
             Target {
                 docker: docker.clone(),
                 container,
@@ -646,15 +654,23 @@ impl Dispatcher<'_> {
                     t.as_ref().map(|t| real.render(&t.value, Context::Verbatim))
                 };
                 let (user, workdir) = (render(&exec.user), render(&exec.workdir));
-                let options = ExecOptions {
+                let mut options = ExecOptions {
                     user: user.as_deref(),
                     workdir: workdir.as_deref(),
                     env: step_env.iter().map(|(k, _)| k.as_str()).collect(),
                     runner_env: true,
+                    env_file: None,
                 };
-                let argv = exec_argv(docker, &target.container, &options, &real.argv(&exec.command.value));
+                let file = env_file(&target, &options);
+                options.env_file = file.as_ref().and_then(|f| f.path.to_str());
+                let argv = exec_argv(
+                    docker,
+                    &target.container,
+                    &options,
+                    &real.argv(&exec.command.value),
+                );
                 let work = work::Exec {
-                    spec: container_spec(&base, &target, argv),
+                    spec: container_spec(&base, &target, argv, file.clone()),
                     stdout_file: render(&exec.stdout).map(|f| self.plan.dir.join(f)),
                     // The plan reader rejects an invalid pattern, so this always compiles.
                     expect_output: exec
@@ -670,7 +686,8 @@ impl Dispatcher<'_> {
                 (Work::Toggle(work), joined(" && "))
             }
             Action::HttpProbe(probe) => {
-                let render = |t: &crate::plan::model::Sp<Template>| real.render(&t.value, Context::Verbatim);
+                let render =
+                    |t: &crate::plan::model::Sp<Template>| real.render(&t.value, Context::Verbatim);
                 let work = work::Probe {
                     docker: docker.clone(),
                     container: probe.container.as_ref().map(render),
@@ -1059,7 +1076,11 @@ impl Dispatcher<'_> {
                 out,
                 "\nMAINTENANCE IS LEFT ON: the rollback is incomplete, so the hook of {} (maintenance off) was not run. \
                  Repair the system, then: runner maintenance off {}",
-                self.held.iter().map(|h| format!("`{}`", h.step)).collect::<Vec<_>>().join(", "),
+                self.held
+                    .iter()
+                    .map(|h| format!("`{}`", h.step))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 self.plan.path.display()
             );
         }
@@ -1081,11 +1102,31 @@ impl Dispatcher<'_> {
     }
 }
 
+/// Through sudo, the private file that carries the values of `options`' variables
+/// into the container (sudo would drop them from the environment).
+fn env_file(target: &Target, options: &ExecOptions<'_>) -> Option<process::EnvFile> {
+    let names = options.names();
+    (crate::docker::is_sudo(&target.docker) && !names.is_empty()).then(|| process::EnvFile {
+        path: std::env::temp_dir().join(format!(
+            "runner-{}-{}.env",
+            std::process::id(),
+            target.marker.replace('/', "-")
+        )),
+        names: names.into_iter().map(str::to_owned).collect(),
+    })
+}
+
 /// A `docker exec` process: the base spec with `argv`, and the target's marker in
 /// its environment (passed into the container by `--env RUNNER_EXEC_ID`).
-fn container_spec(base: &Spec, target: &Target, argv: Vec<String>) -> Spec {
+fn container_spec(
+    base: &Spec,
+    target: &Target,
+    argv: Vec<String>,
+    env_file: Option<process::EnvFile>,
+) -> Spec {
     let mut spec = Spec {
         argv,
+        env_file,
         ..base.clone()
     };
     spec.env
@@ -1110,14 +1151,21 @@ pub(crate) fn toggle_work(
         .user
         .as_ref()
         .map(|u| scope.render(&u.value, Context::Verbatim));
-    let options = ExecOptions {
+    let mut options = ExecOptions {
         user: user.as_deref(),
         runner_env: true,
         ..ExecOptions::default()
     };
+    let file = env_file(&target, &options);
+    options.env_file = file.as_ref().and_then(|f| f.path.to_str());
     let exec = |command| {
-        let argv = exec_argv(scope.docker, &target.container, &options, &scope.argv(command));
-        container_spec(base, &target, argv)
+        let argv = exec_argv(
+            scope.docker,
+            &target.container,
+            &options,
+            &scope.argv(command),
+        );
+        container_spec(base, &target, argv, file.clone())
     };
     let command = match state {
         Toggle::On => &m.on.value,

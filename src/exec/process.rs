@@ -28,7 +28,45 @@ pub struct Spec {
     /// Stdout goes to this file instead of the output stream (the caller decides
     /// whether it is kept).
     pub stdout_file: Option<PathBuf>,
+    /// Variables written to a private file for `docker exec --env-file` (through
+    /// sudo), from `env`; the file exists only while the process runs.
+    pub env_file: Option<EnvFile>,
     pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvFile {
+    pub path: PathBuf,
+    pub names: Vec<String>,
+}
+
+impl EnvFile {
+    fn write(&self, env: &[(String, String)]) -> Result<(), String> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut text = String::new();
+        for name in &self.names {
+            let value = env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map_or("", |(_, v)| v.as_str());
+            if value.contains('\n') {
+                return Err(format!(
+                    "the value of {name} holds a line break, which docker's --env-file cannot carry"
+                ));
+            }
+            text.push_str(&format!("{name}={value}\n"));
+        }
+        let _ = std::fs::remove_file(&self.path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -119,7 +157,7 @@ impl Outcome {
 
 /// Runs `spec` once. Output lines go to `lines` as they come; the attempt is ended
 /// (with its process tree) after `spec.timeout`, or when `kill` turns true.
-pub async fn run<F>(spec: &Spec, lines: F, mut kill: watch::Receiver<bool>) -> Outcome
+pub async fn run<F>(spec: &Spec, lines: F, kill: watch::Receiver<bool>) -> Outcome
 where
     F: Fn(Line) + Clone + Send + 'static,
 {
@@ -127,6 +165,29 @@ where
     let Some((program, args)) = spec.argv.split_first() else {
         return Outcome::ended(End::SpawnFailed("empty command".into()), started);
     };
+    if let Some(file) = &spec.env_file
+        && let Err(why) = file.write(&spec.env)
+    {
+        return Outcome::ended(End::SpawnFailed(why), started);
+    }
+    let outcome = run_process(spec, program, args, lines, kill, started).await;
+    if let Some(file) = &spec.env_file {
+        let _ = std::fs::remove_file(&file.path);
+    }
+    outcome
+}
+
+async fn run_process<F>(
+    spec: &Spec,
+    program: &String,
+    args: &[String],
+    lines: F,
+    mut kill: watch::Receiver<bool>,
+    started: Instant,
+) -> Outcome
+where
+    F: Fn(Line) + Clone + Send + 'static,
+{
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)

@@ -160,7 +160,8 @@ where
     F: Fn(Line) + Clone + Send + 'static,
 {
     let started = Instant::now();
-    let mut outcome = in_container(&toggle.toggle, &toggle.target, lines.clone(), kill.clone()).await;
+    let mut outcome =
+        in_container(&toggle.toggle, &toggle.target, lines.clone(), kill.clone()).await;
     if !outcome.end.success() {
         outcome.duration = started.elapsed();
         return outcome;
@@ -245,7 +246,10 @@ pub async fn diagnose(target: &Target) -> String {
     )
     .await;
     let mut message = match state {
-        Ok(state) => format!("container `{name}` is not running (its state: {})", state.trim()),
+        Ok(state) => format!(
+            "container `{name}` is not running (its state: {})",
+            state.trim()
+        ),
         Err(_) => format!("there is no container named `{name}`"),
     };
     if let Ok(running) = helper(&target.docker, &["ps", "--format", "{{.Names}}"]).await {
@@ -400,10 +404,7 @@ where
                 unavailable.push(format!("{name}: unavailable ({why})"));
                 continue;
             }
-            Found::Failed(why) => (
-                End::Failed(format!("GET {url} through {name}: {why}")),
-                why,
-            ),
+            Found::Failed(why) => (End::Failed(format!("GET {url} through {name}: {why}")), why),
             Found::Answered { status, body } => {
                 let said = format!("status {status}");
                 let end = if status != probe.expect_status {
@@ -481,6 +482,7 @@ async fn in_container_get(
         env: Vec::new(),
         capture: true,
         stdout_file: None,
+        env_file: None,
         timeout: probe.timeout.min(REQUEST_TIMEOUT + Duration::from_secs(5)),
     };
     let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -530,7 +532,9 @@ async fn in_container_get(
     if (code == 126 || code == 127) && first.contains("not found") {
         // `OCI runtime exec failed: … exec: "curl": executable file not found in
         // $PATH: unknown` → `"curl": executable file not found in $PATH`.
-        let why = first.rsplit_once("exec: ").map_or(first.as_str(), |(_, w)| w);
+        let why = first
+            .rsplit_once("exec: ")
+            .map_or(first.as_str(), |(_, w)| w);
         let why = why.trim_end_matches(": unknown");
         return Found::Unavailable(format!(
             "no {tool} in container `{container}`: {}",
@@ -664,9 +668,13 @@ mod tests {
         ));
         let refused =
             ["wget: can't connect to remote host (127.0.0.1): Connection refused".to_owned()];
-        assert!(matches!(wget_found(1, String::new(), &refused, ""), Found::Failed(w) if w.contains("refused")));
+        assert!(
+            matches!(wget_found(1, String::new(), &refused, ""), Found::Failed(w) if w.contains("refused"))
+        );
         let dns = ["wget: bad address 'nowhere'".to_owned()];
-        assert!(matches!(wget_found(1, String::new(), &dns, ""), Found::Failed(w) if w.contains("DNS")));
+        assert!(
+            matches!(wget_found(1, String::new(), &dns, ""), Found::Failed(w) if w.contains("DNS"))
+        );
     }
 
     #[test]

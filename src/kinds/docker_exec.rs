@@ -21,6 +21,7 @@ impl StepKind for DockerExecAction {
             workdir: workdir.as_deref(),
             env: env.iter().map(|(k, _)| k.as_str()).collect(),
             runner_env: true,
+            env_file: None,
         };
         let argv = exec_argv(
             scope.docker,

@@ -14,7 +14,15 @@ pub const REQUEST_TIMEOUT_SECS: u64 = 10;
 pub fn probe_argv(tool: &str, url: &str) -> Vec<String> {
     let secs = REQUEST_TIMEOUT_SECS.to_string();
     let words: Vec<&str> = if tool == "curl" {
-        vec!["curl", "-sS", "--max-time", &secs, "-w", "\\n%{http_code}", url]
+        vec![
+            "curl",
+            "-sS",
+            "--max-time",
+            &secs,
+            "-w",
+            "\\n%{http_code}",
+            url,
+        ]
     } else {
         vec!["wget", "-q", "-S", "-O", "-", url]
     };
