@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Run, Test};
+use crate::common::{Run, Test, step};
 
 /// How long a test waits for something that should happen in well under a second;
 /// only a hang guard, never a timing assertion.
@@ -25,23 +25,9 @@ fn of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 fn record(test: &Test) -> Value {
-    let runs = test.path_of(".runner/runs");
-    let mut files: Vec<_> = std::fs::read_dir(&runs)
-        .expect("the record folder")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    assert_eq!(files.len(), 1, "one record in {}", runs.display());
-    let text = std::fs::read_to_string(files.remove(0)).expect("record");
-    serde_json::from_str(&text).expect("record is JSON")
-}
-
-fn step<'a>(record: &'a Value, id: &str) -> &'a Value {
-    record["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("step {id} in the record"))
+    let mut records = crate::common::records(test);
+    assert_eq!(records.len(), 1, "one record");
+    records.remove(0)
 }
 
 fn read(test: &Test, name: &str) -> String {

@@ -102,7 +102,35 @@ impl Test {
     }
 }
 
-fn output(mut command: Command) -> Run {
+/// The run records in the test's `.runner/runs`, oldest first.
+pub fn records(test: &Test) -> Vec<serde_json::Value> {
+    let runs = test.path_of(".runner/runs");
+    let mut files: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap_or_else(|e| panic!("the record folder {}: {e}", runs.display()))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).expect("record");
+            serde_json::from_str(&text).expect("record is JSON")
+        })
+        .collect()
+}
+
+/// A step of a record, by id.
+pub fn step<'a>(record: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    record["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("step {id} in the record"))
+}
+
+/// Runs `command` to its end: status and output.
+pub fn output(mut command: Command) -> Run {
     let Output {
         status,
         stdout,

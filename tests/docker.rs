@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Run, Test, repo};
+use crate::common::{Run, Test, output, repo, step};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -138,24 +138,9 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// The newest record of the test's runs.
 fn record(test: &Test) -> Value {
-    let runs = test.path_of(".runner/runs");
-    let mut files: Vec<_> = std::fs::read_dir(&runs)
-        .expect("the record folder")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let text = std::fs::read_to_string(files.last().expect("a record")).expect("record");
-    serde_json::from_str(&text).expect("record is JSON")
-}
-
-fn step<'a>(record: &'a Value, id: &str) -> &'a Value {
-    record["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("step {id} in the record"))
+    crate::common::records(test).pop().expect("a record")
 }
 
 /// The demo plan and its scripts in a test folder, with names of its own.
@@ -763,12 +748,7 @@ fn run_as(test: &Test, user: &str, env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         command.env(k, v);
     }
-    let out = command.output().expect("setpriv (util-linux)");
-    Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    output(command)
 }
 
 #[test]

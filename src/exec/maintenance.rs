@@ -45,11 +45,7 @@ pub fn run(plan: &Plan, request: Request) -> i32 {
         },
     };
     let docker = crate::docker::discover(plan.sudo, std::env::var("DOCKER_CMD").ok());
-    let docker = match super::usable(if docker.available {
-        Ok(docker)
-    } else {
-        Err(docker)
-    }) {
+    let docker = match super::usable(docker) {
         Ok(docker) => docker,
         Err(code) => return code,
     };
@@ -78,17 +74,18 @@ pub fn run(plan: &Plan, request: Request) -> i32 {
         env_file: None,
         timeout: TIMEOUT,
     };
+    let marker = format!("{run_id}/maintenance");
     let target = |container| Target {
         docker: docker.command.clone(),
         container,
-        marker: format!("{run_id}/maintenance"),
+        marker: marker.clone(),
     };
     let state = if request == Request::Off {
         Toggle::Off
     } else {
         Toggle::On
     };
-    let toggle = super::toggle_work(plan, &scope, &base, target, state);
+    let toggle = super::toggle_work(plan, &scope, &base, target, &marker, state);
     let masker = super::event::Masker::new(
         plan.vars
             .values()

@@ -26,7 +26,7 @@ use indexmap::IndexMap;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
-use crate::docker::{Docker, ExecOptions, exec_argv};
+use crate::docker::{Docker, RUNNER_ENV};
 use crate::exit_code;
 use crate::kinds::Scope;
 use crate::plan::model::{Action, Toggle, When};
@@ -103,20 +103,21 @@ pub(crate) fn lock_plan(
 }
 
 /// The docker command, or exit 4 saying what was tried and how to fix it.
-pub(crate) fn usable(docker: Result<Docker, Docker>) -> Result<Docker, i32> {
-    docker.map_err(|docker| {
-        eprintln!(
-            "error: docker is not reachable, and this plan needs it: {}",
-            docker.reason
-        );
-        for probe in &docker.tried {
-            eprintln!("  tried `{}`: {}", probe.command, probe.result);
-        }
-        if let Some(help) = &docker.help {
-            eprintln!("help: {help}");
-        }
-        exit_code::CANNOT_START
-    })
+pub(crate) fn usable(docker: Docker) -> Result<Docker, i32> {
+    if docker.available {
+        return Ok(docker);
+    }
+    eprintln!(
+        "error: docker is not reachable, and this plan needs it: {}",
+        docker.reason
+    );
+    for probe in &docker.tried {
+        eprintln!("  tried `{}`: {}", probe.command, probe.result);
+    }
+    if let Some(help) = &docker.help {
+        eprintln!("help: {help}");
+    }
+    Err(exit_code::CANNOT_START)
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, i32> {
@@ -170,20 +171,12 @@ fn uses_docker(plan: &Plan) -> bool {
 
 /// The docker command for the run. A plan that never talks to docker is not made to
 /// wait for a probe; its steps still get `DOCKER_CMD`.
-pub(crate) fn docker_for(plan: &Plan) -> Result<Docker, Docker> {
+fn docker_for(plan: &Plan) -> Docker {
     let from_env = std::env::var("DOCKER_CMD").ok();
     if !uses_docker(plan) {
-        return Ok(crate::docker::unprobed(
-            from_env,
-            "not probed: no step of this plan uses docker",
-        ));
+        return crate::docker::unprobed(from_env, "not probed: no step of this plan uses docker");
     }
-    let docker = crate::docker::discover(plan.sudo, from_env);
-    if docker.available {
-        Ok(docker)
-    } else {
-        Err(docker)
-    }
+    crate::docker::discover(plan.sudo, from_env)
 }
 
 /// Which task an event comes from.
@@ -607,17 +600,16 @@ impl Dispatcher<'_> {
             timeout: settings.timeout,
         };
         // Commands in a container carry a marker, to find them there on timeout.
-        let target = |container: String| {
-            let hook = if matches!(task, Task::Hook(_)) {
-                "/rollback"
-            } else {
-                ""
-            };
-            Target {
-                docker: docker.clone(),
-                container,
-                marker: format!("{}/{}{hook}", self.run_id, step.id),
-            }
+        let hook = if matches!(task, Task::Hook(_)) {
+            "/rollback"
+        } else {
+            ""
+        };
+        let marker = format!("{}/{}{hook}", self.run_id, step.id);
+        let target = |container: String| Target {
+            docker: docker.clone(),
+            container,
+            marker: marker.clone(),
         };
         let shown_ops = || crate::kinds::operations(action, env, &shown);
         let joined = |separator: &str| {
@@ -649,29 +641,17 @@ impl Dispatcher<'_> {
                 )
             }
             Action::DockerExec(exec) => {
-                let target = target(real.render(&exec.container.value, Context::Verbatim));
-                let render = |t: &Option<crate::plan::model::Sp<Template>>| {
-                    t.as_ref().map(|t| real.render(&t.value, Context::Verbatim))
-                };
-                let (user, workdir) = (render(&exec.user), render(&exec.workdir));
-                let mut options = ExecOptions {
-                    user: user.as_deref(),
-                    workdir: workdir.as_deref(),
-                    env: step_env.iter().map(|(k, _)| k.as_str()).collect(),
-                    runner_env: true,
-                    env_file: None,
-                };
-                let file = env_file(&target, &options);
-                options.env_file = file.as_ref().and_then(|f| f.path.to_str());
-                let argv = exec_argv(
-                    docker,
-                    &target.container,
-                    &options,
-                    &real.argv(&exec.command.value),
-                );
+                let names = step_env.iter().map(|(k, _)| k.as_str());
+                let file = env_file(docker, &marker, names.chain(RUNNER_ENV).collect());
+                let path = file.as_ref().and_then(|f| f.path.to_str());
+                let (container, argv) = crate::kinds::exec_command(exec, &step_env, &real, path);
+                let target = target(container);
                 let work = work::Exec {
                     spec: container_spec(&base, &target, argv, file.clone()),
-                    stdout_file: render(&exec.stdout).map(|f| self.plan.dir.join(f)),
+                    stdout_file: exec
+                        .stdout
+                        .as_ref()
+                        .map(|f| self.plan.dir.join(real.render(&f.value, Context::Verbatim))),
                     // The plan reader rejects an invalid pattern, so this always compiles.
                     expect_output: exec
                         .expect_output
@@ -682,7 +662,8 @@ impl Dispatcher<'_> {
                 (Work::Exec(work), joined(" && "))
             }
             Action::MaintenanceToggle(toggle) => {
-                let work = toggle_work(self.plan, &real, &base, target, toggle.state.value);
+                let work =
+                    toggle_work(self.plan, &real, &base, target, &marker, toggle.state.value);
                 (Work::Toggle(work), joined(" && "))
             }
             Action::HttpProbe(probe) => {
@@ -1102,15 +1083,14 @@ impl Dispatcher<'_> {
     }
 }
 
-/// Through sudo, the private file that carries the values of `options`' variables
-/// into the container (sudo would drop them from the environment).
-fn env_file(target: &Target, options: &ExecOptions<'_>) -> Option<process::EnvFile> {
-    let names = options.names();
-    (crate::docker::is_sudo(&target.docker) && !names.is_empty()).then(|| process::EnvFile {
+/// Through sudo, the private file that carries the values of the variables
+/// `names` into the container (sudo would drop them from the environment).
+fn env_file(docker: &[String], marker: &str, names: Vec<&str>) -> Option<process::EnvFile> {
+    (crate::docker::is_sudo(docker) && !names.is_empty()).then(|| process::EnvFile {
         path: std::env::temp_dir().join(format!(
             "runner-{}-{}.env",
             std::process::id(),
-            target.marker.replace('/', "-")
+            marker.replace('/', "-")
         )),
         names: names.into_iter().map(str::to_owned).collect(),
     })
@@ -1140,40 +1120,20 @@ pub(crate) fn toggle_work(
     scope: &Scope<'_>,
     base: &Spec,
     target: impl FnOnce(String) -> Target,
+    marker: &str,
     state: Toggle,
 ) -> work::Toggle {
     // The plan reader requires [maintenance] wherever a toggle is.
     let Some(m) = &plan.maintenance else {
         unreachable!("a maintenance toggle without [maintenance] was accepted")
     };
-    let target = target(scope.render(&m.container.value, Context::Verbatim));
-    let user = m
-        .user
-        .as_ref()
-        .map(|u| scope.render(&u.value, Context::Verbatim));
-    let mut options = ExecOptions {
-        user: user.as_deref(),
-        runner_env: true,
-        ..ExecOptions::default()
-    };
-    let file = env_file(&target, &options);
-    options.env_file = file.as_ref().and_then(|f| f.path.to_str());
-    let exec = |command| {
-        let argv = exec_argv(
-            scope.docker,
-            &target.container,
-            &options,
-            &scope.argv(command),
-        );
-        container_spec(base, &target, argv, file.clone())
-    };
-    let command = match state {
-        Toggle::On => &m.on.value,
-        Toggle::Off => &m.off.value,
-    };
+    let file = env_file(scope.docker, marker, RUNNER_ENV.to_vec());
+    let path = file.as_ref().and_then(|f| f.path.to_str());
+    let commands = crate::kinds::toggle_commands(m, scope, state, path);
+    let target = target(commands.container);
     work::Toggle {
-        toggle: exec(command),
-        status: exec(&m.status.value),
+        toggle: container_spec(base, &target, commands.toggle, file.clone()),
+        status: container_spec(base, &target, commands.status, file),
         state: state.as_str(),
         expected: crate::kinds::expected_status(m, state).to_owned(),
         target: target.clone(),

@@ -473,9 +473,12 @@ async fn in_container_get(
         Transport::Curl => "curl",
         _ => "wget",
     };
-    let mut argv = probe.docker.clone();
-    argv.extend(["exec".to_owned(), container.clone()]);
-    argv.extend(crate::kinds::probe_argv(tool, url));
+    let argv = crate::docker::exec_argv(
+        &probe.docker,
+        container,
+        &crate::docker::ExecOptions::default(),
+        &crate::kinds::probe_argv(tool, url),
+    );
     let spec = Spec {
         argv,
         dir: probe.dir.clone(),
@@ -573,15 +576,11 @@ fn curl_found(code: i32, out: &str, first_error: &str) -> Found {
 /// wget prints the headers on stderr (`-S`); on an error status it exits non-zero
 /// and says so, so the status comes from the headers either way.
 fn wget_found(code: i32, body: String, stderr: &[String], first_error: &str) -> Found {
-    let status_line = Regex::new(r"HTTP/[0-9.]+ ([0-9]{3})").ok();
+    // `  HTTP/1.1 503 Service Unavailable`, the last one after redirects.
     let status = stderr.iter().rev().find_map(|line| {
-        status_line
-            .as_ref()?
-            .captures(line)?
-            .get(1)?
-            .as_str()
-            .parse::<u16>()
-            .ok()
+        let (_, rest) = line.split_once("HTTP/")?;
+        let code = rest.split_whitespace().nth(1)?;
+        code.parse::<u16>().ok().filter(|c| (100..600).contains(c))
     });
     if let Some(status) = status {
         return Found::Answered { status, body };

@@ -4,8 +4,9 @@
 mod docker_exec;
 mod http_probe;
 mod maintenance;
+pub use docker_exec::exec_command;
 pub use http_probe::{REQUEST_TIMEOUT_SECS, probe_argv};
-pub use maintenance::expected_status;
+pub use maintenance::{ToggleCommands, expected_status, toggle_commands};
 mod shell;
 
 use indexmap::IndexMap;
