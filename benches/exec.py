@@ -5,7 +5,13 @@
 
 1. 200 no-op steps (`true;` through `sh -c`), as a chain with one job and all
    independent with 8 jobs: runner, make -j1 / -j8 (the `;` makes make go
-   through sh, like runner), and a plain `for` loop of `sh -c :`.
+   through sh, like runner), and a plain `for` loop of `sh -c :`. Beside the
+   chain, the floor (benches/spawn_floor.rs): the same 200 commands started one
+   after the other with the guarantees of a step (own process group, stdout and
+   stderr through pipes) and nothing else, with tokio::process and with
+   blocking std::process. And just (`cargo install just`), when it is on PATH:
+   a Rust task runner that runs each line through `sh -cu`, synchronously, with
+   its output straight to the terminal and no process group.
 2. 4 independent chains of 5 `sleep 0.2` steps with 4 jobs: wall time divided by
    the critical path (1.0 s), for runner and make -j4.
 3. Peak memory (maximum RSS, GNU time) of runner on the 200-step chain.
@@ -15,7 +21,9 @@ figures go to the README.
 """
 
 import argparse
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +48,11 @@ def plan(name, steps):
     return "\n".join(out)
 
 
+def justfile(steps):
+    return "\n".join(f"{sid}: {' '.join(needs)}\n    @{command}\n"
+                     for sid, command, needs in steps)
+
+
 def makefile(steps):
     names = " ".join(sid for sid, _, _ in steps)
     out = [f".PHONY: all {names}\nall: {names}\n"]
@@ -50,6 +63,19 @@ def makefile(steps):
 
 def chain(n, command, prefix="s"):
     return [(f"{prefix}{i}", command, [f"{prefix}{i - 1}"] if i else []) for i in range(n)]
+
+
+def floor_binary():
+    """Builds benches/spawn_floor.rs with the release settings; returns its path."""
+    result = subprocess.run(
+        ["cargo", "bench", "--bench", "spawn_floor", "--no-run", "--message-format=json"],
+        cwd=ROOT, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in result.stdout.splitlines():
+        message = json.loads(line)
+        if message.get("reason") == "compiler-artifact" and message.get("executable") \
+                and message["target"]["name"] == "spawn_floor":
+            return message["executable"]
+    sys.exit("cargo did not report the spawn_floor executable")
 
 
 def timed(argv, cwd):
@@ -78,6 +104,7 @@ def main():
     if not os.access(RUNNER, os.X_OK):
         sys.exit(f"{RUNNER} is missing: run `cargo build --release` first")
     runs = args.runs
+    floor = floor_binary()
     with tempfile.TemporaryDirectory() as work:
         report = os.path.join(work, "record.json")
         runner = lambda name, *extra: [RUNNER, "apply", name, "--report", report, *extra]
@@ -92,6 +119,8 @@ def main():
             f.write(makefile(noop_chain))
         with open(os.path.join(work, "flat.mk"), "w") as f:
             f.write(makefile(noop_flat))
+        with open(os.path.join(work, "chain.just"), "w") as f:
+            f.write(justfile(noop_chain))
 
         print(f"200 no-op steps, median of {runs} runs")
         loop = ["sh", "-c", f"for i in $(seq {STEPS}); do sh -c '{NOOP}'; done"]
@@ -99,14 +128,27 @@ def main():
             ("sh -c loop", median(loop, work, runs)),
             ("make -j1 (chain)", median(["make", "-s", "-j1", "-f", "chain.mk"], work, runs)),
             ("runner --jobs 1 (chain)", median(runner("chain.toml", "--jobs", "1"), work, runs)),
+            ("floor, tokio::process (chain)", median([floor, "tokio", str(STEPS)], work, runs)),
+            ("floor, std::process (chain)", median([floor, "std", str(STEPS)], work, runs)),
             ("make -j8 (independent)", median(["make", "-s", "-j8", "-f", "flat.mk"], work, runs)),
             ("runner --jobs 8 (independent)", median(runner("flat.toml", "--jobs", "8"), work, runs)),
         ]
+        just = shutil.which("just")
+        if just:
+            last = noop_chain[-1][0]
+            rows.append(("just (chain)", median([just, "-f", "chain.just", last], work, runs)))
+        else:
+            print("  (just is not on PATH: `cargo install just` adds its row)")
         for name, secs in rows:
             print(f"  {name:<32} {secs * 1000:8.1f} ms  {secs * 1000 / STEPS:5.2f} ms/step")
         figures = dict(rows)
         print(f"  ratio runner/make, chain:        "
               f"{figures['runner --jobs 1 (chain)'] / figures['make -j1 (chain)']:.3f}")
+        for name in ("floor, tokio::process (chain)", "floor, std::process (chain)",
+                     "just (chain)"):
+            if name in figures:
+                print(f"  ratio {name.split(' (')[0]}/make: "
+                      f"{figures[name] / figures['make -j1 (chain)']:.3f}")
         print(f"  ratio runner/make, independent:  "
               f"{figures['runner --jobs 8 (independent)'] / figures['make -j8 (independent)']:.3f}")
 
