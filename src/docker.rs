@@ -40,7 +40,12 @@ pub struct Probe {
 enum Failure {
     PermissionDenied,
     DaemonDown,
-    SudoRefused,
+    /// sudo wants a password (runner runs it with `-n`, so it never asks).
+    SudoPassword,
+    /// sudo does not let this user run docker.
+    SudoNotAllowed,
+    /// sudo refuses to keep `DOCKER_HOST`, `DOCKER_CONTEXT` or `DOCKER_CONFIG`.
+    SudoEnv,
     NotFound,
     TimedOut,
     Other,
@@ -48,13 +53,17 @@ enum Failure {
 
 fn classify(stderr: &str) -> Failure {
     let s = stderr.to_ascii_lowercase();
-    if s.contains("a password is required")
-        || s.contains("a terminal is required")
-        || s.contains("is not allowed to")
+    if s.contains("not allowed to set the following environment variables")
+        || s.contains("not allowed to preserve the environment")
+    {
+        Failure::SudoEnv
+    } else if s.contains("a password is required") || s.contains("a terminal is required") {
+        Failure::SudoPassword
+    } else if s.contains("is not allowed to")
         || s.contains("may not run sudo")
         || s.contains("not in the sudoers")
     {
-        Failure::SudoRefused
+        Failure::SudoNotAllowed
     } else if s.contains("permission denied") {
         Failure::PermissionDenied
     } else if s.contains("cannot connect to the docker daemon")
@@ -140,6 +149,8 @@ fn display(words: &[String]) -> String {
 
 const HELP_GROUP: &str = "add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again), \
      or allow passwordless sudo for docker, or run `sudo -v` first; or set DOCKER_CMD";
+const HELP_ENV_KEEP: &str = "let sudo keep them for docker: add `Defaults env_keep += \"DOCKER_HOST DOCKER_CONTEXT DOCKER_CONFIG\"` \
+     to a file under /etc/sudoers.d (edit it with visudo); or unset them; or set DOCKER_CMD";
 const HELP_DAEMON: &str = "start the Docker daemon (`sudo systemctl start docker`) or point DOCKER_HOST at it; or set DOCKER_CMD";
 
 /// The words of a non-empty `DOCKER_CMD`.
@@ -266,17 +277,20 @@ fn sudo_result(sudo: Vec<String>, outcome: Outcome, tried: Vec<Probe>, why: &str
             available: false,
             reason: format!(
                 "{why}, and sudo {}",
-                if failure == Failure::SudoRefused {
-                    "needs a password (runner never prompts)"
-                } else {
-                    "did not reach the daemon either"
+                match failure {
+                    Failure::SudoPassword => "needs a password (runner never prompts)",
+                    Failure::SudoNotAllowed => "does not let this user run docker",
+                    Failure::SudoEnv =>
+                        "refuses to keep DOCKER_HOST, DOCKER_CONTEXT or DOCKER_CONFIG, which runner passes on",
+                    Failure::DaemonDown => "did not reach the daemon either",
+                    _ => "failed too",
                 }
             ),
             tried,
-            help: Some(if failure == Failure::DaemonDown {
-                HELP_DAEMON.into()
-            } else {
-                HELP_GROUP.into()
+            help: Some(match failure {
+                Failure::DaemonDown => HELP_DAEMON.into(),
+                Failure::SudoEnv => HELP_ENV_KEEP.into(),
+                _ => HELP_GROUP.into(),
             }),
         },
     }
@@ -378,7 +392,19 @@ mod tests {
         );
         assert_eq!(
             classify("sudo: a password is required"),
-            Failure::SudoRefused
+            Failure::SudoPassword
+        );
+        assert_eq!(
+            classify(
+                "Sorry, user deploy is not allowed to execute '/usr/bin/docker version' as root on web1."
+            ),
+            Failure::SudoNotAllowed
+        );
+        assert_eq!(
+            classify(
+                "sudo: sorry, you are not allowed to set the following environment variables: DOCKER_HOST"
+            ),
+            Failure::SudoEnv
         );
     }
 

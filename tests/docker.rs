@@ -691,6 +691,16 @@ impl Users {
         users
     }
 
+    /// Lets sudo keep the docker variables for the sudoer, as the help says.
+    fn keep_docker_env(&self) {
+        let rule = std::fs::read_to_string(&self.sudoers_file).expect("read the sudoers rule");
+        let keep = format!(
+            "Defaults:{} env_keep += \"DOCKER_HOST DOCKER_CONTEXT DOCKER_CONFIG\"\n",
+            self.sudoer
+        );
+        std::fs::write(&self.sudoers_file, keep + &rule).expect("write the sudoers rule");
+    }
+
     fn ids(user: &str) -> (u32, u32) {
         let id = |flag: &str| {
             let out = Command::new("id").args([flag, user]).output().expect("id");
@@ -804,6 +814,31 @@ env = {{ GREETING = "hello", TOKEN = "{{{{ token }}}}" }}
     let record = record(&test);
     assert_eq!(record["docker"]["command"], "sudo -n docker");
     assert_eq!(record["docker"]["reason"], "DOCKER_CMD is set");
+
+    // DOCKER_HOST set, and sudoers does not keep it: exit 4 saying so and how to
+    // fix it (not "needs a password"). The fix it names then works.
+    let docker_host = [
+        ("SUDO_TOKEN", "t0k3n"),
+        ("DOCKER_HOST", "unix:///var/run/docker.sock"),
+    ];
+    let run = run_as(&test, &users.sudoer, &docker_host);
+    assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("sudo refuses to keep DOCKER_HOST, DOCKER_CONTEXT or DOCKER_CONFIG"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("env_keep"), "{}", run.stderr);
+    assert!(!run.stderr.contains("password"), "{}", run.stderr);
+    users.keep_docker_env();
+    let run = run_as(&test, &users.sudoer, &docker_host);
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("hello from 0, token ***"),
+        "{}",
+        run.stdout
+    );
 
     // Neither docker nor sudo: exit 4 with what was tried and how to fix it,
     // without waiting for a password.
