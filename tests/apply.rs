@@ -641,6 +641,11 @@ run = "{sleep} {{{{ nap }}}}"
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr.contains("help: wait for that run to end"),
+        "{}",
+        run.stderr
+    );
 
     // kill -9: the kernel drops the lock with the process.
     first.signal("KILL");
@@ -648,6 +653,40 @@ run = "{sleep} {{{{ nap }}}}"
     drop(reap);
     let run = test.run_with(&second);
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn a_state_folder_that_cannot_be_written_exits_4_and_says_where() {
+    // `.runner` is a file, so the lock cannot be created (as root, permissions
+    // would not stop it). Nothing runs.
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "stateless"
+
+[steps.touch]
+kind = "shell"
+run = "touch ran"
+"#,
+        )
+        .file(".runner", "not a folder")
+        .args(&["apply", "plan.toml"]);
+    let run = test.run();
+    assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("cannot create the lock file"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("runner keeps its lock and its run records in"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("wait for that run"), "{}", run.stderr);
+    assert!(!test.path_of("ran").exists());
 }
 
 #[test]

@@ -52,6 +52,20 @@ pub enum LockError {
     },
 }
 
+impl LockError {
+    /// What the operator can do about it.
+    pub fn help(&self) -> String {
+        match self {
+            LockError::Held { .. } => "wait for that run to end; the lock is released when its process exits, even if it crashes".to_owned(),
+            LockError::Io { path, .. } => format!(
+                "runner keeps its lock and its run records in {} beside the plan: \
+                 run as a user who can write there, or make it writable for this one",
+                path.parent().unwrap_or(path).display()
+            ),
+        }
+    }
+}
+
 /// Takes the lock at `path` without waiting, and writes `holder` into it.
 pub fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
     let io = |source| LockError::Io {

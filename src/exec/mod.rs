@@ -95,9 +95,7 @@ pub(crate) fn lock_plan(
     let path = plan.dir.join(".runner").join(format!("{file_name}.lock"));
     lock::acquire(&path, &holder).map_err(|e| {
         eprintln!("error: {e}");
-        eprintln!(
-            "help: wait for that run to end; the lock is released when its process exits, even if it crashes"
-        );
+        eprintln!("help: {}", e.help());
         exit_code::CANNOT_START
     })
 }
