@@ -27,13 +27,24 @@ use tokio::io::AsyncBufReadExt as _;
 
 const SCRIPT: &str = "true;";
 
-fn env(step: usize) -> [(&'static str, String); 4] {
-    [
-        ("DOCKER_CMD", "docker".to_owned()),
-        ("RUNNER_RUN_ID", "floor".to_owned()),
-        ("RUNNER_STEP", format!("s{step}")),
-        ("RUNNER_ATTEMPT", "1".to_owned()),
-    ]
+/// One step's command, with a step's guarantees: its own directory, variables
+/// and process group, stdin from /dev/null, stdout and stderr through pipes.
+fn step_command(sh: &str, dir: &std::path::Path, step: usize) -> std::process::Command {
+    let mut command = std::process::Command::new(sh);
+    command
+        .args(["-c", SCRIPT])
+        .current_dir(dir)
+        .envs([
+            ("DOCKER_CMD", "docker".to_owned()),
+            ("RUNNER_RUN_ID", "floor".to_owned()),
+            ("RUNNER_STEP", format!("s{step}")),
+            ("RUNNER_ATTEMPT", "1".to_owned()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    command
 }
 
 async fn drain_lines(pipe: impl tokio::io::AsyncRead + Unpin) {
@@ -45,14 +56,7 @@ async fn drain_lines(pipe: impl tokio::io::AsyncRead + Unpin) {
 }
 
 async fn tokio_step(sh: &str, dir: &std::path::Path, step: usize) -> bool {
-    let mut child = tokio::process::Command::new(sh)
-        .args(["-c", SCRIPT])
-        .current_dir(dir)
-        .envs(env(step))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
+    let mut child = tokio::process::Command::from(step_command(sh, dir, step))
         .kill_on_drop(true)
         .spawn()
         .expect("sh starts");
@@ -69,16 +73,7 @@ async fn tokio_step(sh: &str, dir: &std::path::Path, step: usize) -> bool {
 }
 
 fn std_step(sh: &str, dir: &std::path::Path, step: usize) -> bool {
-    let mut child = std::process::Command::new(sh)
-        .args(["-c", SCRIPT])
-        .current_dir(dir)
-        .envs(env(step))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("sh starts");
+    let mut child = step_command(sh, dir, step).spawn().expect("sh starts");
     // The script writes nothing, so reading one pipe after the other cannot
     // leave the child blocked on a full pipe.
     let stderr = child.stderr.take().expect("piped");
