@@ -4,6 +4,7 @@ mod common;
 
 mod apply;
 mod docker;
+mod faults;
 mod graph;
 mod preview;
 mod properties;

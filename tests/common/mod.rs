@@ -1,5 +1,8 @@
 //! The `Test` builder: a plan, arguments, an environment → status and output.
 
+pub mod docker;
+pub mod process;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

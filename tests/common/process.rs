@@ -1,0 +1,155 @@
+//! Running runner in the background, reading its events, finding leftover processes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Run, Test};
+
+/// How long a test waits for something that should happen in well under a second;
+/// only a hang guard, never a timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn events(run: &Run) -> Vec<Value> {
+    run.stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+pub fn of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+pub fn record(test: &Test) -> Value {
+    let mut records = crate::common::records(test);
+    assert_eq!(records.len(), 1, "one record");
+    records.remove(0)
+}
+
+pub fn read(test: &Test, name: &str) -> String {
+    std::fs::read_to_string(test.path_of(name)).unwrap_or_default()
+}
+
+/// Nanosecond timestamps written by `date +%s%N`.
+pub fn stamp(test: &Test, name: &str) -> u128 {
+    read(test, name)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("timestamp in {name}"))
+}
+
+/// Kills every process whose command line holds `marker` when dropped.
+pub struct Reap(pub String);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &self.0])
+            .status();
+    }
+}
+
+pub fn alive(marker: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .stdout(Stdio::null())
+        .status()
+        .expect("pgrep")
+        .success()
+}
+
+/// A copy of `sleep` under a name unique to the test, to find it in the process list.
+pub fn marker_sleep(test: &Test, tag: &str) -> (String, Reap) {
+    let name = format!("sleep-{tag}-{}", std::process::id());
+    std::fs::copy("/bin/sleep", test.path_of(&name)).expect("copy sleep");
+    (format!("./{name}"), Reap(name))
+}
+
+/// A runner in the background with its JSON events read as they come.
+pub struct Background {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<Value>,
+}
+
+impl Background {
+    pub fn spawn(test: &Test) -> Self {
+        let mut child = test
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn runner");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for an event matching `what`.
+    pub fn wait_for(&mut self, what: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(PATIENCE)
+                .expect("the awaited event never came");
+            let event: Value = serde_json::from_str(&line).expect("a JSON event");
+            self.seen.push(event.clone());
+            if what(&event) {
+                return event;
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the exit; returns the code and every event.
+    pub fn finish(mut self) -> (i32, Vec<Value>, String) {
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = err.read_to_string(&mut stderr);
+        }
+        let status = self.child.wait().expect("wait");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen
+                .push(serde_json::from_str(&line).expect("a JSON event"));
+        }
+        (
+            status.code().unwrap_or(-1),
+            std::mem::take(&mut self.seen),
+            stderr,
+        )
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn started(step: &'static str) -> impl Fn(&Value) -> bool {
+    move |e| e["event"] == "step_started" && e["step"] == step
+}
