@@ -53,7 +53,7 @@ pub enum Command {
     /// Turn the plan's maintenance mode on or off (confirmed by its `status`), or print it.
     Maintenance {
         #[arg(value_enum)]
-        request: crate::exec::maintenance::Request,
+        request: crate::maintenance::Request,
         plan: PathBuf,
         /// Set or override a variable (repeatable).
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]

@@ -1,18 +1,27 @@
-//! The docker command: discovery, the sudo decision, and `docker exec` argv.
+//! Docker as a value handed to kinds: its command words and how they were
+//! decided (the sudo decision), how values travel into a container, how a command
+//! in a container is run, diagnosed and ended. One per run today; one per host
+//! when a plan has several.
 //!
 //! Discovery only runs read-only commands (`docker version`, `sudo -n docker
 //! version`), bounded in time with stdin closed, so it never prompts and never hangs.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::engine::{Attempt, End};
 use crate::plan::model::SudoMode;
+use crate::process::{self, EnvFile, Ran, Spec};
+
+/// How long a helper docker command (diagnosis, cleanup) may take.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// How long one discovery probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// sudo resets the environment; these keep docker talking to the same daemon.
-pub const SUDO_PRESERVE: &str = "DOCKER_HOST,DOCKER_CONTEXT,DOCKER_CONFIG";
+pub(crate) const SUDO_PRESERVE: &str = "DOCKER_HOST,DOCKER_CONTEXT,DOCKER_CONFIG";
 
 /// The docker command for a run, and how it was chosen.
 #[derive(Debug, Clone, Serialize)]
@@ -132,7 +141,7 @@ fn probe(words: &[String]) -> Outcome {
     }
 }
 
-pub fn sudo_words() -> Vec<String> {
+pub(crate) fn sudo_words() -> Vec<String> {
     [
         "sudo",
         "-n",
@@ -161,7 +170,7 @@ fn env_words(docker_cmd_env: Option<&str>) -> Option<Vec<String>> {
 }
 
 /// The docker command without probing: `DOCKER_CMD` if set, else `docker`.
-pub fn unprobed(docker_cmd_env: Option<String>, reason: &str) -> Docker {
+pub(crate) fn unprobed(docker_cmd_env: Option<String>, reason: &str) -> Docker {
     Docker {
         command: env_words(docker_cmd_env.as_deref()).unwrap_or_else(|| vec!["docker".to_owned()]),
         available: true,
@@ -174,7 +183,7 @@ pub fn unprobed(docker_cmd_env: Option<String>, reason: &str) -> Docker {
 /// Decides the docker command: `DOCKER_CMD` if set; else `docker` if the daemon
 /// answers; else `sudo -n docker` if docker was refused for permission and sudo
 /// answers without a password (`[docker] sudo` can force either way).
-pub fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker {
+pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker {
     let mut tried = Vec::new();
     let run = |words: &[String], tried: &mut Vec<Probe>| {
         let outcome = probe(words);
@@ -298,24 +307,24 @@ fn sudo_result(sudo: Vec<String>, outcome: Outcome, tried: Vec<Probe>, why: &str
 
 /// What `docker exec` needs besides the container and the command.
 #[derive(Debug, Default, Clone)]
-pub struct ExecOptions<'a> {
-    pub user: Option<&'a str>,
-    pub workdir: Option<&'a str>,
+pub(crate) struct ExecOptions<'a> {
+    pub(crate) user: Option<&'a str>,
+    pub(crate) workdir: Option<&'a str>,
     /// Names of variables passed into the container. Values travel in the docker
     /// client's environment (`-e NAME`), never on the command line.
-    pub env: Vec<&'a str>,
+    pub(crate) env: Vec<&'a str>,
     /// Also pass runner's own variables ([`RUNNER_ENV`]) into the container.
-    pub runner_env: bool,
+    pub(crate) runner_env: bool,
     /// Through sudo, which drops the caller's environment (and refuses to keep
     /// names it was not told about), the values go in this file instead: a
     /// private file, never the command line.
-    pub env_file: Option<&'a str>,
+    pub(crate) env_file: Option<&'a str>,
 }
 
 /// What runner puts in the environment of a command it runs in a container.
 /// `RUNNER_EXEC_ID` marks the command's processes, so they can be found and
 /// ended inside the container when the step times out.
-pub const RUNNER_ENV: [&str; 4] = [
+pub(crate) const RUNNER_ENV: [&str; 4] = [
     "RUNNER_RUN_ID",
     "RUNNER_STEP",
     "RUNNER_ATTEMPT",
@@ -324,7 +333,7 @@ pub const RUNNER_ENV: [&str; 4] = [
 
 impl ExecOptions<'_> {
     /// Every variable passed into the container.
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         let mut names = self.env.clone();
         if self.runner_env {
             names.extend(RUNNER_ENV);
@@ -334,17 +343,17 @@ impl ExecOptions<'_> {
 }
 
 /// Whether the docker words run docker through sudo.
-pub fn is_sudo(docker: &[String]) -> bool {
+fn is_sudo(docker: &[String]) -> bool {
     docker
         .first()
         .is_some_and(|w| std::path::Path::new(w).file_name() == Some("sudo".as_ref()))
 }
 
 /// Where the values of a `docker exec`'s variables come from.
-pub const ENV_FILE_SHOWN: &str = "<private env file>";
+pub(crate) const ENV_FILE_SHOWN: &str = "<private env file>";
 
 /// `docker exec [-u U] [-w W] [-e NAME…|--env-file F] CONTAINER ARGV…`.
-pub fn exec_argv(
+fn exec_argv(
     docker: &[String],
     container: &str,
     options: &ExecOptions<'_>,
@@ -371,6 +380,183 @@ pub fn exec_argv(
     out.extend(argv.iter().cloned());
     out
 }
+
+impl Docker {
+    /// Whether docker runs through sudo.
+    pub(crate) fn is_sudo(&self) -> bool {
+        is_sudo(&self.command)
+    }
+
+    /// `docker exec [-u U] [-w W] [-e NAME…|--env-file F] CONTAINER ARGV…`.
+    pub(crate) fn exec_argv(
+        &self,
+        container: &str,
+        options: &ExecOptions<'_>,
+        argv: &[String],
+    ) -> Vec<String> {
+        exec_argv(&self.command, container, options, argv)
+    }
+
+    /// How the values of `names` reach a command in a container: in docker's
+    /// own environment (`--env NAME`), or, through sudo (which drops them), in a
+    /// private file that exists while the command runs.
+    pub(crate) fn env_file(&self, names: Vec<&str>, marker: &str) -> Option<EnvFile> {
+        (self.is_sudo() && !names.is_empty()).then(|| EnvFile {
+            path: std::env::temp_dir().join(format!(
+                "runner-{}-{}.env",
+                std::process::id(),
+                marker.replace('/', "-")
+            )),
+            names: names.into_iter().map(str::to_owned).collect(),
+        })
+    }
+
+    /// Runs `docker exec` (`spec`) for an attempt. When docker refuses it (no such
+    /// container, not running), the reason names the container's state and
+    /// similar names; when the attempt is cancelled, the command is also ended
+    /// inside the container (killing the client leaves it running), and the
+    /// detail says what became of it.
+    pub(crate) async fn exec(
+        &self,
+        spec: &Spec,
+        container: &str,
+        marker: &str,
+        attempt: &Attempt,
+    ) -> (Ran, Option<String>) {
+        let mut ran = process::run(spec, Some(&attempt.output), &attempt.cancel).await;
+        if attempt.cancel.is_cancelled() {
+            let detail = self.end_inside(container, marker, &spec.dir).await;
+            return (ran, Some(detail));
+        }
+        if matches!(ran.end, End::Exited(_))
+            && ran
+                .stderr
+                .iter()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| refused(l))
+        {
+            ran.end = End::Failed(self.diagnose(container, &spec.dir).await);
+        }
+        (ran, None)
+    }
+
+    /// Runs a short docker command: its stdout, or why it failed.
+    async fn helper(&self, args: &[&str], dir: &Path) -> Result<String, String> {
+        let mut argv = self.command.clone();
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        process::output(argv, dir, HELPER_TIMEOUT).await
+    }
+
+    /// Why a container cannot run a command: its state, and running containers
+    /// with similar names (a typo, or a compose project prefix).
+    pub(crate) async fn diagnose(&self, name: &str, dir: &Path) -> String {
+        let state = self
+            .helper(
+                &["inspect", "--format", "{{.State.Status}}", "--", name],
+                dir,
+            )
+            .await;
+        let mut message = match state {
+            Ok(state) => format!(
+                "container `{name}` is not running (its state: {})",
+                state.trim()
+            ),
+            Err(_) => format!("there is no container named `{name}`"),
+        };
+        if let Ok(running) = self.helper(&["ps", "--format", "{{.Names}}"], dir).await {
+            let similar: Vec<&str> = running
+                .lines()
+                .map(str::trim)
+                .filter(|other| !other.is_empty() && *other != name)
+                .filter(|other| {
+                    other.contains(name)
+                        || name.contains(*other)
+                        || strsim::jaro_winkler(name, other) >= 0.85
+                })
+                .take(5)
+                .collect();
+            if similar.is_empty() {
+                message.push_str("; no running container has a similar name");
+            } else {
+                message.push_str("; running containers with similar names: ");
+                message.push_str(&similar.join(", "));
+            }
+        }
+        message
+    }
+
+    /// Ends, inside the container, the command that carries `marker`: its
+    /// processes, every process of their session (a `docker exec` is a session
+    /// of its own), and their descendants, whatever their environment.
+    pub(crate) async fn end_inside(&self, container: &str, marker: &str, dir: &Path) -> String {
+        let result = self
+            .helper(
+                &["exec", container, "sh", "-c", END_INSIDE, "sh", marker],
+                dir,
+            )
+            .await;
+        let name = container;
+        match result.as_deref().map(str::trim) {
+            Ok("none") => format!("nothing of it was left running in container `{name}`"),
+            Ok("ended") => format!("its process in container `{name}` was ended"),
+            Ok("killed") => format!("its process in container `{name}` was killed (SIGKILL)"),
+            Ok(other) => format!("ending its process in container `{name}` said: {other}"),
+            Err(why) => format!(
+                "its process in container `{name}` may still run: it could not be ended ({why})"
+            ),
+        }
+    }
+}
+
+/// Whether docker's first stderr line says the container cannot take an exec.
+pub(crate) fn refused(line: &str) -> bool {
+    line.contains("No such container") || line.contains("is not running")
+}
+
+/// Ends, inside a container, the processes of a command: those that carry its
+/// marker, every process in their sessions but the container's own, and their
+/// descendants. Needs `sh` in the container (busybox or coreutils for the rest).
+const END_INSIDE: &str = r#"m="RUNNER_EXEC_ID=$1"; self=$$
+st() { s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; echo "${s##*) }"; }
+marked=""
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}; [ "$p" = "$self" ] && continue
+  if { tr '\0' '\n' < "$d/environ"; } 2>/dev/null | grep -qxF "$m"; then marked="$marked $p"; fi
+done
+[ -z "$marked" ] && { echo none; exit 0; }
+set -- $(st 1); init=$4
+sids=""
+for p in $marked; do
+  s=$(st "$p") || continue; set -- $s
+  [ "$4" != "$init" ] && [ "$4" != 0 ] && sids="$sids $4"
+done
+victims="$marked "
+changed=1
+while [ $changed = 1 ]; do
+  changed=0
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}; [ "$p" = "$self" ] && continue
+    case "$victims" in *" $p "*) continue ;; esac
+    s=$(st "$p") || continue; set -- $s
+    hit=0
+    case "$victims" in *" $2 "*) hit=1 ;; esac
+    for s in $sids; do [ "$4" = "$s" ] && hit=1; done
+    if [ $hit = 1 ]; then victims="$victims$p "; changed=1; fi
+  done
+done
+kill -TERM $victims 2>/dev/null
+i=0
+while [ $i -lt 30 ]; do
+  alive=""
+  for p in $victims; do
+    # A zombie is ended, even if no parent reaps it (e.g. `sleep` as PID 1).
+    s=$(st "$p") || continue; set -- $s
+    [ "$1" = Z ] || alive="$alive $p"
+  done
+  [ -z "$alive" ] && { echo ended; exit 0; }
+  sleep 0.1; i=$((i+1))
+done
+kill -KILL $alive 2>/dev/null; echo killed"#;
 
 #[cfg(test)]
 mod tests {

@@ -1,14 +1,23 @@
 //! runner: deploy dockerised apps from a declarative TOML plan.
+//!
+//! The binary is `run`. The library also exports what its benchmarks and property
+//! tests drive directly: the plan loader and the preview.
 
-pub mod cli;
+mod apply;
+mod cli;
 pub mod docker;
-pub mod exec;
-pub mod exit_code;
-pub mod graph;
-pub mod kinds;
+mod engine;
+mod error;
+mod exit_code;
+mod graph;
+mod kinds;
+mod lock;
+mod maintenance;
+mod mask;
 pub mod plan;
+mod process;
 pub mod report;
 mod run;
-pub mod schema;
+mod schema;
 
 pub use run::run;

@@ -1,4 +1,4 @@
-//! Turns a command line into an exit code: parse, dispatch, print errors once.
+//! Turns a command line into an exit code: parse, dispatch, print an error once.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -7,85 +7,74 @@ use std::path::Path;
 use clap::Parser;
 
 use crate::cli::{Cli, Command, GraphFormat, Output};
+use crate::error::Error;
 use crate::exit_code;
-use crate::plan::{self, Diagnostics, Inputs, LoadError, Loaded};
+use crate::plan::{self, Inputs, LoadError, Loaded};
 use crate::report;
+use crate::report::console::{STALL, print_err, print_out};
+
+/// Runs one command line; returns the exit code. Nothing it prints can fail it:
+/// a closed stdout or stderr changes no exit code.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let logs = report::logs::init();
+    let code = match command(args) {
+        Ok(code) => code,
+        Err(e) => {
+            e.print(stderr_color());
+            e.code()
+        }
+    };
+    if let Some(logs) = logs {
+        logs.finish(STALL);
+    }
+    code
+}
 
 /// Colour on a terminal unless `NO_COLOR` is set.
 fn stderr_color() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    std::io::stderr().is_terminal() && crate::apply::color_allowed()
 }
 
-fn print_diagnostics(diagnostics: &Diagnostics) {
-    if !diagnostics.items.is_empty() {
-        eprint!("{}", diagnostics.render(stderr_color()));
-    }
-}
-
-/// Loads a plan, printing its diagnostics; `Err` carries the exit code.
-fn load(path: &Path, vars: &[(String, String)]) -> Result<Loaded, i32> {
+/// Loads a plan, printing its warnings.
+fn load(path: &Path, vars: &[(String, String)]) -> Result<Loaded, Error> {
     let env = |name: &str| std::env::var(name).ok();
     let inputs = Inputs { vars, env: &env };
     match plan::load(path, &inputs) {
         Ok(loaded) => {
-            print_diagnostics(&loaded.warnings);
+            if !loaded.warnings.items.is_empty() {
+                print_err(&loaded.warnings.render(stderr_color()));
+            }
             Ok(loaded)
         }
-        Err(LoadError::Invalid(diagnostics)) => {
-            print_diagnostics(&diagnostics);
-            Err(exit_code::INVALID)
-        }
-        Err(e @ LoadError::Io { .. }) => {
-            eprintln!("error: {e}");
-            eprintln!("help: check the path; plans are TOML files such as plans/production.toml");
-            Err(exit_code::INVALID)
-        }
+        Err(LoadError::Invalid(diagnostics)) => Err(Error::Plan(diagnostics)),
+        Err(LoadError::Io { path, source }) => Err(Error::PlanRead { path, source }),
     }
 }
 
-fn print_stdout(text: &str) -> i32 {
-    crate::exec::output::print_out(text);
-    exit_code::SUCCESS
-}
-
-pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                exit_code::INVALID
-            } else {
-                exit_code::SUCCESS
-            };
-        }
-    };
+fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
+    let cli = Cli::try_parse_from(args).map_err(Error::Usage)?;
     match cli.command {
-        Command::Validate { plan, vars } => match load(&plan, &vars) {
-            Ok(_) => exit_code::SUCCESS,
-            Err(code) => code,
-        },
-        Command::Graph { plan, format } => match load(&plan, &[]) {
-            Ok(loaded) => print_stdout(&match format {
+        Command::Validate { plan, vars } => load(&plan, &vars).map(|_| exit_code::SUCCESS),
+        Command::Graph { plan, format } => {
+            let loaded = load(&plan, &[])?;
+            print_out(&match format {
                 GraphFormat::Dot => report::graph::dot(&loaded.plan),
                 GraphFormat::Mermaid => report::graph::mermaid(&loaded.plan),
-            }),
-            Err(code) => code,
-        },
+            });
+            Ok(exit_code::SUCCESS)
+        }
         Command::Maintenance {
             request,
             plan,
             vars,
-        } => match load(&plan, &vars) {
-            Ok(loaded) => crate::exec::maintenance::run(&loaded.plan, request),
-            Err(code) => code,
-        },
+        } => crate::maintenance::run(&load(&plan, &vars)?.plan, request),
         Command::Schema => {
             let schema = crate::schema::json_schema();
-            print_stdout(&format!(
+            print_out(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&schema).unwrap_or_default()
-            ))
+            ));
+            Ok(exit_code::SUCCESS)
         }
         Command::Apply {
             plan,
@@ -95,30 +84,28 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
             output,
             report,
         } => {
-            let mut loaded = match load(&plan, &vars) {
-                Ok(loaded) => loaded,
-                Err(code) => return code,
-            };
+            let mut loaded = load(&plan, &vars)?;
             if let Some(jobs) = jobs {
                 loaded.plan.jobs = jobs;
             }
             if !plan_only {
-                let options = crate::exec::Options {
+                let options = crate::apply::Options {
                     json: output == Output::Json,
                     report,
                 };
-                return crate::exec::apply(&loaded.plan, &options);
+                return crate::apply::apply(&loaded.plan, &options);
             }
             let docker =
                 crate::docker::discover(loaded.plan.sudo, std::env::var("DOCKER_CMD").ok());
             let preview = report::preview::build(&loaded.plan, docker);
-            match output {
-                Output::Text => print_stdout(&preview.to_text()),
-                Output::Json => print_stdout(&format!(
+            print_out(&match output {
+                Output::Text => preview.to_text(),
+                Output::Json => format!(
                     "{}\n",
                     serde_json::to_string_pretty(&preview).unwrap_or_default()
-                )),
-            }
+                ),
+            });
+            Ok(exit_code::SUCCESS)
         }
     }
 }

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::plan::model::PlanFile;
 
-pub fn json_schema() -> Value {
+pub(crate) fn json_schema() -> Value {
     let mut schema = serde_json::to_value(schemars::schema_for!(PlanFile)).unwrap_or_default();
     drop_null(&mut schema);
     schema
@@ -34,5 +34,61 @@ fn drop_null(value: &mut Value) {
         object.values_mut().for_each(drop_null);
     } else if let Some(items) = value.as_array_mut() {
         items.iter_mut().for_each(drop_null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loader's field lists and the schema's come from different code; they must agree.
+    #[test]
+    fn schema_fields_per_kind_match_the_loader() {
+        let schema = json_schema();
+        let defs = &schema["$defs"];
+        let keys = |def: &serde_json::Value| -> Vec<String> {
+            let mut keys: Vec<String> = def["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            keys.sort();
+            keys
+        };
+        for entry in crate::kinds::KINDS {
+            let (kind, fields) = (entry.name, entry.fields);
+            let variant = defs["StepDef"]["oneOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["properties"]["kind"]["const"] == kind)
+                .unwrap_or_else(|| panic!("no schema variant for {kind}"));
+            let name = variant["$ref"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("#/$defs/");
+            let mut expected: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+            expected.sort();
+            assert_eq!(keys(&defs[name]), expected, "fields of {kind}");
+        }
+        // `kind` is the tag of the per-kind variants, not a property of the common part.
+        let sorted = |fields: &[&str]| {
+            let mut fields: Vec<String> = fields
+                .iter()
+                .filter(|f| **f != "kind")
+                .map(|f| (*f).to_owned())
+                .collect();
+            fields.sort();
+            fields
+        };
+        assert_eq!(
+            keys(&defs["StepDef"]),
+            sorted(crate::plan::reader::STEP_FIELDS)
+        );
+        assert_eq!(
+            keys(&defs["HookDef"]),
+            sorted(crate::plan::reader::HOOK_FIELDS)
+        );
     }
 }

@@ -1,52 +1,137 @@
 //! `docker-exec`: a command inside a running container.
 
-use super::{Operation, Scope, StepKind, env_note};
-use crate::docker::{ExecOptions, exec_argv};
-use crate::plan::model::{DockerExecAction, Sp};
-use crate::plan::template::{Context, Template};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// The container and the `docker exec` argv of `action`, for the preview and the
-/// run alike. `env_file`: where the values go through sudo (`None` in a preview).
-pub fn exec_command(
-    action: &DockerExecAction,
-    env: &[(String, String)],
-    scope: &Scope<'_>,
-    env_file: Option<&str>,
-) -> (String, Vec<String>) {
-    let render = |t: &Option<Sp<Template>>| {
-        t.as_ref()
-            .map(|t| scope.render(&t.value, Context::Verbatim))
-    };
-    let (user, workdir) = (render(&action.user), render(&action.workdir));
-    let container = scope.render(&action.container.value, Context::Verbatim);
-    let options = ExecOptions {
-        user: user.as_deref(),
-        workdir: workdir.as_deref(),
-        env: env.iter().map(|(k, _)| k.as_str()).collect(),
-        runner_env: true,
-        env_file,
-    };
-    let argv = exec_argv(
-        scope.docker,
-        &container,
-        &options,
-        &scope.argv(&action.command.value),
-    );
-    (container, argv)
+use regex::Regex;
+use schemars::JsonSchema;
+
+use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, env_note, excerpt};
+use crate::docker::{Docker, ExecOptions};
+use crate::engine::{Attempt, Attempted, End, Outcome, Work};
+use crate::plan::model::{Action, Command, Sp};
+use crate::plan::reader::Fields;
+use crate::plan::template::Template;
+use crate::process::{Pipe, Spec};
+
+const NAME: &str = "docker-exec";
+
+pub(crate) const ENTRY: Entry = Entry {
+    name: NAME,
+    fields: &[
+        "container",
+        "command",
+        "user",
+        "workdir",
+        "stdout",
+        "expect_output",
+    ],
+    read,
+};
+
+#[derive(Debug, Clone, JsonSchema)]
+pub struct DockerExec {
+    /// The running container.
+    pub container: Sp<Template>,
+    /// An array runs as argv; a string runs with `sh -c` in the container.
+    pub command: Sp<Command>,
+    /// The user in the container.
+    pub user: Option<Sp<Template>>,
+    /// The working directory in the container.
+    pub workdir: Option<Sp<Template>>,
+    /// A host file that receives the command's stdout (written atomically).
+    pub stdout: Option<Sp<Template>>,
+    /// A regular expression the output must match for the step to pass.
+    pub expect_output: Option<Sp<String>>,
 }
 
-impl StepKind for DockerExecAction {
-    fn operations(&self, env: &[(String, String)], scope: &Scope<'_>) -> Vec<Operation> {
-        let (_, argv) = exec_command(self, env, scope, None);
+fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
+    let container = fields.required_template("container", "\"{{ app }}\"");
+    let command = fields.required_command("command", "[\"bin/rails\", \"db:migrate\"]");
+    let user = fields.template("user");
+    let workdir = fields.template("workdir");
+    let stdout = fields.template("stdout");
+    let expect_output = fields.regex("expect_output");
+    Some(Action::DockerExec(DockerExec {
+        container: container?,
+        command: command?,
+        user,
+        workdir,
+        stdout,
+        expect_output,
+    }))
+}
+
+/// A step's `docker exec`, templates resolved.
+struct Parts {
+    container: String,
+    user: Option<String>,
+    workdir: Option<String>,
+    argv: Vec<String>,
+}
+
+impl Parts {
+    /// The exec's options, passing the step's `env` into the container.
+    fn options<'a>(&'a self, env: &'a [(String, String)]) -> ExecOptions<'a> {
+        ExecOptions {
+            user: self.user.as_deref(),
+            workdir: self.workdir.as_deref(),
+            env: env.iter().map(|(k, _)| k.as_str()).collect(),
+            runner_env: true,
+            env_file: None,
+        }
+    }
+}
+
+impl DockerExec {
+    fn parts(&self, scope: &Scope<'_>) -> Parts {
+        Parts {
+            container: scope.text(&self.container),
+            user: self.user.as_ref().map(|u| scope.text(u)),
+            workdir: self.workdir.as_ref().map(|w| scope.text(w)),
+            argv: scope.argv(&self.command.value),
+        }
+    }
+}
+
+impl StepKind for DockerExec {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn templates(&self) -> Vec<&Sp<Template>> {
+        let mut out = vec![&self.container];
+        match &self.command.value {
+            Command::Argv(argv) => out.extend(argv),
+            Command::Shell(script) => out.push(script),
+        }
+        out.extend(
+            [
+                self.user.as_ref(),
+                self.workdir.as_ref(),
+                self.stdout.as_ref(),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        out
+    }
+
+    fn uses_docker(&self) -> bool {
+        true
+    }
+
+    fn operations(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Operation> {
+        let parts = self.parts(scope);
+        let argv = scope
+            .docker
+            .exec_argv(&parts.container, &parts.options(env), &parts.argv);
         let mut op = Operation::process("run", argv);
         if let Some(note) = env_note(env) {
             op = op.note(note);
         }
         if let Some(file) = &self.stdout {
-            let path = scope
-                .plan
-                .dir
-                .join(scope.render(&file.value, Context::Verbatim));
+            let path = scope.path(file);
             op = op.note(format!("stdout to {} (written atomically)", path.display()));
         }
         if let Some(pattern) = &self.expect_output {
@@ -56,5 +141,104 @@ impl StepKind for DockerExecAction {
             ));
         }
         vec![op]
+    }
+
+    fn work(&self, launch: &Launch<'_>) -> Arc<dyn Work> {
+        let scope = launch.scope;
+        let parts = self.parts(scope);
+        Arc::new(Exec {
+            spec: launch.exec(&parts.container, parts.options(&launch.env), &parts.argv),
+            container: parts.container,
+            marker: launch.marker.clone(),
+            docker: Arc::clone(&launch.docker),
+            stdout_file: self.stdout.as_ref().map(|f| scope.path(f)),
+            // The plan reader rejects an invalid pattern, so this always compiles.
+            expect_output: self
+                .expect_output
+                .as_ref()
+                .and_then(|p| Regex::new(&p.value).ok()),
+        })
+    }
+}
+
+struct Exec {
+    /// `docker exec …`, run on the host.
+    spec: Spec,
+    container: String,
+    marker: String,
+    docker: Arc<Docker>,
+    /// The host file that receives stdout; written beside it first, renamed on success.
+    stdout_file: Option<PathBuf>,
+    expect_output: Option<Regex>,
+}
+
+impl Work for Exec {
+    fn attempt(&self, attempt: Attempt) -> Attempted<'_> {
+        Box::pin(async move {
+            let partial = self.stdout_file.as_deref().map(partial_path);
+            let mut spec = attempt_spec(&self.spec, attempt.number);
+            spec.stdout = Pipe {
+                show: partial.is_none(),
+                keep: self.expect_output.is_some(),
+                file: partial.clone(),
+            };
+            spec.stderr = Pipe {
+                show: true,
+                keep: true,
+                file: None,
+            };
+            let (ran, detail) = self
+                .docker
+                .exec(&spec, &self.container, &self.marker, &attempt)
+                .await;
+            let mut outcome = Outcome {
+                detail,
+                ..Outcome::new(ran.end)
+            };
+            // Matched against the trimmed stdout: `^PONG$` matches `PONG\n`.
+            if outcome.end.success()
+                && let Some(pattern) = &self.expect_output
+                && !pattern.is_match(ran.stdout.trim())
+            {
+                outcome.end = End::Failed(format!(
+                    "its output does not match /{pattern}/: {}",
+                    excerpt(&ran.stdout)
+                ));
+            }
+            if let (Some(partial), Some(file)) = (&partial, &self.stdout_file) {
+                if outcome.end.success() {
+                    if let Err(e) = std::fs::rename(partial, file) {
+                        outcome.end = End::Failed(format!(
+                            "cannot move its stdout into place at {}: {e}",
+                            file.display()
+                        ));
+                        let _ = std::fs::remove_file(partial);
+                    }
+                } else {
+                    // A failed step leaves no file that could pass for a complete one.
+                    let _ = std::fs::remove_file(partial);
+                }
+            }
+            outcome
+        })
+    }
+}
+
+/// `file` → `.file.partial` in the same folder, so the final rename is atomic.
+fn partial_path(file: &Path) -> PathBuf {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    file.with_file_name(format!(".{name}.partial"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_file_sits_beside_the_file() {
+        assert_eq!(
+            partial_path(Path::new("/b/db.sql")),
+            PathBuf::from("/b/.db.sql.partial")
+        );
     }
 }

@@ -1,37 +1,122 @@
-//! Step kinds. Each kind turns its plan fields into the concrete operations it
-//! performs; the engine schedules, the kinds never do.
+//! Step kinds. Each kind lives in one file: its fields (the plan model's variant),
+//! how they are read from the plan, the templates it uses, its preview, its
+//! properties, and one attempt of its work. The engine schedules; kinds never do.
+//!
+//! Adding a kind is one new file, one line in [`KINDS`], and its variant of
+//! [`Action`]; [`Action::as_kind`] has no fallback arm, so the compiler finds every
+//! place a new kind must be handled.
 
-mod docker_exec;
-mod http_probe;
-mod maintenance;
-pub use docker_exec::exec_command;
-pub use http_probe::{REQUEST_TIMEOUT_SECS, probe_argv};
-pub use maintenance::{ToggleCommands, expected_status, toggle_commands};
-mod shell;
+pub(crate) mod docker_exec;
+pub(crate) mod http_probe;
+pub(crate) mod maintenance_toggle;
+pub(crate) mod shell;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde::Serialize;
 
+use crate::docker::Docker;
+use crate::engine::{HookRole, Work};
+use crate::mask::MASK;
 use crate::plan::Plan;
-use crate::plan::model::{Action, Command};
+use crate::plan::model::{Action, Command, Sp};
+use crate::plan::reader::Fields;
 use crate::plan::template::{Context, Name, Template, Value};
+use crate::process::Spec;
 
-/// What templates resolve to for one run (or one preview).
-pub struct Scope<'a> {
-    pub plan: &'a Plan,
-    pub docker: &'a [String],
-    /// Secrets render as `***` (preview, reports); the run itself sees real values.
-    pub mask_secrets: bool,
-    /// The run id; `None` in a preview, where it is not chosen yet.
-    pub run_id: Option<&'a str>,
-    /// Captured step outputs; `None` for a step not run (yet).
-    pub output: &'a dyn Fn(&str) -> Option<String>,
+/// A kind as the plan reader knows it.
+pub(crate) struct Entry {
+    /// Its `kind = "…"`.
+    pub(crate) name: &'static str,
+    /// The fields it takes besides those of every step.
+    pub(crate) fields: &'static [&'static str],
+    /// Reads those fields; every problem is reported, `None` if one was fatal.
+    pub(crate) read: fn(&mut Fields<'_, '_, '_, '_>) -> Option<Action>,
 }
 
-pub const MASK: &str = "***";
+/// The registry: the only list of kinds.
+pub(crate) const KINDS: &[Entry] = &[
+    shell::ENTRY,
+    docker_exec::ENTRY,
+    http_probe::ENTRY,
+    maintenance_toggle::ENTRY,
+];
+
+/// What a kind does with its fields.
+pub(crate) trait StepKind: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Every template among its fields, for the plan's checks.
+    fn templates(&self) -> Vec<&Sp<Template>>;
+
+    /// Whether it talks to docker (a plan where nothing does skips the probe).
+    fn uses_docker(&self) -> bool;
+
+    /// Whether its stdout is kept for `{{ steps.ID.output }}`.
+    fn captures(&self) -> bool {
+        false
+    }
+
+    /// What it does to the system's users as a rollback hook.
+    fn hook_role(&self) -> HookRole {
+        HookRole::Undo
+    }
+
+    /// What it does, as the preview shows it: templates resolved in `scope`,
+    /// `env` the step's own variables.
+    fn operations(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Operation>;
+
+    /// Its operations as the one line a run shows when the step starts.
+    fn summary(&self, operations: &[Operation]) -> String {
+        join(operations, " && ")
+    }
+
+    /// The work of one step or hook: what each attempt does.
+    fn work(&self, launch: &Launch<'_>) -> Arc<dyn Work>;
+}
+
+impl Action {
+    /// The kind behind the action.
+    pub(crate) fn as_kind(&self) -> &dyn StepKind {
+        match self {
+            Action::Shell(kind) => kind,
+            Action::DockerExec(kind) => kind,
+            Action::HttpProbe(kind) => kind,
+            Action::MaintenanceToggle(kind) => kind,
+        }
+    }
+
+    /// `shell`, `docker-exec`, …
+    pub(crate) fn name(&self) -> &'static str {
+        self.as_kind().name()
+    }
+}
+
+/// The operations' lines joined, for a one-line summary.
+pub(crate) fn join(operations: &[Operation], separator: &str) -> String {
+    operations
+        .iter()
+        .map(|op| op.display.as_str())
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+/// What templates resolve to for one run (or one preview).
+pub(crate) struct Scope<'a> {
+    pub(crate) plan: &'a Plan,
+    pub(crate) docker: &'a Docker,
+    /// Secrets render as `***` (preview, reports); the run itself sees real values.
+    pub(crate) mask_secrets: bool,
+    /// The run id; `None` in a preview, where it is not chosen yet.
+    pub(crate) run_id: Option<&'a str>,
+    /// Captured step outputs; `None` for a step not run (yet).
+    pub(crate) output: &'a dyn Fn(&str) -> Option<String>,
+}
 
 impl Scope<'_> {
-    pub fn value(&self, name: &Name) -> Option<Value> {
+    pub(crate) fn value(&self, name: &Name) -> Option<Value> {
         Some(match name {
             Name::Var(var) => {
                 let var = self.plan.vars.get(var)?;
@@ -46,26 +131,36 @@ impl Scope<'_> {
                     .map_or_else(|| "<run.id>".to_owned(), str::to_owned),
             ),
             Name::PlanDir => Value::Text(self.plan.dir.display().to_string()),
-            Name::Docker => Value::Words(self.docker.to_vec()),
+            Name::Docker => Value::Words(self.docker.command.clone()),
             Name::StepOutput(id) => {
                 Value::Text((self.output)(id).unwrap_or_else(|| format!("<steps.{id}.output>")))
             }
         })
     }
 
-    pub fn render(&self, template: &Template, context: Context) -> String {
+    pub(crate) fn render(&self, template: &Template, context: Context) -> String {
         template.render(context, &|name| self.value(name))
+    }
+
+    /// A template as a plain value (an argv element, a name, a URL).
+    pub(crate) fn text(&self, template: &Sp<Template>) -> String {
+        self.render(&template.value, Context::Verbatim)
+    }
+
+    /// A path relative to the plan's folder.
+    pub(crate) fn path(&self, template: &Sp<Template>) -> PathBuf {
+        self.plan.dir.join(self.text(template))
     }
 
     /// A command as argv: an array element by element (an element that is exactly
     /// `{{ docker }}` becomes the docker words), a string through `sh -c`.
-    pub fn argv(&self, command: &Command) -> Vec<String> {
+    pub(crate) fn argv(&self, command: &Command) -> Vec<String> {
         match command {
             Command::Argv(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
                     match item.value.as_single_ref() {
-                        Some(Name::Docker) => out.extend(self.docker.iter().cloned()),
+                        Some(Name::Docker) => out.extend(self.docker.command.iter().cloned()),
                         _ => out.push(self.render(&item.value, Context::Verbatim)),
                     }
                 }
@@ -80,30 +175,85 @@ impl Scope<'_> {
     }
 
     /// The step's own environment, values rendered.
-    pub fn env(&self, env: &IndexMap<String, Template>) -> Vec<(String, String)> {
+    pub(crate) fn env(&self, env: &IndexMap<String, Template>) -> Vec<(String, String)> {
         env.iter()
             .map(|(k, v)| (k.clone(), self.render(v, Context::Verbatim)))
             .collect()
     }
 }
 
+/// What a step's or hook's work is made from, templates resolved with real values.
+pub(crate) struct Launch<'a> {
+    pub(crate) scope: &'a Scope<'a>,
+    pub(crate) docker: Arc<Docker>,
+    /// The step's `env`, rendered.
+    pub(crate) env: Vec<(String, String)>,
+    /// runner's own variables: `DOCKER_CMD`, `RUNNER_RUN_ID`, `RUNNER_STEP` and
+    /// the marker `RUNNER_EXEC_ID` (`RUNNER_ATTEMPT` is set per attempt).
+    pub(crate) base: Vec<(String, String)>,
+    /// The value of `RUNNER_EXEC_ID`: finds the command's processes, in a
+    /// container too.
+    pub(crate) marker: String,
+    /// A step (not a hook) that keeps its stdout.
+    pub(crate) capture: bool,
+    /// `sh`, resolved on PATH once per run.
+    pub(crate) sh: &'a str,
+}
+
+impl Launch<'_> {
+    /// A host process in the plan's folder with runner's variables and the step's.
+    pub(crate) fn spec(&self, argv: Vec<String>) -> Spec {
+        let mut spec = Spec::new(argv, &self.scope.plan.dir);
+        spec.env.extend(self.base.iter().cloned());
+        spec.env.extend(self.env.iter().cloned());
+        spec
+    }
+
+    /// `docker exec` of `argv` in `container`, passing `names` (and runner's own
+    /// variables) into it the way this docker carries values.
+    pub(crate) fn exec(
+        &self,
+        container: &str,
+        options: crate::docker::ExecOptions<'_>,
+        argv: &[String],
+    ) -> Spec {
+        let names = options.names();
+        let file = self.docker.env_file(names, &self.marker);
+        let path = file.as_ref().and_then(|f| f.path.to_str());
+        let options = crate::docker::ExecOptions {
+            env_file: path,
+            ..options
+        };
+        let mut spec = self.spec(self.docker.exec_argv(container, &options, argv));
+        spec.env_file = file;
+        spec
+    }
+}
+
+/// Sets `RUNNER_ATTEMPT` on a copy of `spec`.
+pub(crate) fn attempt_spec(spec: &Spec, number: u32) -> Spec {
+    let mut spec = spec.clone();
+    spec.set("RUNNER_ATTEMPT", number.to_string());
+    spec
+}
+
 /// One thing a step does, as the preview shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Operation {
+pub(crate) struct Operation {
     /// What this operation is, e.g. `run`, `confirm`, `curl in the container`.
-    pub label: String,
+    pub(crate) label: String,
     /// The exact argv, when it runs a process.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub argv: Vec<String>,
+    pub(crate) argv: Vec<String>,
     /// The operation as one line an operator could paste into a shell.
-    pub display: String,
+    pub(crate) display: String,
     /// Further facts: working directory, environment, expectations.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 impl Operation {
-    pub fn process(label: &str, argv: Vec<String>) -> Self {
+    pub(crate) fn process(label: &str, argv: Vec<String>) -> Self {
         Self {
             label: label.to_owned(),
             display: crate::plan::template::shell_join(&argv),
@@ -113,38 +263,14 @@ impl Operation {
     }
 
     #[must_use]
-    pub fn note(mut self, note: impl Into<String>) -> Self {
+    pub(crate) fn note(mut self, note: impl Into<String>) -> Self {
         self.notes.push(note.into());
         self
     }
 }
 
-/// A step kind: how its fields become operations.
-pub trait StepKind {
-    /// The operations the step performs, in order, with templates resolved.
-    fn operations(&self, env: &[(String, String)], scope: &Scope<'_>) -> Vec<Operation>;
-}
-
-pub fn kind_of(action: &Action) -> &dyn StepKind {
-    match action {
-        Action::Shell(a) => a,
-        Action::DockerExec(a) => a,
-        Action::HttpProbe(a) => a,
-        Action::MaintenanceToggle(a) => a,
-    }
-}
-
-/// The operations of an action with its environment.
-pub fn operations(
-    action: &Action,
-    env: &IndexMap<String, Template>,
-    scope: &Scope<'_>,
-) -> Vec<Operation> {
-    kind_of(action).operations(&scope.env(env), scope)
-}
-
 /// `env: A=1, B=***` for the preview.
-fn env_note(env: &[(String, String)]) -> Option<String> {
+pub(crate) fn env_note(env: &[(String, String)]) -> Option<String> {
     (!env.is_empty()).then(|| {
         format!(
             "env: {}",
@@ -154,4 +280,15 @@ fn env_note(env: &[(String, String)]) -> Option<String> {
                 .join(", ")
         )
     })
+}
+
+/// The first `MAX` characters of `text`, for a reason.
+pub(crate) fn excerpt(text: &str) -> String {
+    const MAX: usize = 200;
+    let text = text.trim();
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None if text.is_empty() => "(no output)".to_owned(),
+        None => text.to_owned(),
+    }
 }

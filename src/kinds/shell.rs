@@ -1,23 +1,76 @@
 //! `shell`: a host command through `sh -c`.
 
-use super::{Operation, Scope, StepKind, env_note};
-use crate::plan::model::ShellAction;
-use crate::plan::template::Context;
+use std::sync::Arc;
 
-impl StepKind for ShellAction {
-    fn operations(&self, env: &[(String, String)], scope: &Scope<'_>) -> Vec<Operation> {
+use schemars::JsonSchema;
+
+use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, env_note};
+use crate::engine::{Attempt, Attempted, Outcome, Work};
+use crate::plan::model::{Action, Sp};
+use crate::plan::reader::Fields;
+use crate::plan::template::{Context, Name, Template};
+use crate::process::{self, Pipe, Spec};
+
+const NAME: &str = "shell";
+
+pub(crate) const ENTRY: Entry = Entry {
+    name: NAME,
+    fields: &["run", "dir", "capture"],
+    read,
+};
+
+#[derive(Debug, Clone, JsonSchema)]
+pub struct Shell {
+    /// The command, run with `sh -c` on the host; template values are shell-quoted.
+    pub run: Sp<Template>,
+    /// The working directory, relative to the plan's folder.
+    pub dir: Option<Sp<Template>>,
+    /// Keep the trimmed stdout for `{{ steps.ID.output }}`.
+    #[serde(default)]
+    pub capture: bool,
+}
+
+fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
+    let run = fields.required_template("run", "\"the command\"");
+    let dir = fields.template("dir");
+    let capture = fields.boolean("capture").unwrap_or(false);
+    Some(Action::Shell(Shell {
+        run: run?,
+        dir,
+        capture,
+    }))
+}
+
+impl StepKind for Shell {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn templates(&self) -> Vec<&Sp<Template>> {
+        [Some(&self.run), self.dir.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    fn uses_docker(&self) -> bool {
+        self.templates().into_iter().any(|t| {
+            t.value.raw.contains("DOCKER_CMD") || t.value.refs().any(|(n, ..)| *n == Name::Docker)
+        })
+    }
+
+    fn captures(&self) -> bool {
+        self.capture
+    }
+
+    fn operations(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Operation> {
         let script = scope.render(&self.run.value, Context::Shell);
-        let mut op = Operation::process("run", vec!["sh".into(), "-c".into(), script]);
-        let dir = self.dir.as_ref().map_or_else(
-            || scope.plan.dir.clone(),
-            |d| {
-                scope
-                    .plan
-                    .dir
-                    .join(scope.render(&d.value, Context::Verbatim))
-            },
-        );
-        op = op.note(format!("in {}", dir.display()));
+        let dir = self
+            .dir
+            .as_ref()
+            .map_or_else(|| scope.plan.dir.clone(), |d| scope.path(d));
+        let mut op = Operation::process("run", vec!["sh".into(), "-c".into(), script])
+            .note(format!("in {}", dir.display()));
         if let Some(note) = env_note(env) {
             op = op.note(note);
         }
@@ -25,5 +78,45 @@ impl StepKind for ShellAction {
             op = op.note("captures its stdout for {{ steps.ID.output }}");
         }
         vec![op]
+    }
+
+    /// The script itself: `sh -c` goes without saying.
+    fn summary(&self, operations: &[Operation]) -> String {
+        operations
+            .first()
+            .and_then(|op| op.argv.get(2))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn work(&self, launch: &Launch<'_>) -> Arc<dyn Work> {
+        let scope = launch.scope;
+        let script = scope.render(&self.run.value, Context::Shell);
+        let mut spec = launch.spec(vec![launch.sh.to_owned(), "-c".into(), script]);
+        if let Some(dir) = &self.dir {
+            spec.dir = scope.path(dir);
+        }
+        if launch.capture && self.capture {
+            spec.stdout = Pipe {
+                keep: true,
+                ..Pipe::shown()
+            };
+        }
+        Arc::new(Run(spec))
+    }
+}
+
+struct Run(Spec);
+
+impl Work for Run {
+    fn attempt(&self, attempt: Attempt) -> Attempted<'_> {
+        Box::pin(async move {
+            let spec = attempt_spec(&self.0, attempt.number);
+            let ran = process::run(&spec, Some(&attempt.output), &attempt.cancel).await;
+            Outcome {
+                captured: spec.stdout.keep.then(|| ran.stdout.trim().to_owned()),
+                ..Outcome::new(ran.end)
+            }
+        })
     }
 }

@@ -12,6 +12,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use super::diagnostic::Span;
 use super::template::Template;
+use crate::kinds;
 
 /// A value and where it stands in the plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -242,77 +243,19 @@ pub struct HookDef {
     pub span: Span,
 }
 
-/// What a step does.
+/// What a step does: one variant per kind, holding the kind's own fields (see
+/// `src/kinds/`, where each kind reads, checks, previews and runs them).
 #[derive(Debug, Clone, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Action {
     /// A host command through `sh -c`; `$DOCKER_CMD` is set.
-    Shell(ShellAction),
+    Shell(kinds::shell::Shell),
     /// A command in a running container, through `docker exec`.
-    DockerExec(DockerExecAction),
+    DockerExec(kinds::docker_exec::DockerExec),
     /// One HTTP check per attempt: curl in the container, wget in the container, then the host.
-    HttpProbe(HttpProbeAction),
+    HttpProbe(kinds::http_probe::HttpProbe),
     /// Runs `[maintenance]` `on` or `off`, then confirms with `status`.
-    MaintenanceToggle(ToggleAction),
-}
-
-impl Action {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Shell(_) => "shell",
-            Action::DockerExec(_) => "docker-exec",
-            Action::HttpProbe(_) => "http-probe",
-            Action::MaintenanceToggle(_) => "maintenance-toggle",
-        }
-    }
-}
-
-#[derive(Debug, Clone, JsonSchema)]
-pub struct ShellAction {
-    /// The command, run with `sh -c` on the host; template values are shell-quoted.
-    pub run: Sp<Template>,
-    /// The working directory, relative to the plan's folder.
-    pub dir: Option<Sp<Template>>,
-    /// Keep the trimmed stdout for `{{ steps.ID.output }}`.
-    #[serde(default)]
-    pub capture: bool,
-}
-
-#[derive(Debug, Clone, JsonSchema)]
-pub struct DockerExecAction {
-    /// The running container.
-    pub container: Sp<Template>,
-    /// An array runs as argv; a string runs with `sh -c` in the container.
-    pub command: Sp<Command>,
-    /// The user in the container.
-    pub user: Option<Sp<Template>>,
-    /// The working directory in the container.
-    pub workdir: Option<Sp<Template>>,
-    /// A host file that receives the command's stdout (written atomically).
-    pub stdout: Option<Sp<Template>>,
-    /// A regular expression the output must match for the step to pass.
-    pub expect_output: Option<Sp<String>>,
-}
-
-#[derive(Debug, Clone, JsonSchema)]
-pub struct HttpProbeAction {
-    /// The URL, as seen from inside `container` (or from the host without one).
-    pub url: Sp<Template>,
-    /// Probe from inside this container: curl, else wget.
-    pub container: Option<Sp<Template>>,
-    /// Last resort, probed from the host (e.g. through the reverse proxy).
-    pub host_url: Option<Sp<Template>>,
-    /// The expected HTTP status. Default 200.
-    #[schemars(range(min = 100, max = 599))]
-    pub expect_status: Option<Sp<u16>>,
-    /// Text the response body must contain.
-    pub expect_body: Option<Sp<String>>,
-}
-
-#[derive(Debug, Clone, JsonSchema)]
-pub struct ToggleAction {
-    /// The maintenance state to reach.
-    pub state: Sp<Toggle>,
+    MaintenanceToggle(kinds::maintenance_toggle::MaintenanceToggle),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema, serde::Serialize)]

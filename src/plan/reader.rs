@@ -13,41 +13,14 @@ use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{PlanDiagnostic, Span};
 use super::model::{
-    Action, Command, DockerExecAction, DockerSection, Dur, EnvVar, HookDef, HttpProbeAction,
-    MaintenanceSection, PlanFile, PlanSection, Policy, ShellAction, Sp, StepDef, SudoMode, Toggle,
-    ToggleAction, VarDef, When,
+    Action, Command, DockerSection, Dur, EnvVar, HookDef, MaintenanceSection, PlanFile,
+    PlanSection, Policy, Sp, StepDef, SudoMode, VarDef, When,
 };
 use super::template::Template;
+use crate::kinds::KINDS;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<Cow<'i, str>>;
-
-/// The step kinds and the fields each one takes besides the common ones.
-pub const KINDS: &[(&str, &[&str])] = &[
-    ("shell", &["run", "dir", "capture"]),
-    (
-        "docker-exec",
-        &[
-            "container",
-            "command",
-            "user",
-            "workdir",
-            "stdout",
-            "expect_output",
-        ],
-    ),
-    (
-        "http-probe",
-        &[
-            "url",
-            "container",
-            "host_url",
-            "expect_status",
-            "expect_body",
-        ],
-    ),
-    ("maintenance-toggle", &["state"]),
-];
 
 /// Fields every step takes.
 pub const STEP_FIELDS: &[&str] = &[
@@ -752,7 +725,7 @@ impl Reader<'_> {
     /// Reads `kind` and checks it; the caller reads the rest.
     fn kind(&mut self, table: &DeTable<'_>, key: &Key<'_>, what: &str) -> Option<Sp<String>> {
         let Some(kind) = find(table, "kind") else {
-            let kinds: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+            let kinds: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
             self.error(
                 PlanDiagnostic::error("runner::missing-field", format!("{what} has no `kind`"))
                     .label(key.span(), "`kind` missing here")
@@ -761,10 +734,10 @@ impl Reader<'_> {
             return None;
         };
         let kind = self.string(kind, "kind")?;
-        if KINDS.iter().any(|(k, _)| *k == kind.value) {
+        if KINDS.iter().any(|k| k.name == kind.value) {
             return Some(kind);
         }
-        let kinds: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+        let kinds: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
         let help = match suggest(&kind.value, kinds.iter().copied()) {
             Some(close) => format!("did you mean `{close}`? The kinds are {}", list(&kinds)),
             None => format!("the kinds are {}", list(&kinds)),
@@ -888,82 +861,23 @@ impl Reader<'_> {
         at: Span,
         what: &str,
     ) -> Option<Action> {
-        let required = |reader: &mut Self, field: &str, hint: &str| {
-            let v = find(table, field);
-            if v.is_none() {
-                reader.missing(at.clone(), what, field, hint);
-            }
-            v
+        let entry = KINDS.iter().find(|k| k.name == kind.value)?;
+        let mut fields = Fields {
+            reader: self,
+            table,
+            at,
+            what,
         };
-        match kind.value.as_str() {
-            "shell" => {
-                let run = required(self, "run", "\"the command\"");
-                let run = run.and_then(|v| self.template(v, "run"));
-                let dir = find(table, "dir").and_then(|v| self.template(v, "dir"));
-                let capture = find(table, "capture")
-                    .and_then(|v| self.boolean(v, "capture"))
-                    .unwrap_or(false);
-                Some(Action::Shell(ShellAction {
-                    run: run?,
-                    dir,
-                    capture,
-                }))
-            }
-            "docker-exec" => {
-                let container = required(self, "container", "\"{{ app }}\"");
-                let command = required(self, "command", "[\"bin/rails\", \"db:migrate\"]");
-                let container = container.and_then(|v| self.template(v, "container"));
-                let command = command.and_then(|v| self.command(v, "command"));
-                let user = find(table, "user").and_then(|v| self.template(v, "user"));
-                let workdir = find(table, "workdir").and_then(|v| self.template(v, "workdir"));
-                let stdout = find(table, "stdout").and_then(|v| self.template(v, "stdout"));
-                let expect_output = find(table, "expect_output").and_then(|v| self.regex(v));
-                Some(Action::DockerExec(DockerExecAction {
-                    container: container?,
-                    command: command?,
-                    user,
-                    workdir,
-                    stdout,
-                    expect_output,
-                }))
-            }
-            "http-probe" => {
-                let url = required(self, "url", "\"http://localhost:3000/up\"");
-                let url = url.and_then(|v| self.template(v, "url"));
-                let container =
-                    find(table, "container").and_then(|v| self.template(v, "container"));
-                let host_url = find(table, "host_url").and_then(|v| self.template(v, "host_url"));
-                let expect_status = find(table, "expect_status")
-                    .and_then(|v| self.integer(v, "expect_status", (100, 599)))
-                    .and_then(|n| u16::try_from(n.value).ok().map(|s| Sp::new(s, n.span)));
-                let expect_body =
-                    find(table, "expect_body").and_then(|v| self.string(v, "expect_body"));
-                Some(Action::HttpProbe(HttpProbeAction {
-                    url: url?,
-                    container,
-                    host_url,
-                    expect_status,
-                    expect_body,
-                }))
-            }
-            "maintenance-toggle" => {
-                let state = required(self, "state", "\"on\"");
-                let state = state.and_then(|v| {
-                    self.choice(v, "state", &[("on", Toggle::On), ("off", Toggle::Off)])
-                });
-                Some(Action::MaintenanceToggle(ToggleAction { state: state? }))
-            }
-            _ => None,
-        }
+        (entry.read)(&mut fields)
     }
 
-    fn regex(&mut self, value: &Value<'_>) -> Option<Sp<String>> {
-        let s = self.string(value, "expect_output")?;
+    fn regex(&mut self, value: &Value<'_>, field: &str) -> Option<Sp<String>> {
+        let s = self.string(value, field)?;
         if let Err(e) = regex::Regex::new(&s.value) {
             let detail = e.to_string();
             let last = detail.lines().last().unwrap_or("invalid").trim().to_owned();
             self.error(
-                PlanDiagnostic::error("runner::bad-regex", "`expect_output` is not a valid regular expression")
+                PlanDiagnostic::error("runner::bad-regex", format!("`{field}` is not a valid regular expression"))
                     .label(s.span, last)
                     .help("see https://docs.rs/regex/latest/regex/#syntax; escape special characters with `\\\\`"),
             );
@@ -976,16 +890,16 @@ impl Reader<'_> {
 fn kind_fields(kind: &str) -> &'static [&'static str] {
     KINDS
         .iter()
-        .find(|(k, _)| *k == kind)
-        .map_or(&[], |(_, f)| *f)
+        .find(|k| k.name == kind)
+        .map_or(&[], |k| k.fields)
 }
 
 /// Explains a field that belongs to another kind than the step's.
 fn other_kind_field(field: &str, kind: &str) -> Option<(&'static str, String)> {
     let owners: Vec<&str> = KINDS
         .iter()
-        .filter(|(_, fields)| fields.contains(&field))
-        .map(|(k, _)| *k)
+        .filter(|k| k.fields.contains(&field))
+        .map(|k| k.name)
         .collect();
     if owners.is_empty() {
         return None;
@@ -1001,4 +915,78 @@ fn other_kind_field(field: &str, kind: &str) -> Option<(&'static str, String)> {
                 .join(" and ")
         ),
     ))
+}
+
+/// A step's table, as its kind reads its own fields: each getter reports what is
+/// wrong with its field (missing, mistyped, out of range) and reading goes on.
+pub(crate) struct Fields<'r, 's, 't, 'i> {
+    reader: &'r mut Reader<'s>,
+    table: &'t DeTable<'i>,
+    /// The step (or hook) table, for a missing field.
+    at: Span,
+    /// "the `shell` step `build`", for messages.
+    what: &'t str,
+}
+
+impl<'t, 'i> Fields<'_, '_, 't, 'i> {
+    fn get(&self, field: &str) -> Option<&'t Value<'i>> {
+        find(self.table, field)
+    }
+
+    fn required(&mut self, field: &str, example: &str) -> Option<&'t Value<'i>> {
+        let value = find(self.table, field);
+        if value.is_none() {
+            self.reader
+                .missing(self.at.clone(), self.what, field, example);
+        }
+        value
+    }
+
+    /// An optional template string.
+    pub(crate) fn template(&mut self, field: &str) -> Option<Sp<Template>> {
+        let value = self.get(field)?;
+        self.reader.template(value, field)
+    }
+
+    pub(crate) fn required_template(&mut self, field: &str, example: &str) -> Option<Sp<Template>> {
+        let value = self.required(field, example)?;
+        self.reader.template(value, field)
+    }
+
+    /// A command: an array (argv) or a string (`sh -c`).
+    pub(crate) fn required_command(&mut self, field: &str, example: &str) -> Option<Sp<Command>> {
+        let value = self.required(field, example)?;
+        self.reader.command(value, field)
+    }
+
+    pub(crate) fn string(&mut self, field: &str) -> Option<Sp<String>> {
+        let value = self.get(field)?;
+        self.reader.string(value, field)
+    }
+
+    pub(crate) fn boolean(&mut self, field: &str) -> Option<bool> {
+        let value = self.get(field)?;
+        self.reader.boolean(value, field)
+    }
+
+    pub(crate) fn integer(&mut self, field: &str, range: (i64, i64)) -> Option<Sp<i64>> {
+        let value = self.get(field)?;
+        self.reader.integer(value, field, range)
+    }
+
+    /// A regular expression, checked.
+    pub(crate) fn regex(&mut self, field: &str) -> Option<Sp<String>> {
+        let value = self.get(field)?;
+        self.reader.regex(value, field)
+    }
+
+    pub(crate) fn required_choice<T: Copy>(
+        &mut self,
+        field: &str,
+        example: &str,
+        options: &[(&str, T)],
+    ) -> Option<Sp<T>> {
+        let value = self.required(field, example)?;
+        self.reader.choice(value, field, options)
+    }
 }

@@ -331,29 +331,7 @@ fn action_templates<'a>(
     action: &'a Action,
     env: &'a IndexMap<String, Sp<Template>>,
 ) -> Vec<&'a Sp<Template>> {
-    let mut out: Vec<&Sp<Template>> = Vec::new();
-    let command = |c: &'a Command, out: &mut Vec<&'a Sp<Template>>| match c {
-        Command::Argv(argv) => out.extend(argv),
-        Command::Shell(s) => out.push(s),
-    };
-    match action {
-        Action::Shell(a) => out.extend([Some(&a.run), a.dir.as_ref()].into_iter().flatten()),
-        Action::DockerExec(a) => {
-            out.push(&a.container);
-            command(&a.command.value, &mut out);
-            out.extend(
-                [a.user.as_ref(), a.workdir.as_ref(), a.stdout.as_ref()]
-                    .into_iter()
-                    .flatten(),
-            );
-        }
-        Action::HttpProbe(a) => out.extend(
-            [Some(&a.url), a.container.as_ref(), a.host_url.as_ref()]
-                .into_iter()
-                .flatten(),
-        ),
-        Action::MaintenanceToggle(_) => {}
-    }
+    let mut out = action.as_kind().templates();
     out.extend(env.values());
     out
 }
@@ -476,7 +454,7 @@ fn check_ref(
                 Place::Step(i) => (i, false),
                 Place::Hook(i) => (i, true),
             };
-            let captures = matches!(&file.steps[target].action, Action::Shell(s) if s.capture);
+            let captures = file.steps[target].action.as_kind().captures();
             if !captures {
                 return Some(
                     PlanDiagnostic::error(

@@ -13,11 +13,11 @@ fn label(text: &str) -> String {
 fn caption(plan: &Plan, s: usize) -> String {
     let step = &plan.steps[s];
     match step.when {
-        When::Success => format!("{}\\n{}", step.id, step.action.kind()),
+        When::Success => format!("{}\\n{}", step.id, step.action.name()),
         when => format!(
             "{}\\n{} (when {})",
             step.id,
-            step.action.kind(),
+            step.action.name(),
             when.as_str()
         ),
     }

@@ -1,4 +1,10 @@
-//! What runner shows: the plan preview, graph renderings, diagnostics output.
+//! What runner shows and keeps: the plan preview, graph renderings, the live view
+//! of a run (and the writer behind it), its summary and its record.
 
+pub(crate) mod console;
 pub mod graph;
+pub(crate) mod logs;
+pub(crate) mod lossy;
 pub mod preview;
+pub(crate) mod record;
+pub(crate) mod summary;

@@ -8,65 +8,65 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::docker::Docker;
-use crate::kinds::{Operation, Scope, operations};
+use crate::kinds::{Operation, Scope};
 use crate::plan::model::When;
 use crate::plan::{Hook, Plan, Settings, Step, VarOrigin};
 
 #[derive(Debug, Serialize)]
 pub struct Preview {
-    pub plan: String,
-    pub file: String,
+    pub(crate) plan: String,
+    pub(crate) file: String,
     /// Always false: a preview executes nothing.
-    pub executes: bool,
-    pub docker: Docker,
-    pub jobs: u32,
-    pub vars: Vec<VarView>,
+    pub(crate) executes: bool,
+    pub(crate) docker: Docker,
+    pub(crate) jobs: u32,
+    pub(crate) vars: Vec<VarView>,
     /// The plan's steps, by wave: a step's wave is one more than its deepest need.
-    pub waves: Vec<Vec<StepView>>,
+    pub(crate) waves: Vec<Vec<StepView>>,
     /// `when = "failure"` / `"always"` steps, in order, after the plan and its rollback.
-    pub after_run: Vec<StepView>,
+    pub(crate) after_run: Vec<StepView>,
     /// The longest chain of needs.
-    pub critical_path: Vec<String>,
+    pub(crate) critical_path: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct VarView {
-    pub name: String,
-    pub value: String,
-    pub secret: bool,
-    pub source: String,
+    pub(crate) name: String,
+    pub(crate) value: String,
+    pub(crate) secret: bool,
+    pub(crate) source: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct StepView {
-    pub id: String,
-    pub kind: &'static str,
+    pub(crate) id: String,
+    pub(crate) kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub needs: Vec<String>,
-    pub when: When,
-    pub settings: SettingsView,
-    pub operations: Vec<Operation>,
-    pub rollback: Option<HookView>,
+    pub(crate) description: Option<String>,
+    pub(crate) needs: Vec<String>,
+    pub(crate) when: When,
+    pub(crate) settings: SettingsView,
+    pub(crate) operations: Vec<Operation>,
+    pub(crate) rollback: Option<HookView>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct HookView {
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub settings: SettingsView,
-    pub operations: Vec<Operation>,
+    pub(crate) description: Option<String>,
+    pub(crate) settings: SettingsView,
+    pub(crate) operations: Vec<Operation>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct SettingsView {
-    pub timeout: String,
-    pub timeout_ms: u128,
-    pub retries: u32,
-    pub retry_delay: String,
-    pub retry_delay_ms: u128,
-    pub backoff: f64,
+    pub(crate) timeout: String,
+    pub(crate) timeout_ms: u128,
+    pub(crate) retries: u32,
+    pub(crate) retry_delay: String,
+    pub(crate) retry_delay_ms: u128,
+    pub(crate) backoff: f64,
 }
 
 impl From<&Settings> for SettingsView {
@@ -105,14 +105,14 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
     let no_output = |_: &str| None;
     let scope = Scope {
         plan,
-        docker: &docker.command,
+        docker: &docker,
         mask_secrets: true,
         run_id: None,
         output: &no_output,
     };
     let view = |step: &Step| StepView {
         id: step.id.clone(),
-        kind: step.action.kind(),
+        kind: step.action.name(),
         description: step.description.clone(),
         needs: step
             .needs
@@ -121,12 +121,18 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
             .collect(),
         when: step.when,
         settings: (&step.settings).into(),
-        operations: operations(&step.action, &step.env, &scope),
+        operations: step
+            .action
+            .as_kind()
+            .operations(&scope, &scope.env(&step.env)),
         rollback: step.rollback.as_deref().map(|hook: &Hook| HookView {
-            kind: hook.action.kind(),
+            kind: hook.action.name(),
             description: hook.description.clone(),
             settings: (&hook.settings).into(),
-            operations: operations(&hook.action, &hook.env, &scope),
+            operations: hook
+                .action
+                .as_kind()
+                .operations(&scope, &scope.env(&hook.env)),
         }),
     };
     let mut waves: Vec<Vec<StepView>> = Vec::new();
@@ -156,7 +162,7 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         .map(|(name, var)| VarView {
             name: name.clone(),
             value: if var.secret {
-                crate::kinds::MASK.to_owned()
+                crate::mask::MASK.to_owned()
             } else {
                 var.value.clone()
             },

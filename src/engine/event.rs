@@ -3,13 +3,13 @@
 
 use serde::Serialize;
 
-use super::process::Stream;
-use crate::kinds::MASK;
+use super::work::Stream;
+use crate::exit_code;
 
 /// The status of a step at the end of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub(crate) enum Status {
     /// Never started: an earlier failure or an interrupt stopped the run first, or
     /// its `when` did not apply.
     Skipped,
@@ -22,7 +22,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Skipped => "skipped",
             Status::Succeeded => "succeeded",
@@ -36,20 +36,32 @@ impl Status {
 /// How the whole run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RunStatus {
+pub(crate) enum RunStatus {
     Succeeded,
     /// A step failed; every rollback hook succeeded.
     Failed,
     /// A rollback hook failed.
     RollbackIncomplete,
-    /// Ctrl-C or SIGTERM; every rollback hook succeeded.
+    /// An interrupt (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT); every rollback hook succeeded.
     Interrupted,
+}
+
+impl RunStatus {
+    /// The exit code of a run that ended so (DESIGN.md, "Exit codes").
+    pub(crate) fn exit_code(self) -> i32 {
+        match self {
+            RunStatus::Succeeded => exit_code::SUCCESS,
+            RunStatus::Failed => exit_code::STEP_FAILED,
+            RunStatus::RollbackIncomplete => exit_code::ROLLBACK_INCOMPLETE,
+            RunStatus::Interrupted => exit_code::INTERRUPTED,
+        }
+    }
 }
 
 /// Which part of the run a step belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// The plan's steps (`when = "success"`).
     Plan,
     /// A rollback hook.
@@ -60,7 +72,7 @@ pub enum Phase {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     RunStarted {
         run_id: String,
         plan: String,
@@ -132,42 +144,4 @@ pub enum Event {
         duration_ms: u64,
         record: String,
     },
-}
-
-/// Replaces every secret value with `***`.
-#[derive(Debug, Clone, Default)]
-pub struct Masker {
-    /// Longest first, so a secret containing another is masked whole.
-    secrets: Vec<String>,
-}
-
-impl Masker {
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Self { secrets }
-    }
-
-    pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), MASK);
-            }
-        }
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_every_occurrence_longest_first() {
-        let masker = Masker::new(["abc".to_owned(), "abcdef".to_owned(), String::new()]);
-        assert_eq!(masker.mask("x abcdef y abc z"), "x *** y *** z");
-        assert_eq!(masker.mask("nothing here"), "nothing here");
-    }
 }

@@ -1,5 +1,7 @@
 //! How a run shows itself: a live view on a terminal, plain lines otherwise, or one
-//! JSON event per line (`--output json`).
+//! JSON event per line (`--output json`). Rendering and writing happen on a thread
+//! of their own behind a [`Lossy`] queue: the engine hands an event over and goes
+//! on, whatever the terminal does.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -8,70 +10,88 @@ use std::time::Duration;
 use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::event::{Event, Phase, Status};
-use super::process::Stream;
+use super::lossy::{Item, Lossy, Tx};
+use crate::engine::{Event, Phase, Sink, Status, Stream};
 
-pub enum Reporter {
-    Text(TextView),
+/// Output lines waiting to be written, in bytes, before lines are dropped (and
+/// counted).
+const QUEUE_BYTES: usize = 1 << 20;
+/// How long the writer may make no progress at the end before runner exits
+/// without the rest of its output.
+pub(crate) const STALL: Duration = Duration::from_secs(2);
+
+/// How a run looks.
+pub(crate) enum Style {
+    /// `width`: of the step-id column; `live`: stdout is a terminal.
+    Text {
+        width: usize,
+        live: bool,
+        color: bool,
+    },
     Json,
+    /// Only the steps' output lines and the texts (`runner maintenance`).
+    Lines,
 }
 
-pub struct TextView {
-    /// Width of the step-id column.
-    width: usize,
-    live: Option<Live>,
+enum Out {
+    Event(Event),
+    Text(String),
 }
 
-/// The running steps as spinners (elapsed time, attempt), output scrolling above.
-struct Live {
-    multi: MultiProgress,
-    bars: HashMap<String, ProgressBar>,
+/// Where a run's events go: to stdout, through the writer thread.
+pub(crate) struct Console {
+    queue: Lossy<Out>,
+    tx: Tx<Out>,
 }
 
-impl Reporter {
-    /// `live`: stdout is a terminal. Colour also needs `NO_COLOR` unset.
-    pub fn text(width: usize, live: bool, color: bool) -> Self {
-        console::set_colors_enabled(color);
-        Reporter::Text(TextView {
-            width,
-            live: live.then(|| Live {
-                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
-                bars: HashMap::new(),
-            }),
+impl Console {
+    pub(crate) fn new(style: Style) -> std::io::Result<Self> {
+        let mut view = View::new(style);
+        let queue = Lossy::spawn("runner-output", QUEUE_BYTES, move |item| view.show(item))?;
+        Ok(Self {
+            tx: queue.tx(),
+            queue,
         })
     }
 
-    pub fn event(&mut self, event: &Event) {
-        match self {
-            Reporter::Json => {
-                let mut out = std::io::stdout().lock();
-                let _ = serde_json::to_writer(&mut out, event);
-                let _ = out.write_all(b"\n");
-                let _ = out.flush();
-            }
-            Reporter::Text(view) => view.event(event),
-        }
+    /// Text always shown (a header, the summary), in order with the events.
+    pub(crate) fn text(&mut self, text: String) {
+        self.tx.push(Out::Text(text), 0, false);
     }
 
-    /// Text printed after the run (the summary); nothing in JSON mode.
-    pub fn finish(&mut self, text: &str) {
-        if let Reporter::Text(view) = self {
-            if let Some(live) = view.live.take() {
-                let _ = live.multi.clear();
-            }
-            print_out(text);
-        }
+    /// Writes what is queued, as long as stdout takes it.
+    pub(crate) fn finish(self) {
+        self.queue.finish(STALL);
     }
 }
 
-/// Writes to stdout; a closed pipe (`runner … | head`) is not an error of the run.
+impl Sink for Console {
+    fn event(&mut self, event: Event) {
+        let bytes = match &event {
+            Event::Output { line, .. } => Some(line.len()),
+            _ => None,
+        };
+        self.tx
+            .push(Out::Event(event), bytes.unwrap_or(0), bytes.is_some());
+    }
+}
+
+/// Writes to stdout; a closed or broken pipe (`runner … | head`) is not an error
+/// of the run.
 pub(crate) fn print_out(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
 
-pub fn duration(d: Duration) -> String {
+/// Writes to stderr, never failing (a closed stderr must not change anything).
+pub(crate) fn print_err(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+pub(crate) fn duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
@@ -85,6 +105,83 @@ pub fn duration(d: Duration) -> String {
 
 fn ms(ms: u64) -> String {
     duration(Duration::from_millis(ms))
+}
+
+/// The writer thread's side.
+enum View {
+    Text(TextView),
+    Json,
+    Lines,
+}
+
+impl View {
+    fn new(style: Style) -> Self {
+        match style {
+            Style::Text { width, live, color } => {
+                console::set_colors_enabled(color);
+                View::Text(TextView {
+                    width,
+                    live: live.then(|| Live {
+                        multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+                        bars: HashMap::new(),
+                    }),
+                })
+            }
+            Style::Json => View::Json,
+            Style::Lines => View::Lines,
+        }
+    }
+
+    fn show(&mut self, item: Item<Out>) {
+        match (self, item) {
+            (View::Json, Item::Value(Out::Event(event))) => {
+                let mut line = serde_json::to_string(&event).unwrap_or_default();
+                line.push('\n');
+                print_out(&line);
+            }
+            (View::Json, Item::Dropped(lines)) => {
+                print_out(&format!(
+                    "{{\"event\":\"output_dropped\",\"lines\":{lines}}}\n"
+                ));
+            }
+            (View::Json, Item::Value(Out::Text(_))) => {}
+            (View::Text(view), Item::Value(Out::Event(event))) => view.event(&event),
+            (View::Text(view), Item::Value(Out::Text(text))) => {
+                if let Some(live) = view.live.take() {
+                    let _ = live.multi.clear();
+                }
+                print_out(&text);
+            }
+            (View::Text(view), Item::Dropped(lines)) => view.println(dropped(lines)),
+            (View::Lines, Item::Value(Out::Event(Event::Output { line, .. }))) => {
+                print_out(&format!("  │ {line}\n"));
+            }
+            (View::Lines, Item::Value(Out::Event(Event::Stopping { reason }))) => {
+                print_out(&format!("! {reason}\n"));
+            }
+            (View::Lines, Item::Value(Out::Event(_))) => {}
+            (View::Lines, Item::Value(Out::Text(text))) => print_out(&text),
+            (View::Lines, Item::Dropped(lines)) => print_out(&(dropped(lines) + "\n")),
+        }
+    }
+}
+
+fn dropped(lines: u64) -> String {
+    format!(
+        "  … {lines} lines not shown: stdout was not read in time (the record keeps each step's last lines)"
+    )
+}
+
+struct TextView {
+    /// Width of the step-id column.
+    width: usize,
+    live: Option<Live>,
+}
+
+/// The running steps as spinners (elapsed time, attempt), output scrolling above.
+struct Live {
+    multi: MultiProgress,
+    bars: HashMap<String, ProgressBar>,
 }
 
 impl TextView {

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 
 /// Who holds the lock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Holder {
-    pub pid: u32,
-    pub user: String,
-    pub host: String,
-    pub started_at: String,
-    pub run_id: String,
+pub(crate) struct Holder {
+    pub(crate) pid: u32,
+    pub(crate) user: String,
+    pub(crate) host: String,
+    pub(crate) started_at: String,
+    pub(crate) run_id: String,
 }
 
 impl std::fmt::Display for Holder {
@@ -32,13 +32,12 @@ impl std::fmt::Display for Holder {
 
 /// A held lock; dropping it (or exiting) releases it.
 #[derive(Debug)]
-pub struct Lock {
+pub(crate) struct Lock {
     _file: File,
-    pub path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub(crate) enum LockError {
     #[error("another run of this plan holds its lock {}: {}", path.display(), holder.as_ref().map_or_else(|| "its holder has not written its name yet".to_owned(), ToString::to_string))]
     Held {
         path: PathBuf,
@@ -54,7 +53,7 @@ pub enum LockError {
 
 impl LockError {
     /// What the operator can do about it.
-    pub fn help(&self) -> String {
+    pub(crate) fn help(&self) -> String {
         match self {
             LockError::Held { .. } => "wait for that run to end; the lock is released when its process exits, even if it crashes".to_owned(),
             LockError::Io { path, .. } => format!(
@@ -67,7 +66,7 @@ impl LockError {
 }
 
 /// Takes the lock at `path` without waiting, and writes `holder` into it.
-pub fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
+pub(crate) fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
     let io = |source| LockError::Io {
         path: path.to_owned(),
         source,
@@ -101,14 +100,11 @@ pub fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
         .and_then(|_| file.write_all(text.as_bytes()))
         .and_then(|()| file.flush())
         .map_err(io)?;
-    Ok(Lock {
-        _file: file,
-        path: path.to_owned(),
-    })
+    Ok(Lock { _file: file })
 }
 
 /// The current user's name, for the holder.
-pub fn user_name() -> String {
+pub(crate) fn user_name() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
         .flatten()
@@ -117,7 +113,7 @@ pub fn user_name() -> String {
         .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()))
 }
 
-pub fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

@@ -1,0 +1,338 @@
+//! `runner apply`: a checked plan, run by the engine.
+//!
+//! This is where the plan meets the engine: each step becomes a [`Unit`], its kind
+//! makes its work when it starts ([`PlanTasks`]), and the engine's report becomes
+//! the record and the summary.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::docker::{self, Docker};
+use crate::engine::{self, Event, Prepared, Task, Tasks, Unit, millis};
+use crate::error::Error;
+use crate::kinds::{Launch, Scope};
+use crate::lock::{self, Lock};
+use crate::mask::Masker;
+use crate::plan::template::{Name, Template, shell_join};
+use crate::plan::{Plan, Step};
+use crate::process::{self, MARKER};
+use crate::report::console::{Console, Style, print_err};
+use crate::report::{record, summary};
+
+/// What the command line adds to the plan.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) json: bool,
+    /// Where the record goes; default `.runner/runs/<run-id>.json` beside the plan.
+    pub(crate) report: Option<PathBuf>,
+}
+
+/// Runs the plan; the exit code says how the run ended.
+pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
+    let started_at = SystemTime::now();
+    let run_id = run_id(started_at);
+    let runtime = runtime()?;
+    let interrupts = {
+        let _context = runtime.enter();
+        engine::signals::listen()
+            .map_err(|e| Error::Start(format!("cannot install the signal handlers: {e}")))?
+    };
+    let lock = lock_plan(plan, &run_id, started_at)?;
+    let docker = usable(docker_for(plan))?;
+    process::adopt_orphans();
+    let report_path = options.report.clone().unwrap_or_else(|| {
+        plan.dir
+            .join(".runner")
+            .join("runs")
+            .join(format!("{run_id}.json"))
+    });
+    let masker = masker(plan);
+    let style = if options.json {
+        Style::Json
+    } else {
+        let live = std::io::stdout().is_terminal();
+        Style::Text {
+            width: plan.steps.iter().map(|s| s.id.len()).max().unwrap_or(0),
+            live,
+            color: live && color_allowed(),
+        }
+    };
+    let mut console = Console::new(style)
+        .map_err(|e| Error::Start(format!("cannot start the output thread: {e}")))?;
+    let docker_shown = masker.mask(&shell_join(&docker.command));
+    engine::Sink::event(
+        &mut console,
+        Event::RunStarted {
+            run_id: run_id.clone(),
+            plan: plan.name.clone(),
+            plan_file: plan.path.display().to_string(),
+            steps: plan.steps.len(),
+            jobs: plan.jobs,
+            docker: docker_shown.clone(),
+            docker_reason: docker.reason.clone(),
+            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+        },
+    );
+    let docker = Arc::new(docker);
+    let tasks = PlanTasks::new(plan, Arc::clone(&docker), &run_id, &masker);
+    let units = units(plan);
+    let report = runtime.block_on(async {
+        let report = engine::run(engine::Run {
+            units: &units,
+            jobs: plan.jobs,
+            tasks: &tasks,
+            masker: &masker,
+            sink: &mut console,
+            interrupts,
+        })
+        .await;
+        // Nothing a step started outlives the run.
+        process::end_adopted().await;
+        report
+    });
+    let code = report.status.exit_code();
+    let record = record::Record::new(record::Run {
+        plan,
+        run_id: &run_id,
+        started_at,
+        docker: record::DockerRecord {
+            command: docker_shown,
+            reason: docker.reason.clone(),
+        },
+        masker: &masker,
+        report: &report,
+    });
+    let written = record::write(&record, &report_path);
+    engine::Sink::event(
+        &mut console,
+        Event::RunFinished {
+            run_id: run_id.clone(),
+            status: report.status,
+            exit_code: code,
+            duration_ms: millis(report.duration),
+            record: report_path.display().to_string(),
+        },
+    );
+    console.text(summary::text(
+        plan,
+        &report,
+        &run_id,
+        &report_path,
+        written.as_ref().err(),
+    ));
+    // Released before waiting for a slow reader of stdout: the run is over.
+    drop(lock);
+    console.finish();
+    if let Err(e) = written {
+        print_err(&format!(
+            "error: cannot write the run record {}: {e}\n",
+            report_path.display()
+        ));
+    }
+    // A host probe's request may still be finishing on a blocking thread; it
+    // ends by its own limit, and runner does not wait for it.
+    runtime.shutdown_background();
+    Ok(code)
+}
+
+/// The plan's steps as the engine sees them.
+fn units(plan: &Plan) -> Vec<Unit> {
+    plan.steps
+        .iter()
+        .map(|step| Unit {
+            id: step.id.clone(),
+            needs: step.needs.clone(),
+            when: step.when,
+            settings: step.settings,
+            hook: step.rollback.as_ref().map(|hook| engine::Hook {
+                settings: hook.settings,
+                role: hook.action.as_kind().hook_role(),
+            }),
+        })
+        .collect()
+}
+
+/// Prepares each step's and hook's work when it starts, templates resolved with
+/// the outputs captured so far.
+pub(crate) struct PlanTasks<'p> {
+    plan: &'p Plan,
+    docker: Arc<Docker>,
+    run_id: String,
+    masker: &'p Masker,
+    /// `sh`, resolved on PATH once: a child that searches PATH for it pays a
+    /// failed exec per PATH entry, every step.
+    sh: String,
+}
+
+impl<'p> PlanTasks<'p> {
+    pub(crate) fn new(
+        plan: &'p Plan,
+        docker: Arc<Docker>,
+        run_id: &str,
+        masker: &'p Masker,
+    ) -> Self {
+        Self {
+            plan,
+            docker,
+            run_id: run_id.to_owned(),
+            masker,
+            sh: which::which("sh").map_or_else(|_| "sh".to_owned(), |p| p.display().to_string()),
+        }
+    }
+
+    /// What a task's work is made from, with `scope` (real values).
+    pub(crate) fn launch<'s>(
+        &'s self,
+        scope: &'s Scope<'s>,
+        id: &str,
+        env: Vec<(String, String)>,
+        task: Task,
+    ) -> Launch<'s> {
+        let hook = if matches!(task, Task::Hook(_)) {
+            "/rollback"
+        } else {
+            ""
+        };
+        // Commands carry a marker, to find their processes on the host and in a
+        // container when they must end.
+        let marker = format!("{}/{id}{hook}", self.run_id);
+        Launch {
+            scope,
+            docker: Arc::clone(&self.docker),
+            env,
+            base: vec![
+                ("DOCKER_CMD".to_owned(), self.docker.command.join(" ")),
+                ("RUNNER_RUN_ID".to_owned(), self.run_id.clone()),
+                ("RUNNER_STEP".to_owned(), id.to_owned()),
+                (MARKER.to_owned(), marker.clone()),
+            ],
+            marker,
+            capture: matches!(task, Task::Step(_)),
+            sh: &self.sh,
+        }
+    }
+
+    pub(crate) fn scope<'s>(
+        &'s self,
+        masked: bool,
+        output: &'s dyn Fn(&str) -> Option<String>,
+    ) -> Scope<'s> {
+        Scope {
+            plan: self.plan,
+            docker: &self.docker,
+            mask_secrets: masked,
+            run_id: Some(&self.run_id),
+            output,
+        }
+    }
+}
+
+impl Tasks for PlanTasks<'_> {
+    fn prepare(&self, task: Task, outputs: &HashMap<String, String>) -> Prepared {
+        let step = &self.plan.steps[task.unit()];
+        let (action, env) = match (task, &step.rollback) {
+            (Task::Hook(_), Some(hook)) => (&hook.action, &hook.env),
+            _ => (&step.action, &step.env),
+        };
+        let kind = action.as_kind();
+        let output = |id: &str| outputs.get(id).cloned();
+        let real = self.scope(false, &output);
+        let shown = self.scope(true, &output);
+        let launch = self.launch(&real, &step.id, real.env(env), task);
+        let operations = kind.operations(&shown, &shown.env(env));
+        Prepared {
+            work: kind.work(&launch),
+            command: self.masker.mask(&kind.summary(&operations)),
+        }
+    }
+}
+
+/// Replaces the plan's secret values with `***`.
+pub(crate) fn masker(plan: &Plan) -> Masker {
+    Masker::new(
+        plan.vars
+            .values()
+            .filter(|v| v.secret)
+            .map(|v| v.value.clone()),
+    )
+}
+
+/// Colour only where allowed: `NO_COLOR` unset or empty.
+pub(crate) fn color_allowed() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Takes the plan's lock for this process's lifetime, or says who holds it.
+pub(crate) fn lock_plan(plan: &Plan, run_id: &str, started_at: SystemTime) -> Result<Lock, Error> {
+    let file_name = plan.path.file_name().unwrap_or_default().to_string_lossy();
+    let holder = lock::Holder {
+        pid: std::process::id(),
+        user: lock::user_name(),
+        host: lock::host_name(),
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        run_id: run_id.to_owned(),
+    };
+    let path = plan.dir.join(".runner").join(format!("{file_name}.lock"));
+    Ok(lock::acquire(&path, &holder)?)
+}
+
+/// The docker command, or exit 4 saying what was tried and how to fix it.
+pub(crate) fn usable(docker: Docker) -> Result<Docker, Error> {
+    if docker.available {
+        Ok(docker)
+    } else {
+        Err(Error::Docker(Box::new(docker)))
+    }
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Start(format!("cannot start the async runtime: {e}")))
+}
+
+/// A sortable, unique run id: `20261125T101500Z-1f3a`.
+pub(crate) fn run_id(at: SystemTime) -> String {
+    let stamp: String = humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    let nanos = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{stamp}-{:04x}",
+        (nanos ^ std::process::id().rotate_left(16)) & 0xffff
+    )
+}
+
+/// Whether anything in the plan talks to docker: a kind that does, or
+/// `{{ docker }}` / `$DOCKER_CMD` in a step's environment.
+fn uses_docker(plan: &Plan) -> bool {
+    let mentions = |t: &Template| {
+        t.raw.contains("DOCKER_CMD") || t.refs().any(|(name, ..)| *name == Name::Docker)
+    };
+    let step = |s: &Step| {
+        s.action.as_kind().uses_docker()
+            || s.env.values().any(mentions)
+            || s.rollback
+                .as_ref()
+                .is_some_and(|h| h.action.as_kind().uses_docker() || h.env.values().any(mentions))
+    };
+    plan.steps.iter().any(step)
+}
+
+/// The docker command for the run. A plan that never talks to docker is not made
+/// to wait for a probe; its steps still get `DOCKER_CMD`.
+fn docker_for(plan: &Plan) -> Docker {
+    let from_env = std::env::var("DOCKER_CMD").ok();
+    if !uses_docker(plan) {
+        return docker::unprobed(from_env, "not probed: no step of this plan uses docker");
+    }
+    docker::discover(plan.sudo, from_env)
+}

@@ -1,0 +1,177 @@
+//! The engine: runs a DAG of units of work with retries, one deadline per attempt,
+//! rollback and interrupts. It knows no step kind and no docker: a unit's work is
+//! a [`Work`] that [`Tasks`] prepares when the unit starts, and the rules that
+//! depend on a kind come in as properties ([`HookRole`]).
+//!
+//! One dispatcher loop owns the run (see [`dispatcher`]); each unit's attempts run
+//! in a task of their own ([`attempt`]); everything that happens becomes an
+//! [`Event`] for a [`Sink`], and the run ends in a [`Report`].
+
+mod attempt;
+mod dispatcher;
+pub(crate) mod event;
+mod retry;
+pub(crate) mod signals;
+#[cfg(test)]
+mod tests;
+pub(crate) mod work;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub(crate) use event::{Event, Phase, RunStatus, Status};
+pub(crate) use signals::Interrupt;
+pub(crate) use work::{Attempt, Attempted, End, Outcome, Output, Stream, Work};
+
+use crate::mask::Masker;
+use crate::plan::Settings;
+use crate::plan::model::When;
+
+/// A step as the engine sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Unit {
+    pub(crate) id: String,
+    /// Indices of the units it needs.
+    pub(crate) needs: Vec<usize>,
+    pub(crate) when: When,
+    pub(crate) settings: Settings,
+    pub(crate) hook: Option<Hook>,
+}
+
+/// A rollback hook as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hook {
+    pub(crate) settings: Settings,
+    pub(crate) role: HookRole,
+}
+
+/// What a hook does to the system's users, which decides when it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HookRole {
+    /// Undoes its step.
+    Undo,
+    /// Gives the system back to its users (maintenance off): it runs after every
+    /// other hook, and not at all once one failed, so users keep the maintenance
+    /// page instead of a half-undone system.
+    Reopen,
+}
+
+/// A unit's run, or its rollback hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Task {
+    Step(usize),
+    Hook(usize),
+}
+
+impl Task {
+    pub(crate) fn unit(self) -> usize {
+        match self {
+            Task::Step(i) | Task::Hook(i) => i,
+        }
+    }
+}
+
+/// Prepares a task's work when it starts, with the step outputs captured so far.
+pub(crate) trait Tasks {
+    fn prepare(&self, task: Task, outputs: &HashMap<String, String>) -> Prepared;
+}
+
+/// A task ready to run.
+pub(crate) struct Prepared {
+    pub(crate) work: Arc<dyn Work>,
+    /// What it runs, as shown (secrets masked).
+    pub(crate) command: String,
+}
+
+/// Where events go. It must not block: the dispatcher calls it between timers
+/// and signals.
+pub(crate) trait Sink {
+    fn event(&mut self, event: Event);
+}
+
+/// What the engine needs besides the units.
+pub(crate) struct Run<'a> {
+    pub(crate) units: &'a [Unit],
+    pub(crate) jobs: u32,
+    pub(crate) tasks: &'a dyn Tasks,
+    pub(crate) masker: &'a Masker,
+    pub(crate) sink: &'a mut dyn Sink,
+    pub(crate) interrupts: mpsc::UnboundedReceiver<Interrupt>,
+}
+
+/// Runs the units: the plan, its rollback if it failed, then the after-phase.
+pub(crate) async fn run(run: Run<'_>) -> Report {
+    dispatcher::Dispatcher::new(run).run().await
+}
+
+/// How a run went, for the record and the summary.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) status: RunStatus,
+    /// Why the plan stopped early (a failed step, an interrupt), if it did.
+    pub(crate) stopped: Option<String>,
+    /// Per unit, in the order given.
+    pub(crate) units: Vec<UnitReport>,
+    /// Units whose hooks ran, in the order they ran.
+    pub(crate) rollback: Vec<usize>,
+    /// Hooks not run, and why.
+    pub(crate) held: Vec<Held>,
+    /// What steps that capture their stdout printed, by id.
+    pub(crate) outputs: HashMap<String, String>,
+    pub(crate) duration: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct UnitReport {
+    pub(crate) status: Status,
+    pub(crate) run: Option<TaskReport>,
+    pub(crate) hook: Option<TaskReport>,
+}
+
+/// A step's or a hook's run.
+#[derive(Debug)]
+pub(crate) struct TaskReport {
+    /// What it ran, as shown.
+    pub(crate) command: String,
+    pub(crate) attempts: Vec<AttemptRecord>,
+    /// Offsets from the start of the run.
+    pub(crate) started: Duration,
+    pub(crate) ended: Duration,
+    /// The last lines of its output, `[stdout] …`.
+    pub(crate) tail: VecDeque<String>,
+}
+
+impl TaskReport {
+    pub(crate) fn duration(&self) -> Duration {
+        self.ended.saturating_sub(self.started)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AttemptRecord {
+    pub(crate) attempt: u32,
+    pub(crate) succeeded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    pub(crate) duration_ms: u64,
+    /// For a probe: the transport that decided, and the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) transport: Option<String>,
+}
+
+/// A hook that was not run.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub(crate) unit: usize,
+    pub(crate) reason: String,
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

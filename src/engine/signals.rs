@@ -1,0 +1,39 @@
+//! Interrupts: every signal that asks a run to stop, as one stream.
+//!
+//! Ctrl-C (SIGINT), SIGTERM, a closed terminal or ssh session (SIGHUP) and SIGQUIT
+//! all mean the same: stop, roll back, say so. Once installed, none of them kills
+//! runner outright, so a run always gets to its rollback and its record.
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+/// A signal that asks the run to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interrupt {
+    /// `SIGINT`, `SIGTERM`, …
+    pub(crate) signal: &'static str,
+}
+
+const SIGNALS: [(SignalKind, &str); 4] = [
+    (SignalKind::interrupt(), "SIGINT"),
+    (SignalKind::terminate(), "SIGTERM"),
+    (SignalKind::hangup(), "SIGHUP"),
+    (SignalKind::quit(), "SIGQUIT"),
+];
+
+/// Installs the handlers (inside a tokio runtime) and returns their stream.
+pub(crate) fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Interrupt>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for (kind, name) in SIGNALS {
+        let mut stream = signal(kind)?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(Interrupt { signal: name }).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(rx)
+}

@@ -1,0 +1,92 @@
+//! Everything that stops a command before (or outside) a run, with its exit code
+//! and what to do about it. `run` prints an error once, here.
+//!
+//! How a run itself ended (a failed step, an incomplete rollback, an interrupt)
+//! is not an error of runner: it is the run's status and exit code.
+
+use std::path::PathBuf;
+
+use crate::docker::Docker;
+use crate::exit_code;
+use crate::lock::LockError;
+use crate::plan::Diagnostics;
+use crate::report::console::print_err;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The command line is wrong; clap says how.
+    #[error("{0}")]
+    Usage(clap::Error),
+    /// The plan is invalid: its diagnostics.
+    #[error("the plan is invalid")]
+    Plan(Diagnostics),
+    #[error("cannot read the plan {}: {source}", path.display())]
+    PlanRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} has no [maintenance] section, so runner does not know how this app enters maintenance",
+        path.display()
+    )]
+    NoMaintenance { path: PathBuf },
+    #[error("{0}")]
+    Lock(#[from] LockError),
+    #[error("docker is not reachable, and this plan needs it: {}", .0.reason)]
+    Docker(Box<Docker>),
+    /// runner cannot set itself up (async runtime, signal handlers, threads).
+    #[error("cannot start: {0}")]
+    Start(String),
+}
+
+impl Error {
+    pub(crate) fn code(&self) -> i32 {
+        match self {
+            Error::Usage(e) if !e.use_stderr() => exit_code::SUCCESS,
+            Error::Usage(_)
+            | Error::Plan(_)
+            | Error::PlanRead { .. }
+            | Error::NoMaintenance { .. } => exit_code::INVALID,
+            Error::Lock(_) | Error::Docker(_) | Error::Start(_) => exit_code::CANNOT_START,
+        }
+    }
+
+    /// What the operator can do about it.
+    fn help(&self) -> Option<String> {
+        match self {
+            Error::Usage(_) | Error::Plan(_) | Error::Start(_) => None,
+            Error::PlanRead { .. } => Some(
+                "check the path; plans are TOML files such as plans/production.toml".to_owned(),
+            ),
+            Error::NoMaintenance { .. } => Some(
+                "add [maintenance] with `container`, `on`, `off` and `status` commands (see plans/production.toml)"
+                    .to_owned(),
+            ),
+            Error::Lock(e) => Some(e.help()),
+            Error::Docker(docker) => docker.help.clone(),
+        }
+    }
+
+    /// Prints the error once, on stderr; a closed stderr changes nothing.
+    pub(crate) fn print(&self, color: bool) {
+        match self {
+            Error::Usage(e) => {
+                let _ = e.print();
+            }
+            Error::Plan(diagnostics) => print_err(&diagnostics.render(color)),
+            _ => {
+                let mut text = format!("error: {self}\n");
+                if let Error::Docker(docker) = self {
+                    for probe in &docker.tried {
+                        text.push_str(&format!("  tried `{}`: {}\n", probe.command, probe.result));
+                    }
+                }
+                if let Some(help) = self.help() {
+                    text.push_str(&format!("help: {help}\n"));
+                }
+                print_err(&text);
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! `maintenance-toggle`: `[maintenance]` `on`/`off` in its container, confirmed by
+//! `status`, both within one attempt's deadline.
+
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+
+use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, excerpt};
+use crate::docker::{Docker, ExecOptions};
+use crate::engine::{Attempt, Attempted, End, HookRole, Outcome, Work};
+use crate::plan::model::{Action, MaintenanceSection, Sp, Toggle};
+use crate::plan::reader::Fields;
+use crate::plan::template::Template;
+use crate::process::{Pipe, Spec};
+
+const NAME: &str = "maintenance-toggle";
+
+pub(crate) const ENTRY: Entry = Entry {
+    name: NAME,
+    fields: &["state"],
+    read,
+};
+
+/// What `status` prints in each state unless `[maintenance]` says otherwise.
+const STATUS_ON: &str = "true";
+const STATUS_OFF: &str = "false";
+
+#[derive(Debug, Clone, JsonSchema)]
+pub struct MaintenanceToggle {
+    /// The maintenance state to reach.
+    pub state: Sp<Toggle>,
+}
+
+fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
+    let state = fields.required_choice(
+        "state",
+        "\"on\"",
+        &[("on", Toggle::On), ("off", Toggle::Off)],
+    );
+    Some(Action::MaintenanceToggle(MaintenanceToggle {
+        state: state?,
+    }))
+}
+
+/// What `status` prints once maintenance is in `state`.
+pub(crate) fn expected_status(maintenance: &MaintenanceSection, state: Toggle) -> &str {
+    match state {
+        Toggle::On => maintenance
+            .status_on
+            .as_ref()
+            .map_or(STATUS_ON, |s| s.value.as_str()),
+        Toggle::Off => maintenance
+            .status_off
+            .as_ref()
+            .map_or(STATUS_OFF, |s| s.value.as_str()),
+    }
+}
+
+/// The `[maintenance]` commands, templates resolved.
+struct Commands {
+    container: String,
+    user: Option<String>,
+    toggle: Vec<String>,
+    status: Vec<String>,
+}
+
+impl Commands {
+    fn new(m: &MaintenanceSection, scope: &Scope<'_>, state: Toggle) -> Self {
+        let command = match state {
+            Toggle::On => &m.on.value,
+            Toggle::Off => &m.off.value,
+        };
+        Self {
+            container: scope.text(&m.container),
+            user: m.user.as_ref().map(|u| scope.text(u)),
+            toggle: scope.argv(command),
+            status: scope.argv(&m.status.value),
+        }
+    }
+
+    fn options(&self) -> ExecOptions<'_> {
+        ExecOptions {
+            user: self.user.as_deref(),
+            runner_env: true,
+            ..ExecOptions::default()
+        }
+    }
+}
+
+/// The plan reader requires `[maintenance]` wherever a toggle is.
+fn section<'p>(scope: &Scope<'p>) -> &'p MaintenanceSection {
+    let Some(m) = &scope.plan.maintenance else {
+        unreachable!("a maintenance toggle without [maintenance] was accepted")
+    };
+    m
+}
+
+impl StepKind for MaintenanceToggle {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn templates(&self) -> Vec<&Sp<Template>> {
+        // `[maintenance]`'s own templates are checked with the section.
+        Vec::new()
+    }
+
+    fn uses_docker(&self) -> bool {
+        true
+    }
+
+    /// Turning maintenance off gives the system back to its users: as a hook,
+    /// it runs last, and not at all after a failed hook.
+    fn hook_role(&self) -> HookRole {
+        match self.state.value {
+            Toggle::Off => HookRole::Reopen,
+            Toggle::On => HookRole::Undo,
+        }
+    }
+
+    fn operations(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Operation> {
+        let m = section(scope);
+        let state = self.state.value;
+        let c = Commands::new(m, scope, state);
+        let exec = |argv: &[String]| scope.docker.exec_argv(&c.container, &c.options(), argv);
+        vec![
+            Operation::process(&format!("maintenance {}", state.as_str()), exec(&c.toggle)),
+            Operation::process("confirm", exec(&c.status)).note(format!(
+                "passes when it prints \"{}\"",
+                expected_status(m, state)
+            )),
+        ]
+    }
+
+    fn work(&self, launch: &Launch<'_>) -> Arc<dyn Work> {
+        Arc::new(toggle(launch, self.state.value))
+    }
+}
+
+/// `[maintenance]` `on` or `off`, confirmed by `status`.
+pub(crate) fn toggle(launch: &Launch<'_>, state: Toggle) -> Switch {
+    let m = section(launch.scope);
+    let c = Commands::new(m, launch.scope, state);
+    let mut status = launch.exec(&c.container, c.options(), &c.status);
+    status.stdout = Pipe {
+        keep: true,
+        ..Pipe::shown()
+    };
+    Switch {
+        toggle: Some(launch.exec(&c.container, c.options(), &c.toggle)),
+        status,
+        state: state.as_str(),
+        expected: Some(expected_status(m, state).to_owned()),
+        container: c.container,
+        marker: launch.marker.clone(),
+        docker: Arc::clone(&launch.docker),
+    }
+}
+
+/// `[maintenance]` `status` alone: what it prints (trimmed) is the attempt's
+/// captured output.
+pub(crate) fn status(launch: &Launch<'_>) -> Switch {
+    let m = section(launch.scope);
+    let c = Commands::new(m, launch.scope, Toggle::On);
+    let mut status = launch.exec(&c.container, c.options(), &c.status);
+    status.stdout = Pipe::kept();
+    Switch {
+        toggle: None,
+        status,
+        state: "status",
+        expected: None,
+        container: c.container,
+        marker: launch.marker.clone(),
+        docker: Arc::clone(&launch.docker),
+    }
+}
+
+/// A toggle and its confirmation, or the confirmation alone.
+pub(crate) struct Switch {
+    toggle: Option<Spec>,
+    status: Spec,
+    /// `on`, `off`, or `status`.
+    state: &'static str,
+    /// What `status` prints (trimmed) once the toggle took effect.
+    expected: Option<String>,
+    container: String,
+    marker: String,
+    docker: Arc<Docker>,
+}
+
+impl Work for Switch {
+    fn attempt(&self, attempt: Attempt) -> Attempted<'_> {
+        Box::pin(async move {
+            let exec = |spec: &Spec| {
+                let spec = attempt_spec(spec, attempt.number);
+                let attempt = &attempt;
+                async move {
+                    self.docker
+                        .exec(&spec, &self.container, &self.marker, attempt)
+                        .await
+                }
+            };
+            if let Some(toggle) = &self.toggle {
+                let (ran, detail) = exec(toggle).await;
+                if detail.is_some() || !ran.end.success() {
+                    return Outcome {
+                        detail,
+                        ..Outcome::new(ran.end)
+                    };
+                }
+            }
+            let (ran, detail) = exec(&self.status).await;
+            if detail.is_some() {
+                return Outcome {
+                    detail,
+                    ..Outcome::new(ran.end)
+                };
+            }
+            let printed = ran.stdout.trim().to_owned();
+            let Some(expected) = &self.expected else {
+                return Outcome {
+                    captured: Some(printed),
+                    ..Outcome::new(ran.end)
+                };
+            };
+            let state = self.state;
+            let end = if !ran.end.success() {
+                End::Failed(format!(
+                    "maintenance {state} ran, but `status` failed: {}",
+                    ran.end.reason()
+                ))
+            } else if printed != *expected {
+                End::Failed(format!(
+                    "maintenance {state} did not take effect: `status` printed {:?}, expected {expected:?}",
+                    excerpt(&printed)
+                ))
+            } else {
+                ran.end
+            };
+            Outcome::new(end)
+        })
+    }
+}

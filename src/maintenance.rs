@@ -1,0 +1,195 @@
+//! `runner maintenance on|off|status PLAN`: the plan's `[maintenance]` commands
+//! from the command line (the post-mortem's `maintenance.sh enable|disable|status`).
+//!
+//! They run through the engine as a one-step run, so they keep its promises: one
+//! deadline, interrupts that let the toggle finish (or end it, the second time,
+//! inside the container too), and the plan's lock held until it is over, so a
+//! following `off` is never undone by an `on` still running.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::apply::{self, PlanTasks};
+use crate::engine::{self, Prepared, RunStatus, Status, Task, Tasks, Unit, Work};
+use crate::error::Error;
+use crate::exit_code;
+use crate::kinds::StepKind;
+use crate::kinds::maintenance_toggle::{self, MaintenanceToggle, expected_status};
+use crate::plan::model::{Sp, Toggle, When};
+use crate::plan::{Plan, Settings};
+use crate::process;
+use crate::report::console::{Console, Style, print_err};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Request {
+    On,
+    Off,
+    Status,
+}
+
+/// How long each maintenance command may take from the command line.
+const TIMEOUT: Duration = Duration::from_secs(120);
+const ID: &str = "maintenance";
+
+pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
+    let Some(section) = &plan.maintenance else {
+        return Err(Error::NoMaintenance {
+            path: plan.path.clone(),
+        });
+    };
+    let started_at = SystemTime::now();
+    let run_id = apply::run_id(started_at);
+    let runtime = apply::runtime()?;
+    let interrupts = {
+        let _context = runtime.enter();
+        engine::signals::listen()
+            .map_err(|e| Error::Start(format!("cannot install the signal handlers: {e}")))?
+    };
+    // Toggling under a running deploy would fight it; reading the state would not.
+    let lock = match request {
+        Request::Status => None,
+        Request::On | Request::Off => Some(apply::lock_plan(plan, &run_id, started_at)?),
+    };
+    let docker = apply::usable(crate::docker::discover(
+        plan.sudo,
+        std::env::var("DOCKER_CMD").ok(),
+    ))?;
+    process::adopt_orphans();
+    let masker = apply::masker(plan);
+    let tasks = Commands {
+        tasks: PlanTasks::new(plan, Arc::new(docker), &run_id, &masker),
+        request,
+    };
+    let units = [Unit {
+        id: ID.to_owned(),
+        needs: Vec::new(),
+        when: When::Success,
+        settings: Settings {
+            timeout: TIMEOUT,
+            retries: 0,
+            retry_delay: Duration::ZERO,
+            backoff: 1.0,
+        },
+        hook: None,
+    }];
+    let mut console = Console::new(Style::Lines)
+        .map_err(|e| Error::Start(format!("cannot start the output thread: {e}")))?;
+    if let Some(state) = tasks.state() {
+        console.text(format!(
+            "maintenance {}: {}\n",
+            state.as_str(),
+            tasks.shown()
+        ));
+    }
+    let report = runtime.block_on(async {
+        let report = engine::run(engine::Run {
+            units: &units,
+            jobs: 1,
+            tasks: &tasks,
+            masker: &masker,
+            sink: &mut console,
+            interrupts,
+        })
+        .await;
+        process::end_adopted().await;
+        report
+    });
+    let unit = &report.units[0];
+    let reason = unit
+        .run
+        .as_ref()
+        .and_then(|r| r.attempts.last())
+        .and_then(|a| a.reason.clone())
+        .unwrap_or_default();
+    let interrupted = report.status == RunStatus::Interrupted;
+    let mut code = if interrupted {
+        exit_code::INTERRUPTED
+    } else {
+        exit_code::SUCCESS
+    };
+    let mut error = None;
+    match (request, unit.status) {
+        (_, Status::Failed | Status::Skipped) => {
+            error = Some(match request {
+                Request::Status => format!("`status` failed: {reason}"),
+                Request::On | Request::Off => reason,
+            });
+        }
+        (Request::Status, _) => {
+            let printed = report.outputs.get(ID).map_or("", String::as_str);
+            let (on, off) = (
+                expected_status(section, Toggle::On),
+                expected_status(section, Toggle::Off),
+            );
+            if printed == on {
+                console.text("maintenance is on\n".to_owned());
+            } else if printed == off {
+                console.text("maintenance is off\n".to_owned());
+            } else {
+                error = Some(format!(
+                    "maintenance state unknown: `status` printed {printed:?}, neither {on:?} (on) nor {off:?} (off)"
+                ));
+            }
+        }
+        (Request::On | Request::Off, _) => {
+            let state = if request == Request::On { "on" } else { "off" };
+            console.text(format!("maintenance is {state} (confirmed by `status`)\n"));
+        }
+    }
+    if error.is_some() && !interrupted {
+        code = exit_code::STEP_FAILED;
+    }
+    drop(lock);
+    console.finish();
+    if let Some(error) = error {
+        print_err(&format!("error: {}\n", masker.mask(&error)));
+    }
+    runtime.shutdown_background();
+    Ok(code)
+}
+
+/// The one task of a maintenance command.
+struct Commands<'p> {
+    tasks: PlanTasks<'p>,
+    request: Request,
+}
+
+impl Commands<'_> {
+    fn state(&self) -> Option<Toggle> {
+        match self.request {
+            Request::On => Some(Toggle::On),
+            Request::Off => Some(Toggle::Off),
+            Request::Status => None,
+        }
+    }
+
+    /// The toggle and its confirmation as shown (secrets masked).
+    fn shown(&self) -> String {
+        let Some(state) = self.state() else {
+            return String::new();
+        };
+        let none = |_: &str| None;
+        let scope = self.tasks.scope(true, &none);
+        let kind = MaintenanceToggle {
+            state: Sp::new(state, 0..0),
+        };
+        kind.summary(&kind.operations(&scope, &[]))
+    }
+}
+
+impl Tasks for Commands<'_> {
+    fn prepare(&self, task: Task, _outputs: &HashMap<String, String>) -> Prepared {
+        let none = |_: &str| None;
+        let scope = self.tasks.scope(false, &none);
+        let launch = self.tasks.launch(&scope, ID, Vec::new(), task);
+        let work: Arc<dyn Work> = match self.state() {
+            Some(state) => Arc::new(maintenance_toggle::toggle(&launch, state)),
+            None => Arc::new(maintenance_toggle::status(&launch)),
+        };
+        Prepared {
+            work,
+            command: self.shown(),
+        }
+    }
+}

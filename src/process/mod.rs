@@ -1,0 +1,263 @@
+//! Host processes, as steps need them: each in its own process group with stdin
+//! closed, its output read in bounded memory as it comes, ended with its whole
+//! tree when the attempt is cancelled, and swept of what it leaves behind.
+
+mod pipe;
+mod tree;
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::time::sleep;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+pub(crate) use pipe::Pipe;
+pub(crate) use tree::{MARKER, adopt_orphans, end_adopted};
+
+use crate::engine::{End, Output, Stream};
+
+/// How long output pipes may stay open once the process tree is gone (a process
+/// that escaped every sweep may hold them); then reading stops.
+const PIPE_DRAIN: Duration = Duration::from_secs(2);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) argv: Vec<String>,
+    pub(crate) dir: PathBuf,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) stdout: Pipe,
+    pub(crate) stderr: Pipe,
+    /// Variables written to a private file for `docker exec --env-file` (through
+    /// sudo), from `env`; the file exists only while the process runs.
+    pub(crate) env_file: Option<EnvFile>,
+}
+
+impl Spec {
+    /// `argv` in `dir`, its output shown.
+    pub(crate) fn new(argv: Vec<String>, dir: &Path) -> Self {
+        Self {
+            argv,
+            dir: dir.to_owned(),
+            env: Vec::new(),
+            stdout: Pipe::shown(),
+            stderr: Pipe::shown(),
+            env_file: None,
+        }
+    }
+
+    /// Sets a variable, replacing an earlier value.
+    pub(crate) fn set(&mut self, name: &str, value: String) {
+        match self.env.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v = value,
+            None => self.env.push((name.to_owned(), value)),
+        }
+    }
+
+    fn marker(&self) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == MARKER)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct EnvFile {
+    pub(crate) path: PathBuf,
+    pub(crate) names: Vec<String>,
+}
+
+impl EnvFile {
+    fn write(&self, env: &[(String, String)]) -> Result<(), String> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut text = String::new();
+        for name in &self.names {
+            let value = env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map_or("", |(_, v)| v.as_str());
+            if value.contains('\n') {
+                return Err(format!(
+                    "the value of {name} holds a line break, which docker's --env-file cannot carry"
+                ));
+            }
+            text.push_str(name);
+            text.push('=');
+            text.push_str(value);
+            text.push('\n');
+        }
+        let _ = std::fs::remove_file(&self.path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+}
+
+/// How a process ended, and what was kept of its output.
+#[derive(Debug)]
+pub(crate) struct Ran {
+    pub(crate) end: End,
+    /// The first bytes of stdout, when kept.
+    pub(crate) stdout: String,
+    /// The first lines of stderr, when kept.
+    pub(crate) stderr: Vec<String>,
+}
+
+impl Ran {
+    fn ended(end: End) -> Self {
+        Self {
+            end,
+            stdout: String::new(),
+            stderr: Vec::new(),
+        }
+    }
+}
+
+/// Runs `spec` until it ends or `cancel` fires (then its whole tree is ended:
+/// SIGTERM, [`GRACE`], SIGKILL). Shown lines go to `output`.
+pub(crate) async fn run(spec: &Spec, output: Option<&Output>, cancel: &CancellationToken) -> Ran {
+    if let Some(file) = &spec.env_file
+        && let Err(why) = file.write(&spec.env)
+    {
+        return Ran::ended(End::SpawnFailed(why));
+    }
+    let ran = run_process(spec, output, cancel).await;
+    if let Some(file) = &spec.env_file {
+        let _ = std::fs::remove_file(&file.path);
+    }
+    ran
+}
+
+async fn run_process(spec: &Spec, output: Option<&Output>, cancel: &CancellationToken) -> Ran {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Ran::ended(End::SpawnFailed("empty command".into()));
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(&spec.dir)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group: a terminal's Ctrl-C reaches runner only, and the whole
+        // tree can be signalled at once.
+        .process_group(0)
+        .kill_on_drop(true);
+    let (mut child, mut group) = match tree::spawn(&mut command, spec.marker()) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            let why = if e.kind() == std::io::ErrorKind::NotFound && !spec.dir.is_dir() {
+                format!("its directory {} does not exist", spec.dir.display())
+            } else {
+                format!("{program}: {e}")
+            };
+            return Ran::ended(End::SpawnFailed(why));
+        }
+    };
+    tracing::debug!(group = group.leader(), argv0 = %program, "spawned");
+    let reader = |pipe, stream, to: &Pipe| {
+        AbortOnDropHandle::new(tokio::spawn(pipe::read(
+            pipe,
+            stream,
+            to.clone(),
+            output.cloned(),
+        )))
+    };
+    let stdout = child.stdout.take().map(|out| {
+        reader(
+            Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Stream::Stdout,
+            &spec.stdout,
+        )
+    });
+    let stderr = child.stderr.take().map(|err| {
+        reader(
+            Box::new(err) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Stream::Stderr,
+            &spec.stderr,
+        )
+    });
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = cancel.cancelled() => group.end(&mut child).await,
+    };
+    group.sweep().await;
+    let out = drain(stdout).await;
+    let err = drain(stderr).await;
+    let mut end = match status {
+        Ok(status) => from_status(status),
+        Err(e) => End::SpawnFailed(format!("waiting for it failed: {e}")),
+    };
+    if let (true, Some(why)) = (end.success(), out.file_error) {
+        end = End::Failed(why);
+    }
+    Ran {
+        end,
+        stdout: String::from_utf8_lossy(&out.bytes).into_owned(),
+        stderr: err.lines,
+    }
+}
+
+async fn drain(task: Option<AbortOnDropHandle<pipe::Read>>) -> pipe::Read {
+    let Some(task) = task else {
+        return pipe::Read::default();
+    };
+    tokio::select! {
+        read = task => read.unwrap_or_default(),
+        () = sleep(PIPE_DRAIN) => pipe::Read::default(),
+    }
+}
+
+fn from_status(status: ExitStatus) -> End {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => End::Exited(code),
+        (None, Some(sig)) => End::Signaled(sig),
+        (None, None) => End::Exited(-1),
+    }
+}
+
+/// Runs a short helper command (a diagnosis, a cleanup) within `limit`: its
+/// stdout, or why it failed.
+pub(crate) async fn output(
+    argv: Vec<String>,
+    dir: &Path,
+    limit: Duration,
+) -> Result<String, String> {
+    let spec = Spec {
+        stdout: Pipe::kept(),
+        stderr: Pipe::kept(),
+        ..Spec::new(argv, dir)
+    };
+    let cancel = CancellationToken::new();
+    let run = run(&spec, None, &cancel);
+    tokio::pin!(run);
+    let ran = tokio::select! {
+        ran = &mut run => ran,
+        () = sleep(limit) => {
+            cancel.cancel();
+            let _ = run.await;
+            return Err(format!("no answer within {}s", limit.as_secs()));
+        }
+    };
+    match ran.end {
+        End::Exited(0) => Ok(ran.stdout),
+        End::SpawnFailed(why) => Err(why),
+        end => Err(ran
+            .stderr
+            .into_iter()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_else(|| end.reason())),
+    }
+}

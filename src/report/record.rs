@@ -1,0 +1,203 @@
+//! The JSON record every run leaves behind: what ran, how each attempt ended,
+//! what the rollback did, and the exit code. Secrets are masked before they get here.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::engine::{AttemptRecord, Phase, Report, RunStatus, Status, millis};
+use crate::mask::{MASK, Masker};
+use crate::plan::Plan;
+use crate::plan::model::When;
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Record {
+    pub(crate) run_id: String,
+    pub(crate) plan: String,
+    pub(crate) plan_file: String,
+    pub(crate) started_at: String,
+    pub(crate) finished_at: String,
+    pub(crate) duration_ms: u64,
+    pub(crate) status: RunStatus,
+    pub(crate) exit_code: i32,
+    /// Why the run stopped early (a failed step, an interrupt), if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stopped: Option<String>,
+    pub(crate) jobs: u32,
+    pub(crate) docker: DockerRecord,
+    /// Variables, secrets as `***`.
+    pub(crate) vars: IndexMap<String, String>,
+    /// Every step, in declaration order.
+    pub(crate) steps: Vec<StepRecord>,
+    /// Rollback hooks in the order they ran.
+    pub(crate) rollback: Vec<String>,
+    /// Hooks held back because an earlier hook failed (turning maintenance off
+    /// over a half-undone system would expose it to users).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) rollback_held: Vec<HeldHook>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct HeldHook {
+    pub(crate) step: String,
+    pub(crate) reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct DockerRecord {
+    pub(crate) command: String,
+    pub(crate) reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct StepRecord {
+    pub(crate) id: String,
+    pub(crate) kind: &'static str,
+    pub(crate) phase: Phase,
+    pub(crate) status: Status,
+    /// The command as run, secrets masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) command: Option<String>,
+    pub(crate) attempts: Vec<AttemptRecord>,
+    pub(crate) duration_ms: u64,
+    /// When it started and ended, in milliseconds from the start of the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) started_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ended_ms: Option<u64>,
+    /// The last lines of output (`[stdout] …`, `[stderr] …`).
+    pub(crate) output_tail: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rollback: Option<HookRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct HookRecord {
+    pub(crate) command: String,
+    pub(crate) succeeded: bool,
+    pub(crate) attempts: Vec<AttemptRecord>,
+    pub(crate) duration_ms: u64,
+    /// When it started and ended, in milliseconds from the start of the run.
+    pub(crate) started_ms: u64,
+    pub(crate) ended_ms: u64,
+    pub(crate) output_tail: Vec<String>,
+}
+
+/// What a record is made from.
+pub(crate) struct Run<'a> {
+    pub(crate) plan: &'a Plan,
+    pub(crate) run_id: &'a str,
+    pub(crate) started_at: SystemTime,
+    pub(crate) docker: DockerRecord,
+    pub(crate) masker: &'a Masker,
+    pub(crate) report: &'a Report,
+}
+
+impl Record {
+    pub(crate) fn new(run: Run<'_>) -> Self {
+        let Run {
+            plan,
+            report,
+            masker,
+            ..
+        } = run;
+        let finished = SystemTime::now();
+        Record {
+            run_id: run.run_id.to_owned(),
+            plan: plan.name.clone(),
+            plan_file: plan.path.display().to_string(),
+            started_at: humantime::format_rfc3339_millis(run.started_at).to_string(),
+            finished_at: humantime::format_rfc3339_millis(finished).to_string(),
+            duration_ms: millis(report.duration),
+            status: report.status,
+            exit_code: report.status.exit_code(),
+            stopped: report.stopped.clone(),
+            jobs: plan.jobs,
+            docker: run.docker,
+            vars: plan
+                .vars
+                .iter()
+                .map(|(k, v)| {
+                    let value = if v.secret {
+                        MASK.to_owned()
+                    } else {
+                        masker.mask(&v.value)
+                    };
+                    (k.clone(), value)
+                })
+                .collect(),
+            steps: plan
+                .steps
+                .iter()
+                .zip(&report.units)
+                .map(|(step, unit)| StepRecord {
+                    id: step.id.clone(),
+                    kind: step.action.name(),
+                    phase: if step.when == When::Success {
+                        Phase::Plan
+                    } else {
+                        Phase::After
+                    },
+                    status: unit.status,
+                    command: unit.run.as_ref().map(|r| r.command.clone()),
+                    attempts: unit
+                        .run
+                        .as_ref()
+                        .map(|r| r.attempts.clone())
+                        .unwrap_or_default(),
+                    duration_ms: unit.run.as_ref().map_or(0, |r| millis(r.duration())),
+                    started_ms: unit.run.as_ref().map(|r| millis(r.started)),
+                    ended_ms: unit.run.as_ref().map(|r| millis(r.ended)),
+                    output_tail: unit
+                        .run
+                        .as_ref()
+                        .map(|r| r.tail.iter().cloned().collect())
+                        .unwrap_or_default(),
+                    rollback: unit.hook.as_ref().map(|hook| HookRecord {
+                        command: hook.command.clone(),
+                        succeeded: unit.status == Status::RolledBack,
+                        attempts: hook.attempts.clone(),
+                        duration_ms: millis(hook.duration()),
+                        started_ms: millis(hook.started),
+                        ended_ms: millis(hook.ended),
+                        output_tail: hook.tail.iter().cloned().collect(),
+                    }),
+                })
+                .collect(),
+            rollback: report
+                .rollback
+                .iter()
+                .map(|&i| plan.steps[i].id.clone())
+                .collect(),
+            rollback_held: report
+                .held
+                .iter()
+                .map(|h| HeldHook {
+                    step: plan.steps[h.unit].id.clone(),
+                    reason: h.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Writes the record atomically: a reader never sees half a record.
+pub(crate) fn write(record: &Record, path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let text = serde_json::to_string_pretty(record).map_err(std::io::Error::other)? + "\n";
+    let tmp = temp_path(path);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}

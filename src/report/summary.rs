@@ -1,0 +1,96 @@
+//! The table and verdict printed at the end of a run.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::console::duration;
+use crate::engine::{Report, RunStatus, Status};
+use crate::plan::Plan;
+
+pub(crate) fn text(
+    plan: &Plan,
+    report: &Report,
+    run_id: &str,
+    record: &Path,
+    write_error: Option<&std::io::Error>,
+) -> String {
+    let width = plan
+        .steps
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n{:<width$}  {:<15}  {:>8}  {:>8}",
+        "step", "status", "attempts", "duration"
+    );
+    for (step, unit) in plan.steps.iter().zip(&report.units) {
+        let (attempts, took) = match &unit.run {
+            Some(run) if !run.attempts.is_empty() => (run.attempts.len(), duration(run.duration())),
+            _ => (0, "-".to_owned()),
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<15}  {:>8}  {:>8}",
+            step.id,
+            unit.status.as_str(),
+            attempts,
+            took
+        );
+    }
+    let stopped = report.stopped.as_deref();
+    let verdict = match report.status {
+        RunStatus::Succeeded => "succeeded".to_owned(),
+        RunStatus::Failed => match stopped {
+            Some(why) => format!("FAILED: {why}; every rollback hook succeeded"),
+            None => "FAILED: the plan succeeded, then a step after it failed".to_owned(),
+        },
+        RunStatus::Interrupted => "INTERRUPTED; every rollback hook succeeded".to_owned(),
+        RunStatus::RollbackIncomplete => {
+            let failed: Vec<&str> = plan
+                .steps
+                .iter()
+                .zip(&report.units)
+                .filter(|(_, u)| u.status == Status::RollbackFailed)
+                .map(|(step, _)| step.id.as_str())
+                .collect();
+            format!(
+                "FAILED: {}, and the ROLLBACK IS INCOMPLETE: the hook of {} failed; the system needs a human",
+                stopped.unwrap_or("a step failed"),
+                failed.join(", ")
+            )
+        }
+    };
+    if !report.held.is_empty() {
+        let held: Vec<String> = report
+            .held
+            .iter()
+            .map(|h| format!("`{}`", plan.steps[h.unit].id))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nMAINTENANCE IS LEFT ON: the rollback is incomplete, so the hook of {} (maintenance off) was not run. \
+             Repair the system, then: runner maintenance off {}",
+            held.join(", "),
+            plan.path.display()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nrun {run_id} ({}): {verdict} (exit {})",
+        duration(report.duration),
+        report.status.exit_code()
+    );
+    match write_error {
+        None => {
+            let _ = writeln!(out, "record: {}", record.display());
+        }
+        Some(e) => {
+            let _ = writeln!(out, "record: NOT WRITTEN to {}: {e}", record.display());
+        }
+    }
+    out
+}
