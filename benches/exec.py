@@ -13,8 +13,13 @@
    a Rust task runner that runs each line through `sh -cu`, synchronously, with
    its output straight to the terminal and no process group.
 2. 4 independent chains of 5 `sleep 0.2` steps with 4 jobs: wall time divided by
-   the critical path (1.0 s), for runner and make -j4.
+   the critical path (1.0 s), for runner, make -j4, and make -j4 through sh
+   (`sleep 0.2;`): make runs a simple command without a shell, runner always
+   uses `sh -c`, so the make-through-sh row is the floor for runner's figure.
 3. Peak memory (maximum RSS, GNU time) of runner on the 200-step chain.
+4. Output in bounded memory: peak RSS of runner while one step prints 1,000,000
+   lines, and while it prints one 200 MB line without a newline; stdout to
+   /dev/null, to a pipe read by `cat`, and as JSON events.
 
 Each figure is the median of --runs runs (default 15). Nothing here is a test: the
 figures go to the README.
@@ -97,6 +102,23 @@ def max_rss_kib(argv, cwd):
     return int(result.stderr.strip().splitlines()[-1])
 
 
+def rss_and_time(argv, cwd, pipe):
+    """Wall time and maximum RSS (KiB) of one run; stdout to /dev/null, or to a
+    pipe that `cat` reads."""
+    timed_argv = ["/usr/bin/time", "-f", "%M", *argv]
+    start = time.perf_counter()
+    if pipe:
+        reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        result = subprocess.run(timed_argv, cwd=cwd, check=True, stdout=reader.stdin,
+                                stderr=subprocess.PIPE, text=True)
+        reader.stdin.close()
+        reader.wait()
+    else:
+        result = subprocess.run(timed_argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    return time.perf_counter() - start, int(result.stderr.strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
@@ -149,6 +171,8 @@ def main():
             if name in figures:
                 print(f"  ratio {name.split(' (')[0]}/make: "
                       f"{figures[name] / figures['make -j1 (chain)']:.3f}")
+        print(f"  ratio runner/floor (tokio::process), chain: "
+              f"{figures['runner --jobs 1 (chain)'] / figures['floor, tokio::process (chain)']:.3f}")
         print(f"  ratio runner/make, independent:  "
               f"{figures['runner --jobs 8 (independent)'] / figures['make -j8 (independent)']:.3f}")
 
@@ -160,8 +184,12 @@ def main():
         sleep_runs = max(3, runs // 3)
         print(f"\n4 chains x 5 steps of sleep 0.2, 4 jobs, median of {sleep_runs} runs "
               "(critical path 1.0 s)")
+        through_sh = [s for c in range(4) for s in chain(5, "sleep 0.2;", prefix=f"c{c}s")]
+        with open(os.path.join(work, "sleep-sh.mk"), "w") as f:
+            f.write(makefile(through_sh))
         for name, argv in [
             ("make -j4", ["make", "-s", "-j4", "-f", "sleep.mk"]),
+            ("make -j4 through sh", ["make", "-s", "-j4", "-f", "sleep-sh.mk"]),
             ("runner --jobs 4", runner("sleep.toml", "--jobs", "4")),
         ]:
             secs = median(argv, work, sleep_runs)
@@ -170,6 +198,21 @@ def main():
         rss = max_rss_kib(runner("chain.toml", "--jobs", "1"), work)
         print(f"\npeak memory of runner on the 200-step chain: {rss / 1024:.1f} MiB "
               f"({rss * 1024 / 1e6:.1f} MB) maximum RSS")
+
+        print("\npeak memory while a step prints (maximum RSS, target < 30 MB)")
+        outputs = [
+            ("1,000,000 lines", "seq 1 1000000"),
+            ("one 200 MB line", "head -c 200000000 /dev/zero | tr '\\\\0' x"),
+        ]
+        for name, command in outputs:
+            with open(os.path.join(work, "loud.toml"), "w") as f:
+                f.write(plan("loud", [("loud", command, [])]))
+            for how, extra, pipe in [("stdout /dev/null", [], False),
+                                     ("stdout to cat", [], True),
+                                     ("--output json", ["--output", "json"], False)]:
+                secs, kib = rss_and_time(runner("loud.toml", *extra), work, pipe)
+                print(f"  {name:<16} {how:<17} {kib / 1024:6.1f} MiB ({kib * 1024 / 1e6:5.1f} MB)"
+                      f"  {secs:5.2f} s")
 
 
 if __name__ == "__main__":

@@ -214,6 +214,8 @@ async fn drain(task: Option<AbortOnDropHandle<pipe::Read>>) -> pipe::Read {
         return pipe::Read::default();
     };
     tokio::select! {
+        // Mostly at its end already: then the timer is never even armed.
+        biased;
         read = task => read.unwrap_or_default(),
         () = sleep(PIPE_DRAIN) => pipe::Read::default(),
     }

@@ -15,7 +15,9 @@ pub(crate) const MAX_LINE: usize = 8 * 1024;
 pub(crate) const KEEP_BYTES: usize = 1 << 20;
 /// The most lines of stderr kept for a diagnosis.
 pub(crate) const KEEP_LINES: usize = 50;
-const CHUNK: usize = 64 * 1024;
+/// Read at a time: small enough not to make the allocator trim and regrow its
+/// heap around every step.
+const CHUNK: usize = 8 * 1024;
 
 /// What becomes of one output stream.
 #[derive(Debug, Clone, Default)]

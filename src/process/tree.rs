@@ -16,11 +16,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
-use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, waitid, waitpid};
 use nix::unistd::Pid;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -34,6 +36,8 @@ pub(crate) const MARKER: &str = "RUNNER_EXEC_ID";
 
 struct Tracker {
     me: i32,
+    /// Orphans of runner's commands become runner's children.
+    subreaper: AtomicBool,
     /// The commands runner started and has not reaped yet, with their marker.
     live: Mutex<HashMap<i32, Option<String>>>,
     /// Adopted orphans without a marker, seen while other commands ran.
@@ -44,6 +48,7 @@ fn tracker() -> &'static Tracker {
     static TRACKER: OnceLock<Tracker> = OnceLock::new();
     TRACKER.get_or_init(|| Tracker {
         me: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+        subreaper: AtomicBool::new(false),
         live: Mutex::new(HashMap::new()),
         pending: Mutex::new(HashSet::new()),
     })
@@ -52,8 +57,9 @@ fn tracker() -> &'static Tracker {
 /// Makes runner the reaper of whatever its commands orphan, so a daemon that left
 /// its step's group is still found. Without it (an old kernel), such a daemon is
 /// only found while its step's leader runs.
-pub(crate) fn adopt_orphans() -> bool {
-    nix::sys::prctl::set_child_subreaper(true).is_ok()
+pub(crate) fn adopt_orphans() {
+    let adopted = nix::sys::prctl::set_child_subreaper(true).is_ok();
+    tracker().subreaper.store(adopted, Ordering::Relaxed);
 }
 
 /// Starts `command` and tracks it; `marker` is its `RUNNER_EXEC_ID`.
@@ -120,8 +126,15 @@ impl Group {
     /// its group and the daemons that escaped it.
     pub(crate) async fn sweep(&mut self) {
         self.forget_leader();
+        self.ended = true;
+        let group_empty = killpg(Pid::from_raw(self.leader), None).is_err();
+        // As the subreaper, runner is the parent of whatever the command left
+        // behind: with no child at all, nothing escaped (one system call).
+        if group_empty && tracker().subreaper.load(Ordering::Relaxed) && !has_children() {
+            return;
+        }
         let members = self.members();
-        if members.is_empty() && killpg(Pid::from_raw(self.leader), None).is_err() {
+        if members.is_empty() && group_empty {
             return;
         }
         tracing::debug!(
@@ -146,7 +159,6 @@ impl Group {
             }
             sleep(POLL).await;
         }
-        self.ended = true;
     }
 
     fn forget_leader(&self) {
@@ -233,6 +245,9 @@ impl Drop for Group {
 /// Ends every orphan runner adopted and still holds, whoever started it: at the
 /// end of a run, nothing a step started may be left.
 pub(crate) async fn end_adopted() {
+    if !has_children() {
+        return;
+    }
     let me = tracker().me;
     let adopted = || -> Vec<Proc> {
         let live = lock(&tracker().live).clone();
@@ -267,6 +282,13 @@ pub(crate) async fn end_adopted() {
     }
 }
 
+/// Whether runner has a child at all, running or exited: one system call, where
+/// finding which would read all of `/proc`.
+fn has_children() -> bool {
+    let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED;
+    !matches!(waitid(Id::All, flags), Err(Errno::ECHILD))
+}
+
 /// Reaps the zombies among `procs` that are runner's children; returns the ones
 /// still alive.
 fn reap(procs: &[Proc]) -> Vec<Proc> {
@@ -296,7 +318,13 @@ struct Proc {
 }
 
 fn stat(pid: i32) -> Option<Proc> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    use std::io::Read as _;
+    // A plain read: `read_to_string` would also ask the file's size first.
+    let mut buf = [0u8; 512];
+    let n = std::fs::File::open(format!("/proc/{pid}/stat"))
+        .and_then(|mut f| f.read(&mut buf))
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
     // `PID (COMM) STATE PPID PGRP …`: COMM may hold spaces and parentheses.
     let rest = &text[text.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();

@@ -4,18 +4,19 @@
 //! on, whatever the terminal does.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::time::Duration;
 
 use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::lossy::{Item, Lossy, Tx};
+use super::lossy::{Consumer, Item, Lossy, Tx};
 use crate::engine::{Event, Phase, Sink, Status, Stream};
 
 /// Output lines waiting to be written, in bytes, before lines are dropped (and
 /// counted).
-const QUEUE_BYTES: usize = 1 << 20;
+const QUEUE_BYTES: usize = 2 << 20;
 /// How long the writer may make no progress at the end before runner exits
 /// without the rest of its output.
 pub(crate) const STALL: Duration = Duration::from_secs(2);
@@ -46,8 +47,7 @@ pub(crate) struct Console {
 
 impl Console {
     pub(crate) fn new(style: Style) -> std::io::Result<Self> {
-        let mut view = View::new(style);
-        let queue = Lossy::spawn("runner-output", QUEUE_BYTES, move |item| view.show(item))?;
+        let queue = Lossy::spawn("runner-output", QUEUE_BYTES, View::new(style))?;
         Ok(Self {
             tx: queue.tx(),
             queue,
@@ -107,8 +107,14 @@ fn ms(ms: u64) -> String {
     duration(Duration::from_millis(ms))
 }
 
-/// The writer thread's side.
-enum View {
+/// The writer thread's side: renders a batch of events into one buffer, written
+/// at once.
+struct View {
+    style: ViewStyle,
+    buf: String,
+}
+
+enum ViewStyle {
     Text(TextView),
     Json,
     Lines,
@@ -116,10 +122,10 @@ enum View {
 
 impl View {
     fn new(style: Style) -> Self {
-        match style {
+        let style = match style {
             Style::Text { width, live, color } => {
                 console::set_colors_enabled(color);
-                View::Text(TextView {
+                ViewStyle::Text(TextView {
                     width,
                     live: live.then(|| Live {
                         multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
@@ -127,42 +133,70 @@ impl View {
                     }),
                 })
             }
-            Style::Json => View::Json,
-            Style::Lines => View::Lines,
+            Style::Json => ViewStyle::Json,
+            Style::Lines => ViewStyle::Lines,
+        };
+        Self {
+            style,
+            buf: String::new(),
         }
     }
+}
 
-    fn show(&mut self, item: Item<Out>) {
-        match (self, item) {
-            (View::Json, Item::Value(Out::Event(event))) => {
-                let mut line = serde_json::to_string(&event).unwrap_or_default();
-                line.push('\n');
-                print_out(&line);
+impl Consumer<Out> for View {
+    fn item(&mut self, item: Item<Out>) {
+        let buf = &mut self.buf;
+        match (&mut self.style, item) {
+            (ViewStyle::Json, Item::Value(Out::Event(event))) => {
+                buf.push_str(&serde_json::to_string(&event).unwrap_or_default());
+                buf.push('\n');
             }
-            (View::Json, Item::Dropped(lines)) => {
-                print_out(&format!(
+            (ViewStyle::Json, Item::Dropped(lines)) => {
+                buf.push_str(&format!(
                     "{{\"event\":\"output_dropped\",\"lines\":{lines}}}\n"
                 ));
             }
-            (View::Json, Item::Value(Out::Text(_))) => {}
-            (View::Text(view), Item::Value(Out::Event(event))) => view.event(&event),
-            (View::Text(view), Item::Value(Out::Text(text))) => {
+            (ViewStyle::Json, Item::Value(Out::Text(_))) => {}
+            (ViewStyle::Text(view), Item::Value(Out::Event(event))) => view.event(&event, buf),
+            (ViewStyle::Text(view), Item::Value(Out::Text(text))) => {
+                // The live view goes before the summary: what is drawn stays put.
                 if let Some(live) = view.live.take() {
+                    live.multi.suspend(|| print_out(buf));
+                    buf.clear();
                     let _ = live.multi.clear();
                 }
-                print_out(&text);
+                buf.push_str(&text);
             }
-            (View::Text(view), Item::Dropped(lines)) => view.println(dropped(lines)),
-            (View::Lines, Item::Value(Out::Event(Event::Output { line, .. }))) => {
-                print_out(&format!("  │ {line}\n"));
+            (ViewStyle::Text(_), Item::Dropped(lines)) => {
+                buf.push_str(&dropped(lines));
+                buf.push('\n');
             }
-            (View::Lines, Item::Value(Out::Event(Event::Stopping { reason }))) => {
-                print_out(&format!("! {reason}\n"));
+            (ViewStyle::Lines, Item::Value(Out::Event(Event::Output { line, .. }))) => {
+                let _ = writeln!(buf, "  │ {line}");
             }
-            (View::Lines, Item::Value(Out::Event(_))) => {}
-            (View::Lines, Item::Value(Out::Text(text))) => print_out(&text),
-            (View::Lines, Item::Dropped(lines)) => print_out(&(dropped(lines) + "\n")),
+            (ViewStyle::Lines, Item::Value(Out::Event(Event::Stopping { reason }))) => {
+                buf.push_str(&format!("! {reason}\n"));
+            }
+            (ViewStyle::Lines, Item::Value(Out::Event(_))) => {}
+            (ViewStyle::Lines, Item::Value(Out::Text(text))) => buf.push_str(&text),
+            (ViewStyle::Lines, Item::Dropped(lines)) => {
+                buf.push_str(&dropped(lines));
+                buf.push('\n');
+            }
         }
+    }
+
+    fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        match &self.style {
+            ViewStyle::Text(TextView {
+                live: Some(live), ..
+            }) => live.multi.suspend(|| print_out(&self.buf)),
+            _ => print_out(&self.buf),
+        }
+        self.buf.clear();
     }
 }
 
@@ -185,11 +219,9 @@ struct Live {
 }
 
 impl TextView {
-    fn println(&self, line: String) {
-        match &self.live {
-            Some(live) => live.multi.suspend(|| print_out(&(line + "\n"))),
-            None => print_out(&(line + "\n")),
-        }
+    fn println(buf: &mut String, line: &str) {
+        buf.push_str(line);
+        buf.push('\n');
     }
 
     fn name(&self, step: &str, phase: Phase) -> String {
@@ -200,7 +232,7 @@ impl TextView {
         format!("{name:<width$}", width = self.width)
     }
 
-    fn event(&mut self, event: &Event) {
+    fn event(&mut self, event: &Event, buf: &mut String) {
         match event {
             Event::RunStarted {
                 run_id,
@@ -212,10 +244,13 @@ impl TextView {
                 docker_reason,
                 ..
             } => {
-                self.println(format!(
-                    "{} {plan} ({plan_file}): {steps} steps, {jobs} at a time\n  run {run_id} · docker: {docker} ({docker_reason})",
-                    style("runner").bold()
-                ));
+                Self::println(
+                    buf,
+                    &format!(
+                        "{} {plan} ({plan_file}): {steps} steps, {jobs} at a time\n  run {run_id} · docker: {docker} ({docker_reason})",
+                        style("runner").bold()
+                    ),
+                );
             }
             Event::StepStarted {
                 step,
@@ -228,12 +263,15 @@ impl TextView {
                 } else {
                     String::new()
                 };
-                self.println(format!(
-                    "{} {}{retry} {}",
-                    style("▶").cyan(),
-                    self.name(step, *phase),
-                    style(format!("$ {command}")).dim()
-                ));
+                Self::println(
+                    buf,
+                    &format!(
+                        "{} {}{retry} {}",
+                        style("▶").cyan(),
+                        self.name(step, *phase),
+                        style(format!("$ {command}")).dim()
+                    ),
+                );
                 self.spin(step, *phase, *attempt);
             }
             Event::Output {
@@ -242,8 +280,16 @@ impl TextView {
                 line,
                 stream,
             } => {
+                // The hot path of a loud step: written in place, no allocation.
                 let bar = if *stream == Stream::Info { "·" } else { "│" };
-                self.println(format!("  {} {bar} {line}", self.name(step, *phase)));
+                let width = self.width;
+                let _ = match phase {
+                    Phase::Rollback => {
+                        let pad = width.saturating_sub(step.len() + " (rollback)".len());
+                        writeln!(buf, "  {step} (rollback){:pad$} {bar} {line}", "")
+                    }
+                    _ => writeln!(buf, "  {step:<width$} {bar} {line}"),
+                };
             }
             Event::AttemptFailed {
                 step,
@@ -257,11 +303,14 @@ impl TextView {
                 // The last attempt's reason is on the step's own line.
                 let Some(wait) = retry_in_ms else { return };
                 let next = format!("; next attempt in {}", ms(*wait));
-                self.println(format!(
-                    "{} {} attempt {attempt}/{attempts} failed: {reason}{next}",
-                    style("✗").yellow(),
-                    self.name(step, *phase)
-                ));
+                Self::println(
+                    buf,
+                    &format!(
+                        "{} {} attempt {attempt}/{attempts} failed: {reason}{next}",
+                        style("✗").yellow(),
+                        self.name(step, *phase)
+                    ),
+                );
             }
             Event::StepFinished {
                 step,
@@ -292,18 +341,21 @@ impl TextView {
                         reason.as_deref().unwrap_or("")
                     ),
                 };
-                self.println(line);
+                Self::println(buf, &line);
             }
             Event::Stopping { reason } => {
-                self.println(format!("{} {reason}", style("!").red().bold()));
+                Self::println(buf, &format!("{} {reason}", style("!").red().bold()));
             }
             Event::RollbackStarted { step, command } => {
-                self.println(format!(
-                    "{} {} {}",
-                    style("↩").magenta(),
-                    self.name(step, Phase::Rollback),
-                    style(format!("$ {command}")).dim()
-                ));
+                Self::println(
+                    buf,
+                    &format!(
+                        "{} {} {}",
+                        style("↩").magenta(),
+                        self.name(step, Phase::Rollback),
+                        style(format!("$ {command}")).dim()
+                    ),
+                );
                 self.spin(step, Phase::Rollback, 1);
             }
             Event::RollbackFinished {
@@ -329,14 +381,17 @@ impl TextView {
                         reason.as_deref().unwrap_or("")
                     )
                 };
-                self.println(line);
+                Self::println(buf, &line);
             }
             Event::RollbackHeld { step, reason } => {
-                self.println(format!(
-                    "{} {} NOT RUN: {reason}",
-                    style("!").red().bold(),
-                    self.name(step, Phase::Rollback)
-                ));
+                Self::println(
+                    buf,
+                    &format!(
+                        "{} {} NOT RUN: {reason}",
+                        style("!").red().bold(),
+                        self.name(step, Phase::Rollback)
+                    ),
+                );
             }
             Event::RunFinished { .. } => {}
         }

@@ -4,8 +4,7 @@
 
 use std::io::Write;
 
-use super::console::print_err;
-use super::lossy::{Item, Lossy, Tx};
+use super::lossy::{Consumer, Item, Lossy, Tx};
 
 /// Log lines waiting to be written, in bytes, before lines are dropped.
 const QUEUE_BYTES: usize = 1 << 20;
@@ -13,19 +12,7 @@ const QUEUE_BYTES: usize = 1 << 20;
 /// Starts the debug log when `RUNNER_LOG` asks for it.
 pub(crate) fn init() -> Option<Lossy<Vec<u8>>> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNNER_LOG").ok()?;
-    let queue = Lossy::spawn(
-        "runner-log",
-        QUEUE_BYTES,
-        |item: Item<Vec<u8>>| match item {
-            Item::Value(bytes) => {
-                let mut err = std::io::stderr().lock();
-                let _ = err.write_all(&bytes);
-                let _ = err.flush();
-            }
-            Item::Dropped(lines) => print_err(&format!("… {lines} log lines not shown\n")),
-        },
-    )
-    .ok()?;
+    let queue = Lossy::spawn("runner-log", QUEUE_BYTES, Stderr(Vec::new())).ok()?;
     let tx = queue.tx();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -33,6 +20,27 @@ pub(crate) fn init() -> Option<Lossy<Vec<u8>>> {
         .try_init()
         .ok()?;
     Some(queue)
+}
+
+/// Writes each batch of log lines to stderr at once.
+struct Stderr(Vec<u8>);
+
+impl Consumer<Vec<u8>> for Stderr {
+    fn item(&mut self, item: Item<Vec<u8>>) {
+        match item {
+            Item::Value(bytes) => self.0.extend_from_slice(&bytes),
+            Item::Dropped(lines) => self
+                .0
+                .extend_from_slice(format!("… {lines} log lines not shown\n").as_bytes()),
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(&self.0);
+        let _ = err.flush();
+        self.0.clear();
+    }
 }
 
 /// One formatted event per write.

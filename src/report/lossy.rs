@@ -13,6 +13,7 @@
 //! closed stdout, the very fault this module exists to survive.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,6 +21,17 @@ use std::time::{Duration, Instant};
 /// What a queued item costs besides its text and itself (allocations, their
 /// bookkeeping), in bytes.
 const ITEM_OVERHEAD: usize = 64;
+/// Once woken, the writer waits this long for more before it writes: one wake-up
+/// per batch instead of one per line, unseen by a person.
+const COALESCE: Duration = Duration::from_millis(10);
+
+/// The writer thread's side: it gets every item in order, then writes each batch
+/// at once (one system call, not one per line).
+pub(crate) trait Consumer<T>: Send + 'static {
+    fn item(&mut self, item: Item<T>);
+    /// The end of a batch: write what the items made.
+    fn flush(&mut self);
+}
 
 /// What the consumer gets.
 pub(crate) enum Item<T> {
@@ -34,14 +46,29 @@ struct State<T> {
     bytes: usize,
     dropped: u64,
     closed: bool,
-    /// When the consumer last finished an item.
-    progress: Instant,
+    /// The consumer waits for items: a push must wake it.
+    idle: bool,
 }
 
 struct Shared<T> {
     state: Mutex<State<T>>,
     wake: Condvar,
     limit: usize,
+    /// When the consumer last finished an item, in microseconds from `start`.
+    progress: AtomicU64,
+    start: Instant,
+}
+
+impl<T> Shared<T> {
+    fn mark_progress(&self) {
+        let now = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.progress.store(now, Ordering::Relaxed);
+    }
+
+    fn since_progress(&self) -> Duration {
+        let now = self.start.elapsed();
+        now.saturating_sub(Duration::from_micros(self.progress.load(Ordering::Relaxed)))
+    }
 }
 
 impl<T> Shared<T> {
@@ -65,7 +92,9 @@ impl<T> Tx<T> {
     pub(crate) fn push(&self, value: T, bytes: usize, droppable: bool) {
         // An item costs more than its text: itself, its allocations.
         let bytes = bytes + std::mem::size_of::<T>() + ITEM_OVERHEAD;
+        let half = self.0.limit / 2;
         let mut state = self.0.lock();
+        let before = state.bytes;
         if droppable {
             if state.bytes + bytes > self.0.limit {
                 state.dropped += 1;
@@ -78,8 +107,13 @@ impl<T> Tx<T> {
             state.items.push_back(Item::Dropped(dropped));
         }
         state.items.push_back(Item::Value(value));
+        // Wake the writer when it waits for items, or when the queue fills up
+        // while it gathers a batch.
+        let wake = std::mem::take(&mut state.idle) || (before < half && state.bytes >= half);
         drop(state);
-        self.0.wake.notify_one();
+        if wake {
+            self.0.wake.notify_one();
+        }
     }
 }
 
@@ -90,11 +124,11 @@ pub(crate) struct Lossy<T> {
 }
 
 impl<T: Send + 'static> Lossy<T> {
-    /// Starts the thread; `consume` gets every item in order.
+    /// Starts the thread; `consumer` gets every item in order.
     pub(crate) fn spawn(
         name: &str,
         limit: usize,
-        mut consume: impl FnMut(Item<T>) + Send + 'static,
+        mut consumer: impl Consumer<T>,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -102,10 +136,12 @@ impl<T: Send + 'static> Lossy<T> {
                 bytes: 0,
                 dropped: 0,
                 closed: false,
-                progress: Instant::now(),
+                idle: false,
             }),
             wake: Condvar::new(),
             limit,
+            progress: AtomicU64::new(0),
+            start: Instant::now(),
         });
         let ours = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -114,6 +150,7 @@ impl<T: Send + 'static> Lossy<T> {
                 loop {
                     let mut state = ours.lock();
                     while state.items.is_empty() && !state.closed {
+                        state.idle = true;
                         state = ours
                             .wake
                             .wait(state)
@@ -122,13 +159,25 @@ impl<T: Send + 'static> Lossy<T> {
                     if state.items.is_empty() {
                         return;
                     }
+                    if !state.closed {
+                        // Gather a batch, cut short when the queue closes or
+                        // fills up: the end is not delayed, nothing is dropped
+                        // while the writer waits.
+                        let half = ours.limit / 2;
+                        state = ours
+                            .wake
+                            .wait_timeout_while(state, COALESCE, |s| !s.closed && s.bytes < half)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
                     let batch = std::mem::take(&mut state.items);
                     state.bytes = 0;
                     drop(state);
                     for item in batch {
-                        consume(item);
-                        ours.lock().progress = Instant::now();
+                        consumer.item(item);
                     }
+                    consumer.flush();
+                    ours.mark_progress();
                 }
             })?;
         Ok(Self {
@@ -151,19 +200,21 @@ impl<T: Send + 'static> Lossy<T> {
                 state.items.push_back(Item::Dropped(dropped));
             }
             state.closed = true;
-            // The wait for progress starts now, not at the last item.
-            state.progress = state.progress.max(Instant::now() - stall / 2);
         }
+        // The wait for progress starts now, not at the last item written.
+        self.tx.0.mark_progress();
         self.tx.0.wake.notify_one();
+        let mut wait = Duration::from_micros(100);
         loop {
             if self.thread.is_finished() {
                 let _ = self.thread.join();
                 return;
             }
-            if self.tx.0.lock().progress.elapsed() > stall {
+            if self.tx.0.since_progress() > stall {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_millis(20));
         }
     }
 }
@@ -173,6 +224,17 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
+    /// A consumer made of a closure, flushing nothing.
+    struct Each<F>(F);
+
+    impl<T, F: FnMut(Item<T>) + Send + 'static> Consumer<T> for Each<F> {
+        fn item(&mut self, item: Item<T>) {
+            (self.0)(item);
+        }
+
+        fn flush(&mut self) {}
+    }
+
     #[test]
     fn drops_past_the_limit_counts_them_and_keeps_the_rest() {
         let (seen_tx, seen) = mpsc::channel();
@@ -180,15 +242,19 @@ mod tests {
         let (go_tx, go) = mpsc::channel::<()>();
         // Room for two items of 5 bytes.
         let limit = 2 * (5 + std::mem::size_of::<String>() + ITEM_OVERHEAD);
-        let lossy = Lossy::spawn("test", limit, move |item| {
-            let _ = held_tx.send(());
-            // Blocked until told, like a terminal nobody reads.
-            let _ = go.recv();
-            let _ = seen_tx.send(match item {
-                Item::Value(v) => v,
-                Item::Dropped(n) => format!("dropped {n}"),
-            });
-        })
+        let lossy = Lossy::spawn(
+            "test",
+            limit,
+            Each(move |item| {
+                let _ = held_tx.send(());
+                // Blocked until told, like a terminal nobody reads.
+                let _ = go.recv();
+                let _ = seen_tx.send(match item {
+                    Item::Value(v) => v,
+                    Item::Dropped(n) => format!("dropped {n}"),
+                });
+            }),
+        )
         .unwrap();
         let tx = lossy.tx();
         tx.push("first".to_owned(), 5, true);
@@ -219,9 +285,11 @@ mod tests {
 
     #[test]
     fn a_consumer_that_never_returns_does_not_hold_finish() {
-        let lossy = Lossy::spawn("stuck", 10, |_item: Item<()>| {
-            std::thread::sleep(Duration::from_secs(3600));
-        })
+        let lossy = Lossy::spawn(
+            "stuck",
+            10,
+            Each(|_item: Item<()>| std::thread::sleep(Duration::from_secs(3600))),
+        )
         .unwrap();
         lossy.tx().push((), 0, false);
         let started = Instant::now();
