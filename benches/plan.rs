@@ -8,6 +8,7 @@
 //! measured with a counting allocator over one load + validate + preview.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,10 +58,11 @@ fn generate(n: usize) -> String {
             }
         }
         let needs: Vec<String> = needs.iter().map(|n| format!("\"step-{n}\"")).collect();
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "[steps.step-{i}]\nkind = \"shell\"\nneeds = [{}]\nrun = \"echo {{{{ app }}}} {i}\"\nretries = 1\n\n",
             needs.join(", ")
-        ));
+        );
     }
     text
 }
@@ -103,21 +105,15 @@ fn bench(c: &mut Criterion) {
         PEAK.store(base, Ordering::Relaxed);
         black_box(preview(&text));
         let peak = PEAK.load(Ordering::Relaxed) - base;
-        println!(
-            "{n} steps: plan {:.1} KiB, peak heap {:.1} MiB",
-            text.len() as f64 / 1024.0,
-            peak as f64 / (1024.0 * 1024.0)
-        );
+        #[expect(clippy::cast_precision_loss, reason = "sizes far below 2^52")]
+        let (kib, mib) = (text.len() as f64 / 1024.0, peak as f64 / (1024.0 * 1024.0));
+        println!("{n} steps: plan {kib:.1} KiB, peak heap {mib:.1} MiB");
         group.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| {
-            b.iter(|| preview(black_box(text)))
+            b.iter(|| preview(black_box(text)));
         });
         // The floor: toml's spanned parse alone, which every load needs.
         group.bench_with_input(BenchmarkId::new("toml parse only", n), &text, |b, text| {
-            b.iter(|| {
-                toml::de::DeTable::parse(black_box(text))
-                    .map(|t| t.get_ref().len())
-                    .unwrap_or(0)
-            })
+            b.iter(|| toml::de::DeTable::parse(black_box(text)).map_or(0, |t| t.get_ref().len()));
         });
     }
     group.finish();

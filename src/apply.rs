@@ -60,7 +60,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             color: live && color_allowed(),
         }
     };
-    let mut console = Console::new(style)
+    let mut console = Console::new(&style)
         .map_err(|e| Error::Start(format!("cannot start the output thread: {e}")))?;
     let docker_shown = masker.mask(&shell_join(&docker.command));
     engine::Sink::event(
@@ -94,7 +94,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         report
     });
     let code = report.status.exit_code();
-    let record = record::Record::new(record::Run {
+    let record = record::Record::new(record::Parts {
         plan,
         run_id: &run_id,
         started_at,
@@ -332,7 +332,10 @@ fn uses_docker(plan: &Plan) -> bool {
 fn docker_for(plan: &Plan) -> Docker {
     let from_env = std::env::var("DOCKER_CMD").ok();
     if !uses_docker(plan) {
-        return docker::unprobed(from_env, "not probed: no step of this plan uses docker");
+        return docker::unprobed(
+            from_env.as_deref(),
+            "not probed: no step of this plan uses docker",
+        );
     }
-    docker::discover(plan.sudo, from_env)
+    docker::discover(plan.sudo, from_env.as_deref())
 }

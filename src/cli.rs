@@ -10,13 +10,13 @@ use clap::{Parser, Subcommand, ValueEnum};
     version,
     about = "Deploy dockerised apps from a declarative TOML plan"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a plan; with --plan-only, show what it would do and change nothing.
     Apply {
         /// The plan file.
@@ -33,7 +33,7 @@ pub enum Command {
         /// Output format: text (a live view on a terminal), or json (one event per line).
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
-        /// Write the run's JSON record here (default: .runner/runs/RUN_ID.json beside the plan).
+        /// Write the run's JSON record here (default: .`runner/runs/RUN_ID.json` beside the plan).
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
@@ -64,13 +64,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GraphFormat {
+pub(crate) enum GraphFormat {
     Dot,
     Mermaid,
 }

@@ -170,9 +170,9 @@ fn env_words(docker_cmd_env: Option<&str>) -> Option<Vec<String>> {
 }
 
 /// The docker command without probing: `DOCKER_CMD` if set, else `docker`.
-pub(crate) fn unprobed(docker_cmd_env: Option<String>, reason: &str) -> Docker {
+pub(crate) fn unprobed(docker_cmd_env: Option<&str>, reason: &str) -> Docker {
     Docker {
-        command: env_words(docker_cmd_env.as_deref()).unwrap_or_else(|| vec!["docker".to_owned()]),
+        command: env_words(docker_cmd_env).unwrap_or_else(|| vec!["docker".to_owned()]),
         available: true,
         reason: reason.to_owned(),
         tried: Vec::new(),
@@ -183,7 +183,7 @@ pub(crate) fn unprobed(docker_cmd_env: Option<String>, reason: &str) -> Docker {
 /// Decides the docker command: `DOCKER_CMD` if set; else `docker` if the daemon
 /// answers; else `sudo -n docker` if docker was refused for permission and sudo
 /// answers without a password (`[docker] sudo` can force either way).
-pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker {
+pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<&str>) -> Docker {
     let mut tried = Vec::new();
     let run = |words: &[String], tried: &mut Vec<Probe>| {
         let outcome = probe(words);
@@ -198,7 +198,7 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker
         outcome
     };
 
-    if let Some(words) = env_words(docker_cmd_env.as_deref()) {
+    if let Some(words) = env_words(docker_cmd_env) {
         let outcome = run(&words, &mut tried);
         let available = matches!(outcome, Outcome::Answered(_));
         return Docker {
@@ -229,7 +229,7 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker
     let sudo = sudo_words();
     if mode == SudoMode::Always {
         let outcome = run(&sudo, &mut tried);
-        return sudo_result(sudo, outcome, tried, "[docker] sudo = \"always\"");
+        return sudo_result(sudo, &outcome, tried, "[docker] sudo = \"always\"");
     }
     match run(&direct, &mut tried) {
         Outcome::Answered(_) => Docker {
@@ -250,7 +250,7 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker
                 };
             }
             let outcome = run(&sudo, &mut tried);
-            sudo_result(sudo, outcome, tried, "docker is refused for permission")
+            sudo_result(sudo, &outcome, tried, "docker is refused for permission")
         }
         Outcome::Failed(failure, _) => Docker {
             command: direct,
@@ -272,8 +272,8 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<String>) -> Docker
     }
 }
 
-fn sudo_result(sudo: Vec<String>, outcome: Outcome, tried: Vec<Probe>, why: &str) -> Docker {
-    match outcome {
+fn sudo_result(sudo: Vec<String>, outcome: &Outcome, tried: Vec<Probe>, why: &str) -> Docker {
+    match *outcome {
         Outcome::Answered(_) => Docker {
             command: sudo,
             available: true,

@@ -4,6 +4,7 @@
 //! How a run itself ended (a failed step, an incomplete rollback, an interrupt)
 //! is not an error of runner: it is the run's status and exit code.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::docker::Docker;
@@ -79,11 +80,11 @@ impl Error {
                 let mut text = format!("error: {self}\n");
                 if let Error::Docker(docker) = self {
                     for probe in &docker.tried {
-                        text.push_str(&format!("  tried `{}`: {}\n", probe.command, probe.result));
+                        let _ = writeln!(text, "  tried `{}`: {}", probe.command, probe.result);
                     }
                 }
                 if let Some(help) = self.help() {
-                    text.push_str(&format!("help: {help}\n"));
+                    let _ = writeln!(text, "help: {help}");
                 }
                 print_err(&text);
             }

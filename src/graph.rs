@@ -43,9 +43,8 @@ impl Dag {
                 }
             }
         }
-        let topo = match toposort(&graph, None) {
-            Ok(topo) => topo,
-            Err(_) => return Err(cycles(&graph, &needs)),
+        let Ok(topo) = toposort(&graph, None) else {
+            return Err(cycles(&graph, &needs));
         };
         let mut wave = vec![0; n];
         for node in topo {

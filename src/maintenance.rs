@@ -22,7 +22,7 @@ use crate::process;
 use crate::report::console::{Console, Style, print_err};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Request {
+pub(crate) enum Request {
     On,
     Off,
     Status,
@@ -53,7 +53,7 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
     };
     let docker = apply::usable(crate::docker::discover(
         plan.sudo,
-        std::env::var("DOCKER_CMD").ok(),
+        std::env::var("DOCKER_CMD").ok().as_deref(),
     ))?;
     process::adopt_orphans();
     let masker = apply::masker(plan);
@@ -73,7 +73,7 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
         },
         hook: None,
     }];
-    let mut console = Console::new(Style::Lines)
+    let mut console = Console::new(&Style::Lines)
         .map_err(|e| Error::Start(format!("cannot start the output thread: {e}")))?;
     if let Some(state) = tasks.state() {
         console.text(format!(

@@ -95,8 +95,10 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
                 };
                 return crate::apply::apply(&loaded.plan, &options);
             }
-            let docker =
-                crate::docker::discover(loaded.plan.sudo, std::env::var("DOCKER_CMD").ok());
+            let docker = crate::docker::discover(
+                loaded.plan.sudo,
+                std::env::var("DOCKER_CMD").ok().as_deref(),
+            );
             let preview = report::preview::build(&loaded.plan, docker);
             print_out(&match output {
                 Output::Text => preview.to_text(),

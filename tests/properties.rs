@@ -1,5 +1,6 @@
 //! Property tests for the plan loader and template quoting.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
@@ -44,10 +45,11 @@ fn render((needs, declared): &(Vec<Vec<usize>>, Vec<usize>)) -> String {
     let mut text = String::from("[plan]\nname = \"random\"\n\n");
     for &i in declared {
         let list: Vec<String> = needs[i].iter().map(|n| format!("\"s{n}\"")).collect();
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "[steps.s{i}]\nkind = \"shell\"\nneeds = [{}]\nrun = \"echo {i}\"\n\n",
             list.join(", ")
-        ));
+        );
     }
     text
 }

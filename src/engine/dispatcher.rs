@@ -537,9 +537,13 @@ impl<'a> Dispatcher<'a> {
                 };
                 let why = panic_message(error);
                 tracing::debug!(?task, %why, "task failed");
-                let attempt = self
-                    .progress(task)
-                    .map_or(1, |p| p.open.unwrap_or(p.report.attempts.len() as u32 + 1));
+                let attempt = self.progress(task).map_or(1, |p| {
+                    p.open.unwrap_or_else(|| {
+                        u32::try_from(p.report.attempts.len())
+                            .unwrap_or(u32::MAX)
+                            .saturating_add(1)
+                    })
+                });
                 let outcome = Outcome::new(End::Internal(why));
                 self.attempt_ended(task, attempt, &outcome, Duration::ZERO, None, phase);
                 Done {

@@ -5,6 +5,7 @@
 //! such tool, container gone), never because the app answered: a refused
 //! connection inside the container fails the attempt there.
 
+use std::fmt::Write as _;
 use std::io::Read as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,7 +139,7 @@ impl StepKind for HttpProbe {
         let url = scope.text(&self.url);
         let mut expect = format!("expects status {}", self.expect_status());
         if let Some(body) = &self.expect_body {
-            expect.push_str(&format!(" and a body containing {:?}", body.value));
+            let _ = write!(expect, " and a body containing {:?}", body.value);
         }
         let Some(container) = &self.container else {
             return vec![host_get("from the host", &url).note(expect)];

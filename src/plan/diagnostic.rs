@@ -6,6 +6,7 @@
 //! shows every problem of the plan.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -252,8 +253,9 @@ impl Diagnostics {
         }
         let (errors, warnings) = (self.error_count(), self.warning_count());
         if errors > 0 {
-            out.push_str(&format!(
-                "{} in {}{}\n",
+            let _ = writeln!(
+                out,
+                "{} in {}{}",
                 plural(errors, "error"),
                 self.source.name,
                 if warnings > 0 {
@@ -261,7 +263,7 @@ impl Diagnostics {
                 } else {
                     String::new()
                 }
-            ));
+            );
         }
         out
     }

@@ -257,17 +257,16 @@ impl Reader<'_> {
     }
 
     fn integer(&mut self, value: &Value<'_>, field: &str, range: (i64, i64)) -> Option<Sp<i64>> {
-        let parsed = match value.get_ref() {
-            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
-            _ => {
-                self.wrong_type(
-                    value,
-                    field,
-                    "an integer",
-                    &format!("`{field} = {}`", range.0.max(1)),
-                );
-                return None;
-            }
+        let parsed = if let DeValue::Integer(i) = value.get_ref() {
+            i64::from_str_radix(i.as_str(), i.radix()).ok()
+        } else {
+            self.wrong_type(
+                value,
+                field,
+                "an integer",
+                &format!("`{field} = {}`", range.0.max(1)),
+            );
+            return None;
         };
         match parsed {
             Some(n) if (range.0..=range.1).contains(&n) => Some(Sp::new(n, value.span())),
@@ -400,7 +399,7 @@ impl Reader<'_> {
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
-        for item in items.iter() {
+        for item in items {
             if let Some(s) = self.string(item, field) {
                 out.push(s);
             }
@@ -427,7 +426,7 @@ impl Reader<'_> {
             }
             DeValue::Array(items) if !items.is_empty() => {
                 let mut argv = Vec::with_capacity(items.len());
-                for item in items.iter() {
+                for item in items {
                     argv.push(self.template(item, field)?);
                 }
                 Some(Sp::new(Command::Argv(argv), value.span()))
@@ -457,7 +456,7 @@ impl Reader<'_> {
         let Some(table) = self.table(value, "env", "`env = { RAILS_ENV = \"production\" }`") else {
             return out;
         };
-        for (key, value) in table.iter() {
+        for (key, value) in table {
             let name = key.get_ref().as_ref();
             let valid = name
                 .chars()
@@ -485,19 +484,15 @@ impl Reader<'_> {
     fn root(&mut self, root: &DeTable<'_>, span: Span) -> Option<PlanFile> {
         self.check_keys(root, ROOT_FIELDS, "a plan", &|_| None);
 
-        let plan = match find(root, "plan") {
-            Some(v) => self.plan_section(v),
-            None => {
-                self.error(
-                    PlanDiagnostic::error(
-                        "runner::missing-field",
-                        "the plan has no `[plan]` section",
-                    )
+        let plan = if let Some(v) = find(root, "plan") {
+            self.plan_section(v)
+        } else {
+            self.error(
+                PlanDiagnostic::error("runner::missing-field", "the plan has no `[plan]` section")
                     .label(span.start..span.start, "`[plan]` expected in this file")
                     .help("add `[plan]` with `name = \"my app production\"`"),
-                );
-                None
-            }
+            );
+            None
         };
         let vars = find(root, "vars").map(|v| self.vars(v)).unwrap_or_default();
         let docker = find(root, "docker")
@@ -514,7 +509,7 @@ impl Reader<'_> {
 
         let count = find(root, "steps")
             .and_then(|v| v.get_ref().as_table())
-            .map_or(0, |t| t.len());
+            .map_or(0, toml::map::Map::len);
         let mut steps = IndexMap::with_capacity(count);
         let mut step_spans = IndexMap::with_capacity(count);
         match find(root, "steps") {
@@ -527,7 +522,7 @@ impl Reader<'_> {
                                 .help("add a step: `[steps.build]` with a `kind`"),
                         );
                     }
-                    for (key, value) in table.iter() {
+                    for (key, value) in table {
                         let id = key.get_ref().as_ref();
                         if !is_plain_name(id) {
                             self.error(
@@ -577,7 +572,7 @@ impl Reader<'_> {
         let Some(table) = self.table(value, "vars", "`[vars]` with `app = \"my-app\"`") else {
             return out;
         };
-        for (key, value) in table.iter() {
+        for (key, value) in table {
             let name = key.get_ref().as_ref();
             if !is_plain_name(name) {
                 self.error(

@@ -166,10 +166,10 @@ impl Template {
                 Part::Ref { name, text, .. } => match (lookup(name), context) {
                     (Some(Value::Text(value)), Context::Verbatim) => out.push_str(&value),
                     (Some(Value::Words(words)), Context::Verbatim) => {
-                        out.push_str(&words.join(" "))
+                        out.push_str(&words.join(" "));
                     }
                     (Some(Value::Text(value)), Context::Shell) => {
-                        quote.insert(&mut out, &shell_quote(&value), &value)
+                        quote.insert(&mut out, &shell_quote(&value), &value);
                     }
                     (Some(Value::Words(words)), Context::Shell) => {
                         quote.insert(&mut out, &shell_join(&words), &words.join(" "));
@@ -203,7 +203,7 @@ impl Quote {
         let mut chars = text.chars();
         while let Some(c) = chars.next() {
             state = match (state, c) {
-                (Quote::None, '\\') | (Quote::Double, '\\') => {
+                (Quote::None | Quote::Double, '\\') => {
                     chars.next();
                     state
                 }

@@ -2,6 +2,7 @@
 //! lines are cut at [`MAX_LINE`] bytes (the rest counted, not kept), what is kept
 //! for a step's `capture` stops at [`KEEP_BYTES`], and a file copy streams.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -166,7 +167,7 @@ impl Lines {
             .trim_end_matches('\r')
             .to_owned();
         if self.cut > 0 {
-            text.push_str(&format!(" … [{} bytes not shown]", self.cut));
+            let _ = write!(text, " … [{} bytes not shown]", self.cut);
         }
         self.current.clear();
         self.cut = 0;

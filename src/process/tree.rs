@@ -113,12 +113,11 @@ impl Group {
         let members = self.members();
         tracing::debug!(group = self.leader, ?members, "ending a process tree");
         self.signal(&members, Signal::SIGTERM);
-        match timeout(GRACE, child.wait()).await {
-            Ok(status) => status,
-            Err(_) => {
-                self.signal(&self.members(), Signal::SIGKILL);
-                child.wait().await
-            }
+        if let Ok(status) = timeout(GRACE, child.wait()).await {
+            status
+        } else {
+            self.signal(&self.members(), Signal::SIGKILL);
+            child.wait().await
         }
     }
 
@@ -193,15 +192,21 @@ impl Group {
                 true
             } else if adopted {
                 match marker(p.pid) {
-                    Some(m) if Some(&m) == self.marker.as_ref() => true,
-                    // Its command is still running: its own sweep ends it.
-                    Some(m) if live.values().any(|v| v.as_ref() == Some(&m)) => false,
-                    Some(_) => true,
+                    // Another command's, still running: its own sweep ends it.
+                    Some(m)
+                        if Some(&m) != self.marker.as_ref()
+                            && live.values().any(|v| v.as_ref() == Some(&m)) =>
+                    {
+                        false
+                    }
+                    // Nobody's, while other commands run: it waits for a sweep
+                    // that can tell, or the end of the run.
                     None if others => {
                         pending.insert(p.pid);
                         false
                     }
-                    None => true,
+                    // Ours, or left by a command that has ended.
+                    _ => true,
                 }
             } else {
                 false

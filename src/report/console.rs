@@ -46,7 +46,7 @@ pub(crate) struct Console {
 }
 
 impl Console {
-    pub(crate) fn new(style: Style) -> std::io::Result<Self> {
+    pub(crate) fn new(style: &Style) -> std::io::Result<Self> {
         let queue = Lossy::spawn("runner-output", QUEUE_BYTES, View::new(style))?;
         Ok(Self {
             tx: queue.tx(),
@@ -121,8 +121,8 @@ enum ViewStyle {
 }
 
 impl View {
-    fn new(style: Style) -> Self {
-        let style = match style {
+    fn new(style: &Style) -> Self {
+        let style = match *style {
             Style::Text { width, live, color } => {
                 console::set_colors_enabled(color);
                 ViewStyle::Text(TextView {
@@ -152,11 +152,8 @@ impl Consumer<Out> for View {
                 buf.push('\n');
             }
             (ViewStyle::Json, Item::Dropped(lines)) => {
-                buf.push_str(&format!(
-                    "{{\"event\":\"output_dropped\",\"lines\":{lines}}}\n"
-                ));
+                let _ = writeln!(buf, "{{\"event\":\"output_dropped\",\"lines\":{lines}}}");
             }
-            (ViewStyle::Json, Item::Value(Out::Text(_))) => {}
             (ViewStyle::Text(view), Item::Value(Out::Event(event))) => view.event(&event, buf),
             (ViewStyle::Text(view), Item::Value(Out::Text(text))) => {
                 // The live view goes before the summary: what is drawn stays put.
@@ -167,19 +164,17 @@ impl Consumer<Out> for View {
                 }
                 buf.push_str(&text);
             }
-            (ViewStyle::Text(_), Item::Dropped(lines)) => {
-                buf.push_str(&dropped(lines));
-                buf.push('\n');
-            }
             (ViewStyle::Lines, Item::Value(Out::Event(Event::Output { line, .. }))) => {
                 let _ = writeln!(buf, "  │ {line}");
             }
             (ViewStyle::Lines, Item::Value(Out::Event(Event::Stopping { reason }))) => {
-                buf.push_str(&format!("! {reason}\n"));
+                let _ = writeln!(buf, "! {reason}");
             }
-            (ViewStyle::Lines, Item::Value(Out::Event(_))) => {}
+            // JSON carries events only; the lines view shows output and notices.
+            (ViewStyle::Json, Item::Value(Out::Text(_)))
+            | (ViewStyle::Lines, Item::Value(Out::Event(_))) => {}
             (ViewStyle::Lines, Item::Value(Out::Text(text))) => buf.push_str(&text),
-            (ViewStyle::Lines, Item::Dropped(lines)) => {
+            (ViewStyle::Text(_) | ViewStyle::Lines, Item::Dropped(lines)) => {
                 buf.push_str(&dropped(lines));
                 buf.push('\n');
             }

@@ -257,10 +257,10 @@ impl Preview {
 fn step_text(out: &mut String, step: &StepView) {
     let mut head = format!("  {} [{}]", step.id, step.kind);
     if !step.needs.is_empty() {
-        head.push_str(&format!(" needs {}", step.needs.join(", ")));
+        let _ = write!(head, " needs {}", step.needs.join(", "));
     }
     if step.when != When::Success {
-        head.push_str(&format!(" when {}", step.when.as_str()));
+        let _ = write!(head, " when {}", step.when.as_str());
     }
     let _ = writeln!(out, "{head}");
     if let Some(description) = &step.description {

@@ -86,7 +86,7 @@ pub(crate) struct HookRecord {
 }
 
 /// What a record is made from.
-pub(crate) struct Run<'a> {
+pub(crate) struct Parts<'a> {
     pub(crate) plan: &'a Plan,
     pub(crate) run_id: &'a str,
     pub(crate) started_at: SystemTime,
@@ -96,8 +96,8 @@ pub(crate) struct Run<'a> {
 }
 
 impl Record {
-    pub(crate) fn new(run: Run<'_>) -> Self {
-        let Run {
+    pub(crate) fn new(run: Parts<'_>) -> Self {
+        let Parts {
             plan,
             report,
             masker,

@@ -9,7 +9,7 @@ use std::time::Duration;
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A name no other test (or test run) uses.
-pub fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     format!(
         "rt{}-{tag}-{}",
         std::process::id(),
@@ -17,7 +17,7 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
-pub fn docker(args: &[&str]) -> std::process::Output {
+pub(crate) fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
         .args(args)
         .output()
@@ -25,7 +25,7 @@ pub fn docker(args: &[&str]) -> std::process::Output {
 }
 
 /// Runs docker and returns its stdout; panics with its stderr on failure.
-pub fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
     assert!(
         out.status.success(),
@@ -38,7 +38,7 @@ pub fn docker_ok(args: &[&str]) -> String {
 
 /// Removes what a test made, even when it panics.
 #[derive(Default)]
-pub struct Cleanup {
+pub(crate) struct Cleanup {
     pub containers: Vec<String>,
     pub images: Vec<String>,
     /// A demo app: `teardown.sh APP IMAGE`.
@@ -64,7 +64,7 @@ impl Drop for Cleanup {
 
 /// Builds `tag` FROM scratch with the host's static busybox, plus `extra`
 /// Dockerfile lines and `files` (path in the context, content).
-pub fn busybox_image(tag: &str, extra: &str, files: &[(&str, &[u8])]) {
+pub(crate) fn busybox_image(tag: &str, extra: &str, files: &[(&str, &[u8])]) {
     let ctx = tempfile::tempdir().expect("context");
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
@@ -93,7 +93,7 @@ pub fn busybox_image(tag: &str, extra: &str, files: &[(&str, &[u8])]) {
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -101,7 +101,7 @@ pub fn free_port() -> u16 {
 }
 
 /// GET from the host: the status and body, or why there was none.
-pub fn get(url: &str) -> Result<(u16, String), String> {
+pub(crate) fn get(url: &str) -> Result<(u16, String), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
         .http_status_as_error(false)
@@ -116,7 +116,7 @@ pub fn get(url: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
-pub fn start(cleanup: &mut Cleanup, image: &str, publish: Option<u16>) -> String {
+pub(crate) fn start(cleanup: &mut Cleanup, image: &str, publish: Option<u16>) -> String {
     let name = unique("c");
     let mut args = vec!["run", "-d", "--name", &name];
     let port;

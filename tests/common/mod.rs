@@ -1,33 +1,33 @@
 //! The `Test` builder: a plan, arguments, an environment → status and output.
 
-pub mod docker;
-pub mod process;
+pub(crate) mod docker;
+pub(crate) mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
+pub(crate) const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
 
 /// The repository root, for the plans under `plans/`.
-pub fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub struct Test {
+pub(crate) struct Test {
     pub dir: tempfile::TempDir,
     args: Vec<String>,
     env: Vec<(String, String)>,
     path: Option<String>,
 }
 
-pub struct Run {
+pub(crate) struct Run {
     pub status: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Test {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temporary directory"),
             args: Vec::new(),
@@ -37,11 +37,11 @@ impl Test {
     }
 
     /// Writes `plan.toml` in the test's directory.
-    pub fn plan(self, text: &str) -> Self {
+    pub(crate) fn plan(self, text: &str) -> Self {
         self.file("plan.toml", text)
     }
 
-    pub fn file(self, name: &str, text: &str) -> Self {
+    pub(crate) fn file(self, name: &str, text: &str) -> Self {
         let path = self.dir.path().join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).expect("create folder");
@@ -50,39 +50,39 @@ impl Test {
         self
     }
 
-    pub fn args(mut self, args: &[&str]) -> Self {
+    pub(crate) fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|a| (*a).to_owned()));
         self
     }
 
-    pub fn env(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
     /// Replaces PATH (to put fake tools first, or hide docker).
-    pub fn path(mut self, path: &str) -> Self {
+    pub(crate) fn path(mut self, path: &str) -> Self {
         self.path = Some(path.to_owned());
         self
     }
 
-    pub fn path_of(&self, name: &str) -> PathBuf {
+    pub(crate) fn path_of(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    pub fn run(&self) -> Run {
+    pub(crate) fn run(&self) -> Run {
         output(self.command())
     }
 
     /// Runs with other arguments, in the same folder and environment.
-    pub fn run_with(&self, args: &[&str]) -> Run {
+    pub(crate) fn run_with(&self, args: &[&str]) -> Run {
         let mut command = self.base();
         command.args(args);
         output(command)
     }
 
     /// The runner command, ready to run or spawn.
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut command = self.base();
         command.args(&self.args);
         command
@@ -106,7 +106,7 @@ impl Test {
 }
 
 /// The run records in the test's `.runner/runs`, oldest first.
-pub fn records(test: &Test) -> Vec<serde_json::Value> {
+pub(crate) fn records(test: &Test) -> Vec<serde_json::Value> {
     let runs = test.path_of(".runner/runs");
     let mut files: Vec<_> = std::fs::read_dir(&runs)
         .unwrap_or_else(|e| panic!("the record folder {}: {e}", runs.display()))
@@ -123,7 +123,7 @@ pub fn records(test: &Test) -> Vec<serde_json::Value> {
 }
 
 /// A step of a record, by id.
-pub fn step<'a>(record: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+pub(crate) fn step<'a>(record: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     record["steps"]
         .as_array()
         .expect("steps")
@@ -133,7 +133,7 @@ pub fn step<'a>(record: &'a serde_json::Value, id: &str) -> &'a serde_json::Valu
 }
 
 /// Runs `command` to its end: status and output.
-pub fn output(mut command: Command) -> Run {
+pub(crate) fn output(mut command: Command) -> Run {
     let Output {
         status,
         stdout,
@@ -147,7 +147,7 @@ pub fn output(mut command: Command) -> Run {
 }
 
 /// Writes an executable shell script.
-pub fn script(path: &Path, body: &str) {
+pub(crate) fn script(path: &Path, body: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");

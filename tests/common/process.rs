@@ -11,31 +11,31 @@ use super::{Run, Test};
 
 /// How long a test waits for something that should happen in well under a second;
 /// only a hang guard, never a timing assertion.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
-pub fn events(run: &Run) -> Vec<Value> {
+pub(crate) fn events(run: &Run) -> Vec<Value> {
     run.stdout
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect()
 }
 
-pub fn of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+pub(crate) fn of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
 }
 
-pub fn record(test: &Test) -> Value {
+pub(crate) fn record(test: &Test) -> Value {
     let mut records = crate::common::records(test);
     assert_eq!(records.len(), 1, "one record");
     records.remove(0)
 }
 
-pub fn read(test: &Test, name: &str) -> String {
+pub(crate) fn read(test: &Test, name: &str) -> String {
     std::fs::read_to_string(test.path_of(name)).unwrap_or_default()
 }
 
 /// Nanosecond timestamps written by `date +%s%N`.
-pub fn stamp(test: &Test, name: &str) -> u128 {
+pub(crate) fn stamp(test: &Test, name: &str) -> u128 {
     read(test, name)
         .trim()
         .parse()
@@ -43,7 +43,7 @@ pub fn stamp(test: &Test, name: &str) -> u128 {
 }
 
 /// Kills every process whose command line holds `marker` when dropped.
-pub struct Reap(pub String);
+pub(crate) struct Reap(pub String);
 
 impl Drop for Reap {
     fn drop(&mut self) {
@@ -53,7 +53,7 @@ impl Drop for Reap {
     }
 }
 
-pub fn alive(marker: &str) -> bool {
+pub(crate) fn alive(marker: &str) -> bool {
     std::process::Command::new("pgrep")
         .args(["-f", marker])
         .stdout(Stdio::null())
@@ -63,21 +63,21 @@ pub fn alive(marker: &str) -> bool {
 }
 
 /// A copy of `sleep` under a name unique to the test, to find it in the process list.
-pub fn marker_sleep(test: &Test, tag: &str) -> (String, Reap) {
+pub(crate) fn marker_sleep(test: &Test, tag: &str) -> (String, Reap) {
     let name = format!("sleep-{tag}-{}", std::process::id());
     std::fs::copy("/bin/sleep", test.path_of(&name)).expect("copy sleep");
     (format!("./{name}"), Reap(name))
 }
 
 /// A runner in the background with its JSON events read as they come.
-pub struct Background {
+pub(crate) struct Background {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<Value>,
 }
 
 impl Background {
-    pub fn spawn(test: &Test) -> Self {
+    pub(crate) fn spawn(test: &Test) -> Self {
         let mut child = test
             .command()
             .stdout(Stdio::piped())
@@ -101,7 +101,7 @@ impl Background {
     }
 
     /// Waits for an event matching `what`.
-    pub fn wait_for(&mut self, what: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_for(&mut self, what: impl Fn(&Value) -> bool) -> Value {
         loop {
             let line = self
                 .lines
@@ -115,7 +115,7 @@ impl Background {
         }
     }
 
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
@@ -124,7 +124,7 @@ impl Background {
     }
 
     /// Waits for the exit; returns the code and every event.
-    pub fn finish(mut self) -> (i32, Vec<Value>, String) {
+    pub(crate) fn finish(mut self) -> (i32, Vec<Value>, String) {
         let mut stderr = String::new();
         if let Some(mut err) = self.child.stderr.take() {
             use std::io::Read;
@@ -150,6 +150,6 @@ impl Drop for Background {
     }
 }
 
-pub fn started(step: &'static str) -> impl Fn(&Value) -> bool {
+pub(crate) fn started(step: &'static str) -> impl Fn(&Value) -> bool {
     move |e| e["event"] == "step_started" && e["step"] == step
 }
