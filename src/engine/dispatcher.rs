@@ -223,7 +223,7 @@ impl<'a> Dispatcher<'a> {
             kill: CancellationToken::new(),
         };
         let mut running = 0usize;
-        // An interrupt that came before the phase (during the docker probe, say)
+        // An interrupt that came before the phase (while the run was set up)
         // stops it before anything starts.
         while let Ok(interrupt) = self.interrupts.try_recv() {
             self.interrupt(interrupt, phase, running, &stops);
@@ -346,7 +346,7 @@ impl<'a> Dispatcher<'a> {
                 .hook
                 .is_some_and(|h| h.role == HookRole::Reopen);
             if reopens && !all_ok {
-                let reason = "an earlier rollback hook failed, so the system stays closed to its users (maintenance stays ON) instead of showing them a half-undone app".to_owned();
+                let reason = "an earlier rollback hook failed, so this hook, which gives the system back to its users, is not run: they keep the closed system instead of a half-undone one".to_owned();
                 self.sink.event(Event::RollbackHeld {
                     step: self.units[i].id.clone(),
                     reason: reason.clone(),

@@ -1,7 +1,7 @@
 //! The engine: runs a DAG of units of work with retries, one deadline per attempt,
-//! rollback and interrupts. It knows no step kind and no docker: a unit's work is
-//! a [`Work`] that [`Tasks`] prepares when the unit starts, and the rules that
-//! depend on a kind come in as properties ([`HookRole`]).
+//! rollback and interrupts. It knows no step kind and nothing of what kinds run:
+//! a unit's work is a [`Work`] that [`Tasks`] prepares when the unit starts, and
+//! the rules that depend on a kind come in as properties ([`HookRole`]).
 //!
 //! One dispatcher loop owns the run (see [`dispatcher`]); each unit's attempts run
 //! in a task of their own ([`attempt`]); everything that happens becomes an
@@ -9,7 +9,6 @@
 
 mod attempt;
 mod dispatcher;
-pub(crate) mod event;
 mod retry;
 pub(crate) mod signals;
 #[cfg(test)]
@@ -23,7 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-pub(crate) use event::{Event, Phase, RunStatus, Status};
+pub(crate) use crate::report::event::{Event, Phase, RunStatus, Status};
 pub(crate) use signals::Interrupt;
 pub(crate) use work::{Attempt, Attempted, End, Outcome, Output, Stream, Work};
 
@@ -54,9 +53,9 @@ pub(crate) struct Hook {
 pub(crate) enum HookRole {
     /// Undoes its step.
     Undo,
-    /// Gives the system back to its users (maintenance off): it runs after every
-    /// other hook, and not at all once one failed, so users keep the maintenance
-    /// page instead of a half-undone system.
+    /// Gives the system back to its users: it runs after every other hook, and
+    /// not at all once one failed, so users keep the closed system rather than a
+    /// half-undone one.
     Reopen,
 }
 
@@ -160,7 +159,7 @@ pub(crate) struct AttemptRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
     pub(crate) duration_ms: u64,
-    /// For a probe: the transport that decided, and the URL.
+    /// The way the attempt went, when its kind has several (which transport).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) transport: Option<String>,
 }

@@ -245,7 +245,7 @@ async fn retries_wait_by_the_backoff() {
 #[tokio::test(start_paused = true)]
 async fn hooks_run_in_reverse_completion_order_with_reopening_last() {
     let mut plan = Plan::new();
-    let m = plan.step("maintenance", &[], &[Act::Pass(4000)]);
+    let m = plan.step("gate", &[], &[Act::Pass(4000)]);
     plan.hook(m, HookRole::Reopen, &[Act::Pass(10)]);
     let a = plan.step("a", &[], &[Act::Pass(1000)]);
     plan.hook(a, HookRole::Undo, &[Act::Pass(10)]);
@@ -255,17 +255,14 @@ async fn hooks_run_in_reverse_completion_order_with_reopening_last() {
     let (report, _) = plan.run(&[]).await;
     assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(report.stopped.as_deref(), Some("step `bad` failed"));
-    // Completed a (1 s), b (3 s), maintenance (4 s): the running steps finish.
-    assert_eq!(hook_ids(&plan, &report), ["b", "a", "maintenance"]);
+    // Completed a (1 s), b (3 s), gate (4 s): the running steps finish.
+    assert_eq!(hook_ids(&plan, &report), ["b", "a", "gate"]);
     let hooks: Vec<String> = plan
         .started()
         .into_iter()
         .filter(|n| n.contains("rollback"))
         .collect();
-    assert_eq!(
-        hooks,
-        ["b/rollback#1", "a/rollback#1", "maintenance/rollback#1"]
-    );
+    assert_eq!(hooks, ["b/rollback#1", "a/rollback#1", "gate/rollback#1"]);
     assert_eq!(report.units[bad].status, Status::Failed);
     for unit in [m, a, b] {
         assert_eq!(report.units[unit].status, Status::RolledBack);
@@ -275,7 +272,7 @@ async fn hooks_run_in_reverse_completion_order_with_reopening_last() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_hook_holds_the_hook_that_reopens() {
     let mut plan = Plan::new();
-    let m = plan.step("maintenance", &[], &[Act::Pass(0)]);
+    let m = plan.step("gate", &[], &[Act::Pass(0)]);
     plan.hook(m, HookRole::Reopen, &[Act::Pass(0)]);
     let a = plan.step("a", &[m], &[Act::Pass(0)]);
     plan.hook(a, HookRole::Undo, &[Act::Fail(0)]);
@@ -286,16 +283,12 @@ async fn a_failed_hook_holds_the_hook_that_reopens() {
     assert_eq!(hook_ids(&plan, &report), ["a"]);
     assert_eq!(report.held.len(), 1);
     assert_eq!(report.held[0].unit, m);
-    assert!(
-        !plan
-            .started()
-            .contains(&"maintenance/rollback#1".to_owned())
-    );
+    assert!(!plan.started().contains(&"gate/rollback#1".to_owned()));
     assert_eq!(report.units[a].status, Status::RollbackFailed);
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, Event::RollbackHeld { step, .. } if step == "maintenance"))
+            .any(|e| matches!(e, Event::RollbackHeld { step, .. } if step == "gate"))
     );
 }
 

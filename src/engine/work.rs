@@ -62,7 +62,7 @@ impl Output {
             .await;
     }
 
-    /// runner's own words about the attempt (a probe's transport and outcome).
+    /// runner's own words about the attempt (which way it went, what it found).
     pub(crate) async fn info(&self, text: String) {
         self.line(Stream::Info, text).await;
     }
@@ -151,7 +151,7 @@ pub(crate) struct Outcome {
     pub(crate) captured: Option<String>,
     /// More about how it ended (e.g. what became of a process in a container).
     pub(crate) detail: Option<String>,
-    /// Which transport decided a probe, and the URL.
+    /// The way the attempt went, when its kind has several (which transport).
     pub(crate) transport: Option<String>,
 }
 

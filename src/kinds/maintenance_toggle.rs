@@ -109,6 +109,10 @@ impl StepKind for MaintenanceToggle {
         true
     }
 
+    fn uses_maintenance(&self) -> bool {
+        true
+    }
+
     /// Turning maintenance off gives the system back to its users: as a hook,
     /// it runs last, and not at all after a failed hook.
     fn hook_role(&self) -> HookRole {

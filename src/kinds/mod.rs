@@ -54,6 +54,11 @@ pub(crate) trait StepKind: Send + Sync {
     /// Whether it talks to docker (a plan where nothing does skips the probe).
     fn uses_docker(&self) -> bool;
 
+    /// Whether it runs the plan's `[maintenance]` commands (which must then exist).
+    fn uses_maintenance(&self) -> bool {
+        false
+    }
+
     /// Whether its stdout is kept for `{{ steps.ID.output }}`.
     fn captures(&self) -> bool {
         false

@@ -296,9 +296,10 @@ fn check_maintenance(file: &PlanFile, diags: &mut Vec<PlanDiagnostic>) {
         .filter_map(|s| s.rollback.as_ref().map(|h| (&h.action, &h.kind_span)));
     let steps = file.steps.values().map(|s| (&s.action, &s.kind_span));
     for (action, span) in steps.chain(hooks) {
-        if matches!(action, Action::MaintenanceToggle(_)) {
+        let kind = action.as_kind();
+        if kind.uses_maintenance() {
             diags.push(
-                PlanDiagnostic::error("runner::no-maintenance", "a `maintenance-toggle` needs a `[maintenance]` section")
+                PlanDiagnostic::error("runner::no-maintenance", format!("a `{}` needs a `[maintenance]` section", kind.name()))
                     .label(span.clone(), "toggles maintenance")
                     .help("add `[maintenance]` with `container`, `on`, `off` and `status`: the commands that switch this app's maintenance mode"),
             );

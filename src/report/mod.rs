@@ -2,6 +2,7 @@
 //! of a run (and the writer behind it), its summary and its record.
 
 pub(crate) mod console;
+pub(crate) mod event;
 pub mod graph;
 pub(crate) mod logs;
 pub(crate) mod lossy;

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::work::Stream;
+use crate::engine::Stream;
 use crate::exit_code;
 
 /// The status of a step at the end of a run.
