@@ -21,8 +21,9 @@
    lines, and while it prints one 200 MB line without a newline; stdout to
    /dev/null, to a pipe read by `cat`, and as JSON events.
 
-Each figure is the median of --runs runs (default 15). Nothing here is a test: the
-figures go to the README.
+Each figure is the median of --runs runs (default 15), the commands of a table
+taking turns run after run so that the machine's drift is shared. Nothing here is
+a test: the figures go to the README.
 """
 
 import argparse
@@ -90,9 +91,16 @@ def timed(argv, cwd):
     return time.perf_counter() - start
 
 
-def median(argv, cwd, runs):
-    timed(argv, cwd)  # warm caches
-    return statistics.median(timed(argv, cwd) for _ in range(runs))
+def interleaved(commands, cwd, runs):
+    """Median wall time of each command, the commands taking turns run after run,
+    so that the machine's drift during the benchmark is shared by all of them."""
+    times = {name: [] for name, _ in commands}
+    for round_ in range(runs + 1):
+        for name, argv in commands:
+            secs = timed(argv, cwd)
+            if round_:  # the first round warms caches
+                times[name].append(secs)
+    return [(name, statistics.median(times[name])) for name, _ in commands]
 
 
 def max_rss_kib(argv, cwd):
@@ -128,8 +136,10 @@ def main():
     runs = args.runs
     floor = floor_binary()
     with tempfile.TemporaryDirectory() as work:
-        report = os.path.join(work, "record.json")
-        runner = lambda name, *extra: [RUNNER, "apply", name, "--report", report, *extra]
+        # Each run writes its record where runner puts it by default: a new file
+        # under .runner/runs/ (replacing one --report file every run would add
+        # ext4's flush-on-replace, a millisecond or two, to every figure).
+        runner = lambda name, *extra: [RUNNER, "apply", name, *extra]
 
         noop_chain = chain(STEPS, NOOP)
         noop_flat = [(f"s{i}", NOOP, []) for i in range(STEPS)]
@@ -146,21 +156,22 @@ def main():
 
         print(f"200 no-op steps, median of {runs} runs")
         loop = ["sh", "-c", f"for i in $(seq {STEPS}); do sh -c '{NOOP}'; done"]
-        rows = [
-            ("sh -c loop", median(loop, work, runs)),
-            ("make -j1 (chain)", median(["make", "-s", "-j1", "-f", "chain.mk"], work, runs)),
-            ("runner --jobs 1 (chain)", median(runner("chain.toml", "--jobs", "1"), work, runs)),
-            ("floor, tokio::process (chain)", median([floor, "tokio", str(STEPS)], work, runs)),
-            ("floor, std::process (chain)", median([floor, "std", str(STEPS)], work, runs)),
-            ("make -j8 (independent)", median(["make", "-s", "-j8", "-f", "flat.mk"], work, runs)),
-            ("runner --jobs 8 (independent)", median(runner("flat.toml", "--jobs", "8"), work, runs)),
+        commands = [
+            ("sh -c loop", loop),
+            ("make -j1 (chain)", ["make", "-s", "-j1", "-f", "chain.mk"]),
+            ("runner --jobs 1 (chain)", runner("chain.toml", "--jobs", "1")),
+            ("floor, tokio::process (chain)", [floor, "tokio", str(STEPS)]),
+            ("floor, std::process (chain)", [floor, "std", str(STEPS)]),
+            ("make -j8 (independent)", ["make", "-s", "-j8", "-f", "flat.mk"]),
+            ("runner --jobs 8 (independent)", runner("flat.toml", "--jobs", "8")),
         ]
         just = shutil.which("just")
         if just:
             last = noop_chain[-1][0]
-            rows.append(("just (chain)", median([just, "-f", "chain.just", last], work, runs)))
+            commands.append(("just (chain)", [just, "-f", "chain.just", last]))
         else:
             print("  (just is not on PATH: `cargo install just` adds its row)")
+        rows = interleaved(commands, work, runs)
         for name, secs in rows:
             print(f"  {name:<32} {secs * 1000:8.1f} ms  {secs * 1000 / STEPS:5.2f} ms/step")
         figures = dict(rows)
@@ -187,12 +198,11 @@ def main():
         through_sh = [s for c in range(4) for s in chain(5, "sleep 0.2;", prefix=f"c{c}s")]
         with open(os.path.join(work, "sleep-sh.mk"), "w") as f:
             f.write(makefile(through_sh))
-        for name, argv in [
+        for name, secs in interleaved([
             ("make -j4", ["make", "-s", "-j4", "-f", "sleep.mk"]),
             ("make -j4 through sh", ["make", "-s", "-j4", "-f", "sleep-sh.mk"]),
             ("runner --jobs 4", runner("sleep.toml", "--jobs", "4")),
-        ]:
-            secs = median(argv, work, sleep_runs)
+        ], work, sleep_runs):
             print(f"  {name:<32} {secs:6.3f} s   wall / critical path {secs / 1.0:.3f}")
 
         rss = max_rss_kib(runner("chain.toml", "--jobs", "1"), work)

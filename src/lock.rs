@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// The holder is written padded to this many bytes.
+const HOLDER_WIDTH: usize = 255;
+
 /// Who holds the lock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Holder {
@@ -94,10 +97,25 @@ pub(crate) fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
         }
         Err(TryLockError::Error(e)) => return Err(io(e)),
     }
-    let text = serde_json::to_string(holder).unwrap_or_default();
-    file.set_len(0)
-        .and_then(|()| file.seek(SeekFrom::Start(0)))
+    // Written over the last holder, padded to a fixed width (JSON ignores the
+    // trailing spaces), so the file is never truncated to nothing: on ext4 that
+    // forces a flush to disk, a millisecond or two of every run.
+    let mut text = serde_json::to_string(holder).unwrap_or_default();
+    let width = text.len().max(HOLDER_WIDTH);
+    text.extend(std::iter::repeat_n(' ', width - text.len()));
+    text.push('\n');
+    let longer = file
+        .metadata()
+        .map_or(true, |m| m.len() > text.len() as u64);
+    file.seek(SeekFrom::Start(0))
         .and_then(|_| file.write_all(text.as_bytes()))
+        .and_then(|()| {
+            if longer {
+                file.set_len(text.len() as u64)
+            } else {
+                Ok(())
+            }
+        })
         .and_then(|()| file.flush())
         .map_err(io)?;
     Ok(Lock { _file: file })
