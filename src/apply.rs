@@ -32,17 +32,10 @@ pub(crate) struct Options {
 
 /// Runs the plan; the exit code says how the run ended.
 pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
-    let started_at = SystemTime::now();
-    let run_id = run_id(started_at);
-    let runtime = runtime()?;
-    let interrupts = {
-        let _context = runtime.enter();
-        engine::signals::listen()
-            .map_err(|e| Error::Start(format!("cannot install the signal handlers: {e}")))?
-    };
+    let session = Session::start()?;
+    let (started_at, run_id) = (session.started_at, session.run_id.clone());
     let lock = lock_plan(plan, &run_id, started_at)?;
     let docker = usable(docker_for(plan))?;
-    process::adopt_orphans();
     let report_path = options.report.clone().unwrap_or_else(|| {
         plan.dir
             .join(".runner")
@@ -79,20 +72,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
     let docker = Arc::new(docker);
     let tasks = PlanTasks::new(plan, Arc::clone(&docker), &run_id, &masker);
     let units = units(plan);
-    let report = runtime.block_on(async {
-        let report = engine::run(engine::Run {
-            units: &units,
-            jobs: plan.jobs,
-            tasks: &tasks,
-            masker: &masker,
-            sink: &mut console,
-            interrupts,
-        })
-        .await;
-        // Nothing a step started outlives the run.
-        process::end_adopted().await;
-        report
-    });
+    let report = session.run(&units, plan.jobs, &tasks, &masker, &mut console);
     let code = report.status.exit_code();
     let record = record::Record::new(record::Parts {
         plan,
@@ -132,10 +112,66 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             report_path.display()
         ));
     }
-    // A host probe's request may still be finishing on a blocking thread; it
-    // ends by its own limit, and runner does not wait for it.
-    runtime.shutdown_background();
     Ok(code)
+}
+
+/// A command that runs units through the engine: its id and start, the async
+/// runtime, and the interrupts, listened to before anything else happens.
+pub(crate) struct Session {
+    pub(crate) started_at: SystemTime,
+    pub(crate) run_id: String,
+    runtime: tokio::runtime::Runtime,
+    interrupts: tokio::sync::mpsc::UnboundedReceiver<engine::Interrupt>,
+}
+
+impl Session {
+    pub(crate) fn start() -> Result<Self, Error> {
+        let started_at = SystemTime::now();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Start(format!("cannot start the async runtime: {e}")))?;
+        let interrupts = {
+            let _context = runtime.enter();
+            engine::signals::listen()
+                .map_err(|e| Error::Start(format!("cannot install the signal handlers: {e}")))?
+        };
+        Ok(Self {
+            started_at,
+            run_id: run_id(started_at),
+            runtime,
+            interrupts,
+        })
+    }
+
+    /// Runs `units` to the end of the run; nothing they started outlives it.
+    pub(crate) fn run(
+        self,
+        units: &[Unit],
+        jobs: u32,
+        tasks: &dyn Tasks,
+        masker: &Masker,
+        sink: &mut dyn engine::Sink,
+    ) -> engine::Report {
+        process::adopt_orphans();
+        let report = self.runtime.block_on(async {
+            let report = engine::run(engine::Run {
+                units,
+                jobs,
+                tasks,
+                masker,
+                sink,
+                interrupts: self.interrupts,
+            })
+            .await;
+            process::end_adopted().await;
+            report
+        });
+        // A host probe's request may still be finishing on a blocking thread; it
+        // ends by its own limit, and runner does not wait for it.
+        self.runtime.shutdown_background();
+        report
+    }
 }
 
 /// The plan's steps as the engine sees them.
@@ -288,15 +324,8 @@ pub(crate) fn usable(docker: Docker) -> Result<Docker, Error> {
     }
 }
 
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Start(format!("cannot start the async runtime: {e}")))
-}
-
 /// A sortable, unique run id: `20261125T101500Z-1f3a`.
-pub(crate) fn run_id(at: SystemTime) -> String {
+fn run_id(at: SystemTime) -> String {
     let stamp: String = humantime::format_rfc3339_seconds(at)
         .to_string()
         .chars()

@@ -8,17 +8,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::apply::{self, PlanTasks};
-use crate::engine::{self, Prepared, RunStatus, Status, Task, Tasks, Unit, Work};
+use crate::apply::{self, PlanTasks, Session};
+use crate::engine::{Prepared, RunStatus, Status, Task, Tasks, Unit, Work};
 use crate::error::Error;
 use crate::exit_code;
 use crate::kinds::StepKind;
 use crate::kinds::maintenance_toggle::{self, MaintenanceToggle, expected_status};
 use crate::plan::model::{Sp, Toggle, When};
 use crate::plan::{Plan, Settings};
-use crate::process;
 use crate::report::console::{Console, Style, print_err};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,24 +37,17 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
             path: plan.path.clone(),
         });
     };
-    let started_at = SystemTime::now();
-    let run_id = apply::run_id(started_at);
-    let runtime = apply::runtime()?;
-    let interrupts = {
-        let _context = runtime.enter();
-        engine::signals::listen()
-            .map_err(|e| Error::Start(format!("cannot install the signal handlers: {e}")))?
-    };
+    let session = Session::start()?;
+    let run_id = session.run_id.clone();
     // Toggling under a running deploy would fight it; reading the state would not.
     let lock = match request {
         Request::Status => None,
-        Request::On | Request::Off => Some(apply::lock_plan(plan, &run_id, started_at)?),
+        Request::On | Request::Off => Some(apply::lock_plan(plan, &run_id, session.started_at)?),
     };
     let docker = apply::usable(crate::docker::discover(
         plan.sudo,
         std::env::var("DOCKER_CMD").ok().as_deref(),
     ))?;
-    process::adopt_orphans();
     let masker = apply::masker(plan);
     let tasks = Commands {
         tasks: PlanTasks::new(plan, Arc::new(docker), &run_id, &masker),
@@ -82,19 +74,7 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
             tasks.shown()
         ));
     }
-    let report = runtime.block_on(async {
-        let report = engine::run(engine::Run {
-            units: &units,
-            jobs: 1,
-            tasks: &tasks,
-            masker: &masker,
-            sink: &mut console,
-            interrupts,
-        })
-        .await;
-        process::end_adopted().await;
-        report
-    });
+    let report = session.run(&units, 1, &tasks, &masker, &mut console);
     let unit = &report.units[0];
     let reason = unit
         .run
@@ -145,7 +125,6 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
     if let Some(error) = error {
         print_err(&format!("error: {}\n", masker.mask(&error)));
     }
-    runtime.shutdown_background();
     Ok(code)
 }
 

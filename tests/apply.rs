@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::common::process::{
-    Background, alive, events, marker_sleep, of, read, record, stamp, started,
+    Background, INTERRUPTIBLE, alive, events, marker_sleep, of, read, record, stamp, started,
 };
 use crate::common::{Test, step};
 
@@ -349,28 +349,7 @@ run = "touch failure.ran"
 #[test]
 fn sigint_lets_the_running_step_finish_rolls_back_and_exits_130() {
     let test = Test::new()
-        .plan(
-            r#"
-[plan]
-name = "interrupt"
-
-[steps.first]
-kind = "shell"
-run = "true"
-rollback = { kind = "shell", run = "touch first.undone" }
-
-[steps.long]
-kind = "shell"
-needs = ["first"]
-run = "sleep 0.5; touch long.done"
-rollback = { kind = "shell", run = "touch long.undone" }
-
-[steps.next]
-kind = "shell"
-needs = ["long"]
-run = "touch next.ran"
-"#,
-        )
+        .plan(INTERRUPTIBLE)
         .args(&["apply", "plan.toml", "--output", "json"]);
     let mut runner = Background::spawn(&test);
     runner.wait_for(started("long"));

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::docker::{Cleanup, busybox_image, docker_ok, free_port, get, start, unique};
+use crate::common::docker::{
+    Cleanup, busybox_image, docker_ok, free_port, get, sleeper, start, unique,
+};
 use crate::common::{Run, Test, output, repo, step};
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -496,10 +498,7 @@ command = ["true"]
 #[test]
 fn a_timed_out_docker_exec_leaves_no_process_in_the_container() {
     let mut cleanup = Cleanup::default();
-    let image = unique("timeout") + ":t";
-    busybox_image(&image, "CMD [\"sleep\", \"3600\"]", &[]);
-    cleanup.images.push(image.clone());
-    let c = start(&mut cleanup, &image, None);
+    let c = sleeper(&mut cleanup, "timeout");
     let plan = format!(
         r#"
 [plan]
@@ -641,10 +640,7 @@ fn run_as(test: &Test, user: &str, env: &[(&str, &str)]) -> Run {
 fn sudo_is_picked_when_docker_is_refused_and_never_prompts() {
     let users = Users::create();
     let mut cleanup = Cleanup::default();
-    let image = unique("sudo") + ":t";
-    busybox_image(&image, "CMD [\"sleep\", \"3600\"]", &[]);
-    cleanup.images.push(image.clone());
-    let c = start(&mut cleanup, &image, None);
+    let c = sleeper(&mut cleanup, "sudo");
     let plan = format!(
         r#"
 [plan]

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::docker::{Cleanup, busybox_image, docker_ok, start, unique};
-use crate::common::process::{Background, PATIENCE, alive, marker_sleep, read, record, started};
+use crate::common::docker::{Cleanup, docker_ok, sleeper};
+use crate::common::process::{
+    Background, INTERRUPTIBLE, PATIENCE, alive, marker_sleep, read, record, started,
+};
 use crate::common::{Test, output, script, step};
 
 /// Waits for `child` to exit, killing it (and failing) after `PATIENCE`.
@@ -99,10 +101,7 @@ fn serve(body: Vec<u8>) -> u16 {
 #[test]
 fn a_toggle_and_its_confirmation_share_one_timeout() {
     let mut cleanup = Cleanup::default();
-    let image = unique("toggle") + ":t";
-    busybox_image(&image, "CMD [\"sleep\", \"3600\"]", &[]);
-    cleanup.images.push(image.clone());
-    let c = start(&mut cleanup, &image, None);
+    let c = sleeper(&mut cleanup, "toggle");
     // Each command alone takes 1.5 s, within the step's 2 s; the two together do not.
     let test = Test::new()
         .plan(&format!(
@@ -390,30 +389,10 @@ run = "head -c 200000000 /dev/zero | tr '\\0' x; echo; echo after"
 #[test]
 fn sighup_and_sigquit_roll_back_and_exit_130() {
     for signal in ["HUP", "QUIT"] {
-        let test = Test::new()
-            .plan(
-                r#"
-[plan]
-name = "hangup"
-
-[steps.first]
-kind = "shell"
-run = "true"
-rollback = { kind = "shell", run = "touch first.undone" }
-
-[steps.long]
-kind = "shell"
-needs = ["first"]
-run = "sleep 0.5; touch long.done"
-rollback = { kind = "shell", run = "touch long.undone" }
-
-[steps.next]
-kind = "shell"
-needs = ["long"]
-run = "touch next.ran"
-"#,
-            )
-            .args(&["apply", "plan.toml", "--output", "json"]);
+        let test =
+            Test::new()
+                .plan(INTERRUPTIBLE)
+                .args(&["apply", "plan.toml", "--output", "json"]);
         let mut runner = Background::spawn(&test);
         runner.wait_for(started("long"));
         runner.signal(signal);
@@ -658,10 +637,7 @@ timeout = "1s"
 #[test]
 fn a_timed_out_exec_ends_children_that_cleared_their_environment() {
     let mut cleanup = Cleanup::default();
-    let image = unique("envi") + ":t";
-    busybox_image(&image, "CMD [\"sleep\", \"3600\"]", &[]);
-    cleanup.images.push(image.clone());
-    let c = start(&mut cleanup, &image, None);
+    let c = sleeper(&mut cleanup, "envi");
     let test = Test::new()
         .plan(&format!(
             r#"
@@ -693,10 +669,7 @@ timeout = "1s"
 #[test]
 fn a_dump_with_an_expected_output_is_checked_and_kept() {
     let mut cleanup = Cleanup::default();
-    let image = unique("dump") + ":t";
-    busybox_image(&image, "CMD [\"sleep\", \"3600\"]", &[]);
-    cleanup.images.push(image.clone());
-    let c = start(&mut cleanup, &image, None);
+    let c = sleeper(&mut cleanup, "dump");
     let test = Test::new()
         .plan(&format!(
             r#"

@@ -129,3 +129,12 @@ pub(crate) fn start(cleanup: &mut Cleanup, image: &str, publish: Option<u16>) ->
     cleanup.containers.push(name.clone());
     name
 }
+
+/// A running container of busybox that sleeps, and its image, both removed by
+/// `cleanup`; returns the container's name.
+pub(crate) fn sleeper(cleanup: &mut Cleanup, tag: &str) -> String {
+    let image = unique(tag) + ":t";
+    busybox_image(&image, "CMD [\"sleep\", \"3600\"]", &[]);
+    cleanup.images.push(image.clone());
+    start(cleanup, &image, None)
+}

@@ -150,6 +150,29 @@ impl Drop for Background {
     }
 }
 
+/// `first`, then `long` (0.5 s) that an interrupt lets finish, then `next` that
+/// it never starts; each hook leaves a file.
+pub(crate) const INTERRUPTIBLE: &str = r#"
+[plan]
+name = "interrupt"
+
+[steps.first]
+kind = "shell"
+run = "true"
+rollback = { kind = "shell", run = "touch first.undone" }
+
+[steps.long]
+kind = "shell"
+needs = ["first"]
+run = "sleep 0.5; touch long.done"
+rollback = { kind = "shell", run = "touch long.undone" }
+
+[steps.next]
+kind = "shell"
+needs = ["long"]
+run = "touch next.ran"
+"#;
+
 pub(crate) fn started(step: &'static str) -> impl Fn(&Value) -> bool {
     move |e| e["event"] == "step_started" && e["step"] == step
 }
