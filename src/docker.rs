@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::engine::{Attempt, End};
 use crate::plan::model::SudoMode;
-use crate::process::{self, EnvFile, Ran, Spec};
+use crate::process::{self, Ran, Spec};
 
 /// How long a helper docker command (diagnosis, cleanup) may take.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(8);
@@ -310,15 +310,14 @@ fn sudo_result(sudo: Vec<String>, outcome: &Outcome, tried: Vec<Probe>, why: &st
 pub(crate) struct ExecOptions<'a> {
     pub(crate) user: Option<&'a str>,
     pub(crate) workdir: Option<&'a str>,
-    /// Names of variables passed into the container. Values travel in the docker
-    /// client's environment (`-e NAME`), never on the command line.
+    /// Names of variables passed into the container. Their values never go on
+    /// the command line: they travel in the docker client's environment
+    /// (`--env NAME`), or, through sudo (which drops that environment and refuses
+    /// to keep names it was not told about), on docker's stdin (`--env-file
+    /// /dev/stdin`): never on disk.
     pub(crate) env: Vec<&'a str>,
     /// Also pass runner's own variables ([`RUNNER_ENV`]) into the container.
     pub(crate) runner_env: bool,
-    /// Through sudo, which drops the caller's environment (and refuses to keep
-    /// names it was not told about), the values go in this file instead: a
-    /// private file, never the command line.
-    pub(crate) env_file: Option<&'a str>,
 }
 
 /// What runner puts in the environment of a command it runs in a container.
@@ -331,7 +330,14 @@ pub(crate) const RUNNER_ENV: [&str; 4] = [
     "RUNNER_EXEC_ID",
 ];
 
-impl ExecOptions<'_> {
+impl<'a> ExecOptions<'a> {
+    /// Also passes the variables that carry a script's values.
+    #[must_use]
+    pub(crate) fn carrying(mut self, bound: &'a [(String, String)]) -> Self {
+        self.env.extend(bound.iter().map(|(k, _)| k.as_str()));
+        self
+    }
+
     /// Every variable passed into the container.
     pub(crate) fn names(&self) -> Vec<&str> {
         let mut names = self.env.clone();
@@ -349,10 +355,12 @@ fn is_sudo(docker: &[String]) -> bool {
         .is_some_and(|w| std::path::Path::new(w).file_name() == Some("sudo".as_ref()))
 }
 
-/// Where the values of a `docker exec`'s variables come from.
-pub(crate) const ENV_FILE_SHOWN: &str = "<private env file>";
+/// Through sudo, where docker reads the values of an exec's variables.
+const VALUES_ON_STDIN: &str = "/dev/stdin";
 
-/// `docker exec [-u U] [-w W] [-e NAME…|--env-file F] CONTAINER ARGV…`.
+/// `docker exec [--user=U] [--workdir=W] [--env NAME…|--env-file /dev/stdin] --
+/// CONTAINER ARGV…`. Values stand where no option parser reads them: joined to
+/// their option, or after `--`.
 fn exec_argv(
     docker: &[String],
     container: &str,
@@ -363,20 +371,19 @@ fn exec_argv(
     let mut out = docker.to_vec();
     out.push("exec".into());
     if let Some(user) = options.user {
-        out.extend(["--user".to_owned(), user.to_owned()]);
+        out.push(format!("--user={user}"));
     }
     if let Some(workdir) = options.workdir {
-        out.extend(["--workdir".to_owned(), workdir.to_owned()]);
+        out.push(format!("--workdir={workdir}"));
     }
     if is_sudo(docker) && !names.is_empty() {
-        let file = options.env_file.unwrap_or(ENV_FILE_SHOWN);
-        out.extend(["--env-file".to_owned(), file.to_owned()]);
+        out.extend(["--env-file".to_owned(), VALUES_ON_STDIN.to_owned()]);
     } else {
         for name in names {
             out.extend(["--env".to_owned(), name.to_owned()]);
         }
     }
-    out.push(container.to_owned());
+    out.extend(["--".to_owned(), container.to_owned()]);
     out.extend(argv.iter().cloned());
     out
 }
@@ -397,18 +404,9 @@ impl Docker {
         exec_argv(&self.command, container, options, argv)
     }
 
-    /// How the values of `names` reach a command in a container: in docker's
-    /// own environment (`--env NAME`), or, through sudo (which drops them), in a
-    /// private file that exists while the command runs.
-    pub(crate) fn env_file(&self, names: Vec<&str>, marker: &str) -> Option<EnvFile> {
-        (self.is_sudo() && !names.is_empty()).then(|| EnvFile {
-            path: std::env::temp_dir().join(format!(
-                "runner-{}-{}.env",
-                std::process::id(),
-                marker.replace('/', "-")
-            )),
-            names: names.into_iter().map(str::to_owned).collect(),
-        })
+    /// Through sudo, the variables whose values docker reads on its stdin.
+    pub(crate) fn values_on_stdin(&self, names: &[&str]) -> Option<Vec<String>> {
+        (self.is_sudo() && !names.is_empty()).then(|| names.iter().map(|&n| n.to_owned()).collect())
     }
 
     /// Runs `docker exec` (`spec`) for an attempt. When docker refuses it (no such
@@ -491,7 +489,9 @@ impl Docker {
     pub(crate) async fn end_inside(&self, container: &str, marker: &str, dir: &Path) -> String {
         let result = self
             .helper(
-                &["exec", container, "sh", "-c", END_INSIDE, "sh", marker],
+                &[
+                    "exec", "--", container, "sh", "-c", END_INSIDE, "sh", marker,
+                ],
                 dir,
             )
             .await;
@@ -609,18 +609,20 @@ mod tests {
         );
         assert_eq!(
             argv.join(" "),
-            "docker exec --user rails --env SECRET app printenv SECRET"
+            "docker exec --user=rails --env SECRET -- app printenv SECRET"
         );
     }
 
     #[test]
-    fn through_sudo_values_go_in_a_file() {
+    fn through_sudo_values_go_on_stdin() {
         let options = ExecOptions {
             env: vec!["SECRET"],
-            env_file: Some("/run/x.env"),
             ..ExecOptions::default()
         };
-        let argv = exec_argv(&sudo_words(), "app", &options, &["true".into()]);
-        assert_eq!(argv[4..].join(" "), "exec --env-file /run/x.env app true");
+        let argv = exec_argv(&sudo_words(), "--help", &options, &["true".into()]);
+        assert_eq!(
+            argv[4..].join(" "),
+            "exec --env-file /dev/stdin -- --help true"
+        );
     }
 }

@@ -76,7 +76,7 @@ fn plan_only_runs_no_step_and_only_read_only_docker_commands() {
         "{out}"
     );
     assert!(out.contains(
-        "docker exec --env RUNNER_RUN_ID --env RUNNER_STEP --env RUNNER_ATTEMPT --env RUNNER_EXEC_ID grenoble-roller-production bundle exec whenever --update-crontab --set 'environment=production'"
+        "docker exec --env RUNNER_RUN_ID --env RUNNER_STEP --env RUNNER_ATTEMPT --env RUNNER_EXEC_ID -- grenoble-roller-production bundle exec whenever --update-crontab --set 'environment=production'"
     ));
     assert!(out.contains("Critical path (10 steps): clean-orphans -> record-revision -> git-pull"));
     assert!(
@@ -97,7 +97,7 @@ fn plan_only_picks_sudo_when_docker_is_refused_for_permission() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("sudo -n '--preserve-env=DOCKER_HOST,DOCKER_CONTEXT,DOCKER_CONFIG' docker exec --env-file '<private env file>' grenoble-roller-db pg_dump"));
+    assert!(run.stdout.contains("sudo -n '--preserve-env=DOCKER_HOST,DOCKER_CONTEXT,DOCKER_CONFIG' docker exec --env-file /dev/stdin -- grenoble-roller-db pg_dump"));
     let calls = calls(&test);
     assert!(calls.iter().all(|c| c.contains(" version")), "{calls:?}");
 }
@@ -134,7 +134,7 @@ fn docker_cmd_from_the_environment_wins() {
     );
     assert!(
         run.stdout
-            .contains("sh -c 'sudo -n docker compose build web'"),
+            .contains("sh -c 'sudo -n docker compose build \"${RUNNER_VAR_service}\"'"),
         "{}",
         run.stdout
     );
@@ -145,7 +145,7 @@ fn variables_cannot_inject_commands_and_secrets_are_masked() {
     let test = Test::new().plan(
         "[plan]\nname = \"t\"\n\n[vars]\napp = \"web\"\ntoken = { env = \"RUNNER_TEST_TOKEN\", secret = true }\n\n\
          [steps.a]\nkind = \"shell\"\nrun = \"echo {{ app }} 'in {{ app }}' \\\"and {{ app }}\\\"\"\nenv = { TOKEN = \"{{ token }}\" }\n\n\
-         [steps.b]\nkind = \"docker-exec\"\ncontainer = \"{{ app }}\"\ncommand = [\"echo\", \"{{ app }}\", \"{{ token }}\"]\n",
+         [steps.b]\nkind = \"docker-exec\"\ncontainer = \"web\"\ncommand = [\"echo\", \"{{ app }}\"]\nenv = { TOKEN = \"{{ token }}\" }\n",
     );
     let path = fake_tools(&test, "echo 24.0.7");
     let test = test
@@ -169,14 +169,17 @@ fn variables_cannot_inject_commands_and_secrets_are_masked() {
     );
     let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let a = &json["waves"][0][0]["operations"][0];
+    // The script holds no value: it refers to the variable that carries it.
     assert_eq!(
         a["argv"][2],
-        "echo 'x; rm -rf /' 'in ''x; rm -rf /''' \"and x; rm -rf /\""
+        "echo \"${RUNNER_VAR_app}\" 'in '\"${RUNNER_VAR_app}\"'' \"and ${RUNNER_VAR_app}\""
     );
-    assert_eq!(a["notes"][1], "env: TOKEN=***");
-    // Run by a real shell, each insertion stays one literal piece of text.
+    assert_eq!(a["notes"][1], "values bound: RUNNER_VAR_app='x; rm -rf /'");
+    assert_eq!(a["notes"][2], "env: TOKEN=***");
+    // Run by a real shell with that variable, each place gets the value whole.
     let out = std::process::Command::new("sh")
         .args(["-c", a["argv"][2].as_str().unwrap()])
+        .env("RUNNER_VAR_app", "x; rm -rf /")
         .output()
         .unwrap();
     assert_eq!(
@@ -190,6 +193,8 @@ fn variables_cannot_inject_commands_and_secrets_are_masked() {
             "docker",
             "exec",
             "--env",
+            "TOKEN",
+            "--env",
             "RUNNER_RUN_ID",
             "--env",
             "RUNNER_STEP",
@@ -197,10 +202,10 @@ fn variables_cannot_inject_commands_and_secrets_are_masked() {
             "RUNNER_ATTEMPT",
             "--env",
             "RUNNER_EXEC_ID",
-            "x; rm -rf /",
+            "--",
+            "web",
             "echo",
-            "x; rm -rf /",
-            "***"
+            "x; rm -rf /"
         ])
     );
     assert_eq!(
@@ -239,6 +244,7 @@ fn json_preview_is_one_document_with_the_same_content() {
             "RUNNER_ATTEMPT",
             "--env",
             "RUNNER_EXEC_ID",
+            "--",
             "grenoble-roller-production",
             "bin/rails",
             "db:migrate",

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use runner::plan::template::{Context, Name, Template, Value};
+use runner::plan::template::{Insert, Template};
 use runner::plan::{Inputs, load_str};
 
 use crate::common::repo;
@@ -106,18 +106,32 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// Whatever a variable holds, a real `sh` sees it as literal text, whether the
-    /// plan puts it bare, in single quotes or in double quotes.
+    /// Whatever a variable holds, a real `sh` gets it as data, exactly, wherever the
+    /// plan puts it: bare, in single or double quotes, in `$( )` or backticks, in a
+    /// here-document quoted or not, after a comment with an apostrophe. The script
+    /// never holds the value: it refers to the variable that carries it.
     #[test]
-    fn no_value_escapes_its_quoting(value in "[^\\x00]{0,24}") {
-        let lookup = |name: &Name| match name {
-            Name::Var(_) => Some(Value::Text(value.clone())),
-            _ => None,
-        };
-        let script = Template::parse("printf '%s|' {{ v }} 'a{{ v }}b' \"c{{ v }}d\" e{{ v }}f", None, &(0..0))
-            .render(Context::Shell, &lookup);
-        let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
-        let expected = format!("{value}|a{value}b|c{value}d|e{value}f|");
+    fn no_value_escapes_whatever_surrounds_it(value in "[^\\x00]{0,24}") {
+        let template = Template::parse(
+            "# don't {{ v }}\n\
+             printf '%s|' {{ v }} 'a{{ v }}b' \"c{{ v }}d\" e{{ v }}f \"$(printf '%s' {{ v }})\" \"`printf '%s' {{ v }}`\"\n\
+             cat <<EOF\nh{{ v }}\nEOF\n\
+             cat <<'EOF'\nq{{ v }}$HOME\\`x`\nEOF\n",
+            None,
+            &(0..0),
+        );
+        let script = template.script(&|_| Insert::Env("RUNNER_VAR_v"));
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("RUNNER_VAR_v", &value)
+            .env("HOME", "/home")
+            .output()
+            .unwrap();
+        // Command substitution drops trailing newlines, as for any value.
+        let substituted = value.trim_end_matches('\n');
+        let expected = format!(
+            "{value}|a{value}b|c{value}d|e{value}f|{substituted}|{substituted}|h{value}\nq{value}$HOME\\`x`\n"
+        );
         prop_assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "script: {}", script);
     }
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use regex::Regex;
 use schemars::JsonSchema;
 
-use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, env_note, excerpt};
+use super::{
+    Entry, Field, Launch, Operation, Rule, Scope, StepKind, attempt_spec, env_note, excerpt,
+    values_note,
+};
 use crate::docker::{Docker, ExecOptions};
 use crate::engine::{Attempt, Attempted, End, Outcome, Work};
 use crate::plan::model::{Action, Command, Sp};
@@ -68,6 +71,8 @@ struct Parts {
     user: Option<String>,
     workdir: Option<String>,
     argv: Vec<String>,
+    /// The values a string command refers to.
+    bound: Vec<(String, String)>,
 }
 
 impl Parts {
@@ -78,18 +83,19 @@ impl Parts {
             workdir: self.workdir.as_deref(),
             env: env.iter().map(|(k, _)| k.as_str()).collect(),
             runner_env: true,
-            env_file: None,
         }
     }
 }
 
 impl DockerExec {
     fn parts(&self, scope: &Scope<'_>) -> Parts {
+        let (argv, bound) = scope.argv(&self.command.value);
         Parts {
             container: scope.text(&self.container),
             user: self.user.as_ref().map(|u| scope.text(u)),
             workdir: self.workdir.as_ref().map(|w| scope.text(w)),
-            argv: scope.argv(&self.command.value),
+            argv,
+            bound,
         }
     }
 }
@@ -117,16 +123,38 @@ impl StepKind for DockerExec {
         out
     }
 
+    fn scripts(&self) -> Vec<&Sp<Template>> {
+        match &self.command.value {
+            Command::Shell(script) => vec![script],
+            Command::Argv(_) => Vec::new(),
+        }
+    }
+
+    fn values(&self) -> Vec<Field<'_>> {
+        let mut out = vec![("container", &self.container, Rule::Container)];
+        out.extend(self.user.as_ref().map(|u| ("user", u, Rule::User)));
+        out.extend(self.workdir.as_ref().map(|w| ("workdir", w, Rule::Workdir)));
+        out.extend(self.stdout.as_ref().map(|s| ("stdout", s, Rule::Path)));
+        if let Command::Argv(argv) = &self.command.value {
+            out.extend(argv.iter().map(|a| ("command", a, Rule::Argument)));
+        }
+        out
+    }
+
     fn uses_docker(&self) -> bool {
         true
     }
 
     fn operations(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Operation> {
         let parts = self.parts(scope);
+        let options = parts.options(env).carrying(&parts.bound);
         let argv = scope
             .docker
-            .exec_argv(&parts.container, &parts.options(env), &parts.argv);
+            .exec_argv(&parts.container, &options, &parts.argv);
         let mut op = Operation::process("run", argv);
+        if let Some(note) = values_note(&parts.bound) {
+            op = op.note(note);
+        }
         if let Some(note) = env_note(env) {
             op = op.note(note);
         }
@@ -147,7 +175,12 @@ impl StepKind for DockerExec {
         let scope = launch.scope;
         let parts = self.parts(scope);
         Arc::new(Exec {
-            spec: launch.exec(&parts.container, parts.options(&launch.env), &parts.argv),
+            spec: launch.exec(
+                &parts.container,
+                parts.options(&launch.env),
+                &parts.argv,
+                &parts.bound,
+            ),
             container: parts.container,
             marker: launch.marker.clone(),
             docker: Arc::clone(&launch.docker),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 
-use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, excerpt};
+use super::{Entry, Field, Launch, Operation, Rule, Scope, StepKind, attempt_spec, excerpt};
 use crate::docker::{Docker, ExecOptions, refused};
 use crate::engine::{Attempt, Attempted, End, Outcome, Work};
 use crate::plan::model::{Action, Sp};
@@ -131,6 +131,17 @@ impl StepKind for HttpProbe {
         .collect()
     }
 
+    fn values(&self) -> Vec<Field<'_>> {
+        let mut out = vec![("url", &self.url, Rule::Url)];
+        out.extend(
+            self.container
+                .as_ref()
+                .map(|c| ("container", c, Rule::Container)),
+        );
+        out.extend(self.host_url.as_ref().map(|u| ("host_url", u, Rule::Url)));
+        out
+    }
+
     fn uses_docker(&self) -> bool {
         self.container.is_some()
     }
@@ -176,7 +187,7 @@ impl StepKind for HttpProbe {
         if let Some(container) = &container {
             for tool in [Tool::Curl, Tool::Wget] {
                 let argv = request_argv(tool, &url);
-                let mut spec = launch.exec(container, marker_only(), &argv);
+                let mut spec = launch.exec(container, marker_only(), &argv, &[]);
                 spec.stdout = Pipe::kept();
                 spec.stderr = Pipe::kept();
                 transports.push(Transport::Container {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 
-use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, excerpt};
+use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, excerpt, values_note};
 use crate::docker::{Docker, ExecOptions};
 use crate::engine::{Attempt, Attempted, End, HookRole, Outcome, Work};
 use crate::plan::model::{Action, MaintenanceSection, Sp, Toggle};
@@ -60,8 +60,9 @@ pub(crate) fn expected_status(maintenance: &MaintenanceSection, state: Toggle) -
 struct Commands {
     container: String,
     user: Option<String>,
-    toggle: Vec<String>,
-    status: Vec<String>,
+    /// `on` or `off`, and the values it binds (a string command).
+    toggle: (Vec<String>, Vec<(String, String)>),
+    status: (Vec<String>, Vec<(String, String)>),
 }
 
 impl Commands {
@@ -84,6 +85,24 @@ impl Commands {
             runner_env: true,
             ..ExecOptions::default()
         }
+    }
+
+    /// The `docker exec` of `command`, as the preview shows it.
+    fn shown(
+        &self,
+        docker: &crate::docker::Docker,
+        command: &(Vec<String>, Vec<(String, String)>),
+    ) -> Operation {
+        let options = self.options().carrying(&command.1);
+        let op = Operation::process("", docker.exec_argv(&self.container, &options, &command.0));
+        match values_note(&command.1) {
+            Some(note) => op.note(note),
+            None => op,
+        }
+    }
+
+    fn spec(&self, launch: &Launch<'_>, command: &(Vec<String>, Vec<(String, String)>)) -> Spec {
+        launch.exec(&self.container, self.options(), &command.0, &command.1)
     }
 }
 
@@ -126,14 +145,14 @@ impl StepKind for MaintenanceToggle {
         let m = section(scope);
         let state = self.state.value;
         let c = Commands::new(m, scope, state);
-        let exec = |argv: &[String]| scope.docker.exec_argv(&c.container, &c.options(), argv);
-        vec![
-            Operation::process(&format!("maintenance {}", state.as_str()), exec(&c.toggle)),
-            Operation::process("confirm", exec(&c.status)).note(format!(
-                "passes when it prints \"{}\"",
-                expected_status(m, state)
-            )),
-        ]
+        let mut toggle = c.shown(scope.docker, &c.toggle);
+        toggle.label = format!("maintenance {}", state.as_str());
+        let mut confirm = c.shown(scope.docker, &c.status).note(format!(
+            "passes when it prints \"{}\"",
+            expected_status(m, state)
+        ));
+        "confirm".clone_into(&mut confirm.label);
+        vec![toggle, confirm]
     }
 
     fn work(&self, launch: &Launch<'_>) -> Arc<dyn Work> {
@@ -145,13 +164,13 @@ impl StepKind for MaintenanceToggle {
 pub(crate) fn toggle(launch: &Launch<'_>, state: Toggle) -> Switch {
     let m = section(launch.scope);
     let c = Commands::new(m, launch.scope, state);
-    let mut status = launch.exec(&c.container, c.options(), &c.status);
+    let mut status = c.spec(launch, &c.status);
     status.stdout = Pipe {
         keep: true,
         ..Pipe::shown()
     };
     Switch {
-        toggle: Some(launch.exec(&c.container, c.options(), &c.toggle)),
+        toggle: Some(c.spec(launch, &c.toggle)),
         status,
         state: state.as_str(),
         expected: Some(expected_status(m, state).to_owned()),
@@ -166,7 +185,7 @@ pub(crate) fn toggle(launch: &Launch<'_>, state: Toggle) -> Switch {
 pub(crate) fn status(launch: &Launch<'_>) -> Switch {
     let m = section(launch.scope);
     let c = Commands::new(m, launch.scope, Toggle::On);
-    let mut status = launch.exec(&c.container, c.options(), &c.status);
+    let mut status = c.spec(launch, &c.status);
     status.stdout = Pipe::kept();
     Switch {
         toggle: None,

@@ -23,7 +23,7 @@ use crate::mask::MASK;
 use crate::plan::Plan;
 use crate::plan::model::{Action, Command, Sp};
 use crate::plan::reader::Fields;
-use crate::plan::template::{Context, Name, Template, Value};
+use crate::plan::template::{Insert, Name, Template, Value};
 use crate::process::Spec;
 
 /// A kind as the plan reader knows it.
@@ -50,6 +50,17 @@ pub(crate) trait StepKind: Send + Sync {
 
     /// Every template among its fields, for the plan's checks.
     fn templates(&self) -> Vec<&Sp<Template>>;
+
+    /// The templates that `sh -c` reads (their values travel in the environment).
+    fn scripts(&self) -> Vec<&Sp<Template>> {
+        Vec::new()
+    }
+
+    /// The fields whose value stands on a command line or a path runner builds,
+    /// and the rule the value must follow.
+    fn values(&self) -> Vec<Field<'_>> {
+        Vec::new()
+    }
 
     /// Whether it talks to docker (a plan where nothing does skips the probe).
     fn uses_docker(&self) -> bool;
@@ -108,6 +119,87 @@ pub(crate) fn join(operations: &[Operation], separator: &str) -> String {
         .join(separator)
 }
 
+/// A field whose value stands on a command line or in a path: its name, its
+/// template, its rule.
+pub(crate) type Field<'a> = (&'static str, &'a Sp<Template>, Rule);
+
+/// What a value must be where it stands. A value is checked when the plan is
+/// loaded (from `[vars]`, `--var`, the environment), or when its step starts (a
+/// step's output); a value that breaks its rule is refused, never passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// A container's name or id, as docker allows them.
+    Container,
+    /// A user in a container: a name or id, and a group.
+    User,
+    /// An absolute path in a container.
+    Workdir,
+    /// An `http://` or `https://` URL.
+    Url,
+    /// A host path: no value climbs out of where the plan's text puts it.
+    Path,
+    /// An argument of a command in a container: anything but a secret.
+    Argument,
+}
+
+impl Rule {
+    /// Why `value` breaks the rule, if it does. (`Path` is checked with the
+    /// template, see `plan::validate`; here only what one value may not hold.)
+    pub(crate) fn check(self, value: &str) -> Result<(), String> {
+        let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        let name = |part: &str| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && part.chars().all(name_char)
+        };
+        let ok = match self {
+            Rule::Container => {
+                value
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric())
+                    && value.chars().all(name_char)
+            }
+            Rule::User => {
+                let mut parts = value.splitn(2, ':');
+                parts.next().is_some_and(name) && parts.next().is_none_or(name)
+            }
+            Rule::Workdir => value.starts_with('/') && !value.chars().any(char::is_control),
+            Rule::Url => url_ok(value),
+            Rule::Path => !value.chars().any(char::is_control),
+            Rule::Argument => true,
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(match self {
+            Rule::Container => "not a container name: letters, digits, `_`, `.` and `-`, starting with a letter or a digit",
+            Rule::User => "not a user: a name or id (letters, digits, `_`, `.`, `-`), and `:group` if any",
+            Rule::Workdir => "not an absolute path in the container",
+            Rule::Url => "not an http:// or https:// URL",
+            Rule::Path => "not a path: it holds control characters",
+            Rule::Argument => "",
+        }
+        .to_owned())
+    }
+}
+
+/// An `http://` or `https://` URL with a host, and nothing a command line could
+/// misread (it cannot start with `-`: it starts with the scheme).
+fn url_ok(value: &str) -> bool {
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"));
+    let Some(rest) = rest else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !host.is_empty()
+        && !value.chars().any(|c| c.is_control() || c.is_whitespace())
+        && value.parse::<ureq::http::Uri>().is_ok()
+}
+
 /// What templates resolve to for one run (or one preview).
 pub(crate) struct Scope<'a> {
     pub(crate) plan: &'a Plan,
@@ -143,13 +235,34 @@ impl Scope<'_> {
         })
     }
 
-    pub(crate) fn render(&self, template: &Template, context: Context) -> String {
-        template.render(context, &|name| self.value(name))
+    /// A template as a plain value (an argv element, a name, a URL).
+    pub(crate) fn render(&self, template: &Template) -> String {
+        template.render(&|name| self.value(name))
     }
 
-    /// A template as a plain value (an argv element, a name, a URL).
     pub(crate) fn text(&self, template: &Sp<Template>) -> String {
-        self.render(&template.value, Context::Verbatim)
+        self.render(&template.value)
+    }
+
+    /// A string that `sh -c` reads: the script, which refers to values through
+    /// environment variables, and those variables with their values (the
+    /// values bound). No value is ever part of the script.
+    pub(crate) fn script(&self, template: &Template) -> (String, Vec<(String, String)>) {
+        let carriers = &self.plan.carriers;
+        let script = template.script(&|name| match carriers.of(name) {
+            Some(var) => Insert::Env(var),
+            None => Insert::Words(&self.docker.command),
+        });
+        let mut bound: Vec<(String, String)> = Vec::new();
+        for (name, ..) in template.refs() {
+            if let Some(var) = carriers.of(name)
+                && !bound.iter().any(|(k, _)| k == var)
+                && let Some(Value::Text(value)) = self.value(name)
+            {
+                bound.push((var.to_owned(), value));
+            }
+        }
+        (script, bound)
     }
 
     /// A path relative to the plan's folder.
@@ -157,32 +270,32 @@ impl Scope<'_> {
         self.plan.dir.join(self.text(template))
     }
 
-    /// A command as argv: an array element by element (an element that is exactly
-    /// `{{ docker }}` becomes the docker words), a string through `sh -c`.
-    pub(crate) fn argv(&self, command: &Command) -> Vec<String> {
+    /// A command as argv, with the values it binds: an array element by element
+    /// (an element that is exactly `{{ docker }}` becomes the docker words), a
+    /// string through `sh -c` (see [`Scope::script`]).
+    pub(crate) fn argv(&self, command: &Command) -> (Vec<String>, Vec<(String, String)>) {
         match command {
             Command::Argv(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
                     match item.value.as_single_ref() {
                         Some(Name::Docker) => out.extend(self.docker.command.iter().cloned()),
-                        _ => out.push(self.render(&item.value, Context::Verbatim)),
+                        _ => out.push(self.render(&item.value)),
                     }
                 }
-                out
+                (out, Vec::new())
             }
-            Command::Shell(script) => vec![
-                "sh".to_owned(),
-                "-c".to_owned(),
-                self.render(&script.value, Context::Shell),
-            ],
+            Command::Shell(script) => {
+                let (script, bound) = self.script(&script.value);
+                (vec!["sh".to_owned(), "-c".to_owned(), script], bound)
+            }
         }
     }
 
     /// The step's own environment, values rendered.
     pub(crate) fn env(&self, env: &IndexMap<String, Template>) -> Vec<(String, String)> {
         env.iter()
-            .map(|(k, v)| (k.clone(), self.render(v, Context::Verbatim)))
+            .map(|(k, v)| (k.clone(), self.render(v)))
             .collect()
     }
 }
@@ -214,23 +327,20 @@ impl Launch<'_> {
         spec
     }
 
-    /// `docker exec` of `argv` in `container`, passing `names` (and runner's own
-    /// variables) into it the way this docker carries values.
+    /// `docker exec` of `argv` in `container`, passing the variables `options`
+    /// names, and the values `bound` (a script's), into it the way this docker
+    /// carries values.
     pub(crate) fn exec(
         &self,
         container: &str,
         options: crate::docker::ExecOptions<'_>,
         argv: &[String],
+        bound: &[(String, String)],
     ) -> Spec {
-        let names = options.names();
-        let file = self.docker.env_file(names, &self.marker);
-        let path = file.as_ref().and_then(|f| f.path.to_str());
-        let options = crate::docker::ExecOptions {
-            env_file: path,
-            ..options
-        };
+        let options = options.carrying(bound);
         let mut spec = self.spec(self.docker.exec_argv(container, &options, argv));
-        spec.env_file = file;
+        spec.values_on_stdin = self.docker.values_on_stdin(&options.names());
+        spec.env.extend(bound.iter().cloned());
         spec
     }
 }
@@ -272,6 +382,20 @@ impl Operation {
         self.notes.push(note.into());
         self
     }
+}
+
+/// The values a script refers to, for the preview: the script holds none of them.
+pub(crate) fn values_note(bound: &[(String, String)]) -> Option<String> {
+    (!bound.is_empty()).then(|| {
+        format!(
+            "values bound: {}",
+            bound
+                .iter()
+                .map(|(k, v)| format!("{k}={}", crate::plan::template::shell_quote(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 /// `env: A=1, B=***` for the preview.

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 
-use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, env_note};
+use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, env_note, values_note};
 use crate::engine::{Attempt, Attempted, Outcome, Work};
 use crate::plan::model::{Action, Sp};
 use crate::plan::reader::Fields;
-use crate::plan::template::{Context, Name, Template};
+use crate::plan::template::{Name, Template};
 use crate::process::{self, Pipe, Spec};
 
 const NAME: &str = "shell";
@@ -53,6 +53,10 @@ impl StepKind for Shell {
             .collect()
     }
 
+    fn scripts(&self) -> Vec<&Sp<Template>> {
+        vec![&self.run]
+    }
+
     fn uses_docker(&self) -> bool {
         self.templates().into_iter().any(|t| {
             t.value.raw.contains("DOCKER_CMD") || t.value.refs().any(|(n, ..)| *n == Name::Docker)
@@ -64,13 +68,16 @@ impl StepKind for Shell {
     }
 
     fn operations(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Operation> {
-        let script = scope.render(&self.run.value, Context::Shell);
+        let (script, bound) = scope.script(&self.run.value);
         let dir = self
             .dir
             .as_ref()
             .map_or_else(|| scope.plan.dir.clone(), |d| scope.path(d));
         let mut op = Operation::process("run", vec!["sh".into(), "-c".into(), script])
             .note(format!("in {}", dir.display()));
+        if let Some(note) = values_note(&bound) {
+            op = op.note(note);
+        }
         if let Some(note) = env_note(env) {
             op = op.note(note);
         }
@@ -91,8 +98,9 @@ impl StepKind for Shell {
 
     fn work(&self, launch: &Launch<'_>) -> Arc<dyn Work> {
         let scope = launch.scope;
-        let script = scope.render(&self.run.value, Context::Shell);
+        let (script, bound) = scope.script(&self.run.value);
         let mut spec = launch.spec(vec![launch.sh.to_owned(), "-c".into(), script]);
+        spec.env.extend(bound);
         if let Some(dir) = &self.dir {
             spec.dir = scope.path(dir);
         }

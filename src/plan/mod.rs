@@ -6,6 +6,7 @@
 pub mod diagnostic;
 pub mod model;
 pub mod reader;
+mod shell;
 pub mod template;
 mod validate;
 
@@ -42,6 +43,56 @@ pub struct Plan {
     /// In declaration order; `Dag` indices point here.
     pub steps: Vec<Step>,
     pub dag: Dag,
+    /// The environment variables that carry values into scripts.
+    pub(crate) carriers: Carriers,
+}
+
+/// The environment variable that carries each value a script refers to: the
+/// script holds `"${RUNNER_VAR_app}"`, never the value of `app`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Carriers {
+    vars: std::collections::HashMap<String, String>,
+    outputs: std::collections::HashMap<String, String>,
+}
+
+impl Carriers {
+    fn new<'a>(vars: impl Iterator<Item = &'a str>, steps: impl Iterator<Item = &'a str>) -> Self {
+        let mut taken = std::collections::HashSet::new();
+        let mut names = |prefix: &str, ids: &mut dyn Iterator<Item = &'a str>| {
+            ids.map(|id| {
+                let base: String = format!("{prefix}{id}")
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                // `a-b` and `a_b` would meet: the second gets a number.
+                let mut name = base.clone();
+                let mut n = 1;
+                while !taken.insert(name.clone()) {
+                    n += 1;
+                    name = format!("{base}_{n}");
+                }
+                (id.to_owned(), name)
+            })
+            .collect()
+        };
+        Self {
+            vars: names("RUNNER_VAR_", &mut { vars }),
+            outputs: names("RUNNER_OUTPUT_", &mut { steps }),
+        }
+    }
+
+    /// The variable that carries `name`'s value; `None` for `{{ docker }}`,
+    /// which is runner's own command, written as words.
+    pub(crate) fn of(&self, name: &template::Name) -> Option<&str> {
+        use template::Name;
+        match name {
+            Name::Var(var) => self.vars.get(var).map(String::as_str),
+            Name::StepOutput(id) => self.outputs.get(id).map(String::as_str),
+            Name::RunId => Some("RUNNER_RUN_ID"),
+            Name::PlanDir => Some("RUNNER_PLAN_DIR"),
+            Name::Docker => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -158,12 +209,16 @@ pub fn load_str(
 ) -> Result<Loaded, Diagnostics> {
     let source = Source::new(path.display().to_string(), text);
     let (file, mut items) = reader::read(&source.text);
-    let checked = file.and_then(|file| validate::check(file, inputs, &mut items));
+    let checked = file.and_then(|file| validate::check(file, inputs, &dir, &mut items));
     let mut diagnostics = Diagnostics { source, items };
     diagnostics.sort();
     match checked {
         Some(parts) if !diagnostics.has_errors() => Ok(Loaded {
             plan: Plan {
+                carriers: Carriers::new(
+                    parts.vars.keys().map(String::as_str),
+                    parts.steps.iter().map(|s| s.id.as_str()),
+                ),
                 source: diagnostics.source.clone(),
                 path: path.to_owned(),
                 dir,

@@ -1,16 +1,20 @@
 //! `{{ name }}` templates in plan strings.
 //!
 //! A template is parsed once, when the plan is loaded, into literal text and
-//! references. Rendering inserts values in one of two ways: verbatim in an argv
-//! element, shell-quoted in a string that `sh -c` will read, so no value can become
-//! a command. Text such as docker's Go templates (`{{.State.Status}}`, `{{json .}}`)
-//! is not a reference and passes through untouched.
+//! references. A value goes into an argv element or a plain value as it is
+//! ([`Template::render`]); into a string that `sh -c` reads, never: there the
+//! reference becomes the expansion of an environment variable that carries the
+//! value ([`Template::script`], see `shell.rs`), so no value can become a command.
+//! Text such as docker's Go templates (`{{.State.Status}}`, `{{json .}}`) is not a
+//! reference and passes through untouched.
 
 use std::borrow::Cow;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use super::diagnostic::Span;
+pub use super::shell::Insert;
+use super::shell::{self, Place, Tok};
 
 /// What a reference names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,15 +88,6 @@ pub enum Value {
     Words(Vec<String>),
 }
 
-/// Where a template is inserted, which decides how values are quoted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Context {
-    /// An argv element or a plain value: inserted as is.
-    Verbatim,
-    /// Text that `sh -c` reads: every value is shell-quoted.
-    Shell,
-}
-
 impl Template {
     /// Parses `raw`. `origin` is the byte offset of `raw`'s first character in the
     /// plan when the TOML string maps one-to-one onto its source (no escapes); else
@@ -152,29 +147,18 @@ impl Template {
         }
     }
 
-    /// Renders with values from `lookup`. References were checked when the plan was
+    /// Renders with values from `lookup`, each inserted as it is: for an argv
+    /// element or a plain value. References were checked when the plan was
     /// loaded, so a name `lookup` does not know is a bug; it is kept as written.
-    pub fn render(&self, context: Context, lookup: &dyn Fn(&Name) -> Option<Value>) -> String {
+    pub fn render(&self, lookup: &dyn Fn(&Name) -> Option<Value>) -> String {
         let mut out = String::with_capacity(self.raw.len());
-        let mut quote = Quote::None;
         for part in &self.parts {
             match part {
-                Part::Text(text) => {
-                    quote = quote.after(text);
-                    out.push_str(text);
-                }
-                Part::Ref { name, text, .. } => match (lookup(name), context) {
-                    (Some(Value::Text(value)), Context::Verbatim) => out.push_str(&value),
-                    (Some(Value::Words(words)), Context::Verbatim) => {
-                        out.push_str(&words.join(" "));
-                    }
-                    (Some(Value::Text(value)), Context::Shell) => {
-                        quote.insert(&mut out, &shell_quote(&value), &value);
-                    }
-                    (Some(Value::Words(words)), Context::Shell) => {
-                        quote.insert(&mut out, &shell_join(&words), &words.join(" "));
-                    }
-                    (None, _) => {
+                Part::Text(text) => out.push_str(text),
+                Part::Ref { name, text, .. } => match lookup(name) {
+                    Some(Value::Text(value)) => out.push_str(&value),
+                    Some(Value::Words(words)) => out.push_str(&words.join(" ")),
+                    None => {
                         out.push_str("{{ ");
                         out.push_str(text);
                         out.push_str(" }}");
@@ -184,57 +168,61 @@ impl Template {
         }
         out
     }
-}
 
-/// The quoting `sh` is in at a point of a script, so a value inserted there stays
-/// one literal piece of text: `echo '{{ v }}'` and `echo "{{ v }}"` are as safe as
-/// `echo {{ v }}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Quote {
-    None,
-    Single,
-    Double,
-}
-
-impl Quote {
-    /// The state after the shell reads `text` from this state.
-    fn after(self, text: &str) -> Self {
-        let mut state = self;
-        let mut chars = text.chars();
-        while let Some(c) = chars.next() {
-            state = match (state, c) {
-                (Quote::None | Quote::Double, '\\') => {
-                    chars.next();
-                    state
-                }
-                (Quote::None, '\'') => Quote::Single,
-                (Quote::None, '"') => Quote::Double,
-                (Quote::Single, '\'') | (Quote::Double, '"') => Quote::None,
-                _ => state,
-            };
-        }
-        state
+    /// The text a shell reads, its references replaced by what `insert` says:
+    /// the expansion of an environment variable (in the form the reference's place
+    /// needs), or runner's own words. No value is ever part of it.
+    pub fn script<'a>(&self, insert: &dyn Fn(&Name) -> Insert<'a>) -> String {
+        let (toks, names) = self.toks();
+        shell::write(&toks, &shell::lex(&toks), &|n| insert(names[n]))
     }
 
-    /// Inserts a value: `quoted` is its shell-quoted form, `raw` the plain text.
-    fn insert(self, out: &mut String, quoted: &str, raw: &str) {
-        match self {
-            Quote::None => out.push_str(quoted),
-            // Close the quote, add the quoted value, reopen: one word for sh.
-            Quote::Single => {
-                out.push('\'');
-                out.push_str(quoted);
-                out.push('\'');
-            }
-            Quote::Double => {
-                for c in raw.chars() {
-                    if matches!(c, '"' | '\\' | '$' | '`') {
-                        out.push('\\');
-                    }
-                    out.push(c);
+    /// Why a path built from this template with `value`s climbs out of where the
+    /// plan's text puts it: a `..` made with a value, or a control character.
+    /// A value that starts the path may make it absolute: the plan's text then
+    /// leaves the folder to it.
+    pub fn path_climbs(&self, value: &dyn Fn(&Name) -> Option<String>) -> Option<String> {
+        // Each character of the path, and whether a value put it there.
+        let mut path: Vec<(char, bool)> = Vec::with_capacity(self.raw.len());
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => path.extend(text.chars().map(|c| (c, false))),
+                Part::Ref { name, .. } => {
+                    let text = value(name).unwrap_or_default();
+                    path.extend(text.chars().map(|c| (c, true)));
                 }
             }
         }
+        if path.iter().any(|(c, _)| c.is_control()) {
+            return Some("it holds control characters".to_owned());
+        }
+        path.split(|(c, _)| *c == '/')
+            .any(|part| {
+                part.len() == 2
+                    && part.iter().all(|(c, _)| *c == '.')
+                    && part.iter().any(|(_, from_value)| *from_value)
+            })
+            .then(|| "a value makes it climb out of its folder with `..`".to_owned())
+    }
+
+    /// Where each reference stands in the text a shell reads, in order.
+    pub(crate) fn places(&self) -> Vec<Place> {
+        shell::lex(&self.toks().0).places
+    }
+
+    fn toks(&self) -> (Vec<Tok>, Vec<&Name>) {
+        let mut toks = Vec::with_capacity(self.raw.len());
+        let mut names = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => toks.extend(text.chars().map(Tok::Char)),
+                Part::Ref { name, .. } => {
+                    toks.push(Tok::Ref(names.len()));
+                    names.push(name);
+                }
+            }
+        }
+        (toks, names)
     }
 }
 
@@ -296,31 +284,26 @@ mod tests {
             vec![(Name::Var("app".into()), 12..21), (Name::Docker, 51..61)]
         );
         assert_eq!(
-            t.render(Context::Verbatim, &lookup),
+            t.render(&lookup),
             "a x; rm -rf / {{.State.Status}} {{json .}} sudo -n docker"
         );
     }
 
     #[test]
-    fn shell_context_quotes_every_value() {
-        let t = Template::parse("echo {{ app }} && {{ docker }} ps", None, &(0..1));
-        assert_eq!(
-            t.render(Context::Shell, &lookup),
-            "echo 'x; rm -rf /' && sudo -n docker ps"
+    fn a_script_refers_to_values_and_holds_none() {
+        let words = vec!["sudo".to_owned(), "-n".to_owned(), "docker".to_owned()];
+        let insert = |name: &Name| match name {
+            Name::Docker => Insert::Words(&words),
+            _ => Insert::Env("RUNNER_VAR_app"),
+        };
+        let t = Template::parse(
+            "echo {{ app }} 'deploy {{ app }}' \"{{ app }}\" && {{ docker }} ps",
+            None,
+            &(0..1),
         );
-    }
-
-    #[test]
-    fn values_inside_quotes_stay_literal() {
-        let single = Template::parse("echo 'deploy {{ app }} done'", None, &(0..1));
         assert_eq!(
-            single.render(Context::Shell, &lookup),
-            "echo 'deploy ''x; rm -rf /'' done'"
-        );
-        let double = Template::parse("echo \"deploy {{ app }}\"", None, &(0..1));
-        assert_eq!(
-            double.render(Context::Shell, &lookup),
-            "echo \"deploy x; rm -rf /\""
+            t.script(&insert),
+            "echo \"${RUNNER_VAR_app}\" 'deploy '\"${RUNNER_VAR_app}\"'' \"${RUNNER_VAR_app}\" && sudo -n docker ps"
         );
     }
 

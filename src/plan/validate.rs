@@ -8,12 +8,14 @@ use super::model::{
     When,
 };
 use super::reader::{RESERVED_NAMES, suggest};
+use super::shell::Place as ShellPlace;
 use super::template::{Name, Template};
 use super::{
     DEFAULT_BACKOFF, DEFAULT_JOBS, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, Hook, Inputs, Settings,
     Step, Var, VarOrigin,
 };
 use crate::graph::Dag;
+use crate::kinds::{Field, Rule};
 
 pub(super) struct Checked {
     pub name: String,
@@ -28,6 +30,7 @@ pub(super) struct Checked {
 pub(super) fn check(
     file: PlanFile,
     inputs: &Inputs<'_>,
+    dir: &std::path::Path,
     diags: &mut Vec<PlanDiagnostic>,
 ) -> Option<Checked> {
     let vars = resolve_vars(&file, inputs, diags);
@@ -46,6 +49,7 @@ pub(super) fn check(
         }
     };
     check_templates(&file, &vars, dag.as_ref(), diags);
+    check_values(&file, &vars, dir, diags);
     let dag = dag?;
     for redundant in dag.redundant_needs() {
         let step = &file.steps[redundant.step];
@@ -181,11 +185,43 @@ fn resolve_vars(
     vars
 }
 
+/// The closest names to unknown ones, in time linear in the plan: each
+/// distinct name is searched once, and at most [`SUGGESTIONS`] names are
+/// searched at all (a generated plan can name ten thousand unknown steps).
+struct Suggester<'a> {
+    candidates: Vec<&'a str>,
+    found: std::collections::HashMap<String, Option<&'a str>>,
+}
+
+const SUGGESTIONS: usize = 64;
+
+impl<'a> Suggester<'a> {
+    fn new(candidates: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            candidates: candidates.into_iter().collect(),
+            found: std::collections::HashMap::new(),
+        }
+    }
+
+    fn closest(&mut self, name: &str) -> Option<&'a str> {
+        if let Some(found) = self.found.get(name) {
+            return *found;
+        }
+        if self.found.len() >= SUGGESTIONS {
+            return None;
+        }
+        let found = suggest(name, self.candidates.iter().copied());
+        self.found.insert(name.to_owned(), found);
+        found
+    }
+}
+
 fn resolve_needs(
     file: &PlanFile,
     ids: &[&str],
     diags: &mut Vec<PlanDiagnostic>,
 ) -> Vec<Vec<usize>> {
+    let mut suggester = Suggester::new(file.step_spans.keys().map(String::as_str));
     let index: std::collections::HashMap<&str, usize> =
         ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut out = Vec::with_capacity(ids.len());
@@ -210,17 +246,11 @@ fn resolve_needs(
                 // A step that could not be read has its own errors; no second one here.
                 None if file.step_spans.contains_key(need.value.as_str()) => {}
                 None => {
-                    let declared = file.step_spans.keys().map(String::as_str);
-                    let help = match suggest(&need.value, declared) {
+                    let help = match suggester.closest(&need.value) {
                         Some(close) => format!("did you mean `{close}`?"),
-                        None => format!(
-                            "the steps are {}",
-                            file.step_spans
-                                .keys()
-                                .map(|s| format!("`{s}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        None => {
+                            "name a step of this plan (`runner graph PLAN` lists them)".to_owned()
+                        }
                     };
                     diags.push(
                         PlanDiagnostic::error(
@@ -337,6 +367,142 @@ fn action_templates<'a>(
     out
 }
 
+/// The scripts of the plan (strings `sh -c` reads) and the fields whose values
+/// stand on command lines or in paths, each with its rule.
+fn value_fields(file: &PlanFile) -> (Vec<&Sp<Template>>, Vec<Field<'_>>) {
+    let mut scripts = Vec::new();
+    let mut fields = Vec::new();
+    if let Some(m) = &file.maintenance {
+        fields.push(("container", &m.container, Rule::Container));
+        fields.extend(m.user.as_ref().map(|u| ("user", u, Rule::User)));
+        for (field, c) in [("on", &m.on), ("off", &m.off), ("status", &m.status)] {
+            match &c.value {
+                Command::Argv(argv) => {
+                    fields.extend(argv.iter().map(|a| (field, a, Rule::Argument)));
+                }
+                Command::Shell(s) => scripts.push(s),
+            }
+        }
+    }
+    let actions = file
+        .steps
+        .values()
+        .flat_map(|s| std::iter::once(&s.action).chain(s.rollback.as_deref().map(|h| &h.action)));
+    for action in actions {
+        let kind = action.as_kind();
+        scripts.extend(kind.scripts());
+        fields.extend(kind.values());
+    }
+    (scripts, fields)
+}
+
+/// Values are data: in a script they travel in the environment, so no quoting
+/// matters there, but `$(( ))` may evaluate one (bash); on a command line or in a
+/// path runner builds, a value must follow its field's rule (a container name
+/// cannot be `--help`), and a secret may not stand at all: every user of the
+/// machine reads command lines (`ps`).
+fn check_values(
+    file: &PlanFile,
+    vars: &IndexMap<String, Var>,
+    dir: &std::path::Path,
+    diags: &mut Vec<PlanDiagnostic>,
+) {
+    let (scripts, fields) = value_fields(file);
+    for script in scripts {
+        let refs: Vec<_> = script.value.refs().collect();
+        for (place, (_, text, span)) in script.value.places().into_iter().zip(&refs) {
+            if place == ShellPlace::Arithmetic {
+                diags.push(
+                    PlanDiagnostic::error(
+                        "runner::value-in-arithmetic",
+                        format!("`{{{{ {text} }}}}` stands inside `$(( ))`"),
+                    )
+                    .label((*span).clone(), "evaluated as arithmetic")
+                    .help("some shells (bash) evaluate a value there as an expression, which can run commands; check it first (`case $v in *[!0-9]*) exit 1;; esac`), then use the checked variable"),
+                );
+            }
+        }
+    }
+    let origin = |var: &Var| match &var.origin {
+        VarOrigin::Plan => "[vars]".to_owned(),
+        VarOrigin::Env(e) => format!("${e}"),
+        VarOrigin::EnvDefault(e) => format!("the default, ${e} being unset"),
+        VarOrigin::CommandLine => "--var".to_owned(),
+    };
+    for (field, template, rule) in fields {
+        let refs: Vec<_> = template.value.refs().collect();
+        let mut secret = false;
+        for (name, text, span) in &refs {
+            if let Name::Var(v) = name
+                && vars.get(v).is_some_and(|var| var.secret)
+            {
+                secret = true;
+                let how = if rule == Rule::Path {
+                    "a file name"
+                } else {
+                    "a command line"
+                };
+                diags.push(
+                    PlanDiagnostic::error(
+                        "runner::secret-in-argument",
+                        format!("the secret `{text}` would stand in {how} (`{field}`), which every user of this machine can read"),
+                    )
+                    .label((*span).clone(), "a secret")
+                    .help(format!("pass it in the step's `env` (e.g. `env = {{ SECRET = \"{{{{ {text} }}}}\" }}`) and let the command read it from there")),
+                );
+            }
+        }
+        // A step's output is known when the step starts: checked then. An
+        // unknown name has an error of its own.
+        let later = refs.iter().any(|(n, ..)| match n {
+            Name::StepOutput(_) => true,
+            Name::Var(v) => !vars.contains_key(v),
+            _ => false,
+        });
+        if secret || later {
+            continue;
+        }
+        let lookup = |name: &Name| match name {
+            Name::Var(v) => vars.get(v).map(|var| var.value.clone()),
+            Name::RunId => Some("20260101T000000Z-0000".to_owned()),
+            Name::PlanDir => Some(dir.display().to_string()),
+            Name::Docker => Some("docker".to_owned()),
+            Name::StepOutput(_) => None,
+        };
+        let why = if rule == Rule::Path {
+            template.value.path_climbs(&lookup)
+        } else {
+            let value = template
+                .value
+                .render(&|n| lookup(n).map(super::template::Value::Text));
+            rule.check(&value)
+                .err()
+                .map(|why| format!("{value:?} is {why}"))
+        };
+        let Some(why) = why else {
+            continue;
+        };
+        let mut diagnostic = PlanDiagnostic::error(
+            "runner::bad-value",
+            format!("`{field}` cannot take its value: {why}"),
+        )
+        .help("values are data: fix the value (or the variable that gives it); runner passes no value that could be read as an option or climb out of a folder");
+        if refs.is_empty() {
+            diagnostic = diagnostic.label(template.span.clone(), "here");
+        }
+        for (name, text, span) in &refs {
+            let from = match name {
+                Name::Var(v) => vars
+                    .get(v)
+                    .map_or_else(String::new, |var| format!(" (from {})", origin(var))),
+                _ => String::new(),
+            };
+            diagnostic = diagnostic.label((*span).clone(), format!("`{text}`{from}"));
+        }
+        diags.push(diagnostic);
+    }
+}
+
 /// Where a template stands, which decides what it may reference.
 #[derive(Clone, Copy)]
 enum Place {
@@ -351,9 +517,10 @@ fn check_templates(
     dag: Option<&Dag>,
     diags: &mut Vec<PlanDiagnostic>,
 ) {
-    let check = |template: &Sp<Template>, place: Place, diags: &mut Vec<PlanDiagnostic>| {
+    let mut suggester = Suggester::new(file.steps.keys().map(String::as_str));
+    let mut check = |template: &Sp<Template>, place: Place, diags: &mut Vec<PlanDiagnostic>| {
         for (name, text, span) in template.value.refs() {
-            if let Some(d) = check_ref(file, vars, dag, name, text, span, place) {
+            if let Some(d) = check_ref(file, vars, dag, (name, text, span), place, &mut suggester) {
                 diags.push(d);
             }
         }
@@ -387,10 +554,9 @@ fn check_ref(
     file: &PlanFile,
     vars: &IndexMap<String, Var>,
     dag: Option<&Dag>,
-    name: &Name,
-    text: &str,
-    span: &super::Span,
+    (name, text, span): (&Name, &str, &super::Span),
     place: Place,
+    suggester: &mut Suggester<'_>,
 ) -> Option<PlanDiagnostic> {
     match name {
         Name::RunId | Name::PlanDir | Name::Docker => None,
@@ -426,12 +592,11 @@ fn check_ref(
             )
         }
         Name::StepOutput(id) => {
-            let ids: Vec<&str> = file.steps.keys().map(String::as_str).collect();
             if !file.steps.contains_key(id) && file.step_spans.contains_key(id) {
                 return None; // that step could not be read; its errors say why
             }
             let Some(target) = file.steps.get_index_of(id) else {
-                let help = match suggest(id, ids.iter().copied()) {
+                let help = match suggester.closest(id) {
                     Some(close) => format!("did you mean `{{{{ steps.{close}.output }}}}`?"),
                     None => "name a step of this plan that has `capture = true`".to_owned(),
                 };
@@ -470,7 +635,7 @@ fn check_ref(
             if reachable {
                 return None;
             }
-            let at_id = ids[at];
+            let at_id = file.steps.get_index(at).map_or("", |(k, _)| k.as_str());
             Some(
                 PlanDiagnostic::error(
                     "runner::output-not-ancestor",

@@ -30,9 +30,10 @@ pub(crate) struct Spec {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) stdout: Pipe,
     pub(crate) stderr: Pipe,
-    /// Variables written to a private file for `docker exec --env-file` (through
-    /// sudo), from `env`; the file exists only while the process runs.
-    pub(crate) env_file: Option<EnvFile>,
+    /// Variables whose values go to the process's stdin as `NAME=value` lines
+    /// (`docker exec --env-file /dev/stdin`, through sudo): private to the two
+    /// processes, never on disk. Else stdin is closed.
+    pub(crate) values_on_stdin: Option<Vec<String>>,
 }
 
 impl Spec {
@@ -44,7 +45,7 @@ impl Spec {
             env: Vec::new(),
             stdout: Pipe::shown(),
             stderr: Pipe::shown(),
-            env_file: None,
+            values_on_stdin: None,
         }
     }
 
@@ -65,42 +66,26 @@ impl Spec {
     }
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct EnvFile {
-    pub(crate) path: PathBuf,
-    pub(crate) names: Vec<String>,
-}
-
-impl EnvFile {
-    fn write(&self, env: &[(String, String)]) -> Result<(), String> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut text = String::new();
-        for name in &self.names {
-            let value = env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map_or("", |(_, v)| v.as_str());
-            if value.contains('\n') {
-                return Err(format!(
-                    "the value of {name} holds a line break, which docker's --env-file cannot carry"
-                ));
-            }
-            text.push_str(name);
-            text.push('=');
-            text.push_str(value);
-            text.push('\n');
+/// `NAME=value` lines for `docker exec --env-file /dev/stdin`, from `env`.
+fn env_lines(names: &[String], env: &[(String, String)]) -> Result<Vec<u8>, String> {
+    let mut text = String::new();
+    for name in names {
+        let value = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str());
+        if value.contains(['\n', '\r']) {
+            return Err(format!(
+                "the value of {name} holds a line break, which docker cannot take through sudo (an --env-file line)"
+            ));
         }
-        let _ = std::fs::remove_file(&self.path);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&self.path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+        text.push_str(name);
+        text.push('=');
+        text.push_str(value);
+        text.push('\n');
     }
+    Ok(text.into_bytes())
 }
 
 /// How a process ended, and what was kept of its output.
@@ -126,19 +111,22 @@ impl Ran {
 /// Runs `spec` until it ends or `cancel` fires (then its whole tree is ended:
 /// SIGTERM, [`GRACE`], SIGKILL). Shown lines go to `output`.
 pub(crate) async fn run(spec: &Spec, output: Option<&Output>, cancel: &CancellationToken) -> Ran {
-    if let Some(file) = &spec.env_file
-        && let Err(why) = file.write(&spec.env)
-    {
-        return Ran::ended(End::SpawnFailed(why));
-    }
-    let ran = run_process(spec, output, cancel).await;
-    if let Some(file) = &spec.env_file {
-        let _ = std::fs::remove_file(&file.path);
-    }
-    ran
+    let stdin = match &spec.values_on_stdin {
+        Some(names) => match env_lines(names, &spec.env) {
+            Ok(lines) => Some(lines),
+            Err(why) => return Ran::ended(End::SpawnFailed(why)),
+        },
+        None => None,
+    };
+    run_process(spec, stdin, output, cancel).await
 }
 
-async fn run_process(spec: &Spec, output: Option<&Output>, cancel: &CancellationToken) -> Ran {
+async fn run_process(
+    spec: &Spec,
+    stdin: Option<Vec<u8>>,
+    output: Option<&Output>,
+    cancel: &CancellationToken,
+) -> Ran {
     let Some((program, args)) = spec.argv.split_first() else {
         return Ran::ended(End::SpawnFailed("empty command".into()));
     };
@@ -147,7 +135,11 @@ async fn run_process(spec: &Spec, output: Option<&Output>, cancel: &Cancellation
         .args(args)
         .current_dir(&spec.dir)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own group: a terminal's Ctrl-C reaches runner only, and the whole
@@ -166,6 +158,14 @@ async fn run_process(spec: &Spec, output: Option<&Output>, cancel: &Cancellation
         }
     };
     tracing::debug!(group = group.leader(), argv0 = %program, "spawned");
+    if let (Some(lines), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // Small (a few variables): the pipe takes it at once; a reader that dies
+        // first only makes the write fail.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            let _ = pipe.write_all(&lines).await;
+        });
+    }
     let reader = |pipe, stream, to: &Pipe| {
         AbortOnDropHandle::new(tokio::spawn(pipe::read(
             pipe,
