@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::docker::{self, Docker};
-use crate::engine::{self, Event, Prepared, Task, Tasks, Unit, millis};
+use crate::engine::{self, Event, Prepared, Task, Tasks, Unit, Work, millis};
 use crate::error::Error;
-use crate::kinds::{Launch, Scope};
+use crate::kinds::{Launch, Rule, Scope, StepKind};
 use crate::lock::{self, Lock};
 use crate::mask::Masker;
-use crate::plan::template::{Name, Template, shell_join};
+use crate::plan::template::{Name, Template, Value, shell_join};
 use crate::plan::{Plan, Step};
 use crate::process::{self, MARKER};
 use crate::report::console::{Console, Style, print_err};
@@ -85,6 +85,10 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         masker: &masker,
         report: &report,
     });
+    if record::is_stream(&report_path) {
+        // `--report /dev/stdout`: the events written first, then the record.
+        console.drain();
+    }
     let written = record::write(&record, &report_path);
     engine::Sink::event(
         &mut console,
@@ -279,21 +283,68 @@ impl Tasks for PlanTasks<'_> {
         let shown = self.scope(true, &output);
         let launch = self.launch(&real, &step.id, real.env(env), task);
         let operations = kind.operations(&shown, &shown.env(env));
+        let work = match refused(kind, &real) {
+            Some(why) => Arc::new(Refused(self.masker.mask(&why))) as Arc<dyn Work>,
+            None => kind.work(&launch),
+        };
         Prepared {
-            work: kind.work(&launch),
+            work,
             command: self.masker.mask(&kind.summary(&operations)),
         }
     }
 }
 
-/// Replaces the plan's secret values with `***`.
+/// Why a value that a step's output gives breaks the rule of its field (the
+/// others were checked when the plan was loaded).
+fn refused(kind: &dyn StepKind, scope: &Scope<'_>) -> Option<String> {
+    for (field, template, rule) in kind.values() {
+        let from_output = template
+            .value
+            .refs()
+            .any(|(name, ..)| matches!(name, Name::StepOutput(_)));
+        if !from_output {
+            continue;
+        }
+        let why = if rule == Rule::Path {
+            template.value.path_climbs(&|name| match scope.value(name) {
+                Some(Value::Text(text)) => Some(text),
+                _ => None,
+            })
+        } else {
+            let value = scope.text(template);
+            rule.check(&value)
+                .err()
+                .map(|why| format!("{value:?} is {why}"))
+        };
+        if let Some(why) = why {
+            return Some(format!(
+                "`{field}` cannot take the value a step's output gives it: {why}"
+            ));
+        }
+    }
+    None
+}
+
+/// The work of a step refused before it starts.
+struct Refused(String);
+
+impl Work for Refused {
+    fn attempt(&self, _: engine::Attempt) -> engine::Attempted<'_> {
+        Box::pin(async move { engine::Outcome::new(engine::End::Failed(self.0.clone())) })
+    }
+}
+
+/// Replaces the plan's secret values with `***`, in what runner prints and
+/// records and in its debug log.
 pub(crate) fn masker(plan: &Plan) -> Masker {
-    Masker::new(
+    let masker = Masker::new(
         plan.vars
             .values()
             .filter(|v| v.secret)
             .map(|v| v.value.clone()),
-    )
+    );
+    crate::report::logs::mask_with(&masker);
+    masker
 }
 
 /// Colour only where allowed: `NO_COLOR` unset or empty.
@@ -303,7 +354,11 @@ pub(crate) fn color_allowed() -> bool {
 
 /// Takes the plan's lock for this process's lifetime, or says who holds it.
 pub(crate) fn lock_plan(plan: &Plan, run_id: &str, started_at: SystemTime) -> Result<Lock, Error> {
-    let file_name = plan.path.file_name().unwrap_or_default().to_string_lossy();
+    let file_name = plan
+        .file_name
+        .as_deref()
+        .unwrap_or_default()
+        .to_string_lossy();
     let holder = lock::Holder {
         pid: std::process::id(),
         user: lock::user_name(),

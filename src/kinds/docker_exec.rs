@@ -14,7 +14,7 @@ use crate::docker::{Docker, ExecOptions};
 use crate::engine::{Attempt, Attempted, End, Outcome, Work};
 use crate::plan::model::{Action, Command, Sp};
 use crate::plan::reader::Fields;
-use crate::plan::template::Template;
+use crate::plan::template::{Part, Template};
 use crate::process::{Pipe, Spec};
 
 const NAME: &str = "docker-exec";
@@ -185,6 +185,11 @@ impl StepKind for DockerExec {
             marker: launch.marker.clone(),
             docker: Arc::clone(&launch.docker),
             stdout_file: self.stdout.as_ref().map(|f| scope.path(f)),
+            folder: self
+                .stdout
+                .as_ref()
+                .and_then(|f| named_folder(&f.value))
+                .map(|f| scope.plan.dir.join(f)),
             // The plan reader rejects an invalid pattern, so this always compiles.
             expect_output: self
                 .expect_output
@@ -202,12 +207,20 @@ struct Exec {
     docker: Arc<Docker>,
     /// The host file that receives stdout; written beside it first, renamed on success.
     stdout_file: Option<PathBuf>,
+    /// The folder the plan's own text names for it, when a value follows: the
+    /// file must end up inside it, symbolic links and all.
+    folder: Option<PathBuf>,
     expect_output: Option<Regex>,
 }
 
 impl Work for Exec {
     fn attempt(&self, attempt: Attempt) -> Attempted<'_> {
         Box::pin(async move {
+            if let (Some(file), Some(folder)) = (&self.stdout_file, &self.folder)
+                && let Err(why) = inside(file, folder)
+            {
+                return Outcome::new(End::Failed(why));
+            }
             let partial = self.stdout_file.as_deref().map(partial_path);
             let mut spec = attempt_spec(&self.spec, attempt.number);
             spec.stdout = Pipe {
@@ -254,6 +267,39 @@ impl Work for Exec {
             }
             outcome
         })
+    }
+}
+
+/// The folder a path template's own text names before its first value
+/// (`backups/` in `backups/{{ f }}.sql`); none when a value comes first or no
+/// value comes at all.
+fn named_folder(template: &Template) -> Option<&str> {
+    let mut parts = template.parts.iter();
+    let Some(Part::Text(text)) = parts.next() else {
+        return None;
+    };
+    parts.next()?;
+    text.rfind('/').map(|end| &text[..=end])
+}
+
+/// Makes the folders of `file` and checks that, links resolved, they are
+/// inside `folder`.
+fn inside(file: &Path, folder: &Path) -> Result<(), String> {
+    let parent = file.parent().unwrap_or(folder);
+    let made = std::fs::create_dir_all(parent).and_then(|()| {
+        Ok((
+            std::fs::canonicalize(parent)?,
+            std::fs::canonicalize(folder)?,
+        ))
+    });
+    match made {
+        Ok((real, base)) if real.starts_with(&base) => Ok(()),
+        Ok((real, base)) => Err(format!(
+            "`stdout` would write in {}, outside {}, where the plan puts it (through a symbolic link)",
+            real.display(),
+            base.display()
+        )),
+        Err(e) => Err(format!("cannot make the folder of {}: {e}", file.display())),
     }
 }
 

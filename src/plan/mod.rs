@@ -33,8 +33,11 @@ pub struct Plan {
     pub source: Source,
     /// The plan file as given on the command line.
     pub path: PathBuf,
-    /// The plan's folder, absolute: `{{ plan.dir }}`, and the base of relative paths.
+    /// The plan's folder, absolute, links resolved: `{{ plan.dir }}`, the base of
+    /// relative paths, and where its state is kept.
     pub dir: PathBuf,
+    /// The plan file's own name, links resolved: its lock's name.
+    pub(crate) file_name: Option<std::ffi::OsString>,
     pub name: String,
     pub jobs: u32,
     pub sudo: SudoMode,
@@ -192,12 +195,17 @@ pub fn load(path: &Path, inputs: &Inputs<'_>) -> Result<Loaded, LoadError> {
         path: path.to_owned(),
         source,
     })?;
-    let dir = path
+    // The plan's real folder, links resolved: its scripts are there, and so are
+    // its lock and records, whatever link the plan is reached through.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let dir = real
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
-    load_str(path, dir, text, inputs).map_err(LoadError::Invalid)
+    let mut loaded = load_str(path, dir, text, inputs).map_err(LoadError::Invalid)?;
+    loaded.plan.file_name = real.file_name().map(std::ffi::OsStr::to_os_string);
+    Ok(loaded)
 }
 
 /// Checks plan text; `path` names it in diagnostics, `dir` is `{{ plan.dir }}`.
@@ -220,6 +228,7 @@ pub fn load_str(
                     parts.steps.iter().map(|s| s.id.as_str()),
                 ),
                 source: diagnostics.source.clone(),
+                file_name: path.file_name().map(std::ffi::OsStr::to_os_string),
                 path: path.to_owned(),
                 dir,
                 name: parts.name,

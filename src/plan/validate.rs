@@ -408,6 +408,8 @@ fn check_values(
     diags: &mut Vec<PlanDiagnostic>,
 ) {
     let (scripts, fields) = value_fields(file);
+    let masker =
+        crate::mask::Masker::new(vars.values().filter(|v| v.secret).map(|v| v.value.clone()));
     for script in scripts {
         let refs: Vec<_> = script.value.refs().collect();
         for (place, (_, text, span)) in script.value.places().into_iter().zip(&refs) {
@@ -479,7 +481,7 @@ fn check_values(
                 .err()
                 .map(|why| format!("{value:?} is {why}"))
         };
-        let Some(why) = why else {
+        let Some(why) = why.map(|why| masker.mask(&why)) else {
             continue;
         };
         let mut diagnostic = PlanDiagnostic::error(

@@ -59,6 +59,11 @@ impl Console {
         self.tx.push(Out::Text(text), 0, false);
     }
 
+    /// Waits until what is queued is written (before the record goes to stdout).
+    pub(crate) fn drain(&self) {
+        self.queue.drain(STALL);
+    }
+
     /// Writes what is queued, as long as stdout takes it.
     pub(crate) fn finish(self) {
         self.queue.finish(STALL);

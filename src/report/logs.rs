@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use super::lossy::{Consumer, Item, Lossy, Tx};
+use crate::mask::Masker;
 
 /// Log lines waiting to be written, in bytes, before lines are dropped.
 const QUEUE_BYTES: usize = 1 << 20;
@@ -43,12 +44,24 @@ impl Consumer<Vec<u8>> for Stderr {
     }
 }
 
+/// The plan's secrets, once it is loaded: the log masks them too.
+static MASKER: std::sync::OnceLock<Masker> = std::sync::OnceLock::new();
+
+/// Masks the plan's secrets in every log line from now on.
+pub(crate) fn mask_with(masker: &Masker) {
+    let _ = MASKER.set(masker.clone());
+}
+
 /// One formatted event per write.
 struct LogWriter(Tx<Vec<u8>>);
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.push(buf.to_vec(), buf.len(), true);
+        let bytes = match MASKER.get() {
+            Some(masker) => masker.mask(&String::from_utf8_lossy(buf)).into_bytes(),
+            None => buf.to_vec(),
+        };
+        self.0.push(bytes, buf.len(), true);
         Ok(buf.len())
     }
 

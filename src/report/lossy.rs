@@ -190,6 +190,24 @@ impl<T: Send + 'static> Lossy<T> {
         self.tx.clone()
     }
 
+    /// Waits until everything queued is written, as long as the thread makes
+    /// progress (before something else writes to the same stream).
+    pub(crate) fn drain(&self, stall: Duration) {
+        self.tx.0.mark_progress();
+        loop {
+            {
+                let state = self.tx.0.lock();
+                if state.items.is_empty() && state.idle {
+                    return;
+                }
+            }
+            if self.tx.0.since_progress() > stall {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Closes the queue and waits for the thread while it makes progress; after
     /// `stall` without any, gives up (a reader that never reads cannot hold runner).
     pub(crate) fn finish(self, stall: Duration) {

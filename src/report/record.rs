@@ -183,12 +183,48 @@ impl Record {
     }
 }
 
-/// Writes the record atomically: a reader never sees half a record.
+/// Writes the record: a regular file atomically (a reader never sees half a
+/// record). Into something that is not a regular file (`--report /dev/stdout`, a device,
+/// a pipe, a link to one), the record is written through, never replacing it;
+/// through a link to a regular file, the file is replaced and the link stays.
 pub(crate) fn write(record: &Record, path: &Path) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(record).map_err(std::io::Error::other)? + "\n";
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return write_through(path, text.as_bytes()),
+        Ok(_) => return atomic(&std::fs::canonicalize(path)?, &text),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    let text = serde_json::to_string_pretty(record).map_err(std::io::Error::other)? + "\n";
+    atomic(path, &text)
+}
+
+/// Whether the record goes into something that is not a regular file, such as
+/// runner's own stdout.
+pub(crate) fn is_stream(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|meta| !meta.is_file())
+}
+
+/// Writes into an existing non-regular file. A pipe nobody reads is an error at
+/// once, not a wait forever.
+fn write_through(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    // Opened: now writes may wait for a slow reader, as on any terminal.
+    fcntl(&file, FcntlArg::F_SETFL(OFlag::empty())).map_err(std::io::Error::from)?;
+    file.write_all(bytes)?;
+    file.flush()
+}
+
+/// Writes a regular file atomically: a reader never sees half a record.
+fn atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = temp_path(path);
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
