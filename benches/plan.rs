@@ -67,6 +67,36 @@ fn generate(n: usize) -> String {
     text
 }
 
+/// A plan of `n` shell steps, each needing a step that does not exist (each its
+/// own): the worst case for diagnostics, one error a step.
+fn unknown_needs(n: usize) -> String {
+    let mut text = String::from("[plan]\nname = \"unknown needs\"\n\n");
+    for i in 0..n {
+        let _ = write!(
+            text,
+            "[steps.step-{i}]\nkind = \"shell\"\nneeds = [\"missing-{i}\"]\nrun = \"true\"\n\n"
+        );
+    }
+    text
+}
+
+/// What `runner validate` does: load, check, render every diagnostic.
+fn validate(text: &str) -> usize {
+    let inputs = Inputs {
+        vars: &[],
+        env: &|_| None,
+    };
+    match load_str(
+        Path::new("unknown.toml"),
+        PathBuf::from("/srv"),
+        text.to_owned(),
+        &inputs,
+    ) {
+        Ok(_) => panic!("the plan should be invalid"),
+        Err(diagnostics) => diagnostics.render(false).len(),
+    }
+}
+
 fn docker() -> Docker {
     Docker {
         command: vec!["docker".into()],
@@ -114,6 +144,23 @@ fn bench(c: &mut Criterion) {
         // The floor: toml's spanned parse alone, which every load needs.
         group.bench_with_input(BenchmarkId::new("toml parse only", n), &text, |b, text| {
             b.iter(|| toml::de::DeTable::parse(black_box(text)).map_or(0, |t| t.get_ref().len()));
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("validate, every step needing an unknown step");
+    group.sample_size(10);
+    for n in [1_000, 10_000] {
+        let text = unknown_needs(n);
+        let base = CURRENT.load(Ordering::Relaxed);
+        PEAK.store(base, Ordering::Relaxed);
+        black_box(validate(&text));
+        let peak = PEAK.load(Ordering::Relaxed) - base;
+        #[expect(clippy::cast_precision_loss, reason = "sizes far below 2^52")]
+        let mib = peak as f64 / (1024.0 * 1024.0);
+        println!("{n} steps needing unknown steps: peak heap {mib:.1} MiB");
+        group.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| {
+            b.iter(|| validate(black_box(text)));
         });
     }
     group.finish();

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::process::Command;
+
+use super::{Run, Test, output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -137,4 +139,121 @@ pub(crate) fn sleeper(cleanup: &mut Cleanup, tag: &str) -> String {
     busybox_image(&image, "CMD [\"sleep\", \"3600\"]", &[]);
     cleanup.images.push(image.clone());
     start(cleanup, &image, None)
+}
+
+/// Two users made for one test and removed after it: one without docker access
+/// but allowed `sudo -n docker`, one with neither.
+pub(crate) struct Users {
+    pub(crate) sudoer: String,
+    pub(crate) nobody: String,
+    sudoers_file: std::path::PathBuf,
+}
+
+impl Users {
+    pub(crate) fn create() -> Self {
+        let id = std::process::id();
+        let users = Self {
+            sudoer: format!("rt-sudo-{id}"),
+            nobody: format!("rt-none-{id}"),
+            sudoers_file: format!("/etc/sudoers.d/runner-test-{id}").into(),
+        };
+        for user in [&users.sudoer, &users.nobody] {
+            let out = Command::new("useradd")
+                .args(["--no-create-home", "--shell", "/bin/sh", user])
+                .output()
+                .expect("useradd (the tests run as root)");
+            assert!(
+                out.status.success(),
+                "useradd {user}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let docker_path = which::which("docker").expect("docker on PATH");
+        std::fs::write(
+            &users.sudoers_file,
+            format!(
+                "{} ALL=(root) NOPASSWD: {}\n",
+                users.sudoer,
+                docker_path.display()
+            ),
+        )
+        .expect("write the sudoers rule");
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o440);
+        std::fs::set_permissions(&users.sudoers_file, mode).expect("chmod sudoers");
+        users
+    }
+
+    /// Lets sudo keep the docker variables for the sudoer, as the help says.
+    pub(crate) fn keep_docker_env(&self) {
+        let rule = std::fs::read_to_string(&self.sudoers_file).expect("read the sudoers rule");
+        let keep = format!(
+            "Defaults:{} env_keep += \"DOCKER_HOST DOCKER_CONTEXT DOCKER_CONFIG\"\n",
+            self.sudoer
+        );
+        std::fs::write(&self.sudoers_file, keep + &rule).expect("write the sudoers rule");
+    }
+
+    pub(crate) fn ids(user: &str) -> (u32, u32) {
+        let id = |flag: &str| {
+            let out = Command::new("id").args([flag, user]).output().expect("id");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("numeric id")
+        };
+        (id("-u"), id("-g"))
+    }
+}
+
+impl Drop for Users {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sudoers_file);
+        for user in [&self.sudoer, &self.nobody] {
+            let _ = Command::new("userdel").arg(user).output();
+        }
+    }
+}
+
+/// Runs runner as `user` (its own groups only) in the test's folder, given to
+/// that user.
+pub(crate) fn run_as(test: &Test, user: &str, env: &[(&str, &str)]) -> Run {
+    output(command_as(test, user, env))
+}
+
+/// The runner command as `user`, ready to run or spawn.
+pub(crate) fn command_as(test: &Test, user: &str, env: &[(&str, &str)]) -> Command {
+    let (uid, gid) = Users::ids(user);
+    let chown = Command::new("chown")
+        .args([
+            "-R",
+            &format!("{uid}:{gid}"),
+            test.dir.path().to_str().expect("utf-8"),
+        ])
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let runner = test.command();
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(runner.get_program())
+        .args(runner.get_args())
+        .current_dir(test.dir.path())
+        .env_remove("DOCKER_CMD")
+        .env("HOME", test.dir.path())
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    for (k, v) in runner.get_envs() {
+        if let Some(v) = v {
+            command.env(k, v);
+        }
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
 }
