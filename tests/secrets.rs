@@ -193,3 +193,40 @@ run = "true"
     assert!(!run.stdout.contains(SECRET), "{}", run.stdout);
     assert!(!run.stderr.contains(SECRET), "{}", run.stderr);
 }
+
+#[test]
+fn a_secret_is_masked_in_the_forms_output_gives_it() {
+    // Output lines lose a trailing `\r`; a secret of several lines shows a line
+    // at a time.
+    for secret in [
+        format!("{SECRET}\r"),
+        format!("{SECRET}\nsecond-line-of-it\n"),
+    ] {
+        let test = Test::new()
+            .plan(
+                r#"
+[plan]
+name = "forms"
+
+[vars]
+token = { env = "TOKEN", secret = true }
+
+[steps.echo]
+kind = "shell"
+run = "printf '%s\n' {{ token }}; printf '%s\n' \"$T\""
+env = { T = "{{ token }}" }
+"#,
+            )
+            .env("TOKEN", &secret)
+            .args(&["apply", "plan.toml", "--output", "json"]);
+        let run = test.run();
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        assert!(!run.stdout.contains(SECRET), "{}", run.stdout);
+        assert!(!run.stdout.contains("second-line-of-it"), "{}", run.stdout);
+        let record = crate::common::records(&test)
+            .pop()
+            .expect("a record")
+            .to_string();
+        assert!(!record.contains(SECRET), "{record}");
+    }
+}
