@@ -126,18 +126,25 @@ fn preview(text: &str) -> usize {
     preview.to_text().len() + warnings
 }
 
+/// The peak heap one call of `f` reaches above what was allocated before, in MiB.
+fn peak_mib(f: impl FnOnce() -> usize) -> f64 {
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    black_box(f());
+    let peak = PEAK.load(Ordering::Relaxed) - base;
+    #[expect(clippy::cast_precision_loss, reason = "sizes far below 2^52")]
+    let mib = peak as f64 / (1024.0 * 1024.0);
+    mib
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("load+validate+preview");
     group.sample_size(20);
     for n in [1_000, 10_000] {
         let text = generate(n);
-        let base = CURRENT.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
-        black_box(preview(&text));
-        let peak = PEAK.load(Ordering::Relaxed) - base;
-        #[expect(clippy::cast_precision_loss, reason = "sizes far below 2^52")]
-        let (kib, mib) = (text.len() as f64 / 1024.0, peak as f64 / (1024.0 * 1024.0));
-        println!("{n} steps: plan {kib:.1} KiB, peak heap {mib:.1} MiB");
+        let mib = peak_mib(|| preview(&text));
+        let kib = text.len() / 1024;
+        println!("{n} steps: plan {kib} KiB, peak heap {mib:.1} MiB");
         group.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| {
             b.iter(|| preview(black_box(text)));
         });
@@ -152,12 +159,7 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     for n in [1_000, 10_000] {
         let text = unknown_needs(n);
-        let base = CURRENT.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
-        black_box(validate(&text));
-        let peak = PEAK.load(Ordering::Relaxed) - base;
-        #[expect(clippy::cast_precision_loss, reason = "sizes far below 2^52")]
-        let mib = peak as f64 / (1024.0 * 1024.0);
+        let mib = peak_mib(|| validate(&text));
         println!("{n} steps needing unknown steps: peak heap {mib:.1} MiB");
         group.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| {
             b.iter(|| validate(black_box(text)));
