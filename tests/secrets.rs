@@ -154,7 +154,9 @@ env = {{ T = "{{{{ token }}}}" }}
     }
     files_holding(test.dir.path(), SECRET, since, &mut found);
     assert!(found.is_empty(), "the secret was left on disk: {found:?}");
-    drop(users);
+    // `cleanup` goes first (declared last): the exec ends with its container,
+    // then the users.
+    let _ = &users;
 }
 
 #[test]

@@ -151,7 +151,12 @@ pub(crate) struct Users {
 
 impl Users {
     pub(crate) fn create() -> Self {
-        let id = std::process::id();
+        // Unique among the tests running at once in this process, too.
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         let users = Self {
             sudoer: format!("rt-sudo-{id}"),
             nobody: format!("rt-none-{id}"),
@@ -209,7 +214,16 @@ impl Drop for Users {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.sudoers_file);
         for user in [&self.sudoer, &self.nobody] {
-            let _ = Command::new("userdel").arg(user).output();
+            // userdel refuses a user who still runs something (a `sudo docker`
+            // whose runner was killed): end it first, and try again a moment.
+            for _ in 0..20 {
+                let _ = Command::new("pkill").args(["-KILL", "-U", user]).output();
+                let out = Command::new("userdel").arg(user).output();
+                if out.is_ok_and(|o| o.status.success()) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 }
