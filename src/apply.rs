@@ -190,6 +190,7 @@ fn units(plan: &Plan) -> Vec<Unit> {
             hook: step.rollback.as_ref().map(|hook| engine::Hook {
                 settings: hook.settings,
                 role: hook.action.as_kind().hook_role(),
+                also_if_failed: hook.also_if_failed,
             }),
         })
         .collect()

@@ -5,83 +5,15 @@
 //! Every container, network, volume and image a test makes has a name unique to
 //! the test, and a guard removes it when the test ends, failed or not.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::common::docker::{
-    Cleanup, Users, busybox_image, docker_ok, free_port, get, run_as, sleeper, start, unique,
+    Cleanup, Demo, MAINTENANCE_PAGE, Users, busybox_image, docker_ok, free_port, get, record,
+    run_as, sleeper, start, unique,
 };
-use crate::common::{Run, Test, repo, step};
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("folder");
-    for entry in std::fs::read_dir(from).expect("read folder") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// The newest record of the test's runs.
-fn record(test: &Test) -> Value {
-    crate::common::records(test).pop().expect("a record")
-}
-
-/// The demo plan and its scripts in a test folder, with names of its own.
-struct Demo {
-    // Dropped first: the teardown script lives in the test's folder.
-    _cleanup: Cleanup,
-    test: Test,
-    name: String,
-    port: u16,
-}
-
-impl Demo {
-    fn new(tag: &str) -> Self {
-        let name = unique(tag);
-        let port = free_port();
-        let test = Test::new()
-            .env("DEMO_APP", &name)
-            .env("DEMO_IMAGE", &name)
-            .env("DEMO_PORT", &port.to_string());
-        std::fs::copy(repo().join("plans/demo.toml"), test.path_of("demo.toml")).expect("plan");
-        copy_tree(&repo().join("plans/demo"), &test.path_of("demo"));
-        let mut cleanup = Cleanup::default();
-        cleanup.demo = Some((test.dir.path().to_owned(), name.clone()));
-        Self {
-            test,
-            name,
-            port,
-            _cleanup: cleanup,
-        }
-    }
-
-    fn apply(&self, args: &[&str]) -> Run {
-        let mut all = vec!["apply", "demo.toml"];
-        all.extend(args);
-        self.test.run_with(&all)
-    }
-
-    fn up(&self) -> Result<(u16, String), String> {
-        get(&format!("http://127.0.0.1:{}/cgi-bin/up", self.port))
-    }
-
-    fn maintenance_status(&self) -> String {
-        let run = self.test.run_with(&["maintenance", "status", "demo.toml"]);
-        assert_eq!(run.status, 0, "{}", run.stderr);
-        run.stdout.trim().to_owned()
-    }
-}
-
-const MAINTENANCE_PAGE: &str = "We'll be right back";
+use crate::common::{Test, step};
 
 #[test]
 fn demo_deploy_succeeds_and_the_proxy_never_fails_a_request() {
@@ -91,9 +23,14 @@ fn demo_deploy_succeeds_and_the_proxy_never_fails_a_request() {
     let record = record(&demo.test);
     assert_eq!(record["status"], "succeeded");
     let steps = record["steps"].as_array().expect("steps");
-    assert_eq!(steps.len(), 12);
+    assert_eq!(steps.len(), 13);
     for s in steps {
-        assert_eq!(s["status"], "succeeded", "{s}");
+        let expected = if s["phase"] == "plan" {
+            "succeeded"
+        } else {
+            "skipped"
+        };
+        assert_eq!(s["status"], expected, "{s}");
     }
     // The app has no curl: the in-container probe used wget, not the host.
     let probe = &step(&record, "health-http")["attempts"][0];
@@ -162,8 +99,13 @@ fn a_failed_migration_rolls_back_behind_the_maintenance_page() {
     assert_eq!(step(&record, "migrate")["status"], "failed");
     assert_eq!(
         record["rollback"],
-        serde_json::json!(["switch", "maintenance-on"])
+        serde_json::json!(["migrate", "switch", "maintenance-on"])
     );
+    // The migration failed before changing anything: its hook found nothing
+    // to undo, and the step after the rollback saw the schema as it was.
+    let after = step(&record, "schema-after-rollback");
+    assert_eq!(after["status"], "succeeded");
+    assert_eq!(after["output_tail"][0], "[stdout] db ok schema=1");
     // The app went back to v1 while maintenance was still on…
     let switch = &step(&record, "switch")["rollback"];
     assert_eq!(switch["succeeded"], true);

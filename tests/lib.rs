@@ -10,6 +10,7 @@ mod graph;
 mod injection;
 mod preview;
 mod properties;
+mod rollback;
 mod schema;
 mod secrets;
 mod validate;

@@ -143,7 +143,23 @@ impl<'a> Dispatcher<'a> {
         self.schedule(&plan, Phase::Plan).await;
         let failed = self.stopped.is_some();
         let hooks_ok = !failed || self.roll_back().await;
-        let after = self.members(|w| w == When::Always || (failed && w == When::Failure));
+        // A `failure` step that needs plan steps runs when one of them failed
+        // (as in GitHub Actions); without such needs, when the run failed.
+        let after: Vec<usize> = self
+            .members(|w| w == When::Always || (failed && w == When::Failure))
+            .into_iter()
+            .filter(|&i| {
+                let unit = &self.units[i];
+                let mut plan_needs = unit
+                    .needs
+                    .iter()
+                    .filter(|&&n| self.units[n].when == When::Success)
+                    .peekable();
+                unit.when != When::Failure
+                    || plan_needs.peek().is_none()
+                    || plan_needs.any(|&n| self.status[n] == Some(Status::Failed))
+            })
+            .collect();
         self.schedule(&after, Phase::After).await;
         let after_failed = after
             .iter()
@@ -581,10 +597,14 @@ impl<'a> Dispatcher<'a> {
                     Status::Failed
                 };
                 self.status[i] = Some(status);
+                // A step that failed partway is rolled back too when its hook
+                // asks for it: it counts as completed now, its hook first.
+                let partway =
+                    !done.succeeded && self.units[i].hook.is_some_and(|h| h.also_if_failed);
+                if phase == Phase::Plan && (done.succeeded || partway) {
+                    self.completed.push(i);
+                }
                 if done.succeeded {
-                    if phase == Phase::Plan {
-                        self.completed.push(i);
-                    }
                     if let Some(text) = done.captured {
                         self.outputs.insert(id.clone(), text);
                     }
@@ -599,11 +619,14 @@ impl<'a> Dispatcher<'a> {
                 });
             }
             Task::Hook(_) => {
-                self.status[i] = Some(if done.succeeded {
-                    Status::RolledBack
-                } else {
-                    Status::RollbackFailed
-                });
+                // A failed step stays failed; its hook's result is its own.
+                if self.status[i] != Some(Status::Failed) {
+                    self.status[i] = Some(if done.succeeded {
+                        Status::RolledBack
+                    } else {
+                        Status::RollbackFailed
+                    });
+                }
                 self.sink.event(Event::RollbackFinished {
                     step: id,
                     succeeded: done.succeeded,

@@ -46,6 +46,8 @@ pub(crate) struct Unit {
 pub(crate) struct Hook {
     pub(crate) settings: Settings,
     pub(crate) role: HookRole,
+    /// Runs also when its own step failed (it may have done part of its work).
+    pub(crate) also_if_failed: bool,
 }
 
 /// What a hook does to the system's users, which decides when it runs.
@@ -147,6 +149,10 @@ pub(crate) struct TaskReport {
 impl TaskReport {
     pub(crate) fn duration(&self) -> Duration {
         self.ended.saturating_sub(self.started)
+    }
+
+    pub(crate) fn succeeded(&self) -> bool {
+        self.attempts.last().is_some_and(|a| a.succeeded)
     }
 }
 

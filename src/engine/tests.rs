@@ -138,6 +138,7 @@ impl Plan {
         self.units[unit].hook = Some(Hook {
             settings: settings(PLAIN.0, PLAIN.1, PLAIN.2, PLAIN.3),
             role,
+            also_if_failed: false,
         });
         let name = format!("{}/rollback", self.units[unit].id);
         self.works.insert(Task::Hook(unit), self.fake(name, acts));
@@ -437,4 +438,50 @@ async fn a_panicking_kind_fails_its_step_and_the_run_goes_on_to_its_rollback() {
         e,
         Event::StepFinished { step, status: Status::Failed, .. } if step == "boom"
     )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hook_that_asks_for_it_undoes_its_own_failed_step_first() {
+    let mut plan = Plan::new();
+    let gate = plan.step("gate", &[], &[Act::Pass(0)]);
+    plan.hook(gate, HookRole::Reopen, &[Act::Pass(0)]);
+    let a = plan.step("a", &[gate], &[Act::Pass(0)]);
+    plan.hook(a, HookRole::Undo, &[Act::Pass(0)]);
+    let migrate = plan.step("migrate", &[a], &[Act::Fail(100)]);
+    plan.hook(migrate, HookRole::Undo, &[Act::Pass(0)]);
+    if let Some(hook) = plan.units[migrate].hook.as_mut() {
+        hook.also_if_failed = true;
+    }
+    let (report, _) = plan.run(&[]).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(hook_ids(&plan, &report), ["migrate", "a", "gate"]);
+    // It failed, and its hook undid what it did: both show.
+    assert_eq!(report.units[migrate].status, Status::Failed);
+    assert!(
+        report.units[migrate]
+            .hook
+            .as_ref()
+            .is_some_and(TaskReport::succeeded)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_phase_steps_may_need_plan_steps() {
+    let mut plan = Plan::new();
+    let ok = plan.step("ok", &[], &[Act::Pass(0)]);
+    let bad = plan.step("bad", &[ok], &[Act::Fail(0)]);
+    let on_bad = plan.unit("on-bad", &[bad], When::Failure, PLAIN, &[Act::Pass(0)]);
+    let on_ok = plan.unit("on-ok", &[ok], When::Failure, PLAIN, &[Act::Pass(0)]);
+    let any = plan.unit("any", &[], When::Failure, PLAIN, &[Act::Pass(0)]);
+    let after_ok = plan.unit("after-ok", &[ok], When::Always, PLAIN, &[Act::Pass(0)]);
+    let (report, _) = plan.run(&[]).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    // A `failure` step with needs runs when one of them failed.
+    assert_eq!(report.units[on_bad].status, Status::Succeeded);
+    assert_eq!(report.units[on_ok].status, Status::Skipped);
+    assert_eq!(report.units[any].status, Status::Succeeded);
+    assert_eq!(report.units[after_ok].status, Status::Succeeded);
+    let started = plan.started();
+    let position = |name: &str| started.iter().position(|s| s == name).unwrap();
+    assert!(position("after-ok#1") > position("bad#1"), "after the plan");
 }

@@ -139,6 +139,8 @@ pub struct Step {
 pub struct Hook {
     pub description: Option<String>,
     pub action: Action,
+    /// Runs also when its own step failed.
+    pub also_if_failed: bool,
     pub settings: Settings,
     pub env: IndexMap<String, Template>,
 }
@@ -147,6 +149,7 @@ impl Hook {
     fn from_def(def: HookDef, settings: Settings) -> Self {
         Self {
             description: def.description.map(|d| d.value),
+            also_if_failed: def.also_if_failed,
             action: def.action,
             settings,
             env: def.env.into_iter().map(|(k, v)| (k, v.value)).collect(),

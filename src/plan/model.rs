@@ -231,6 +231,11 @@ pub struct StepDef {
 pub struct HookDef {
     #[serde(flatten)]
     pub action: Action,
+    /// Also run the hook when its own step failed: for a step that can fail
+    /// partway (a migration that applied one of two), so the hook undoes what it
+    /// did. The hook must then cope with a step that did nothing.
+    #[serde(default)]
+    pub also_if_failed: bool,
     pub description: Option<Sp<String>>,
     #[serde(flatten)]
     pub policy: Policy,

@@ -38,6 +38,7 @@ pub const STEP_FIELDS: &[&str] = &[
 /// Fields a rollback hook takes besides its kind's.
 pub const HOOK_FIELDS: &[&str] = &[
     "kind",
+    "also_if_failed",
     "description",
     "timeout",
     "retries",
@@ -825,12 +826,15 @@ impl Reader<'_> {
             )),
             "when" => Some((
                 "runner::hook-when",
-                "a rollback hook cannot have `when`: it runs when the run fails after its step succeeded"
+                "a rollback hook cannot have `when`: it runs when the run fails after its step succeeded (or also when its own step failed, with `also_if_failed = true`)"
                     .to_owned(),
             )),
             _ => other_kind_field(field, &kind_name),
         });
         let description = find(table, "description").and_then(|v| self.string(v, "description"));
+        let also_if_failed = find(table, "also_if_failed")
+            .and_then(|v| self.boolean(v, "also_if_failed"))
+            .unwrap_or(false);
         let policy = self.policy(table);
         let env = find(table, "env").map(|v| self.env(v)).unwrap_or_default();
         let action = self.action(
@@ -841,6 +845,7 @@ impl Reader<'_> {
         )?;
         Some(HookDef {
             action,
+            also_if_failed,
             description,
             policy,
             env,

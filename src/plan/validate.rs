@@ -275,8 +275,8 @@ fn when_of(step: &StepDef) -> When {
     step.when.as_ref().map_or(When::Success, |w| w.value)
 }
 
-/// `failure`/`always` steps run after the plan; they can only order among
-/// themselves, and plan steps cannot wait for them.
+/// `failure`/`always` steps run after the plan and its rollback: they may need
+/// plan steps, but plan steps cannot wait for them.
 fn check_phases(file: &PlanFile, needs: &[Vec<usize>], diags: &mut Vec<PlanDiagnostic>) {
     let steps: Vec<(&String, &StepDef)> = file.steps.iter().collect();
     for (i, (id, step)) in steps.iter().enumerate() {
@@ -285,28 +285,22 @@ fn check_phases(file: &PlanFile, needs: &[Vec<usize>], diags: &mut Vec<PlanDiagn
             let (need_id, need) = steps[n];
             let need_when = when_of(need);
             let after_run = |w: When| w != When::Success;
-            if after_run(when) == after_run(need_when) {
+            // After-phase steps may need plan steps (as in GitHub Actions): they
+            // run after the plan and its rollback, a `failure` one when one of
+            // its needs failed. Plan steps cannot wait for the after-phase.
+            if after_run(when) == after_run(need_when) || after_run(when) {
                 continue;
             }
             let Some(entry) = step.needs.iter().find(|e| &e.value == need_id) else {
                 continue;
             };
-            let (message, help) = if after_run(when) {
-                (
-                    format!("`{id}` (when = \"{}\") cannot need `{need_id}`, a step of the plan", when.as_str()),
-                    "`failure` and `always` steps run after the whole plan (and its rollback); their `needs` can only order them among themselves".to_owned(),
-                )
-            } else {
-                (
-                    format!(
-                        "`{id}` cannot need `{need_id}`, which runs after the plan (when = \"{}\")",
-                        need_when.as_str()
-                    ),
-                    format!(
-                        "remove `{need_id}` from the `needs` of `{id}`, or make `{need_id}` a plain step"
-                    ),
-                )
-            };
+            let message = format!(
+                "`{id}` cannot need `{need_id}`, which runs after the plan (when = \"{}\")",
+                need_when.as_str()
+            );
+            let help = format!(
+                "remove `{need_id}` from the `needs` of `{id}`, or make `{need_id}` a plain step"
+            );
             diags.push(
                 PlanDiagnostic::error("runner::phase-need", message)
                     .label(entry.span.clone(), "needs a step of the other phase")

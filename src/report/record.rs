@@ -157,7 +157,7 @@ impl Record {
                         .unwrap_or_default(),
                     rollback: unit.hook.as_ref().map(|hook| HookRecord {
                         command: hook.command.clone(),
-                        succeeded: unit.status == Status::RolledBack,
+                        succeeded: hook.succeeded(),
                         attempts: hook.attempts.clone(),
                         duration_ms: millis(hook.duration()),
                         started_ms: millis(hook.started),

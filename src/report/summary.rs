@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::console::duration;
-use crate::engine::{Report, RunStatus, Status};
+use crate::engine::{Report, RunStatus};
 use crate::plan::Plan;
 
 pub(crate) fn text(
@@ -54,7 +54,7 @@ pub(crate) fn text(
                 .steps
                 .iter()
                 .zip(&report.units)
-                .filter(|(_, u)| u.status == Status::RollbackFailed)
+                .filter(|(_, u)| u.hook.as_ref().is_some_and(|h| !h.succeeded()))
                 .map(|(step, _)| step.id.as_str())
                 .collect();
             format!(

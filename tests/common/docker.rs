@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{Run, Test, output};
+use serde_json::Value;
+
+use super::{Run, Test, output, repo};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -271,3 +273,69 @@ pub(crate) fn command_as(test: &Test, user: &str, env: &[(&str, &str)]) -> Comma
     }
     command
 }
+
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// The newest record of the test's runs.
+pub(crate) fn record(test: &Test) -> Value {
+    crate::common::records(test).pop().expect("a record")
+}
+
+/// The demo plan and its scripts in a test folder, with names of its own.
+pub(crate) struct Demo {
+    // Dropped first: the teardown script lives in the test's folder.
+    _cleanup: Cleanup,
+    pub(crate) test: Test,
+    pub(crate) name: String,
+    pub(crate) port: u16,
+}
+
+impl Demo {
+    pub(crate) fn new(tag: &str) -> Self {
+        let name = unique(tag);
+        let port = free_port();
+        let test = Test::new()
+            .env("DEMO_APP", &name)
+            .env("DEMO_IMAGE", &name)
+            .env("DEMO_PORT", &port.to_string());
+        std::fs::copy(repo().join("plans/demo.toml"), test.path_of("demo.toml")).expect("plan");
+        copy_tree(&repo().join("plans/demo"), &test.path_of("demo"));
+        let mut cleanup = Cleanup::default();
+        cleanup.demo = Some((test.dir.path().to_owned(), name.clone()));
+        Self {
+            test,
+            name,
+            port,
+            _cleanup: cleanup,
+        }
+    }
+
+    pub(crate) fn apply(&self, args: &[&str]) -> Run {
+        let mut all = vec!["apply", "demo.toml"];
+        all.extend(args);
+        self.test.run_with(&all)
+    }
+
+    pub(crate) fn up(&self) -> Result<(u16, String), String> {
+        get(&format!("http://127.0.0.1:{}/cgi-bin/up", self.port))
+    }
+
+    pub(crate) fn maintenance_status(&self) -> String {
+        let run = self.test.run_with(&["maintenance", "status", "demo.toml"]);
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        run.stdout.trim().to_owned()
+    }
+}
+
+pub(crate) const MAINTENANCE_PAGE: &str = "We'll be right back";

@@ -1,1 +1,2 @@
+-- since v1
 CREATE TABLE members (id integer, name text);

@@ -1,1 +1,2 @@
+-- since v2
 ALTER TABLE members ADD COLUMN email text;

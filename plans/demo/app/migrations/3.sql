@@ -1,0 +1,2 @@
+-- since v4
+CREATE TABLE events (id integer, at text);

@@ -1,0 +1,2 @@
+-- since v4
+ALTER TABLE events ADD COLUMN member_id integer;
