@@ -93,7 +93,7 @@ run = "exit 1"
         "true",
         "users saw the app while it was undone"
     );
-    let records = crate::common::records(&test);
+    let records = crate::common::records(test);
     let record = records
         .iter()
         .find(|r| r["plan"] == "order")

@@ -604,10 +604,10 @@ impl<'a> Dispatcher<'a> {
                 if phase == Phase::Plan && (done.succeeded || partway) {
                     self.completed.push(i);
                 }
-                if done.succeeded {
-                    if let Some(text) = done.captured {
-                        self.outputs.insert(id.clone(), text);
-                    }
+                if done.succeeded
+                    && let Some(text) = done.captured
+                {
+                    self.outputs.insert(id.clone(), text);
                 }
                 self.sink.event(Event::StepFinished {
                     step: id,
