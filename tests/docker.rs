@@ -163,6 +163,33 @@ fn a_failed_rollback_hook_exits_3_and_leaves_maintenance_on() {
     let (status, body) = demo.up().expect("the proxy answers");
     assert_eq!(status, 503);
     assert!(body.contains(MAINTENANCE_PAGE), "{body}");
+
+    // The repair hint, run exactly as printed, from elsewhere and without the
+    // demo's environment, acts on this run's app.
+    let hint = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("Repair the system, then run, as it stands:"))
+        .nth(1)
+        .expect("a repair command")
+        .trim()
+        .to_owned();
+    assert_eq!(record["repair"], hint.as_str());
+    let elsewhere = tempfile::tempdir().expect("a folder");
+    let repaired = Command::new("sh")
+        .args(["-c", &hint])
+        .current_dir(elsewhere.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .expect("run the hint");
+    assert!(
+        repaired.status.success(),
+        "{hint}\n{}{}",
+        String::from_utf8_lossy(&repaired.stdout),
+        String::from_utf8_lossy(&repaired.stderr)
+    );
+    assert_eq!(demo.maintenance_status(), "maintenance is off");
 }
 
 /// Images for the probe tests: busybox with curl (the host's, with its

@@ -37,6 +37,10 @@ pub(crate) struct Record {
     /// over a half-undone system would expose it to users).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) rollback_held: Vec<HeldHook>,
+    /// With hooks held: the command that turns maintenance off for this run's
+    /// app once the system is repaired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) repair: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -171,6 +175,7 @@ impl Record {
                 .iter()
                 .map(|&i| plan.steps[i].id.clone())
                 .collect(),
+            repair: (!report.held.is_empty()).then(|| super::summary::repair(plan)),
             rollback_held: report
                 .held
                 .iter()

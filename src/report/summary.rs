@@ -5,7 +5,8 @@ use std::path::Path;
 
 use super::console::duration;
 use crate::engine::{Report, RunStatus};
-use crate::plan::Plan;
+use crate::plan::template::shell_join;
+use crate::plan::{Plan, VarOrigin};
 
 pub(crate) fn text(
     plan: &Plan,
@@ -73,9 +74,9 @@ pub(crate) fn text(
         let _ = writeln!(
             out,
             "\nMAINTENANCE IS LEFT ON: the rollback is incomplete, so the hook of {} (maintenance off) was not run. \
-             Repair the system, then: runner maintenance off {}",
+             Repair the system, then run, as it stands:\n  {}",
             held.join(", "),
-            plan.path.display()
+            repair(plan)
         );
     }
     let _ = writeln!(
@@ -93,4 +94,46 @@ pub(crate) fn text(
         }
     }
     out
+}
+
+/// The command that turns maintenance off for the same app as the run: the
+/// plan by its absolute path, and every value that did not come from the plan's
+/// own text pinned with `--var`. A secret is never shown: the command says which
+/// environment variable must hold it, as during the run.
+pub(crate) fn repair(plan: &Plan) -> String {
+    let runner = std::env::args()
+        .next()
+        .filter(|arg0| arg0.contains('/'))
+        .and_then(|arg0| std::path::absolute(arg0).ok())
+        .map_or_else(|| "runner".to_owned(), |p| p.display().to_string());
+    let path = std::path::absolute(&plan.path).unwrap_or_else(|_| plan.path.clone());
+    let mut words = vec![
+        runner,
+        "maintenance".to_owned(),
+        "off".to_owned(),
+        path.display().to_string(),
+    ];
+    let mut secrets = Vec::new();
+    for (name, var) in &plan.vars {
+        match (&var.origin, var.secret) {
+            (VarOrigin::Plan, _) => {}
+            (VarOrigin::Env(env) | VarOrigin::EnvDefault(env), true) => {
+                secrets.push(format!("${env}"));
+            }
+            (VarOrigin::CommandLine, true) => secrets.push(format!("--var {name}=…")),
+            (_, false) => {
+                words.push("--var".to_owned());
+                words.push(format!("{name}={}", var.value));
+            }
+        }
+    }
+    let mut command = shell_join(&words);
+    if !secrets.is_empty() {
+        let _ = write!(
+            command,
+            "  (with the secret {} given as during the run)",
+            secrets.join(", ")
+        );
+    }
+    command
 }
