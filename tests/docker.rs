@@ -130,7 +130,7 @@ fn a_failed_migration_rolls_back_behind_the_maintenance_page() {
     let dump = std::fs::read_to_string(&backups[0]).expect("backup");
     assert_eq!(
         dump,
-        "-- schema 1\nCREATE TABLE members (id integer, name text);\n"
+        "-- schema 1\n-- since v1\nCREATE TABLE members (id integer, name text);\n"
     );
     assert!(
         run.stdout
