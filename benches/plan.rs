@@ -104,6 +104,7 @@ fn docker() -> Docker {
         reason: "benchmark".into(),
         tried: Vec::new(),
         help: None,
+        compose: None,
     }
 }
 

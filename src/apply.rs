@@ -43,6 +43,10 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             .join(format!("{run_id}.json"))
     });
     let masker = masker(plan);
+    let checked = crate::preflight::run(plan, &docker, &masker);
+    if !checked.findings.is_empty() {
+        return Err(Error::Preflight(Box::new(checked)));
+    }
     let style = if options.json {
         Style::Json
     } else {
@@ -82,6 +86,10 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             command: docker_shown,
             reason: docker.reason.clone(),
         },
+        compose: docker.compose.as_ref().map(|c| record::DockerRecord {
+            command: masker.mask(&shell_join(&c.command)),
+            reason: c.reason.clone(),
+        }),
         masker: &masker,
         report: &report,
     });
@@ -246,6 +254,10 @@ impl<'p> PlanTasks<'p> {
             env,
             base: vec![
                 ("DOCKER_CMD".to_owned(), self.docker.command.join(" ")),
+                (
+                    "COMPOSE_CMD".to_owned(),
+                    self.docker.compose_command().join(" "),
+                ),
                 ("RUNNER_RUN_ID".to_owned(), self.run_id.clone()),
                 ("RUNNER_STEP".to_owned(), id.to_owned()),
                 (MARKER.to_owned(), marker.clone()),
@@ -399,22 +411,45 @@ fn run_id(at: SystemTime) -> String {
 /// Whether anything in the plan talks to docker: a kind that does, or
 /// `{{ docker }}` / `$DOCKER_CMD` in a step's environment.
 fn uses_docker(plan: &Plan) -> bool {
-    let mentions = |t: &Template| {
-        t.raw.contains("DOCKER_CMD") || t.refs().any(|(name, ..)| *name == Name::Docker)
-    };
     let step = |s: &Step| {
         s.action.as_kind().uses_docker()
-            || s.env.values().any(mentions)
             || s.rollback
                 .as_ref()
-                .is_some_and(|h| h.action.as_kind().uses_docker() || h.env.values().any(mentions))
+                .is_some_and(|h| h.action.as_kind().uses_docker())
     };
-    plan.steps.iter().any(step)
+    plan.steps.iter().any(step) || mentions(plan, &Name::Docker, "DOCKER_CMD") || uses_compose(plan)
 }
 
-/// The docker command for the run. A plan that never talks to docker is not made
-/// to wait for a probe; its steps still get `DOCKER_CMD`.
-fn docker_for(plan: &Plan) -> Docker {
+/// Whether a step or hook uses `{{ compose }}` or `$COMPOSE_CMD`.
+pub(crate) fn uses_compose(plan: &Plan) -> bool {
+    mentions(plan, &Name::Compose, "COMPOSE_CMD")
+}
+
+/// Whether a template of a step or hook (its fields or its `env`) refers to
+/// `name`, or its text names the environment variable `var`.
+fn mentions(plan: &Plan, name: &Name, var: &str) -> bool {
+    let in_template = |t: &Template| t.raw.contains(var) || t.refs().any(|(n, ..)| n == name);
+    let in_action = |action: &crate::plan::model::Action,
+                     env: &indexmap::IndexMap<String, Template>| {
+        action
+            .as_kind()
+            .templates()
+            .into_iter()
+            .any(|t| in_template(&t.value))
+            || env.values().any(in_template)
+    };
+    plan.steps.iter().any(|s| {
+        in_action(&s.action, &s.env)
+            || s.rollback
+                .as_ref()
+                .is_some_and(|h| in_action(&h.action, &h.env))
+    })
+}
+
+/// The docker command for the run, and the compose command when the plan uses
+/// it. A plan that never talks to docker is not made to wait for a probe; its
+/// steps still get `DOCKER_CMD`.
+pub(crate) fn docker_for(plan: &Plan) -> Docker {
     let from_env = std::env::var("DOCKER_CMD").ok();
     if !uses_docker(plan) {
         return docker::unprobed(
@@ -422,5 +457,9 @@ fn docker_for(plan: &Plan) -> Docker {
             "not probed: no step of this plan uses docker",
         );
     }
-    docker::discover(plan.sudo, from_env.as_deref())
+    let mut docker = docker::discover(plan.sudo, from_env.as_deref());
+    if uses_compose(plan) {
+        docker.compose = Some(docker::discover_compose(&docker));
+    }
+    docker
 }

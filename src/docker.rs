@@ -36,6 +36,19 @@ pub struct Docker {
     pub tried: Vec<Probe>,
     /// What to do when docker is unavailable.
     pub help: Option<String>,
+    /// The compose command, decided when the plan uses `{{ compose }}`.
+    pub compose: Option<Compose>,
+}
+
+/// The compose command for a run, and how it was chosen: `docker compose` if
+/// the plugin answers, else `docker-compose`, through sudo when docker is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Compose {
+    pub command: Vec<String>,
+    pub available: bool,
+    pub reason: String,
+    pub tried: Vec<Probe>,
+    pub help: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,26 +106,27 @@ enum Outcome {
 
 /// Runs `words version` and reports the server version or why it failed.
 fn probe(words: &[String]) -> Outcome {
-    let Some((program, args)) = words.split_first() else {
+    probe_with(words, &["version", "--format", "{{.Server.Version}}"])
+}
+
+/// Runs `words` then `version_args` and reports the version it prints or why
+/// it failed.
+fn probe_with(words: &[String], version_args: &[&str]) -> Outcome {
+    let Some(program) = words.first() else {
         return Outcome::Failed(Failure::NotFound, "empty command".into());
     };
-    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    args.extend(["version", "--format", "{{.Server.Version}}"]);
-    let handle = duct::cmd(program, &args)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .start();
-    let handle = match handle {
-        Ok(h) => h,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Outcome::Failed(Failure::NotFound, format!("`{program}` not found"));
+    let mut argv: Vec<String> = words.to_vec();
+    argv.extend(version_args.iter().map(|a| (*a).to_owned()));
+    match briefly(&argv, PROBE_TIMEOUT) {
+        Err(Brief::NotFound) => {
+            Outcome::Failed(Failure::NotFound, format!("`{program}` not found"))
         }
-        Err(e) => return Outcome::Failed(Failure::Other, e.to_string()),
-    };
-    match handle.wait_timeout(PROBE_TIMEOUT) {
-        Ok(Some(output)) => {
+        Err(Brief::Other(e)) => Outcome::Failed(Failure::Other, e),
+        Err(Brief::TimedOut) => Outcome::Failed(
+            Failure::TimedOut,
+            format!("no answer within {}s", PROBE_TIMEOUT.as_secs()),
+        ),
+        Ok(output) => {
             let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
             let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
             if output.status.success() && !stdout.is_empty() {
@@ -130,14 +144,53 @@ fn probe(words: &[String]) -> Outcome {
                 Outcome::Failed(classify(&stderr), format!("{line} ({code})"))
             }
         }
+    }
+}
+
+/// Why a brief command gave no output.
+#[derive(Debug)]
+pub(crate) enum Brief {
+    NotFound,
+    TimedOut,
+    Other(String),
+}
+
+impl std::fmt::Display for Brief {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Brief::NotFound => f.write_str("the program is not installed"),
+            Brief::TimedOut => f.write_str("no answer in time"),
+            Brief::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Runs a short read-only command, stdin closed, output captured, killed past
+/// `timeout`: for probes and checks made outside a run.
+pub(crate) fn briefly(argv: &[String], timeout: Duration) -> Result<std::process::Output, Brief> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(Brief::Other("empty command".into()));
+    };
+    let handle = duct::cmd(program, args)
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .start()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Brief::NotFound
+            } else {
+                Brief::Other(e.to_string())
+            }
+        })?;
+    match handle.wait_timeout(timeout) {
+        Ok(Some(output)) => Ok(output.clone()),
         Ok(None) => {
             let _ = handle.kill();
-            Outcome::Failed(
-                Failure::TimedOut,
-                format!("no answer within {}s", PROBE_TIMEOUT.as_secs()),
-            )
+            Err(Brief::TimedOut)
         }
-        Err(e) => Outcome::Failed(Failure::Other, e.to_string()),
+        Err(e) => Err(Brief::Other(e.to_string())),
     }
 }
 
@@ -172,6 +225,7 @@ fn env_words(docker_cmd_env: Option<&str>) -> Option<Vec<String>> {
 /// The docker command without probing: `DOCKER_CMD` if set, else `docker`.
 pub(crate) fn unprobed(docker_cmd_env: Option<&str>, reason: &str) -> Docker {
     Docker {
+        compose: None,
         command: env_words(docker_cmd_env).unwrap_or_else(|| vec!["docker".to_owned()]),
         available: true,
         reason: reason.to_owned(),
@@ -202,6 +256,7 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<&str>) -> Docker {
         let outcome = run(&words, &mut tried);
         let available = matches!(outcome, Outcome::Answered(_));
         return Docker {
+            compose: None,
             reason: "DOCKER_CMD is set".into(),
             help: (!available).then(|| {
                 "DOCKER_CMD does not reach a Docker daemon: fix it or unset it".to_owned()
@@ -219,6 +274,7 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<&str>) -> Docker {
             result: "not found on PATH".into(),
         });
         return Docker {
+            compose: None,
             command: direct,
             available: false,
             reason: "docker is not installed (not on PATH)".into(),
@@ -238,10 +294,12 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<&str>) -> Docker {
             reason: "the daemon answers `docker version`".into(),
             tried,
             help: None,
+            compose: None,
         },
         Outcome::Failed(Failure::PermissionDenied, _) if mode == SudoMode::Auto => {
             if which::which("sudo").is_err() {
                 return Docker {
+                    compose: None,
                     command: direct,
                     available: false,
                     reason: "docker is refused for permission and sudo is not installed".into(),
@@ -253,6 +311,7 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<&str>) -> Docker {
             sudo_result(sudo, &outcome, tried, "docker is refused for permission")
         }
         Outcome::Failed(failure, _) => Docker {
+            compose: None,
             command: direct,
             available: false,
             reason: match failure {
@@ -280,8 +339,10 @@ fn sudo_result(sudo: Vec<String>, outcome: &Outcome, tried: Vec<Probe>, why: &st
             reason: format!("{why}; `sudo -n docker version` answers without a password"),
             tried,
             help: None,
+            compose: None,
         },
         Outcome::Failed(failure, _) => Docker {
+            compose: None,
             command: sudo,
             available: false,
             reason: format!(
@@ -388,7 +449,107 @@ fn exec_argv(
     out
 }
 
+/// The words of `docker-compose` run the way docker is: `DOCKER_CMD`'s or
+/// sudo's words before it when docker's last word is the docker program.
+fn standalone_compose(docker: &[String]) -> Vec<String> {
+    match docker.split_last() {
+        Some((last, before)) if last == "docker" || last.ends_with("/docker") => {
+            let mut words = before.to_vec();
+            words.push(format!("{last}-compose"));
+            words
+        }
+        _ => vec!["docker-compose".to_owned()],
+    }
+}
+
+const HELP_COMPOSE: &str = "install the compose plugin (`apt-get install docker-compose-plugin` from Docker's \
+     repository) or the standalone `docker-compose` (`apt-get install docker-compose`)";
+
+/// Decides the compose command once for the run: the plugin through docker's
+/// own words, else the standalone program run the same way (through sudo when
+/// docker is). Read-only (`version`), bounded in time, never prompts.
+pub(crate) fn discover_compose(docker: &Docker) -> Compose {
+    let mut tried = Vec::new();
+    if !docker.available {
+        return Compose {
+            command: docker
+                .command
+                .iter()
+                .cloned()
+                .chain(["compose".to_owned()])
+                .collect(),
+            available: false,
+            reason: "not probed: docker itself is not reachable".into(),
+            tried,
+            help: docker.help.clone(),
+        };
+    }
+    let plugin: Vec<String> = docker
+        .command
+        .iter()
+        .cloned()
+        .chain(["compose".to_owned()])
+        .collect();
+    let standalone = standalone_compose(&docker.command);
+    for (words, why) in [
+        (
+            plugin,
+            "the compose plugin answers `docker compose version`",
+        ),
+        (
+            standalone,
+            "the plugin does not answer; `docker-compose version` does",
+        ),
+    ] {
+        let outcome = probe_with(&words, &["version", "--short"]);
+        let result = match &outcome {
+            Outcome::Answered(version) => format!("answered: {version}"),
+            Outcome::Failed(_, why) => why.clone(),
+        };
+        tried.push(Probe {
+            command: format!("{} version --short", display(&words)),
+            result,
+        });
+        if matches!(outcome, Outcome::Answered(_)) {
+            return Compose {
+                command: words,
+                available: true,
+                reason: why.to_owned(),
+                tried,
+                help: None,
+            };
+        }
+    }
+    Compose {
+        command: docker
+            .command
+            .iter()
+            .cloned()
+            .chain(["compose".to_owned()])
+            .collect(),
+        available: false,
+        reason: "neither `docker compose` nor `docker-compose` answers".into(),
+        tried,
+        help: Some(HELP_COMPOSE.into()),
+    }
+}
+
 impl Docker {
+    /// The compose words: as decided, else the plugin's (in a preview of a plan
+    /// that does not use compose).
+    pub(crate) fn compose_command(&self) -> Vec<String> {
+        self.compose.as_ref().map_or_else(
+            || {
+                self.command
+                    .iter()
+                    .cloned()
+                    .chain(["compose".to_owned()])
+                    .collect()
+            },
+            |c| c.command.clone(),
+        )
+    }
+
     /// Whether docker runs through sudo.
     pub(crate) fn is_sudo(&self) -> bool {
         is_sudo(&self.command)

@@ -36,6 +36,12 @@ pub(crate) enum Error {
     Lock(#[from] LockError),
     #[error("docker is not reachable, and this plan needs it: {}", .0.reason)]
     Docker(Box<Docker>),
+    /// The preflight found what would fail: nothing was run.
+    #[error(
+        "the preflight found {} before any change; nothing was run",
+        crate::plan::diagnostic::plural(.0.findings.len(), "problem")
+    )]
+    Preflight(Box<crate::preflight::Report>),
     /// runner cannot set itself up (async runtime, signal handlers, threads).
     #[error("cannot start: {0}")]
     Start(String),
@@ -49,7 +55,9 @@ impl Error {
             | Error::Plan(_)
             | Error::PlanRead { .. }
             | Error::NoMaintenance { .. } => exit_code::INVALID,
-            Error::Lock(_) | Error::Docker(_) | Error::Start(_) => exit_code::CANNOT_START,
+            Error::Lock(_) | Error::Docker(_) | Error::Preflight(_) | Error::Start(_) => {
+                exit_code::CANNOT_START
+            }
         }
     }
 
@@ -66,6 +74,10 @@ impl Error {
             ),
             Error::Lock(e) => Some(e.help()),
             Error::Docker(docker) => docker.help.clone(),
+            Error::Preflight(_) => Some(
+                "fix each problem above; `runner apply PLAN --plan-only` runs the same checks and changes nothing"
+                    .to_owned(),
+            ),
         }
     }
 
@@ -82,6 +94,9 @@ impl Error {
                     for probe in &docker.tried {
                         let _ = writeln!(text, "  tried `{}`: {}", probe.command, probe.result);
                     }
+                }
+                if let Error::Preflight(report) = self {
+                    text.push_str(&report.findings_text("  "));
                 }
                 if let Some(help) = self.help() {
                     let _ = writeln!(text, "help: {help}");

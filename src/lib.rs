@@ -15,6 +15,7 @@ mod lock;
 mod maintenance;
 mod mask;
 pub mod plan;
+mod preflight;
 mod process;
 pub mod report;
 mod run;

@@ -95,11 +95,10 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
                 };
                 return crate::apply::apply(&loaded.plan, &options);
             }
-            let docker = crate::docker::discover(
-                loaded.plan.sudo,
-                std::env::var("DOCKER_CMD").ok().as_deref(),
-            );
-            let preview = report::preview::build(&loaded.plan, docker);
+            let docker = crate::apply::docker_for(&loaded.plan);
+            let masker = crate::apply::masker(&loaded.plan);
+            let checked = crate::preflight::run(&loaded.plan, &docker, &masker);
+            let preview = report::preview::build(&loaded.plan, docker).checked(checked);
             print_out(&match output {
                 Output::Text => preview.to_text(),
                 Output::Json => format!(

@@ -403,13 +403,22 @@ container = "{c}"
 command = ["echo", "LOADING"]
 expect_output = "^PONG$"
 
+# Said to make them, so the preflight leaves them to the run: what the run
+# says of a container that is not there is checked here.
+[steps.says-it-makes-them]
+kind = "shell"
+run = "true"
+creates = {{ containers = ["{stopped}", "{c}x"] }}
+
 [steps.stopped]
 kind = "docker-exec"
+needs = ["says-it-makes-them"]
 container = "{stopped}"
 command = ["true"]
 
 [steps.typo]
 kind = "docker-exec"
+needs = ["says-it-makes-them"]
 container = "{c}x"
 command = ["true"]
 "#

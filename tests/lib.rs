@@ -8,6 +8,7 @@ mod faults;
 mod files;
 mod graph;
 mod injection;
+mod preflight;
 mod preview;
 mod properties;
 mod rollback;

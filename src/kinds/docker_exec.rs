@@ -15,6 +15,7 @@ use crate::engine::{Attempt, Attempted, End, Outcome, Work};
 use crate::plan::model::{Action, Command, Sp};
 use crate::plan::reader::Fields;
 use crate::plan::template::{Part, Template};
+use crate::preflight::Need;
 use crate::process::{Pipe, Spec};
 
 const NAME: &str = "docker-exec";
@@ -143,6 +144,15 @@ impl StepKind for DockerExec {
 
     fn uses_docker(&self) -> bool {
         true
+    }
+
+    fn needs(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Need> {
+        vec![Need::Container {
+            container: scope.known(&self.container),
+            user: self.user.as_ref().map(|u| scope.text(u)),
+            workdir: self.workdir.as_ref().map(|w| scope.text(w)),
+            programs: scope.programs(&self.command.value),
+        }]
     }
 
     fn operations(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Operation> {

@@ -18,6 +18,7 @@ use crate::engine::{Attempt, Attempted, End, Outcome, Work};
 use crate::plan::model::{Action, Sp};
 use crate::plan::reader::Fields;
 use crate::plan::template::Template;
+use crate::preflight::Need;
 use crate::process::{MARKER, Pipe, Spec};
 
 const NAME: &str = "http-probe";
@@ -144,6 +145,14 @@ impl StepKind for HttpProbe {
 
     fn uses_docker(&self) -> bool {
         self.container.is_some()
+    }
+
+    fn needs(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Need> {
+        vec![Need::Probe {
+            container: self.container.as_ref().map(|c| scope.known(c)),
+            url: scope.known(&self.url),
+            host_url: self.host_url.as_ref().map(|u| scope.known(u)),
+        }]
     }
 
     fn operations(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Operation> {

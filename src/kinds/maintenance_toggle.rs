@@ -11,6 +11,7 @@ use crate::engine::{Attempt, Attempted, End, HookRole, Outcome, Work};
 use crate::plan::model::{Action, MaintenanceSection, Sp, Toggle};
 use crate::plan::reader::Fields;
 use crate::plan::template::Template;
+use crate::preflight::Need;
 use crate::process::{Pipe, Spec};
 
 const NAME: &str = "maintenance-toggle";
@@ -139,6 +140,26 @@ impl StepKind for MaintenanceToggle {
             Toggle::Off => HookRole::Reopen,
             Toggle::On => HookRole::Undo,
         }
+    }
+
+    fn needs(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Need> {
+        let m = section(scope);
+        let toggle = match self.state.value {
+            Toggle::On => &m.on.value,
+            Toggle::Off => &m.off.value,
+        };
+        let mut programs = scope.programs(toggle);
+        for p in scope.programs(&m.status.value) {
+            if !programs.contains(&p) {
+                programs.push(p);
+            }
+        }
+        vec![Need::Container {
+            container: scope.known(&m.container),
+            user: m.user.as_ref().map(|u| scope.text(u)),
+            workdir: None,
+            programs,
+        }]
     }
 
     fn operations(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Operation> {

@@ -24,6 +24,7 @@ use crate::plan::Plan;
 use crate::plan::model::{Action, Command, Sp};
 use crate::plan::reader::Fields;
 use crate::plan::template::{Insert, Name, Template, Value};
+use crate::preflight::{Known, Need};
 use crate::process::Spec;
 
 /// A kind as the plan reader knows it.
@@ -84,6 +85,13 @@ pub(crate) trait StepKind: Send + Sync {
     /// `env` the step's own variables.
     fn operations(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Operation>;
 
+    /// What it needs from the machine before the run, for the preflight:
+    /// templates resolved in `scope`, `env` the step's own variables.
+    fn needs(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Need> {
+        let _ = (scope, env);
+        Vec::new()
+    }
+
     /// Its operations as the one line a run shows when the step starts.
     fn summary(&self, operations: &[Operation]) -> String {
         join(operations, " && ")
@@ -140,6 +148,8 @@ pub(crate) enum Rule {
     Path,
     /// An argument of a command in a container: anything but a secret.
     Argument,
+    /// A TCP port, 1 to 65535.
+    Port,
 }
 
 impl Rule {
@@ -169,6 +179,7 @@ impl Rule {
             Rule::Url => url_ok(value),
             Rule::Path => !value.chars().any(char::is_control),
             Rule::Argument => true,
+            Rule::Port => value.parse::<u16>().is_ok_and(|p| p > 0),
         };
         if ok {
             return Ok(());
@@ -180,6 +191,7 @@ impl Rule {
             Rule::Url => "not an http:// or https:// URL",
             Rule::Path => "not a path: it holds control characters",
             Rule::Argument => "",
+            Rule::Port => "not a TCP port (1 to 65535)",
         }
         .to_owned())
     }
@@ -229,10 +241,51 @@ impl Scope<'_> {
             ),
             Name::PlanDir => Value::Text(self.plan.dir.display().to_string()),
             Name::Docker => Value::Words(self.docker.command.clone()),
+            Name::Compose => Value::Words(self.docker.compose_command()),
             Name::StepOutput(id) => {
                 Value::Text((self.output)(id).unwrap_or_else(|| format!("<steps.{id}.output>")))
             }
         })
+    }
+
+    /// A template's value when it is known before the run; `None` when a step's
+    /// output decides it.
+    pub(crate) fn known(&self, template: &Sp<Template>) -> Known {
+        let later = template
+            .value
+            .refs()
+            .any(|(name, ..)| matches!(name, Name::StepOutput(_)));
+        (!later).then(|| self.text(template))
+    }
+
+    /// The programs a command runs by name: its program, and for `sh -c SCRIPT`
+    /// those the script runs. A program that a step's output names is left out.
+    pub(crate) fn programs(&self, command: &Command) -> Vec<String> {
+        match command {
+            Command::Argv(items) => {
+                let Some(first) = items.first() else {
+                    return Vec::new();
+                };
+                let Some(program) = self.known(first) else {
+                    return Vec::new();
+                };
+                let mut out = vec![program];
+                if let [_, flag, script, ..] = items.as_slice()
+                    && flag.value.raw == "-c"
+                    && out[0].rsplit('/').next().is_some_and(|p| p.ends_with("sh"))
+                    && let Some(script) = self.known(script)
+                {
+                    out.extend(crate::preflight::script::programs(&script).unwrap_or_default());
+                }
+                out
+            }
+            Command::Shell(script) => {
+                let (script, _) = self.script(&script.value);
+                let mut out = vec!["sh".to_owned()];
+                out.extend(crate::preflight::script::programs(&script).unwrap_or_default());
+                out
+            }
+        }
     }
 
     /// A template as a plain value (an argv element, a name, a URL).
@@ -249,9 +302,11 @@ impl Scope<'_> {
     /// values bound). No value is ever part of the script.
     pub(crate) fn script(&self, template: &Template) -> (String, Vec<(String, String)>) {
         let carriers = &self.plan.carriers;
-        let script = template.script(&|name| match carriers.of(name) {
-            Some(var) => Insert::Env(var),
-            None => Insert::Words(&self.docker.command),
+        let compose = self.docker.compose_command();
+        let script = template.script(&|name| match (carriers.of(name), name) {
+            (Some(var), _) => Insert::Env(var),
+            (None, Name::Compose) => Insert::Words(&compose),
+            (None, _) => Insert::Words(&self.docker.command),
         });
         let mut bound: Vec<(String, String)> = Vec::new();
         for (name, ..) in template.refs() {
@@ -280,6 +335,7 @@ impl Scope<'_> {
                 for item in items {
                     match item.value.as_single_ref() {
                         Some(Name::Docker) => out.extend(self.docker.command.iter().cloned()),
+                        Some(Name::Compose) => out.extend(self.docker.compose_command()),
                         _ => out.push(self.render(&item.value)),
                     }
                 }

@@ -9,6 +9,7 @@ use crate::engine::{Attempt, Attempted, Outcome, Work};
 use crate::plan::model::{Action, Sp};
 use crate::plan::reader::Fields;
 use crate::plan::template::{Name, Template};
+use crate::preflight::Need;
 use crate::process::{self, Pipe, Spec};
 
 const NAME: &str = "shell";
@@ -59,12 +60,33 @@ impl StepKind for Shell {
 
     fn uses_docker(&self) -> bool {
         self.templates().into_iter().any(|t| {
-            t.value.raw.contains("DOCKER_CMD") || t.value.refs().any(|(n, ..)| *n == Name::Docker)
+            let t = &t.value;
+            t.raw.contains("DOCKER_CMD")
+                || t.raw.contains("COMPOSE_CMD")
+                || t.refs()
+                    .any(|(n, ..)| matches!(n, Name::Docker | Name::Compose))
         })
     }
 
     fn captures(&self) -> bool {
         self.capture
+    }
+
+    fn needs(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Need> {
+        let (script, _) = scope.script(&self.run.value);
+        let dir = self
+            .dir
+            .as_ref()
+            .map_or_else(|| scope.plan.dir.clone(), |d| scope.path(d));
+        vec![Need::Host {
+            programs: crate::preflight::script::programs(&script),
+            dir,
+            path: env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone()),
+        }]
     }
 
     fn operations(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Operation> {

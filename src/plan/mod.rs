@@ -84,8 +84,8 @@ impl Carriers {
         }
     }
 
-    /// The variable that carries `name`'s value; `None` for `{{ docker }}`,
-    /// which is runner's own command, written as words.
+    /// The variable that carries `name`'s value; `None` for `{{ docker }}` and
+    /// `{{ compose }}`, runner's own commands, written as words.
     pub(crate) fn of(&self, name: &template::Name) -> Option<&str> {
         use template::Name;
         match name {
@@ -93,7 +93,7 @@ impl Carriers {
             Name::StepOutput(id) => self.outputs.get(id).map(String::as_str),
             Name::RunId => Some("RUNNER_RUN_ID"),
             Name::PlanDir => Some("RUNNER_PLAN_DIR"),
-            Name::Docker => None,
+            Name::Docker | Name::Compose => None,
         }
     }
 }
@@ -132,7 +132,24 @@ pub struct Step {
     pub settings: Settings,
     pub when: When,
     pub env: IndexMap<String, Template>,
+    /// What it makes for the steps after it (see the preflight).
+    pub creates: Creates,
     pub rollback: Option<Box<Hook>>,
+}
+
+/// A TCP port: a number, or a template that gives one.
+#[derive(Debug, Clone)]
+pub enum Port {
+    Number(u16),
+    Template(Template),
+}
+
+/// What a step makes for the steps after it, templates unresolved.
+#[derive(Debug, Clone, Default)]
+pub struct Creates {
+    pub containers: Vec<Template>,
+    pub programs: Vec<String>,
+    pub ports: Vec<Port>,
 }
 
 #[derive(Debug, Clone)]

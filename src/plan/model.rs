@@ -168,6 +168,14 @@ pub struct MaintenanceSection {
     pub user: Option<Sp<Template>>,
 }
 
+/// A TCP port: a number, or a template that gives one.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum PortDef {
+    Number(#[schemars(range(min = 1, max = 65535))] Sp<u16>),
+    Template(Sp<Template>),
+}
+
 /// A command: an array runs as argv; a string runs with `sh -c`.
 #[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
@@ -221,8 +229,28 @@ pub struct StepDef {
     /// Extra environment for the step's process; values may use templates.
     #[serde(default)]
     pub env: IndexMap<String, Sp<Template>>,
+    /// What this step makes that later steps use: the preflight does not look
+    /// for these before the run on behalf of the steps that need this one.
+    #[serde(default)]
+    pub creates: Creates,
     #[serde(skip)]
     pub kind_span: Span,
+}
+
+/// What a step makes (or makes anew) for the steps after it.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Creates {
+    /// Containers it starts or recreates, e.g. `["{{ app }}"]`: what later steps
+    /// run there is checked in the new container, not in the one running now.
+    #[serde(default)]
+    pub containers: Vec<Sp<Template>>,
+    /// Host programs it installs, e.g. `["jq"]`.
+    #[serde(default)]
+    pub programs: Vec<Sp<String>>,
+    /// Host TCP ports it publishes, e.g. `[8080]` or `["{{ port }}"]`.
+    #[serde(default)]
+    pub ports: Vec<PortDef>,
 }
 
 /// A rollback hook: a step without `needs`, `rollback` or `when`.

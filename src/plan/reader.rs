@@ -13,8 +13,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{PlanDiagnostic, Span};
 use super::model::{
-    Action, Command, DockerSection, Dur, EnvVar, HookDef, MaintenanceSection, PlanFile,
-    PlanSection, Policy, Sp, StepDef, SudoMode, VarDef, When,
+    Action, Command, Creates, DockerSection, Dur, EnvVar, HookDef, MaintenanceSection, PlanFile,
+    PlanSection, Policy, PortDef, Sp, StepDef, SudoMode, VarDef, When,
 };
 use super::template::Template;
 use crate::kinds::KINDS;
@@ -34,6 +34,7 @@ pub const STEP_FIELDS: &[&str] = &[
     "rollback",
     "when",
     "env",
+    "creates",
 ];
 /// Fields a rollback hook takes besides its kind's.
 pub const HOOK_FIELDS: &[&str] = &[
@@ -48,6 +49,7 @@ pub const HOOK_FIELDS: &[&str] = &[
 ];
 const ROOT_FIELDS: &[&str] = &["plan", "vars", "docker", "defaults", "maintenance", "steps"];
 const POLICY_FIELDS: &[&str] = &["timeout", "retries", "retry_delay", "backoff"];
+const CREATES_FIELDS: &[&str] = &["containers", "programs", "ports"];
 const MAINTENANCE_FIELDS: &[&str] = &[
     "container",
     "on",
@@ -58,7 +60,7 @@ const MAINTENANCE_FIELDS: &[&str] = &[
     "user",
 ];
 /// Names templates reserve; no variable may take them.
-pub const RESERVED_NAMES: &[&str] = &["docker", "run", "plan", "steps"];
+pub const RESERVED_NAMES: &[&str] = &["docker", "compose", "run", "plan", "steps"];
 
 /// Parses and reads a plan. Returns the model when the file could be read (possibly
 /// with problems already reported), and every diagnostic found.
@@ -783,6 +785,9 @@ impl Reader<'_> {
         let description = find(table, "description").and_then(|v| self.string(v, "description"));
         let policy = self.policy(table);
         let env = find(table, "env").map(|v| self.env(v)).unwrap_or_default();
+        let creates = find(table, "creates")
+            .map(|v| self.creates(v))
+            .unwrap_or_default();
         let action = self.action(
             table,
             &kind,
@@ -797,8 +802,52 @@ impl Reader<'_> {
             rollback,
             when,
             env,
+            creates,
             kind_span: kind.span,
         })
+    }
+
+    fn creates(&mut self, value: &Value<'_>) -> Creates {
+        let mut out = Creates::default();
+        let Some(table) = self.table(
+            value,
+            "creates",
+            "`creates = { containers = [\"{{ app }}\"] }`",
+        ) else {
+            return out;
+        };
+        self.check_keys(table, CREATES_FIELDS, "`creates`", &|_| None);
+        let array = |this: &mut Self, field: &str, example: &str| {
+            let v = find(table, field)?;
+            if let DeValue::Array(items) = v.get_ref() {
+                Some(items.iter().collect::<Vec<_>>())
+            } else {
+                this.wrong_type(v, field, "an array", example);
+                None
+            }
+        };
+        for item in array(self, "containers", "`containers = [\"{{ app }}\"]`").unwrap_or_default()
+        {
+            if let Some(t) = self.template(item, "containers") {
+                out.containers.push(t);
+            }
+        }
+        for item in array(self, "programs", "`programs = [\"jq\"]`").unwrap_or_default() {
+            if let Some(s) = self.string(item, "programs") {
+                out.programs.push(s);
+            }
+        }
+        for item in array(self, "ports", "`ports = [8080]`").unwrap_or_default() {
+            if let DeValue::String(_) = item.get_ref() {
+                if let Some(t) = self.template(item, "ports") {
+                    out.ports.push(PortDef::Template(t));
+                }
+            } else if let Some(port) = self.integer(item, "ports", (1, 65535)) {
+                let number = u16::try_from(port.value).unwrap_or(0);
+                out.ports.push(PortDef::Number(Sp::new(number, port.span)));
+            }
+        }
+        out
     }
 
     fn hook(&mut self, id: &str, value: &Value<'_>) -> Option<HookDef> {

@@ -27,6 +27,9 @@ pub enum Name {
     PlanDir,
     /// `{{ docker }}`: the docker command, e.g. `docker` or `sudo -n docker`.
     Docker,
+    /// `{{ compose }}`: the compose command, `docker compose` or `docker-compose`,
+    /// through sudo when docker needs it.
+    Compose,
     /// `{{ steps.ID.output }}`: the captured, trimmed stdout of an earlier step.
     StepOutput(String),
 }
@@ -37,6 +40,7 @@ impl Name {
             "run.id" => Name::RunId,
             "plan.dir" => Name::PlanDir,
             "docker" => Name::Docker,
+            "compose" => Name::Compose,
             _ => match text
                 .strip_prefix("steps.")
                 .and_then(|rest| rest.strip_suffix(".output"))
@@ -75,7 +79,7 @@ impl JsonSchema for Template {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "description": "Text that may use {{ var }}, {{ run.id }}, {{ plan.dir }}, {{ docker }} and {{ steps.ID.output }}."
+            "description": "Text that may use {{ var }}, {{ run.id }}, {{ plan.dir }}, {{ docker }}, {{ compose }} and {{ steps.ID.output }}."
         })
     }
 }
@@ -84,7 +88,7 @@ impl JsonSchema for Template {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Text(String),
-    /// A command of several words (`{{ docker }}`): each word is quoted on its own.
+    /// A command of several words (`{{ docker }}`, `{{ compose }}`): each word is quoted on its own.
     Words(Vec<String>),
 }
 

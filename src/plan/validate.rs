@@ -4,15 +4,15 @@ use indexmap::IndexMap;
 
 use super::diagnostic::PlanDiagnostic;
 use super::model::{
-    Action, Command, HookDef, MaintenanceSection, PlanFile, Policy, Sp, StepDef, SudoMode, VarDef,
-    When,
+    Action, Command, HookDef, MaintenanceSection, PlanFile, Policy, PortDef, Sp, StepDef, SudoMode,
+    VarDef, When,
 };
 use super::reader::{RESERVED_NAMES, suggest};
 use super::shell::Place as ShellPlace;
 use super::template::{Name, Template};
 use super::{
-    DEFAULT_BACKOFF, DEFAULT_JOBS, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, Hook, Inputs, Settings,
-    Step, Var, VarOrigin,
+    Creates, DEFAULT_BACKOFF, DEFAULT_JOBS, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, Hook, Inputs,
+    Port, Settings, Step, Var, VarOrigin,
 };
 use crate::graph::Dag;
 use crate::kinds::{Field, Rule};
@@ -117,6 +117,24 @@ fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Ste
         needs,
         when: def.when.map_or(When::Success, |w| w.value),
         env: def.env.into_iter().map(|(k, v)| (k, v.value)).collect(),
+        creates: Creates {
+            containers: def
+                .creates
+                .containers
+                .into_iter()
+                .map(|c| c.value)
+                .collect(),
+            programs: def.creates.programs.into_iter().map(|p| p.value).collect(),
+            ports: def
+                .creates
+                .ports
+                .into_iter()
+                .map(|p| match p {
+                    PortDef::Number(n) => Port::Number(n.value),
+                    PortDef::Template(t) => Port::Template(t.value),
+                })
+                .collect(),
+        },
         rollback,
     }
 }
@@ -378,6 +396,19 @@ fn value_fields(file: &PlanFile) -> (Vec<&Sp<Template>>, Vec<Field<'_>>) {
             }
         }
     }
+    for step in file.steps.values() {
+        let creates = &step.creates;
+        fields.extend(
+            creates
+                .containers
+                .iter()
+                .map(|c| ("creates.containers", c, Rule::Container)),
+        );
+        fields.extend(creates.ports.iter().filter_map(|p| match p {
+            PortDef::Template(t) => Some(("creates.ports", t, Rule::Port)),
+            PortDef::Number(_) => None,
+        }));
+    }
     let actions = file
         .steps
         .values()
@@ -463,6 +494,7 @@ fn check_values(
             Name::RunId => Some("20260101T000000Z-0000".to_owned()),
             Name::PlanDir => Some(dir.display().to_string()),
             Name::Docker => Some("docker".to_owned()),
+            Name::Compose => Some("docker compose".to_owned()),
             Name::StepOutput(_) => None,
         };
         let why = if rule == Rule::Path {
@@ -535,7 +567,15 @@ fn check_templates(
         }
     }
     for (i, step) in file.steps.values().enumerate() {
-        for t in action_templates(&step.action, &step.env) {
+        let ports = step.creates.ports.iter().filter_map(|p| match p {
+            PortDef::Template(t) => Some(t),
+            PortDef::Number(_) => None,
+        });
+        for t in action_templates(&step.action, &step.env)
+            .into_iter()
+            .chain(&step.creates.containers)
+            .chain(ports)
+        {
             check(t, Place::Step(i), diags);
         }
         if let Some(HookDef { action, env, .. }) = step.rollback.as_deref() {
@@ -555,13 +595,13 @@ fn check_ref(
     suggester: &mut Suggester<'_>,
 ) -> Option<PlanDiagnostic> {
     match name {
-        Name::RunId | Name::PlanDir | Name::Docker => None,
+        Name::RunId | Name::PlanDir | Name::Docker | Name::Compose => None,
         Name::Var(var) if vars.contains_key(var) || file.vars.contains_key(var) => None,
         Name::Var(var) => {
             let known = vars
                 .keys()
                 .map(String::as_str)
-                .chain(["run.id", "plan.dir", "docker"]);
+                .chain(["run.id", "plan.dir", "docker", "compose"]);
             let help = match suggest(var, known) {
                 Some(close) => format!("did you mean `{{{{ {close} }}}}`?"),
                 None => format!(
@@ -570,9 +610,9 @@ fn check_ref(
                         .iter()
                         .filter(|n| **n != "steps")
                         .map(|n| match *n {
-                            "run" => "`run.id`",
-                            "plan" => "`plan.dir`",
-                            _ => "`docker`",
+                            "run" => "`run.id`".to_owned(),
+                            "plan" => "`plan.dir`".to_owned(),
+                            other => format!("`{other}`"),
                         })
                         .collect::<Vec<_>>()
                         .join(", ")

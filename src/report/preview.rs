@@ -19,6 +19,9 @@ pub struct Preview {
     /// Always false: a preview executes nothing.
     pub(crate) executes: bool,
     pub(crate) docker: Docker,
+    /// What `apply` checks before any change, and what it found (when run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) preflight: Option<crate::preflight::Report>,
     pub(crate) jobs: u32,
     pub(crate) vars: Vec<VarView>,
     /// The plan's steps, by wave: a step's wave is one more than its deepest need.
@@ -181,6 +184,7 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         executes: false,
         jobs: plan.jobs,
         docker,
+        preflight: None,
         vars,
         waves,
         after_run,
@@ -189,6 +193,12 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
 }
 
 impl Preview {
+    /// The preview with the preflight's findings.
+    pub(crate) fn checked(mut self, preflight: crate::preflight::Report) -> Self {
+        self.preflight = Some(preflight);
+        self
+    }
+
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let steps: usize = self.waves.iter().map(Vec::len).sum::<usize>() + self.after_run.len();
@@ -221,6 +231,20 @@ impl Preview {
             }
             let _ = writeln!(out, "  (commands below show `{docker}`)");
         }
+        if let Some(compose) = &self.docker.compose {
+            let words = crate::plan::template::shell_join(&compose.command);
+            if compose.available {
+                let _ = writeln!(out, "Compose: {words} ({})", compose.reason);
+            } else {
+                let _ = writeln!(out, "Compose: unavailable: {}", compose.reason);
+                for probe in &compose.tried {
+                    let _ = writeln!(out, "  tried `{}`: {}", probe.command, probe.result);
+                }
+            }
+        }
+        if let Some(checks) = &self.preflight {
+            preflight_text(&mut out, checks);
+        }
         if !self.vars.is_empty() {
             let _ = writeln!(out, "\nVariables");
             for var in &self.vars {
@@ -251,6 +275,26 @@ impl Preview {
              succeeded steps run in reverse order of completion, then the `failure`/`always` steps."
         );
         out
+    }
+}
+
+fn preflight_text(out: &mut String, checks: &crate::preflight::Report) {
+    if checks.findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "Preflight: no problem found ({})",
+            crate::plan::diagnostic::plural(checks.checks, "read-only check")
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Preflight: {}; apply would stop before any step (exit 4)",
+            crate::plan::diagnostic::plural(checks.findings.len(), "problem")
+        );
+        out.push_str(&checks.findings_text("  "));
+    }
+    for note in &checks.notes {
+        let _ = writeln!(out, "  left to the run: {note}");
     }
 }
 

@@ -27,6 +27,9 @@ pub(crate) struct Record {
     pub(crate) stopped: Option<String>,
     pub(crate) jobs: u32,
     pub(crate) docker: DockerRecord,
+    /// The compose command, when the plan uses `{{ compose }}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) compose: Option<DockerRecord>,
     /// Variables, secrets as `***`.
     pub(crate) vars: IndexMap<String, String>,
     /// Every step, in declaration order.
@@ -95,6 +98,7 @@ pub(crate) struct Parts<'a> {
     pub(crate) run_id: &'a str,
     pub(crate) started_at: SystemTime,
     pub(crate) docker: DockerRecord,
+    pub(crate) compose: Option<DockerRecord>,
     pub(crate) masker: &'a Masker,
     pub(crate) report: &'a Report,
 }
@@ -120,6 +124,7 @@ impl Record {
             stopped: report.stopped.clone(),
             jobs: plan.jobs,
             docker: run.docker,
+            compose: run.compose,
             vars: plan
                 .vars
                 .iter()

@@ -1,0 +1,1042 @@
+//! Preflight: what can be checked, read-only, before the first change
+//! (DESIGN.md, "Preflight"). `apply` stops before any step when a check fails
+//! (exit 4); `--plan-only` shows the same findings.
+//!
+//! What is checked: docker and `{{ compose }}` answer; each container a step
+//! or hook execs in runs now and holds the programs the plan will run there (as
+//! its `user`, in its `workdir`); a probe has a transport that can run (curl or
+//! wget in its container, else something answering its host URL); each program
+//! a host script runs by name is on this host. Whatever an earlier step
+//! `creates` (a container it recreates, a program it installs, a port it
+//! publishes) is left to the run: it does not exist yet, or not as it will.
+//!
+//! The checks only run `docker inspect`, `docker ps`, and `docker exec … sh -c
+//! 'command -v …'`, and open (then close) a TCP connection to loopback ports.
+
+pub(crate) mod script;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::docker::{self, Docker, ExecOptions};
+use crate::kinds::Scope;
+use crate::mask::Masker;
+use crate::plan::model::When;
+use crate::plan::template::shell_join;
+use crate::plan::{Plan, Port, Step};
+
+/// How long one check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TCP connection to a loopback port may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Checks run at once.
+const AT_ONCE: usize = 8;
+
+/// A value a check needs: `None` when a step's output decides it during the run.
+pub(crate) type Known = Option<String>;
+
+/// What a step or hook needs from the machine before it runs.
+#[derive(Debug, Clone)]
+pub(crate) enum Need {
+    /// Programs that `docker exec` runs in `container`, as `user`, in `workdir`.
+    Container {
+        container: Known,
+        user: Option<String>,
+        workdir: Option<String>,
+        programs: Vec<String>,
+    },
+    /// Programs a host script runs by name (`None`: the script could not be
+    /// read), from `dir`, with `path` as its `PATH` when the step sets one.
+    Host {
+        programs: Option<Vec<String>>,
+        dir: PathBuf,
+        path: Option<String>,
+    },
+    /// An HTTP check: from inside `container` with curl, else wget, else
+    /// `host_url` from the host; without a container, `url` from the host.
+    Probe {
+        container: Option<Known>,
+        url: Known,
+        host_url: Option<Known>,
+    },
+}
+
+/// A problem the run would meet, found before it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Finding {
+    /// The step (or the step whose rollback hook it is).
+    pub(crate) step: String,
+    /// Whether it is the step's rollback hook.
+    pub(crate) hook: bool,
+    /// `host`, or `container NAME`.
+    pub(crate) target: String,
+    pub(crate) problem: String,
+    pub(crate) fix: String,
+}
+
+impl Finding {
+    fn who(&self) -> String {
+        if self.hook {
+            format!("rollback hook of `{}`", self.step)
+        } else {
+            format!("step `{}`", self.step)
+        }
+    }
+}
+
+/// What the preflight found.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Report {
+    pub(crate) findings: Vec<Finding>,
+    /// What was left to the run, and why.
+    pub(crate) notes: Vec<String>,
+    /// How many checks ran.
+    pub(crate) checks: usize,
+}
+
+impl Report {
+    /// The findings, one paragraph each, as `apply` and the preview print them.
+    pub(crate) fn findings_text(&self, indent: &str) -> String {
+        let mut out = String::new();
+        for f in &self.findings {
+            let place = match f.target.strip_prefix("container ") {
+                Some(name) => format!("in container `{name}`"),
+                None => "on the host".to_owned(),
+            };
+            let _ = writeln!(out, "{indent}{} ({place}): {}", f.who(), f.problem);
+            let _ = writeln!(out, "{indent}  fix: {}", f.fix);
+        }
+        out
+    }
+}
+
+/// One step or hook and what it needs.
+struct Subject {
+    step: usize,
+    hook: bool,
+    need: Need,
+}
+
+/// Runs every check; `docker` as decided for the run (its compose too).
+pub(crate) fn run(plan: &Plan, docker: &Docker, masker: &Masker) -> Report {
+    let no_output = |_: &str| None;
+    let scope = Scope {
+        plan,
+        docker,
+        mask_secrets: false,
+        run_id: None,
+        output: &no_output,
+    };
+    let mut subjects = Vec::new();
+    for (s, step) in plan.steps.iter().enumerate() {
+        for need in step.action.as_kind().needs(&scope, &scope.env(&step.env)) {
+            subjects.push(Subject {
+                step: s,
+                hook: false,
+                need,
+            });
+        }
+        if let Some(hook) = &step.rollback {
+            for need in hook.action.as_kind().needs(&scope, &scope.env(&hook.env)) {
+                subjects.push(Subject {
+                    step: s,
+                    hook: true,
+                    need,
+                });
+            }
+        }
+    }
+    let mut check = Check {
+        plan,
+        docker,
+        creates: Creates::resolve(plan, &scope),
+        report: Report::default(),
+    };
+    check.compose();
+    check.subjects(&subjects);
+    let mut report = check.report;
+    for f in &mut report.findings {
+        for text in [&mut f.target, &mut f.problem, &mut f.fix] {
+            *text = masker.mask(text);
+        }
+    }
+    let mut seen = BTreeSet::new();
+    report.notes = report
+        .notes
+        .iter()
+        .filter(|n| seen.insert((*n).clone()))
+        .map(|n| masker.mask(n))
+        .collect();
+    report
+}
+
+/// What each step creates, templates resolved.
+struct Creates {
+    containers: Vec<Vec<String>>,
+    programs: Vec<Vec<String>>,
+    ports: Vec<Vec<u16>>,
+}
+
+impl Creates {
+    fn resolve(plan: &Plan, scope: &Scope<'_>) -> Self {
+        Self {
+            containers: plan
+                .steps
+                .iter()
+                .map(|s| {
+                    s.creates
+                        .containers
+                        .iter()
+                        .map(|t| scope.render(t))
+                        .collect()
+                })
+                .collect(),
+            programs: plan
+                .steps
+                .iter()
+                .map(|s| s.creates.programs.clone())
+                .collect(),
+            ports: plan
+                .steps
+                .iter()
+                .map(|s| {
+                    s.creates
+                        .ports
+                        .iter()
+                        .filter_map(|p| match p {
+                            Port::Number(n) => Some(*n),
+                            Port::Template(t) => scope.render(t).trim().parse().ok(),
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The steps that may have run before `subject`'s work starts: a plan step's
+/// ancestors; for a hook or an after-phase step, any step.
+fn before(plan: &Plan, step: usize, hook: bool) -> BTreeSet<usize> {
+    if hook || plan.steps[step].when != When::Success {
+        return (0..plan.steps.len()).collect();
+    }
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<usize> = plan.steps[step].needs.clone();
+    while let Some(s) = stack.pop() {
+        if seen.insert(s) {
+            stack.extend(&plan.steps[s].needs);
+        }
+    }
+    seen
+}
+
+/// A container's state, as `docker inspect` gives it.
+#[derive(Debug, Clone)]
+enum State {
+    Running,
+    Stopped(String),
+    Missing,
+    Unknown(String),
+}
+
+/// Who runs in a container, and where: one `docker exec` looks for all the
+/// programs of those that share it.
+type Seat = (String, Option<String>, Option<String>);
+
+/// What one `docker exec` found.
+#[derive(Debug, Clone)]
+enum Looked {
+    /// The programs it did not find.
+    Missing(BTreeSet<String>),
+    /// The exec itself failed: why, as docker says it.
+    Failed(String),
+}
+
+struct Check<'p> {
+    plan: &'p Plan,
+    docker: &'p Docker,
+    creates: Creates,
+    report: Report,
+}
+
+impl Check<'_> {
+    fn finding(&mut self, subject: &Subject, target: String, problem: String, fix: String) {
+        self.report.findings.push(Finding {
+            step: self.plan.steps[subject.step].id.clone(),
+            hook: subject.hook,
+            target,
+            problem,
+            fix,
+        });
+    }
+
+    fn who(&self, subject: &Subject) -> String {
+        let id = &self.plan.steps[subject.step].id;
+        if subject.hook {
+            format!("rollback hook of `{id}`")
+        } else {
+            format!("step `{id}`")
+        }
+    }
+
+    /// The step that creates `what` for `subject` (one it waits for), or one
+    /// that creates it but that `subject` does not wait for.
+    fn creator<T: PartialEq>(
+        &self,
+        subject: &Subject,
+        what: &T,
+        of: impl Fn(&Creates) -> &Vec<Vec<T>>,
+    ) -> (Option<usize>, Option<usize>) {
+        let before = before(self.plan, subject.step, subject.hook);
+        let all = of(&self.creates);
+        let mut waited = None;
+        let mut other = None;
+        for (s, made) in all.iter().enumerate() {
+            if made.contains(what) {
+                if before.contains(&s) {
+                    waited.get_or_insert(s);
+                } else if s != subject.step {
+                    other.get_or_insert(s);
+                }
+            }
+        }
+        (waited, other)
+    }
+
+    fn compose(&mut self) {
+        let Some(compose) = &self.docker.compose else {
+            return;
+        };
+        self.report.checks += 1;
+        if compose.available || !self.docker.available {
+            return;
+        }
+        let first = self.plan.steps.iter().position(uses_compose);
+        let mut problem = format!("{}:", compose.reason);
+        for probe in &compose.tried {
+            let _ = write!(problem, " `{}` said {};", probe.command, probe.result);
+        }
+        problem.pop();
+        self.report.findings.push(Finding {
+            step: first.map_or_else(String::new, |s| self.plan.steps[s].id.clone()),
+            hook: false,
+            target: "host".to_owned(),
+            problem,
+            fix: compose.help.clone().unwrap_or_default(),
+        });
+    }
+
+    fn subjects(&mut self, subjects: &[Subject]) {
+        // Host programs first: those missing are then looked for in the containers.
+        let mut host_missing: Vec<(usize, String)> = Vec::new();
+        for (i, subject) in subjects.iter().enumerate() {
+            if let Need::Host {
+                programs: Some(programs),
+                dir,
+                path,
+            } = &subject.need
+            {
+                for program in programs {
+                    self.report.checks += 1;
+                    if !on_host(program, dir, path.as_deref()) {
+                        host_missing.push((i, program.clone()));
+                    }
+                }
+            }
+        }
+
+        // The containers to look into, and their state.
+        let mut containers: BTreeSet<String> = BTreeSet::new();
+        for subject in subjects {
+            if let Some(Some(c)) = container_of(&subject.need) {
+                containers.insert(c.clone());
+            }
+        }
+        let docker_ok = self.docker.available && !self.docker.tried.is_empty();
+        let names: Vec<String> = if docker_ok {
+            containers.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let states: BTreeMap<String, State> = names
+            .iter()
+            .cloned()
+            .zip(parallel(&names, |name| state(self.docker, name)))
+            .collect();
+        self.report.checks += states.len();
+
+        // One exec per seat, for every program wanted there.
+        let mut seats: BTreeMap<Seat, BTreeSet<String>> = BTreeMap::new();
+        for subject in subjects {
+            let (container, user, workdir, programs) = match &subject.need {
+                Need::Container {
+                    container: Some(c),
+                    user,
+                    workdir,
+                    programs,
+                } => (c, user.clone(), workdir.clone(), programs.clone()),
+                Need::Probe {
+                    container: Some(Some(c)),
+                    ..
+                } => (c, None, None, vec!["curl".to_owned(), "wget".to_owned()]),
+                _ => continue,
+            };
+            if matches!(states.get(container), Some(State::Running)) {
+                seats
+                    .entry((container.clone(), user, workdir))
+                    .or_default()
+                    .extend(programs);
+            }
+        }
+        let running: Vec<String> = states
+            .iter()
+            .filter(|(_, s)| matches!(s, State::Running))
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in &running {
+            seats
+                .entry((c.clone(), None, None))
+                .or_default()
+                .extend(host_missing.iter().map(|(_, p)| p.clone()));
+        }
+        let seat_list: Vec<(Seat, BTreeSet<String>)> = seats.into_iter().collect();
+        let looked: BTreeMap<Seat, Looked> = seat_list
+            .iter()
+            .map(|(seat, _)| seat.clone())
+            .zip(parallel(&seat_list, |(seat, programs)| {
+                look(self.docker, seat, programs)
+            }))
+            .collect();
+        self.report.checks += looked.len();
+
+        let ctx = Context {
+            states: &states,
+            looked: &looked,
+            running: &running,
+            docker_ok,
+        };
+        for (i, subject) in subjects.iter().enumerate() {
+            match &subject.need {
+                Need::Container { .. } => self.container_need(subject, &ctx),
+                Need::Host { programs: None, .. } => {
+                    let who = self.who(subject);
+                    self.report.notes.push(format!(
+                        "{who}: its script could not be read, so the programs it runs were not looked for"
+                    ));
+                }
+                Need::Host { .. } => {
+                    let missing: Vec<String> = host_missing
+                        .iter()
+                        .filter(|(j, _)| *j == i)
+                        .map(|(_, p)| p.clone())
+                        .collect();
+                    for program in missing {
+                        self.host_program(subject, &ctx, &program);
+                    }
+                }
+                Need::Probe {
+                    container,
+                    url,
+                    host_url,
+                } => self.probe(
+                    subject,
+                    &ctx,
+                    container.as_ref(),
+                    url.as_ref(),
+                    host_url.as_ref(),
+                ),
+            }
+        }
+    }
+
+    /// Whether `container` is there for `subject`: running now, or made by a
+    /// step it waits for. Reports what is wrong; `false` when nothing more can
+    /// be checked in it.
+    fn usable_container(&mut self, subject: &Subject, ctx: &Context<'_>, container: &str) -> bool {
+        let (waited, other) = self.creator(subject, &container.to_owned(), |c| &c.containers);
+        let who = self.who(subject);
+        if let Some(s) = waited {
+            self.report.notes.push(format!(
+                "{who}: container `{container}` is made by step `{}`, so what runs there is left to the run",
+                self.plan.steps[s].id
+            ));
+            return false;
+        }
+        let state = ctx.states.get(container).cloned();
+        let problem = match state {
+            Some(State::Running) => return true,
+            None => {
+                if !ctx.docker_ok {
+                    self.report.notes.push(format!(
+                        "container `{container}`: docker is not reachable, so it was not looked into"
+                    ));
+                }
+                return false;
+            }
+            Some(State::Unknown(why)) => {
+                self.report.notes.push(format!(
+                    "container `{container}`: its state is unknown ({why}), so it was not looked into"
+                ));
+                return false;
+            }
+            Some(State::Stopped(status)) => {
+                format!("container `{container}` is not running (its state: {status})")
+            }
+            Some(State::Missing) => format!("there is no container named `{container}`"),
+        };
+        let fix = if let Some(s) = other {
+            format!(
+                "step `{}` makes it: add it to this step's `needs`",
+                self.plan.steps[s].id
+            )
+        } else {
+            let mut fix = format!(
+                "start it before the deploy; or, if a step of the plan starts it, mark that step with `creates = {{ containers = [\"{container}\"] }}` and make this step need it"
+            );
+            let similar = similar(ctx.running, container);
+            if !similar.is_empty() {
+                let _ = write!(
+                    fix,
+                    " (running containers with similar names: {})",
+                    similar.join(", ")
+                );
+            }
+            fix
+        };
+        self.finding(subject, format!("container {container}"), problem, fix);
+        false
+    }
+
+    fn container_need(&mut self, subject: &Subject, ctx: &Context<'_>) {
+        let Need::Container {
+            container,
+            user,
+            workdir,
+            programs,
+        } = &subject.need
+        else {
+            return;
+        };
+        let Some(container) = container else {
+            let who = self.who(subject);
+            self.report.notes.push(format!(
+                "{who}: its container is a step's output, decided during the run"
+            ));
+            return;
+        };
+        if !self.usable_container(subject, ctx, container) {
+            return;
+        }
+        let seat = (container.clone(), user.clone(), workdir.clone());
+        match ctx.looked.get(&seat) {
+            Some(Looked::Missing(missing)) => {
+                for program in programs.iter().filter(|p| missing.contains(*p)) {
+                    let where_ = match (workdir, program.contains('/')) {
+                        (Some(w), true) => format!("no such executable file under {w}"),
+                        (None, true) => {
+                            "no such executable file in its working directory".to_owned()
+                        }
+                        (_, false) => "not on its PATH".to_owned(),
+                    };
+                    let problem =
+                        format!("`{program}` is not in container `{container}` ({where_})");
+                    let fix = if on_host(program, &self.plan.dir, None) {
+                        format!(
+                            "`{program}` is on this host, not in the container: run it with a `shell` step, or install it in the image"
+                        )
+                    } else {
+                        "check the command and the image; if a step of the plan recreates the container with a new image that has it, mark that step with `creates = { containers = [...] }` and make this step need it".to_owned()
+                    };
+                    self.finding(subject, format!("container {container}"), problem, fix);
+                }
+            }
+            Some(Looked::Failed(why)) => {
+                let (problem, fix) =
+                    exec_failure(why, container, user.as_deref(), workdir.as_deref());
+                if let Some(fix) = fix {
+                    self.finding(subject, format!("container {container}"), problem, fix);
+                } else {
+                    let who = self.who(subject);
+                    self.report.notes.push(format!("{who}: {problem}"));
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn host_program(&mut self, subject: &Subject, ctx: &Context<'_>, program: &str) {
+        let (waited, other) = self.creator(subject, &program.to_owned(), |c| &c.programs);
+        let who = self.who(subject);
+        if let Some(s) = waited {
+            self.report.notes.push(format!(
+                "{who}: `{program}` is installed by step `{}`, so it is left to the run",
+                self.plan.steps[s].id
+            ));
+            return;
+        }
+        let holders: Vec<&String> = ctx
+            .running
+            .iter()
+            .filter(|c| {
+                matches!(
+                    ctx.looked.get(&((*c).clone(), None, None)),
+                    Some(Looked::Missing(missing)) if !missing.contains(program)
+                )
+            })
+            .collect();
+        let problem = if program.contains('/') {
+            format!("`{program}` is not an executable file on this host")
+        } else {
+            format!("`{program}` is not installed on this host (not on PATH)")
+        };
+        let fix = if let Some(c) = holders.first() {
+            format!(
+                "`{program}` is in container `{c}`: run it there with a `docker-exec` step (`kind = \"docker-exec\"`, `container = \"{c}\"`, `command = [\"{program}\", …]`)"
+            )
+        } else if let Some(s) = other {
+            format!(
+                "step `{}` installs it: add it to this step's `needs`",
+                self.plan.steps[s].id
+            )
+        } else {
+            format!(
+                "install it on this host; or, if a step of the plan installs it, mark that step with `creates = {{ programs = [\"{program}\"] }}` and make this step need it"
+            )
+        };
+        self.finding(subject, "host".to_owned(), problem, fix);
+    }
+
+    fn probe(
+        &mut self,
+        subject: &Subject,
+        ctx: &Context<'_>,
+        container: Option<&Known>,
+        url: Option<&String>,
+        host_url: Option<&Known>,
+    ) {
+        let who = self.who(subject);
+        let Some(container) = container else {
+            match url {
+                Some(url) => self.host_url(subject, ctx, url, None),
+                None => self.report.notes.push(format!(
+                    "{who}: its URL is a step's output, decided during the run"
+                )),
+            }
+            return;
+        };
+        let Some(container) = container else {
+            self.report.notes.push(format!(
+                "{who}: its container is a step's output, decided during the run"
+            ));
+            return;
+        };
+        if !self.usable_container(subject, ctx, container) {
+            return;
+        }
+        let seat = (container.clone(), None, None);
+        let tools = match ctx.looked.get(&seat) {
+            Some(Looked::Missing(missing)) => ["curl", "wget"]
+                .into_iter()
+                .filter(|t| !missing.contains(*t))
+                .count(),
+            Some(Looked::Failed(why)) => {
+                self.report.notes.push(format!(
+                    "{who}: curl and wget were not looked for in container `{container}` ({})",
+                    first_line(why)
+                ));
+                return;
+            }
+            None => return,
+        };
+        if tools > 0 {
+            return;
+        }
+        match host_url {
+            Some(Some(host_url)) => self.host_url(subject, ctx, host_url, Some(container)),
+            Some(None) => self.report.notes.push(format!(
+                "{who}: container `{container}` has neither curl nor wget; its `host_url` is a step's output, decided during the run"
+            )),
+            None => self.finding(
+                subject,
+                format!("container {container}"),
+                format!(
+                    "the probe has no transport: container `{container}` has neither curl nor wget, and the probe has no `host_url`"
+                ),
+                "add `host_url` (the app through the port this host publishes, e.g. the reverse proxy's), or install curl or wget in the image".to_owned(),
+            ),
+        }
+    }
+
+    /// A URL probed from this host: something must answer on its port when it
+    /// is a loopback one (other hosts are not this machine's to check).
+    fn host_url(
+        &mut self,
+        subject: &Subject,
+        ctx: &Context<'_>,
+        url: &str,
+        inside: Option<&String>,
+    ) {
+        let who = self.who(subject);
+        let Some((host, port)) = loopback(url) else {
+            self.report.notes.push(format!(
+                "{who}: {url} is not on this host's loopback, so it is left to the run"
+            ));
+            return;
+        };
+        self.report.checks += 1;
+        if answers(&host, port) {
+            return;
+        }
+        let (waited, other) = self.creator(subject, &port, |c| &c.ports);
+        if let Some(s) = waited {
+            self.report.notes.push(format!(
+                "{who}: port {port} is published by step `{}`, so it is left to the run",
+                self.plan.steps[s].id
+            ));
+            return;
+        }
+        let listeners = if ctx.docker_ok {
+            exposing(self.docker, port)
+        } else {
+            Vec::new()
+        };
+        let field = if inside.is_some() { "host_url" } else { "url" };
+        let mut problem = format!(
+            "nothing answers on port {port} of this host, where the probe's `{field}` {url} points"
+        );
+        let fix = if let Some(c) = listeners.first() {
+            let _ = write!(
+                problem,
+                ": container `{c}` listens on {port} but does not publish it on this host"
+            );
+            format!(
+                "probe from inside the container: `container = \"{c}\"` with `url = \"{url}\"` (curl, else wget, run there); keep a host-side `host_url` only for a port this host publishes (the reverse proxy's)"
+            )
+        } else if let Some(s) = other {
+            format!(
+                "step `{}` publishes it: add it to this step's `needs`",
+                self.plan.steps[s].id
+            )
+        } else {
+            format!(
+                "check the port; probe from inside the app's container (`container = …`); or, if a step of the plan publishes it, mark that step with `creates = {{ ports = [{port}] }}` and make this step need it"
+            )
+        };
+        self.finding(subject, "host".to_owned(), problem, fix);
+    }
+}
+
+/// What the checks found out, for the findings.
+struct Context<'a> {
+    states: &'a BTreeMap<String, State>,
+    looked: &'a BTreeMap<Seat, Looked>,
+    running: &'a [String],
+    docker_ok: bool,
+}
+
+fn uses_compose(step: &Step) -> bool {
+    use crate::plan::template::Name;
+    let kinds = std::iter::once(&step.action).chain(step.rollback.as_ref().map(|h| &h.action));
+    kinds.flat_map(|a| a.as_kind().templates()).any(|t| {
+        t.value.refs().any(|(n, ..)| *n == Name::Compose) || t.value.raw.contains("COMPOSE_CMD")
+    })
+}
+
+fn container_of(need: &Need) -> Option<&Known> {
+    match need {
+        Need::Container { container, .. } => Some(container),
+        Need::Probe {
+            container: Some(c), ..
+        } => Some(c),
+        _ => None,
+    }
+}
+
+/// Runs `f` on each item, up to [`AT_ONCE`] at a time; results in order.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(AT_ONCE) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk.iter().map(|item| scope.spawn(|| f(item))).collect();
+            for handle in handles {
+                match handle.join() {
+                    Ok(r) => out.push(r),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+    }
+    out
+}
+
+fn docker_argv(docker: &Docker, args: &[&str]) -> Vec<String> {
+    let mut argv = docker.command.clone();
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    argv
+}
+
+fn state(docker: &Docker, name: &str) -> State {
+    let argv = docker_argv(
+        docker,
+        &[
+            "inspect",
+            "--type",
+            "container",
+            "--format",
+            "{{.State.Status}}",
+            "--",
+            name,
+        ],
+    );
+    match docker::briefly(&argv, CHECK_TIMEOUT) {
+        Ok(out) if out.status.success() => {
+            let status = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if status == "running" {
+                State::Running
+            } else {
+                State::Stopped(status)
+            }
+        }
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.to_ascii_lowercase().contains("no such") {
+                State::Missing
+            } else if stderr.trim().is_empty() {
+                State::Unknown(format!("`docker inspect` ended with {}", out.status))
+            } else {
+                State::Unknown(first_line(&stderr).to_owned())
+            }
+        }
+        Err(why) => State::Unknown(why.to_string()),
+    }
+}
+
+/// Prints each operand the shell cannot find as a program.
+const LOOK: &str = r#"for p; do case $p in */*) [ -f "$p" ] && [ -x "$p" ] || echo "$p" ;; *) command -v "$p" >/dev/null 2>&1 || echo "$p" ;; esac; done; echo "runner-looked""#;
+
+/// Looks for `programs` in the seat's container, as its user, from its workdir.
+fn look(docker: &Docker, seat: &Seat, programs: &BTreeSet<String>) -> Looked {
+    let (container, user, workdir) = seat;
+    let options = ExecOptions {
+        user: user.as_deref(),
+        workdir: workdir.as_deref(),
+        ..ExecOptions::default()
+    };
+    let mut argv = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        LOOK.to_owned(),
+        "sh".to_owned(),
+    ];
+    argv.extend(programs.iter().cloned());
+    let argv = docker.exec_argv(container, &options, &argv);
+    match docker::briefly(&argv, CHECK_TIMEOUT) {
+        Ok(out) => {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if out.status.success() && stdout.lines().last() == Some("runner-looked") {
+                Looked::Missing(
+                    stdout
+                        .lines()
+                        .filter(|l| *l != "runner-looked")
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            } else {
+                // docker prints some refusals of an exec on stdout.
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let said = [stderr.trim(), stdout.trim()]
+                    .into_iter()
+                    .find(|s| !s.is_empty());
+                Looked::Failed(match said {
+                    Some(said) => said.to_owned(),
+                    None => format!("`{}` ended with {}", shell_join(&argv), out.status),
+                })
+            }
+        }
+        Err(why) => Looked::Failed(why.to_string()),
+    }
+}
+
+/// What a failed `docker exec` says about the plan: the problem, and the fix
+/// when it is the plan's (`None`: the check could not run, e.g. no `sh`).
+fn exec_failure(
+    why: &str,
+    container: &str,
+    user: Option<&str>,
+    workdir: Option<&str>,
+) -> (String, Option<String>) {
+    let lower = why.to_ascii_lowercase();
+    if let Some(user) = user
+        && (lower.contains("unable to find user")
+            || lower.contains("no matching entries in passwd"))
+    {
+        return (
+            format!("there is no user `{user}` in container `{container}`"),
+            Some("check `user`: a name from the container's /etc/passwd, or a uid".to_owned()),
+        );
+    }
+    if let Some(workdir) = workdir
+        && (lower.contains("chdir") || lower.contains("no such file or directory"))
+        && !lower.contains("\"sh\"")
+    {
+        return (
+            format!("there is no directory `{workdir}` in container `{container}`"),
+            Some("check `workdir`: an absolute path that exists in the container".to_owned()),
+        );
+    }
+    (
+        format!(
+            "the programs it runs were not looked for in container `{container}`: {}",
+            first_line(why)
+        ),
+        None,
+    )
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}
+
+/// Whether the host runs `program` from `dir`: a path, or a name on `PATH`.
+fn on_host(program: &str, dir: &Path, path: Option<&str>) -> bool {
+    if program.contains('/') {
+        return is_executable(&dir.join(program));
+    }
+    let path = path
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    which::which_in(program, Some(path), dir).is_ok()
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The host and port of a URL on this host's loopback.
+fn loopback(url: &str) -> Option<(String, u16)> {
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    if !local {
+        return None;
+    }
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    Some((host.to_owned(), port))
+}
+
+/// Whether something accepts a TCP connection on `host:port` (loopback only).
+fn answers(host: &str, port: u16) -> bool {
+    let host = if host
+        .parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let Ok(addrs) = (host, port).to_socket_addrs() else {
+        return false;
+    };
+    let addrs: Vec<SocketAddr> = addrs.filter(|a| a.ip().is_loopback()).collect();
+    addrs
+        .iter()
+        .any(|a| TcpStream::connect_timeout(a, CONNECT_TIMEOUT).is_ok())
+}
+
+/// Running containers that expose `port` without publishing it on this host.
+fn exposing(docker: &Docker, port: u16) -> Vec<String> {
+    let argv = docker_argv(docker, &["ps", "--format", "{{.Names}}\t{{.Ports}}"]);
+    let Ok(out) = docker::briefly(&argv, CHECK_TIMEOUT) else {
+        return Vec::new();
+    };
+    let wanted = format!("{port}/tcp");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (name, ports) = line.split_once('\t')?;
+            ports
+                .split(", ")
+                .any(|p| p.trim() == wanted)
+                .then(|| name.to_owned())
+        })
+        .collect()
+}
+
+/// Running containers whose names are close to `name`.
+fn similar(running: &[String], name: &str) -> Vec<String> {
+    running
+        .iter()
+        .filter(|other| {
+            other.as_str() != name
+                && (other.contains(name)
+                    || name.contains(other.as_str())
+                    || strsim::jaro_winkler(name, other) >= 0.85)
+        })
+        .take(5)
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls_and_their_ports() {
+        assert_eq!(
+            loopback("http://localhost:3000/up"),
+            Some(("localhost".to_owned(), 3000))
+        );
+        assert_eq!(
+            loopback("https://127.0.0.1/"),
+            Some(("127.0.0.1".to_owned(), 443))
+        );
+        assert_eq!(loopback("http://[::1]/x"), Some(("::1".to_owned(), 80)));
+        assert_eq!(loopback("http://app:3000/up"), None);
+        assert_eq!(loopback("http://example.com/"), None);
+    }
+
+    #[test]
+    fn a_listener_answers_and_a_closed_port_does_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert!(answers("127.0.0.1", port));
+        drop(listener);
+        assert!(!answers("127.0.0.1", port));
+    }
+
+    #[test]
+    fn exec_failures_name_the_field() {
+        let (problem, fix) = exec_failure(
+            "unable to find user deploy: no matching entries in passwd file",
+            "app",
+            Some("deploy"),
+            None,
+        );
+        assert_eq!(problem, "there is no user `deploy` in container `app`");
+        assert!(fix.is_some());
+        let (_, fix) = exec_failure(
+            "OCI runtime exec failed: exec: \"sh\": executable file not found in $PATH",
+            "app",
+            None,
+            None,
+        );
+        assert_eq!(fix, None);
+    }
+}
