@@ -108,13 +108,8 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             record: report_path.display().to_string(),
         },
     );
-    console.text(summary::text(
-        plan,
-        &report,
-        &run_id,
-        &report_path,
-        written.as_ref().err(),
-    ));
+    console
+        .text(summary::text(&record) + &summary::record_line(&report_path, written.as_ref().err()));
     // Released before waiting for a slow reader of stdout: the run is over.
     drop(lock);
     console.finish();

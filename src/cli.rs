@@ -61,6 +61,24 @@ pub(crate) enum Command {
     },
     /// Print the JSON Schema of the plan format, for editor completion.
     Schema,
+    /// List the plan's past runs: id, start, who, status, duration.
+    Runs {
+        plan: PathBuf,
+        /// text (a table) or json.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show one past run: its summary, then a timeline of its steps and hooks
+    /// with the maintenance window marked.
+    Show {
+        plan: PathBuf,
+        /// A run id, the start of one, or `last`.
+        #[arg(default_value = "last")]
+        run: String,
+        /// text, svg (the timeline as a picture, on stdout) or json (the record).
+        #[arg(long, value_enum, default_value_t = crate::history::ShowFormat::Text)]
+        format: crate::history::ShowFormat,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

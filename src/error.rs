@@ -42,6 +42,12 @@ pub(crate) enum Error {
         crate::plan::diagnostic::plural(.0.findings.len(), "problem")
     )]
     Preflight(Box<crate::preflight::Report>),
+    /// A past run cannot be found or read.
+    #[error("{message}")]
+    History {
+        message: String,
+        help: Option<String>,
+    },
     /// runner cannot set itself up (async runtime, signal handlers, threads).
     #[error("cannot start: {0}")]
     Start(String),
@@ -54,7 +60,8 @@ impl Error {
             Error::Usage(_)
             | Error::Plan(_)
             | Error::PlanRead { .. }
-            | Error::NoMaintenance { .. } => exit_code::INVALID,
+            | Error::NoMaintenance { .. }
+            | Error::History { .. } => exit_code::INVALID,
             Error::Lock(_) | Error::Docker(_) | Error::Preflight(_) | Error::Start(_) => {
                 exit_code::CANNOT_START
             }
@@ -74,6 +81,7 @@ impl Error {
             ),
             Error::Lock(e) => Some(e.help()),
             Error::Docker(docker) => docker.help.clone(),
+            Error::History { help, .. } => help.clone(),
             Error::Preflight(_) => Some(
                 "fix each problem above; `runner apply PLAN --plan-only` runs the same checks and changes nothing"
                     .to_owned(),

@@ -10,6 +10,7 @@ mod engine;
 mod error;
 mod exit_code;
 mod graph;
+mod history;
 mod kinds;
 mod lock;
 mod maintenance;

@@ -68,6 +68,8 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             plan,
             vars,
         } => crate::maintenance::run(&load(&plan, &vars)?.plan, request),
+        Command::Runs { plan, output } => crate::history::runs(&plan, output == Output::Json),
+        Command::Show { plan, run, format } => crate::history::show(&plan, &run, format),
         Command::Schema => {
             let schema = crate::schema::json_schema();
             print_out(&format!(

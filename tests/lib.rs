@@ -7,6 +7,7 @@ mod docker;
 mod faults;
 mod files;
 mod graph;
+mod history;
 mod injection;
 mod preflight;
 mod preview;

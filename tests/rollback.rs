@@ -30,6 +30,35 @@ fn a_migration_that_fails_partway_is_undone_by_its_own_hook() {
     assert_eq!(demo.maintenance_status(), "maintenance is off");
     let (status, body) = demo.up().expect("the proxy answers");
     assert_eq!((status, body.trim()), (200, "up v1 schema=1"));
+
+    // The record keeps the maintenance window: from maintenance-on's start to
+    // the end of its hook, which ran last.
+    let window = &record["maintenance"][0];
+    let on = step(&record, "maintenance-on");
+    assert_eq!(window["from_ms"], on["started_ms"]);
+    assert_eq!(window["to_ms"], on["rollback"]["ended_ms"]);
+    let show = demo.test.run_with(&["show", "demo.toml"]);
+    assert_eq!(show.status, 0, "{}", show.stderr);
+    assert!(
+        show.stdout.contains("rollback of maintenance-on")
+            && show.stdout.contains("maintenance page from"),
+        "{}",
+        show.stdout
+    );
+    let svg = demo
+        .test
+        .run_with(&["show", "demo.toml", "last", "--format", "svg"]);
+    let doc = roxmltree::Document::parse(&svg.stdout).expect("SVG is XML");
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(str::trim))
+        .collect();
+    for s in record["steps"].as_array().expect("steps") {
+        let id = s["id"].as_str().expect("id");
+        assert!(texts.contains(&id), "{id} is not in the picture: {texts:?}");
+    }
+    assert!(texts.contains(&"maintenance page"), "{texts:?}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub(crate) use crate::report::event::{Event, Phase, RunStatus, Status};
@@ -156,7 +156,7 @@ impl TaskReport {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AttemptRecord {
     pub(crate) attempt: u32,
     pub(crate) succeeded: bool,

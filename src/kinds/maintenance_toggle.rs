@@ -133,6 +133,10 @@ impl StepKind for MaintenanceToggle {
         true
     }
 
+    fn toggles(&self) -> Option<bool> {
+        Some(self.state.value == Toggle::On)
+    }
+
     /// Turning maintenance off gives the system back to its users: as a hook,
     /// it runs last, and not at all after a failed hook.
     fn hook_role(&self) -> HookRole {

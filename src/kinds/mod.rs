@@ -71,6 +71,11 @@ pub(crate) trait StepKind: Send + Sync {
         false
     }
 
+    /// Whether it turns maintenance on (`Some(true)`) or off (`Some(false)`).
+    fn toggles(&self) -> Option<bool> {
+        None
+    }
+
     /// Whether its stdout is kept for `{{ steps.ID.output }}`.
     fn captures(&self) -> bool {
         false

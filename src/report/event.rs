@@ -1,13 +1,13 @@
 //! What a run reports, as it happens. The text view, `--output json` (one event per
 //! line) and the record are all built from these events, after masking.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Stream;
 use crate::exit_code;
 
 /// The status of a step at the end of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Status {
     /// Never started: an earlier failure or an interrupt stopped the run first, or
@@ -34,7 +34,7 @@ impl Status {
 }
 
 /// How the whole run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum RunStatus {
     Succeeded,
@@ -47,6 +47,15 @@ pub(crate) enum RunStatus {
 }
 
 impl RunStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::RollbackIncomplete => "rollback incomplete",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
     /// The exit code of a run that ended so (DESIGN.md, "Exit codes").
     pub(crate) fn exit_code(self) -> i32 {
         match self {
@@ -59,7 +68,7 @@ impl RunStatus {
 }
 
 /// Which part of the run a step belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Phase {
     /// The plan's steps (`when = "success"`).

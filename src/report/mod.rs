@@ -1,5 +1,5 @@
 //! What runner shows and keeps: the plan preview, graph renderings, the live view
-//! of a run (and the writer behind it), its summary and its record.
+//! of a run (and the writer behind it), its summary, its record and its timeline.
 
 pub(crate) mod console;
 pub(crate) mod event;
@@ -9,3 +9,4 @@ pub(crate) mod lossy;
 pub mod preview;
 pub(crate) mod record;
 pub(crate) mod summary;
+pub(crate) mod timeline;

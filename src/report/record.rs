@@ -5,21 +5,30 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{AttemptRecord, Phase, Report, RunStatus, Status, millis};
 use crate::mask::{MASK, Masker};
 use crate::plan::Plan;
 use crate::plan::model::When;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Record {
     pub(crate) run_id: String,
     pub(crate) plan: String,
     pub(crate) plan_file: String,
+    /// The plan file, links resolved: `runner runs` and `runner show` list
+    /// only this plan's records when several plans share a folder.
+    #[serde(default)]
+    pub(crate) plan_path: String,
     pub(crate) started_at: String,
     pub(crate) finished_at: String,
     pub(crate) duration_ms: u64,
+    /// Who ran it, and where.
+    #[serde(default)]
+    pub(crate) user: String,
+    #[serde(default)]
+    pub(crate) host: String,
     pub(crate) status: RunStatus,
     pub(crate) exit_code: i32,
     /// Why the run stopped early (a failed step, an interrupt), if it did.
@@ -38,30 +47,42 @@ pub(crate) struct Record {
     pub(crate) rollback: Vec<String>,
     /// Hooks held back because an earlier hook failed (turning maintenance off
     /// over a half-undone system would expose it to users).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) rollback_held: Vec<HeldHook>,
+    /// When users had the maintenance page: from the start of a step or hook
+    /// that turned it on to the end of one that turned it off (`to_ms` absent:
+    /// left on), in milliseconds from the start of the run.
+    #[serde(default)]
+    pub(crate) maintenance: Vec<Window>,
     /// With hooks held: the command that turns maintenance off for this run's
     /// app once the system is repaired.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) repair: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Window {
+    pub(crate) from_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) to_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct HeldHook {
     pub(crate) step: String,
     pub(crate) reason: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct DockerRecord {
     pub(crate) command: String,
     pub(crate) reason: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StepRecord {
     pub(crate) id: String,
-    pub(crate) kind: &'static str,
+    pub(crate) kind: String,
     pub(crate) phase: Phase,
     pub(crate) status: Status,
     /// The command as run, secrets masked.
@@ -80,7 +101,7 @@ pub(crate) struct StepRecord {
     pub(crate) rollback: Option<HookRecord>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct HookRecord {
     pub(crate) command: String,
     pub(crate) succeeded: bool,
@@ -116,9 +137,14 @@ impl Record {
             run_id: run.run_id.to_owned(),
             plan: plan.name.clone(),
             plan_file: plan.path.display().to_string(),
+            plan_path: std::fs::canonicalize(&plan.path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             started_at: humantime::format_rfc3339_millis(run.started_at).to_string(),
             finished_at: humantime::format_rfc3339_millis(finished).to_string(),
             duration_ms: millis(report.duration),
+            user: crate::lock::user_name(),
+            host: crate::lock::host_name(),
             status: report.status,
             exit_code: report.status.exit_code(),
             stopped: report.stopped.clone(),
@@ -143,7 +169,7 @@ impl Record {
                 .zip(&report.units)
                 .map(|(step, unit)| StepRecord {
                     id: step.id.clone(),
-                    kind: step.action.name(),
+                    kind: step.action.name().to_owned(),
                     phase: if step.when == When::Success {
                         Phase::Plan
                     } else {
@@ -181,6 +207,7 @@ impl Record {
                 .map(|&i| plan.steps[i].id.clone())
                 .collect(),
             repair: (!report.held.is_empty()).then(|| super::summary::repair(plan)),
+            maintenance: windows(plan, report),
             rollback_held: report
                 .held
                 .iter()
@@ -191,6 +218,39 @@ impl Record {
                 .collect(),
         }
     }
+}
+
+/// The maintenance windows of a run, from the toggles that succeeded: a
+/// window opens when a toggle that turns maintenance on starts, and closes
+/// when one that turns it off ends.
+fn windows(plan: &Plan, report: &Report) -> Vec<Window> {
+    let mut toggles: Vec<(u64, bool)> = Vec::new();
+    for (step, unit) in plan.steps.iter().zip(&report.units) {
+        if let (Some(on), Some(run)) = (step.action.as_kind().toggles(), &unit.run)
+            && run.succeeded()
+        {
+            toggles.push((millis(if on { run.started } else { run.ended }), on));
+        }
+        if let (Some(hook), Some(ran)) = (&step.rollback, &unit.hook)
+            && let Some(on) = hook.action.as_kind().toggles()
+            && ran.succeeded()
+        {
+            toggles.push((millis(if on { ran.started } else { ran.ended }), on));
+        }
+    }
+    toggles.sort_by_key(|&(at, on)| (at, !on));
+    let mut out: Vec<Window> = Vec::new();
+    for (at, on) in toggles {
+        match (out.last_mut(), on) {
+            (Some(open @ Window { to_ms: None, .. }), false) => open.to_ms = Some(at),
+            (Some(Window { to_ms: None, .. }), true) | (None | Some(_), false) => {}
+            (_, true) => out.push(Window {
+                from_ms: at,
+                to_ms: None,
+            }),
+        }
+    }
+    out
 }
 
 /// Writes the record: a regular file atomically (a reader never sees half a

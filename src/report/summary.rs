@@ -3,19 +3,18 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use std::time::Duration;
+
 use super::console::duration;
-use crate::engine::{Report, RunStatus};
+use super::record::Record;
+use crate::engine::RunStatus;
 use crate::plan::template::shell_join;
 use crate::plan::{Plan, VarOrigin};
 
-pub(crate) fn text(
-    plan: &Plan,
-    report: &Report,
-    run_id: &str,
-    record: &Path,
-    write_error: Option<&std::io::Error>,
-) -> String {
-    let width = plan
+/// The table and the verdict of a run, from its record: printed when the run
+/// ends, and by `runner show`.
+pub(crate) fn text(record: &Record) -> String {
+    let width = record
         .steps
         .iter()
         .map(|s| s.id.len())
@@ -28,22 +27,26 @@ pub(crate) fn text(
         "\n{:<width$}  {:<15}  {:>8}  {:>8}",
         "step", "status", "attempts", "duration"
     );
-    for (step, unit) in plan.steps.iter().zip(&report.units) {
-        let (attempts, took) = match &unit.run {
-            Some(run) if !run.attempts.is_empty() => (run.attempts.len(), duration(run.duration())),
-            _ => (0, "-".to_owned()),
+    for step in &record.steps {
+        let (attempts, took) = if step.attempts.is_empty() {
+            (0, "-".to_owned())
+        } else {
+            (
+                step.attempts.len(),
+                duration(Duration::from_millis(step.duration_ms)),
+            )
         };
         let _ = writeln!(
             out,
             "{:<width$}  {:<15}  {:>8}  {:>8}",
             step.id,
-            unit.status.as_str(),
+            step.status.as_str(),
             attempts,
             took
         );
     }
-    let stopped = report.stopped.as_deref();
-    let verdict = match report.status {
+    let stopped = record.stopped.as_deref();
+    let verdict = match record.status {
         RunStatus::Succeeded => "succeeded".to_owned(),
         RunStatus::Failed => match stopped {
             Some(why) => format!("FAILED: {why}; every rollback hook succeeded"),
@@ -51,12 +54,11 @@ pub(crate) fn text(
         },
         RunStatus::Interrupted => "INTERRUPTED; every rollback hook succeeded".to_owned(),
         RunStatus::RollbackIncomplete => {
-            let failed: Vec<&str> = plan
+            let failed: Vec<&str> = record
                 .steps
                 .iter()
-                .zip(&report.units)
-                .filter(|(_, u)| u.hook.as_ref().is_some_and(|h| !h.succeeded()))
-                .map(|(step, _)| step.id.as_str())
+                .filter(|s| s.rollback.as_ref().is_some_and(|h| !h.succeeded))
+                .map(|s| s.id.as_str())
                 .collect();
             format!(
                 "FAILED: {}, and the ROLLBACK IS INCOMPLETE: the hook of {} failed; the system needs a human",
@@ -65,35 +67,69 @@ pub(crate) fn text(
             )
         }
     };
-    if !report.held.is_empty() {
-        let held: Vec<String> = report
-            .held
+    if !record.rollback_held.is_empty() {
+        let held: Vec<String> = record
+            .rollback_held
             .iter()
-            .map(|h| format!("`{}`", plan.steps[h.unit].id))
+            .map(|h| format!("`{}`", h.step))
             .collect();
         let _ = writeln!(
             out,
             "\nMAINTENANCE IS LEFT ON: the rollback is incomplete, so the hook of {} (maintenance off) was not run. \
              Repair the system, then run, as it stands:\n  {}",
             held.join(", "),
-            repair(plan)
+            record
+                .repair
+                .as_deref()
+                .unwrap_or("runner maintenance off PLAN")
         );
+    }
+    if let Some(line) = maintenance_line(record) {
+        let _ = writeln!(out, "\n{line}");
     }
     let _ = writeln!(
         out,
-        "\nrun {run_id} ({}): {verdict} (exit {})",
-        duration(report.duration),
-        report.status.exit_code()
+        "\nrun {} ({}): {verdict} (exit {})",
+        record.run_id,
+        duration(Duration::from_millis(record.duration_ms)),
+        record.exit_code
     );
-    match write_error {
-        None => {
-            let _ = writeln!(out, "record: {}", record.display());
-        }
-        Some(e) => {
-            let _ = writeln!(out, "record: NOT WRITTEN to {}: {e}", record.display());
-        }
-    }
     out
+}
+
+/// How long users had the maintenance page, in one line.
+fn maintenance_line(record: &Record) -> Option<String> {
+    let windows = &record.maintenance;
+    if windows.is_empty() {
+        return None;
+    }
+    let total: u64 = windows
+        .iter()
+        .map(|w| {
+            w.to_ms
+                .unwrap_or(record.duration_ms)
+                .saturating_sub(w.from_ms)
+        })
+        .sum();
+    let left_on = windows.last().is_some_and(|w| w.to_ms.is_none());
+    Some(format!(
+        "maintenance page: {}{}{}",
+        duration(Duration::from_millis(total)),
+        if windows.len() > 1 {
+            format!(" in {} windows", windows.len())
+        } else {
+            String::new()
+        },
+        if left_on { ", and it is still on" } else { "" }
+    ))
+}
+
+/// Where the record went, or why it could not be written.
+pub(crate) fn record_line(path: &Path, write_error: Option<&std::io::Error>) -> String {
+    match write_error {
+        None => format!("record: {}\n", path.display()),
+        Some(e) => format!("record: NOT WRITTEN to {}: {e}\n", path.display()),
+    }
 }
 
 /// The command that turns maintenance off for the same app as the run: the

@@ -152,3 +152,14 @@ pub(crate) fn script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
+
+/// The name of the user running the tests, as runner records it.
+pub(crate) fn user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let out = Command::new("id").arg("-un").output().expect("id");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+}

@@ -1,0 +1,244 @@
+//! `runner runs PLAN` and `runner show PLAN [RUN|last]`: the plan's past runs,
+//! from the records its runs left in `.runner/runs/` beside it.
+//!
+//! Only the plan's own records are listed (plans of one folder share it); a
+//! record written elsewhere with `--report` is not found here. The plan file
+//! is not read: its history stays readable when it no longer loads (a missing
+//! environment variable, a change that broke it).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::exit_code;
+use crate::report::console::{duration, print_out};
+use crate::report::record::Record;
+use crate::report::{summary, timeline};
+
+/// How `runner show` prints a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ShowFormat {
+    /// The summary, then the timeline.
+    Text,
+    /// The timeline as an SVG picture, on stdout.
+    Svg,
+    /// The record itself.
+    Json,
+}
+
+/// A record found beside the plan, or why it could not be read.
+struct Found {
+    path: PathBuf,
+    record: Result<Record, String>,
+}
+
+/// The folder of a plan's records, and the plan file links resolved.
+fn folder(plan: &Path) -> Result<(PathBuf, PathBuf), Error> {
+    let real = std::fs::canonicalize(plan).map_err(|source| Error::PlanRead {
+        path: plan.to_owned(),
+        source,
+    })?;
+    let dir = real.parent().unwrap_or(Path::new("/")).to_owned();
+    Ok((dir.join(".runner").join("runs"), real))
+}
+
+/// The plan's records, oldest first.
+fn found(plan: &Path) -> Result<(PathBuf, Vec<Found>), Error> {
+    let (dir, real) = folder(plan)?;
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((dir, Vec::new())),
+        Err(e) => {
+            return Err(Error::History {
+                message: format!("cannot read {}: {e}", dir.display()),
+                help: None,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let record = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<Record>(&text).map_err(|e| e.to_string()));
+        let theirs = match &record {
+            // A record of an older runner has no `plan_path`: it is kept.
+            Ok(r) => r.plan_path.is_empty() || Path::new(&r.plan_path) == real,
+            Err(_) => true,
+        };
+        if theirs {
+            out.push(Found { path, record });
+        }
+    }
+    // By start (run ids of one second do not sort by time); unreadable last.
+    out.sort_by(|a, b| {
+        let key = |f: &Found| {
+            f.record
+                .as_ref()
+                .map_or((1, String::new()), |r| (0, r.started_at.clone()))
+        };
+        key(a).cmp(&key(b)).then_with(|| a.path.cmp(&b.path))
+    });
+    Ok((dir, out))
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    run_id: &'a str,
+    started_at: &'a str,
+    user: &'a str,
+    host: &'a str,
+    status: &'a str,
+    exit_code: i32,
+    duration_ms: u64,
+    record: String,
+}
+
+/// `runner runs PLAN`: one line per run, oldest first.
+pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
+    let (dir, found) = found(plan)?;
+    if json {
+        let rows: Vec<Row<'_>> = found
+            .iter()
+            .filter_map(|f| {
+                let r = f.record.as_ref().ok()?;
+                Some(Row {
+                    run_id: &r.run_id,
+                    started_at: &r.started_at,
+                    user: &r.user,
+                    host: &r.host,
+                    status: r.status.as_str(),
+                    exit_code: r.exit_code,
+                    duration_ms: r.duration_ms,
+                    record: f.path.display().to_string(),
+                })
+            })
+            .collect();
+        print_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        ));
+        return Ok(exit_code::SUCCESS);
+    }
+    if found.is_empty() {
+        print_out(&format!(
+            "no runs of {} yet (records go to {})\n",
+            plan.display(),
+            dir.display()
+        ));
+        return Ok(exit_code::SUCCESS);
+    }
+    let mut out = format!(
+        "{:<22}  {:<24}  {:<12}  {:<19}  {:>4}  {:>8}\n",
+        "run", "started", "by", "status", "exit", "duration"
+    );
+    for f in &found {
+        match &f.record {
+            Ok(r) => {
+                let who = if r.host.is_empty() {
+                    r.user.clone()
+                } else {
+                    format!("{}@{}", r.user, r.host)
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<22}  {:<24}  {:<12}  {:<19}  {:>4}  {:>8}",
+                    r.run_id,
+                    r.started_at,
+                    who,
+                    r.status.as_str(),
+                    r.exit_code,
+                    duration(Duration::from_millis(r.duration_ms))
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(out, "{}: unreadable record: {why}", f.path.display());
+            }
+        }
+    }
+    print_out(&out);
+    Ok(exit_code::SUCCESS)
+}
+
+/// `runner show PLAN [RUN]`: `RUN` is a run id, a unique start of one, or
+/// `last` (the default).
+pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32, Error> {
+    let (dir, found) = found(plan)?;
+    let readable: Vec<(&Path, &Record)> = found
+        .iter()
+        .filter_map(|f| f.record.as_ref().ok().map(|r| (f.path.as_path(), r)))
+        .collect();
+    let chosen = if wanted == "last" {
+        readable.last().copied()
+    } else {
+        let matching: Vec<_> = readable
+            .iter()
+            .filter(|(_, r)| r.run_id.starts_with(wanted))
+            .collect();
+        match matching.as_slice() {
+            [one] => Some(**one),
+            [] => None,
+            many => {
+                return Err(Error::History {
+                    message: format!("`{wanted}` is the start of {} run ids", many.len()),
+                    help: Some(format!(
+                        "give more of it: {}",
+                        many.iter()
+                            .map(|(_, r)| r.run_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                });
+            }
+        }
+    };
+    let Some((path, record)) = chosen else {
+        return Err(Error::History {
+            message: if readable.is_empty() {
+                format!("no runs of {} yet", plan.display())
+            } else {
+                format!("no run `{wanted}` of {}", plan.display())
+            },
+            help: Some(if readable.is_empty() {
+                format!("records go to {}", dir.display())
+            } else {
+                format!(
+                    "`runner runs {}` lists them; the last is {}",
+                    plan.display(),
+                    readable.last().map_or("", |(_, r)| r.run_id.as_str())
+                )
+            }),
+        });
+    };
+    let text = match format {
+        ShowFormat::Svg => timeline::svg(record),
+        ShowFormat::Json => std::fs::read_to_string(path).unwrap_or_default(),
+        ShowFormat::Text => {
+            let mut out = format!(
+                "run {} of \"{}\" ({})\nstarted {} by {}{}\n",
+                record.run_id,
+                record.plan,
+                record.plan_file,
+                record.started_at,
+                record.user,
+                if record.host.is_empty() {
+                    String::new()
+                } else {
+                    format!(" on {}", record.host)
+                }
+            );
+            out.push_str(&summary::text(record));
+            out.push_str(&timeline::text(record));
+            let _ = writeln!(out, "\nrecord: {}", path.display());
+            out
+        }
+    };
+    print_out(&text);
+    Ok(exit_code::SUCCESS)
+}

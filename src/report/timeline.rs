@@ -1,0 +1,365 @@
+//! A run's timeline, from its record: each step and rollback hook as a bar on
+//! one time axis, with the maintenance window marked. As text for the
+//! terminal (`runner show`), and as an SVG picture (`--format svg`).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use svg::Document;
+use svg::node::element::{Group, Line, Rectangle, Style, Text, Title};
+
+use super::console::duration;
+use super::record::{Record, Window};
+use crate::engine::Status;
+
+/// One bar: a step or a hook, when it ran, how it ended.
+struct Bar {
+    label: String,
+    hook: bool,
+    /// `None`: it never ran.
+    span: Option<(u64, u64)>,
+    status: &'static str,
+    ok: bool,
+    attempts: usize,
+}
+
+fn bars(record: &Record) -> Vec<Bar> {
+    let mut steps: Vec<Bar> = record
+        .steps
+        .iter()
+        .map(|s| Bar {
+            label: s.id.clone(),
+            hook: false,
+            span: s.started_ms.zip(s.ended_ms),
+            status: s.status.as_str(),
+            ok: !matches!(s.status, Status::Failed | Status::RollbackFailed),
+            attempts: s.attempts.len(),
+        })
+        .collect();
+    steps.sort_by_key(|b| b.span.map_or(u64::MAX, |(from, _)| from));
+    let mut hooks: Vec<Bar> = record
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let h = s.rollback.as_ref()?;
+            Some(Bar {
+                label: format!("rollback of {}", s.id),
+                hook: true,
+                span: Some((h.started_ms, h.ended_ms)),
+                status: if h.succeeded { "undone" } else { "hook failed" },
+                ok: h.succeeded,
+                attempts: h.attempts.len(),
+            })
+        })
+        .collect();
+    hooks.sort_by_key(|b| b.span.map_or(u64::MAX, |(from, _)| from));
+    steps.extend(hooks);
+    steps
+}
+
+fn ms(value: u64) -> String {
+    duration(Duration::from_millis(value))
+}
+
+/// The end of a window, for drawing: the end of the run when it was left on.
+fn window_end(window: &Window, record: &Record) -> u64 {
+    window.to_ms.unwrap_or(record.duration_ms)
+}
+
+/// How the window is told in words.
+fn window_text(window: &Window) -> String {
+    match window.to_ms {
+        Some(to) => format!(
+            "maintenance page from {} to {} ({})",
+            ms(window.from_ms),
+            ms(to),
+            ms(to.saturating_sub(window.from_ms))
+        ),
+        None => format!(
+            "maintenance page from {} to the end of the run, and LEFT ON",
+            ms(window.from_ms)
+        ),
+    }
+}
+
+/// Cells of the text timeline's axis.
+const CELLS: usize = 50;
+const CELLS_U64: u64 = 50;
+
+/// The timeline as text: a bar per step and hook on one axis, the maintenance
+/// window as a row of its own.
+pub(crate) fn text(record: &Record) -> String {
+    let bars = bars(record);
+    let total = record.duration_ms.max(1);
+    let width = bars
+        .iter()
+        .map(|b| b.label.chars().count())
+        .chain(std::iter::once("maintenance page".len()))
+        .max()
+        .unwrap_or(0);
+    let cell = |at: u64| usize::try_from(at.saturating_mul(CELLS_U64) / total).unwrap_or(0);
+    let row = |from: u64, to: u64, fill: char| {
+        let start = cell(from).min(CELLS - 1);
+        let end = cell(to).max(start + 1).min(CELLS);
+        let mut line = String::new();
+        for i in 0..CELLS {
+            line.push(if (start..end).contains(&i) { fill } else { ' ' });
+        }
+        line
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nTimeline ({} from start to end; one cell is {})",
+        ms(record.duration_ms),
+        ms(total / CELLS_U64)
+    );
+    let _ = writeln!(out, "  {:<width$} |{}|", "", "-".repeat(CELLS));
+    for bar in &bars {
+        match bar.span {
+            Some((from, to)) => {
+                let fill = if bar.hook { '=' } else { '#' };
+                let _ = writeln!(
+                    out,
+                    "  {:<width$} |{}| {:>7} +{:<7} {}{}",
+                    bar.label,
+                    row(from, to, fill),
+                    ms(from),
+                    ms(to.saturating_sub(from)),
+                    bar.status,
+                    if bar.attempts > 1 {
+                        format!(" ({} attempts)", bar.attempts)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  {:<width$} |{}| {}",
+                    bar.label,
+                    " ".repeat(CELLS),
+                    bar.status
+                );
+            }
+        }
+    }
+    for window in &record.maintenance {
+        let _ = writeln!(
+            out,
+            "  {:<width$} |{}| {}",
+            "maintenance page",
+            row(window.from_ms, window_end(window, record), '~'),
+            window_text(window)
+        );
+    }
+    if record.maintenance.is_empty() {
+        let _ = writeln!(out, "  (no maintenance window: no toggle turned it on)");
+    }
+    let _ = writeln!(
+        out,
+        "  # a step   = a rollback hook   ~ users get the maintenance page"
+    );
+    out
+}
+
+/// Text fit for an SVG text node: no control characters.
+fn clean(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// A round step for the axis' ticks: 1, 2 or 5 times a power of ten, at most
+/// ten ticks.
+fn tick(total: u64) -> u64 {
+    let mut step = 1;
+    loop {
+        for m in [1, 2, 5] {
+            if total / (step * m) <= 10 {
+                return step * m;
+            }
+        }
+        step *= 10;
+    }
+}
+
+/// The timeline as an SVG document.
+pub(crate) fn svg(record: &Record) -> String {
+    let bars = bars(record);
+    let total = record.duration_ms.max(1);
+    let (label_w, chart_w, status_w) = (230.0, 600.0, 170.0);
+    let (top, row_h) = (74.0, 24.0);
+    #[allow(clippy::cast_precision_loss)]
+    let x = |at: u64| label_w + chart_w * (at.min(total) as f64) / (total as f64);
+    #[allow(clippy::cast_precision_loss)]
+    let height = top + row_h * (bars.len() as f64) + 60.0;
+    let width = label_w + chart_w + status_w;
+    let mut doc = Document::new()
+        .set("width", width)
+        .set("height", height)
+        .set("viewBox", (0, 0, width, height))
+        .add(Style::new(
+            "text { font-family: sans-serif; font-size: 12px; fill: #222 } \
+             .head { font-size: 15px; font-weight: bold } .axis { fill: #666; font-size: 10px } \
+             .ok { fill: #43a047 } .bad { fill: #e53935 } .hook { fill: #7e57c2 } \
+             .maint { fill: #ffb74d; fill-opacity: 0.35 }",
+        ))
+        .add(Title::new(clean(&format!(
+            "runner: {} — run {}",
+            record.plan, record.run_id
+        ))))
+        .add(
+            Rectangle::new()
+                .set("width", "100%")
+                .set("height", "100%")
+                .set("fill", "#fff"),
+        )
+        .add(
+            Text::new(clean(&format!(
+                "{} — run {} — {} (exit {}) in {}",
+                record.plan,
+                record.run_id,
+                record.status.as_str(),
+                record.exit_code,
+                ms(record.duration_ms)
+            )))
+            .set("class", "head")
+            .set("x", 10)
+            .set("y", 22),
+        )
+        .add(
+            Text::new(clean(&format!(
+                "started {} by {} on {}",
+                record.started_at, record.user, record.host
+            )))
+            .set("x", 10)
+            .set("y", 42),
+        );
+    // The maintenance windows, behind the bars.
+    #[allow(clippy::cast_precision_loss)]
+    let rows_h = row_h * bars.len() as f64;
+    for window in &record.maintenance {
+        let (from, to) = (x(window.from_ms), x(window_end(window, record)));
+        doc = doc.add(
+            Group::new()
+                .add(Title::new(window_text(window)))
+                .add(
+                    Rectangle::new()
+                        .set("class", "maint")
+                        .set("x", from)
+                        .set("y", top - 6.0)
+                        .set("width", (to - from).max(1.0))
+                        .set("height", rows_h + 6.0),
+                )
+                .add(
+                    Text::new("maintenance page")
+                        .set("class", "axis")
+                        .set("x", from + 2.0)
+                        .set("y", top + rows_h + 12.0),
+                ),
+        );
+    }
+    // The time axis.
+    let step = tick(total);
+    let mut at = 0;
+    while at <= total {
+        doc = doc
+            .add(
+                Line::new()
+                    .set("x1", x(at))
+                    .set("x2", x(at))
+                    .set("y1", top - 10.0)
+                    .set("y2", top + rows_h)
+                    .set("stroke", "#ddd"),
+            )
+            .add(
+                Text::new(ms(at))
+                    .set("class", "axis")
+                    .set("x", x(at))
+                    .set("y", top - 14.0)
+                    .set("text-anchor", "middle"),
+            );
+        at += step;
+    }
+    for (i, bar) in bars.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let y = top + row_h * i as f64;
+        let mut group = Group::new().add(
+            Text::new(clean(&bar.label))
+                .set("x", label_w - 8.0)
+                .set("y", y + 15.0)
+                .set("text-anchor", "end"),
+        );
+        let class = match (bar.ok, bar.hook) {
+            (false, _) => "bad",
+            (true, true) => "hook",
+            (true, false) => "ok",
+        };
+        let detail = match bar.span {
+            Some((from, to)) => {
+                group = group.add(
+                    Rectangle::new()
+                        .set("class", class)
+                        .set("x", x(from))
+                        .set("y", y + 4.0)
+                        .set("width", (x(to) - x(from)).max(2.0))
+                        .set("height", row_h - 8.0)
+                        .add(Title::new(clean(&format!(
+                            "{}: {} at {} for {}",
+                            bar.label,
+                            bar.status,
+                            ms(from),
+                            ms(to.saturating_sub(from))
+                        )))),
+                );
+                format!("{} · {}", bar.status, ms(to.saturating_sub(from)))
+            }
+            None => bar.status.to_owned(),
+        };
+        group = group.add(
+            Text::new(clean(&detail))
+                .set("x", label_w + chart_w + 8.0)
+                .set("y", y + 15.0),
+        );
+        doc = doc.add(group);
+    }
+    let legend_y = top + rows_h + 34.0;
+    let mut legend = Group::new();
+    for (i, (class, name)) in [
+        ("ok", "step"),
+        ("hook", "rollback hook"),
+        ("bad", "failed"),
+        ("maint", "maintenance page"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        #[allow(clippy::cast_precision_loss)]
+        let lx = 10.0 + 150.0 * i as f64;
+        legend = legend
+            .add(
+                Rectangle::new()
+                    .set("class", class)
+                    .set("x", lx)
+                    .set("y", legend_y - 10.0)
+                    .set("width", 14)
+                    .set("height", 12),
+            )
+            .add(Text::new(name).set("x", lx + 20.0).set("y", legend_y));
+    }
+    doc = doc.add(legend);
+    format!("{doc}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick;
+
+    #[test]
+    fn ticks_are_round_and_few() {
+        assert_eq!(tick(900), 100);
+        assert_eq!(tick(12_300), 2000);
+        assert_eq!(tick(45_000), 5000);
+        assert_eq!(tick(3), 1);
+    }
+}

@@ -1,0 +1,161 @@
+//! `runner runs` and `runner show` (issue 12): past runs from their records.
+
+use crate::common::Test;
+
+const PLAN: &str = r#"
+[plan]
+name = "history"
+
+[vars]
+fail = ""
+
+[steps.first]
+kind = "shell"
+run = "echo one"
+rollback = { kind = "shell", run = "echo undo first" }
+
+[steps.second]
+kind = "shell"
+needs = ["first"]
+run = "test -z {{ fail }}"
+
+[steps.third]
+kind = "shell"
+needs = ["second"]
+run = "echo three"
+"#;
+
+const OTHER: &str = r#"
+[plan]
+name = "another plan in the same folder"
+
+[steps.only]
+kind = "shell"
+run = "true"
+"#;
+
+fn svg_texts(svg: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("not XML: {e}\n{svg}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(|t| t.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn runs_lists_the_plans_own_runs_and_show_prints_one_with_its_timeline() {
+    let test = Test::new().plan(PLAN).file("other.toml", OTHER);
+    assert_eq!(test.run_with(&["apply", "plan.toml"]).status, 0);
+    let failed = test.run_with(&["apply", "plan.toml", "--var", "fail=yes"]);
+    assert_eq!(failed.status, 1, "{}", failed.stdout);
+    assert_eq!(test.run_with(&["apply", "other.toml"]).status, 0);
+
+    let runs = test.run_with(&["runs", "plan.toml"]);
+    assert_eq!(runs.status, 0, "{}", runs.stderr);
+    let lines: Vec<&str> = runs.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "a header and the plan's two runs only:\n{}",
+        runs.stdout
+    );
+    assert!(lines[0].starts_with("run "), "{}", runs.stdout);
+    let user = crate::common::user();
+    assert!(
+        lines[1].contains("succeeded") && lines[1].contains(&user),
+        "{}",
+        runs.stdout
+    );
+    assert!(
+        lines[2].contains("failed") && lines[2].contains(" 1 "),
+        "{}",
+        runs.stdout
+    );
+
+    let json = test.run_with(&["runs", "plan.toml", "--output", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let ids: Vec<&str> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["run_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(rows[1]["status"], "failed");
+    assert_eq!(rows[1]["exit_code"], 1);
+
+    // `last` is the failed run: its summary, then its timeline.
+    let show = test.run_with(&["show", "plan.toml"]);
+    assert_eq!(show.status, 0, "{}", show.stderr);
+    let out = &show.stdout;
+    assert!(
+        out.contains(&format!("run {} of \"history\"", ids[1])),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAILED: step `second` failed; every rollback hook succeeded (exit 1)"),
+        "{out}"
+    );
+    assert!(out.contains("\nTimeline ("), "{out}");
+    for row in ["first ", "second ", "third ", "rollback of first "] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(row) && l.contains('|')),
+            "no timeline row for {row}: {out}"
+        );
+    }
+    // A run by the start of its id.
+    let first = test.run_with(&["show", "plan.toml", &ids[0][..ids[0].len() - 2]]);
+    assert_eq!(first.status, 0, "{}", first.stderr);
+    assert!(
+        first.stdout.contains("succeeded (exit 0)"),
+        "{}",
+        first.stdout
+    );
+    // An id that is not there.
+    let missing = test.run_with(&["show", "plan.toml", "19990101T000000Z"]);
+    assert_eq!(missing.status, 2);
+    assert!(
+        missing.stderr.contains("no run `19990101T000000Z`"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains(ids[1]),
+        "it names the last run: {}",
+        missing.stderr
+    );
+
+    // The timeline as a picture: valid SVG naming every step and hook.
+    let svg = test.run_with(&["show", "plan.toml", "last", "--format", "svg"]);
+    assert_eq!(svg.status, 0, "{}", svg.stderr);
+    let texts = svg_texts(&svg.stdout);
+    for name in ["first", "second", "third", "rollback of first"] {
+        assert!(texts.iter().any(|t| t == name), "{name} not in {texts:?}");
+    }
+}
+
+#[test]
+fn a_plan_without_runs_says_where_they_would_be() {
+    let test = Test::new().plan(PLAN);
+    let runs = test.run_with(&["runs", "plan.toml"]);
+    assert_eq!(runs.status, 0);
+    assert!(
+        runs.stdout.starts_with("no runs of plan.toml yet"),
+        "{}",
+        runs.stdout
+    );
+    let show = test.run_with(&["show", "plan.toml"]);
+    assert_eq!(show.status, 2);
+    assert!(
+        show.stderr.contains("no runs of plan.toml yet"),
+        "{}",
+        show.stderr
+    );
+}
