@@ -1,6 +1,6 @@
 //! `runner runs` and `runner show` (issue 12): past runs from their records.
 
-use crate::common::Test;
+use crate::common::{Test, svg_texts};
 
 const PLAN: &str = r#"
 [plan]
@@ -33,20 +33,6 @@ name = "another plan in the same folder"
 kind = "shell"
 run = "true"
 "#;
-
-fn svg_texts(svg: &str) -> Vec<String> {
-    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("not XML: {e}\n{svg}"));
-    let root = doc.root_element();
-    assert_eq!(root.tag_name().name(), "svg");
-    assert_eq!(
-        root.tag_name().namespace(),
-        Some("http://www.w3.org/2000/svg")
-    );
-    doc.descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text().map(|t| t.trim().to_owned()))
-        .collect()
-}
 
 #[test]
 fn runs_lists_the_plans_own_runs_and_show_prints_one_with_its_timeline() {

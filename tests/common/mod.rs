@@ -163,3 +163,18 @@ pub(crate) fn user() -> String {
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         })
 }
+
+/// The text of every `<text>` of an SVG document, checked to be SVG.
+pub(crate) fn svg_texts(svg: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("not XML: {e}\n{svg}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(|t| t.trim().to_owned()))
+        .collect()
+}
