@@ -423,6 +423,12 @@ pub(crate) fn uses_compose(plan: &Plan) -> bool {
 /// Whether a template of a step or hook (its fields or its `env`) refers to
 /// `name`, or its text names the environment variable `var`.
 fn mentions(plan: &Plan, name: &Name, var: &str) -> bool {
+    plan.steps.iter().any(|s| step_mentions(s, name, var))
+}
+
+/// Whether a template of the step or its hook (fields or `env`) refers to
+/// `name`, or its text names the environment variable `var`.
+pub(crate) fn step_mentions(step: &Step, name: &Name, var: &str) -> bool {
     let in_template = |t: &Template| t.raw.contains(var) || t.refs().any(|(n, ..)| n == name);
     let in_action = |action: &crate::plan::model::Action,
                      env: &indexmap::IndexMap<String, Template>| {
@@ -433,12 +439,11 @@ fn mentions(plan: &Plan, name: &Name, var: &str) -> bool {
             .any(|t| in_template(&t.value))
             || env.values().any(in_template)
     };
-    plan.steps.iter().any(|s| {
-        in_action(&s.action, &s.env)
-            || s.rollback
-                .as_ref()
-                .is_some_and(|h| in_action(&h.action, &h.env))
-    })
+    in_action(&step.action, &step.env)
+        || step
+            .rollback
+            .as_ref()
+            .is_some_and(|h| in_action(&h.action, &h.env))
 }
 
 /// The docker command for the run, and the compose command when the plan uses

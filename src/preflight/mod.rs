@@ -81,11 +81,16 @@ pub(crate) struct Finding {
 
 impl Finding {
     fn who(&self) -> String {
-        if self.hook {
-            format!("rollback hook of `{}`", self.step)
-        } else {
-            format!("step `{}`", self.step)
-        }
+        who(&self.step, self.hook)
+    }
+}
+
+/// A step, or its rollback hook, in words.
+fn who(step: &str, hook: bool) -> String {
+    if hook {
+        format!("rollback hook of `{step}`")
+    } else {
+        format!("step `{step}`")
     }
 }
 
@@ -276,12 +281,7 @@ impl Check<'_> {
     }
 
     fn who(&self, subject: &Subject) -> String {
-        let id = &self.plan.steps[subject.step].id;
-        if subject.hook {
-            format!("rollback hook of `{id}`")
-        } else {
-            format!("step `{id}`")
-        }
+        who(&self.plan.steps[subject.step].id, subject.hook)
     }
 
     /// The step that creates `what` for `subject` (one it waits for), or one
@@ -740,11 +740,7 @@ struct Context<'a> {
 }
 
 fn uses_compose(step: &Step) -> bool {
-    use crate::plan::template::Name;
-    let kinds = std::iter::once(&step.action).chain(step.rollback.as_ref().map(|h| &h.action));
-    kinds.flat_map(|a| a.as_kind().templates()).any(|t| {
-        t.value.refs().any(|(n, ..)| *n == Name::Compose) || t.value.raw.contains("COMPOSE_CMD")
-    })
+    crate::apply::step_mentions(step, &crate::plan::template::Name::Compose, "COMPOSE_CMD")
 }
 
 fn container_of(need: &Need) -> Option<&Known> {
