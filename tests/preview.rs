@@ -92,7 +92,7 @@ fn plan_only_runs_no_step_and_only_read_only_docker_commands() {
         "{out}"
     );
     assert!(out.contains(
-        "docker exec --env RUNNER_RUN_ID --env RUNNER_STEP --env RUNNER_ATTEMPT --env RUNNER_EXEC_ID -- grenoble-roller-production bundle exec whenever --update-crontab --set 'environment=production'"
+        "docker exec --env RAILS_ENV --env RUNNER_RUN_ID --env RUNNER_STEP --env RUNNER_ATTEMPT --env RUNNER_EXEC_ID -- grenoble-roller-production bundle exec whenever --update-crontab --set 'environment=production'"
     ));
     assert!(out.contains("Critical path (10 steps): clean-orphans -> record-revision -> git-pull"));
     assert!(
@@ -153,8 +153,7 @@ fn docker_cmd_from_the_environment_wins() {
         run.stdout
     );
     assert!(
-        run.stdout
-            .contains("sh -c 'sudo -n docker compose build \"${RUNNER_VAR_service}\"'"),
+        run.stdout.contains("sh -c 'sudo -n docker compose build'"),
         "{}",
         run.stdout
     );
@@ -243,19 +242,22 @@ fn json_preview_is_one_document_with_the_same_content() {
     assert_eq!(json["docker"]["command"], serde_json::json!(["docker"]));
     let waves = json["waves"].as_array().unwrap();
     assert_eq!(waves.len(), 10);
-    let migrate = waves[5]
+    let migrate = waves[6]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["id"] == "migrate")
         .unwrap();
     assert_eq!(migrate["needs"], serde_json::json!(["restart-app"]));
-    assert_eq!(migrate["settings"]["retries"], 2);
+    assert_eq!(migrate["settings"]["retries"], 0);
+    assert_eq!(migrate["rollback"]["also_if_failed"], true);
     assert_eq!(
         migrate["rollback"]["operations"][0]["argv"],
         serde_json::json!([
             "docker",
             "exec",
+            "--env",
+            "RAILS_ENV",
             "--env",
             "RUNNER_RUN_ID",
             "--env",

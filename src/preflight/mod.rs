@@ -285,22 +285,24 @@ impl Check<'_> {
     }
 
     /// The step that creates `what` for `subject` (one it waits for), or one
-    /// that creates it but that `subject` does not wait for.
+    /// that creates it, that `subject` does not wait for but could.
     fn creator<T: PartialEq>(
         &self,
         subject: &Subject,
         what: &T,
         of: impl Fn(&Creates) -> &Vec<Vec<T>>,
     ) -> (Option<usize>, Option<usize>) {
-        let before = before(self.plan, subject.step, subject.hook);
+        let waits_for = before(self.plan, subject.step, subject.hook);
         let all = of(&self.creates);
         let mut waited = None;
         let mut other = None;
         for (s, made) in all.iter().enumerate() {
             if made.contains(what) {
-                if before.contains(&s) {
+                if waits_for.contains(&s) {
                     waited.get_or_insert(s);
-                } else if s != subject.step {
+                } else if s != subject.step && !before(self.plan, s, false).contains(&subject.step)
+                {
+                    // A step that runs after this one cannot be waited for.
                     other.get_or_insert(s);
                 }
             }

@@ -60,6 +60,10 @@ pub struct HookView {
     pub(crate) description: Option<String>,
     pub(crate) settings: SettingsView,
     pub(crate) operations: Vec<Operation>,
+    /// Runs also when its own step failed partway.
+    pub(crate) also_if_failed: bool,
+    /// Runs after every other hook (it gives users the app back).
+    pub(crate) last: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,6 +140,8 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
                 .action
                 .as_kind()
                 .operations(&scope, &scope.env(&hook.env)),
+            also_if_failed: hook.also_if_failed,
+            last: hook.action.as_kind().hook_role() == crate::engine::HookRole::Reopen,
         }),
     };
     let mut waves: Vec<Vec<StepView>> = Vec::new();
@@ -272,7 +278,8 @@ impl Preview {
         let _ = writeln!(
             out,
             "On failure: nothing new starts, running steps finish, then the rollback hooks of the \
-             succeeded steps run in reverse order of completion, then the `failure`/`always` steps."
+             succeeded steps (and of a failed step whose hook runs also then) run in reverse order \
+             of completion, those that turn maintenance off last, then the `failure`/`always` steps."
         );
         out
     }
@@ -317,9 +324,16 @@ fn step_text(out: &mut String, step: &StepView) {
             let _ = writeln!(out, "      rollback: none");
         }
         Some(hook) => {
+            let mut when = String::new();
+            if hook.also_if_failed {
+                when.push_str(", also if the step fails partway");
+            }
+            if hook.last {
+                when.push_str(", after every other hook");
+            }
             let _ = writeln!(
                 out,
-                "      rollback [{}]{}",
+                "      rollback [{}]{when}{}",
                 hook.kind,
                 hook.description
                     .as_ref()

@@ -87,13 +87,29 @@ pub(crate) fn busybox_image(tag: &str, extra: &str, files: &[(&str, &[u8])]) {
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n{extra}\n"
     );
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
-    docker_ok(&[
+    let args = [
         "build",
         "-q",
         "-t",
         tag,
         ctx.path().to_str().expect("utf-8"),
-    ]);
+    ];
+    // The legacy builder reuses cached layers that another test's `rmi` may
+    // remove mid-build ("No such image: sha256:…"): that race, and only it,
+    // is worth another try.
+    for _ in 0..3 {
+        let out = docker(&args);
+        if out.status.success() {
+            return;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("No such image"),
+            "docker {}: {stderr}",
+            args.join(" ")
+        );
+    }
+    docker_ok(&args);
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now.
