@@ -112,7 +112,7 @@ fn a_failed_migration_rolls_back_behind_the_maintenance_page() {
     let tail = switch["output_tail"].to_string();
     assert!(
         tail.contains(&format!(
-            "{} now runs {}:v1; maintenance: true",
+            "{} runs {}:v1 again; maintenance: true",
             demo.name, demo.name
         )),
         "{tail}"

@@ -306,20 +306,25 @@ fn measured(test: &Test) -> (i32, String, i64) {
         }
         String::from_utf8_lossy(&tail).into_owned()
     });
-    let pid = i32::try_from(child.id()).expect("pid");
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
-    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is this test's own child, waited for once, here.
-    let waited = unsafe { nix::libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
-    assert_eq!(waited, pid, "wait4");
-    let tail = reader.join().expect("reader");
-    let code = if nix::libc::WIFEXITED(status) {
-        nix::libc::WEXITSTATUS(status)
-    } else {
-        -1
+    // runner's own peak, polled from /proc: wait4's ru_maxrss would also count
+    // the test process's memory, inherited through fork and exec.
+    let hwm = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Some(peak_now) = std::fs::read_to_string(&hwm).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        }) {
+            peak = peak.max(peak_now);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     };
-    (code, tail, usage.ru_maxrss)
+    let tail = reader.join().expect("reader");
+    (status.code().unwrap_or(-1), tail, peak)
 }
 
 const MAX_RSS_KIB: i64 = 64 * 1024;

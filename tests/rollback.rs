@@ -137,3 +137,50 @@ run = "exit 1"
         status.stderr
     );
 }
+
+#[test]
+fn a_release_that_changes_how_the_app_runs_rolls_back_to_the_served_previous_one() {
+    let demo = Demo::new("runcmd");
+    let first = demo.apply(&[]);
+    assert_eq!(first.status, 0, "{}\n{}", first.stdout, first.stderr);
+    let before = demo.up().expect("the proxy answers");
+    assert_eq!((before.0, before.1.trim()), (200, "up v2 schema=2"));
+    // v5 runs with a command its image brings (`/app/bin/web`, which no image
+    // before v5 has), as a compose file's `command:` would, and its migration
+    // fails after two of three were applied. Started with the new command,
+    // the old image would not run at all.
+    let run = demo.apply(&[
+        "--var",
+        "version=v5",
+        "--var",
+        "command=/app/bin/web",
+        "--var",
+        "fail_migration=4",
+    ]);
+    assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
+    let record = crate::common::docker::record(&demo.test);
+    assert_eq!(step(&record, "switch")["rollback"]["succeeded"], true);
+    assert_eq!(step(&record, "migrate")["rollback"]["succeeded"], true);
+    assert!(
+        run.stdout
+            .contains("every rollback hook succeeded (exit 1)"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(demo.maintenance_status(), "maintenance is off");
+    let (status, body) = demo.up().expect("the proxy answers");
+    assert_eq!((status, body.trim()), (200, "up v2 schema=2"));
+    let image = crate::common::docker::docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.Config.Image}} {{json .Config.Cmd}}",
+        &demo.name,
+    ]);
+    assert_eq!(
+        image.trim(),
+        format!(
+            "{}:v2 [\"httpd\",\"-f\",\"-p\",\"3000\",\"-h\",\"/app/public\"]",
+            demo.name
+        )
+    );
+}

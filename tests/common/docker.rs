@@ -69,6 +69,7 @@ impl Drop for Cleanup {
 /// Builds `tag` FROM scratch with the host's static busybox, plus `extra`
 /// Dockerfile lines and `files` (path in the context, content).
 pub(crate) fn busybox_image(tag: &str, extra: &str, files: &[(&str, &[u8])]) {
+    super::machine::ready();
     let ctx = tempfile::tempdir().expect("context");
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
@@ -169,6 +170,7 @@ pub(crate) struct Users {
 
 impl Users {
     pub(crate) fn create() -> Self {
+        super::machine::ready();
         // Unique among the tests running at once in this process, too.
         let id = format!(
             "{}-{}",

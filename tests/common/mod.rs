@@ -1,6 +1,7 @@
 //! The `Test` builder: a plan, arguments, an environment → status and output.
 
 pub(crate) mod docker;
+pub(crate) mod machine;
 pub(crate) mod process;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub(crate) struct Run {
 
 impl Test {
     pub(crate) fn new() -> Self {
+        machine::ready();
         Self {
             dir: tempfile::tempdir().expect("temporary directory"),
             args: Vec::new(),
