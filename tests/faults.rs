@@ -279,11 +279,7 @@ fn signals_work_while_nobody_reads_stdout_and_unshown_lines_are_counted() {
 // ---- Memory stays bounded whatever a step prints ----
 
 /// Runs runner to its end, its stdout drained; returns the exit code, the last
-/// 64 KiB of stdout and the peak RSS in KiB.
-#[expect(
-    clippy::zombie_processes,
-    reason = "waited for with wait4, which also gives its peak RSS"
-)]
+/// 64 KiB of stdout and runner's peak RSS in KiB.
 fn measured(test: &Test) -> (i32, String, i64) {
     let mut child = test
         .command()
