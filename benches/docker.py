@@ -7,7 +7,9 @@
    deployed once, then deployed again (to v3) while a client on loopback GETs the
    proxy every 20 ms. Every answer is counted: 200, the 503 maintenance page,
    anything else, connection errors. The client is bounded (at most 3,000
-   requests) and stops when the deploy ends.
+   requests) and stops when the deploy ends. From that deploy's record: the
+   maintenance window, over the time of the steps that need it (switch and
+   migrate), and what else ran inside it.
 2. docker-exec overhead: a plan of 20 `docker-exec` steps (`true` in a running
    container) in a chain with --jobs 1, beside a shell loop of the same 20 bare
    `docker exec` commands. The ratio is runner's time over the loop's, whole
@@ -18,7 +20,9 @@ and is removed at the end. Nothing here is a test: the figures go to the README.
 """
 
 import argparse
+import glob
 import http.client
+import json
 import os
 import shutil
 import statistics
@@ -31,6 +35,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "target", "release", "runner")
 EXEC_STEPS = 20
+# The demo's steps that need users kept out: the app is replaced, the schema changes.
+NEED_WINDOW = ("switch", "migrate")
 
 
 def sh(cmd, **kw):
@@ -86,10 +92,27 @@ def downtime(work):
         took = time.perf_counter() - start
         stop.set()
         client.join()
-        return took, counts
+        return took, counts, window(work)
     finally:
         subprocess.run([os.path.join(work, "demo", "teardown.sh"), name, name],
                        env=dict(env, DOCKER_CMD="docker"), stdout=subprocess.DEVNULL)
+
+
+def window(work):
+    """The last run's maintenance window (ms), the time of the steps that need
+    it, and every step (or hook) that ran inside it, from its record."""
+    last = sorted(glob.glob(os.path.join(work, ".runner", "runs", "*.json")))[-1]
+    with open(last) as f:
+        record = json.load(f)
+    (w,) = record["maintenance"]
+    inside = []
+    for step in record["steps"]:
+        if step.get("started_ms") is None or step.get("ended_ms") is None:
+            continue
+        if step["started_ms"] >= w["from_ms"] and step["ended_ms"] <= w["to_ms"]:
+            inside.append((step["id"], step["ended_ms"] - step["started_ms"]))
+    needed = sum(ms for sid, ms in inside if sid in NEED_WINDOW)
+    return w["to_ms"] - w["from_ms"], needed, inside
 
 
 def exec_overhead(work, runs):
@@ -135,7 +158,7 @@ def main():
     if not os.path.exists(RUNNER):
         sys.exit("build first: cargo build --release")
     with tempfile.TemporaryDirectory() as work:
-        took, counts = downtime(work)
+        took, counts, (window_ms, needed_ms, inside) = downtime(work)
         errors = counts.pop("errors seen", [])
         total = sum(counts.values())
         print(f"zero downtime: deploy to v3 took {took:.1f} s; {total} requests every 20 ms:")
@@ -143,6 +166,16 @@ def main():
             print(f"  {k:>22}: {v}")
         for e in errors[:5]:
             print(f"  error: {e}")
+        print(f"maintenance window: {window_ms} ms; the steps that need it "
+              f"({' + '.join(NEED_WINDOW)}) took {needed_ms} ms: "
+              f"ratio {window_ms / max(needed_ms, 1):.2f}")
+        toggles = sum(ms for sid, ms in inside if sid.startswith("maintenance-"))
+        others = [(sid, ms) for sid, ms in inside
+                  if sid not in NEED_WINDOW and not sid.startswith("maintenance-")]
+        print(f"  = toggles (on, off) {toggles} ms + needed {needed_ms} ms + "
+              f"{window_ms - toggles - needed_ms} ms between steps")
+        print("  also inside, in parallel: "
+              + (", ".join(f"{sid} {ms} ms" for sid, ms in others) or "nothing"))
     with tempfile.TemporaryDirectory() as work:
         runner_t, bare_t = exec_overhead(work, args.runs)
         print(f"docker-exec, {EXEC_STEPS} steps in a chain (median of {args.runs}):")
