@@ -68,6 +68,10 @@ impl Drop for Cleanup {
 
 /// Builds `tag` FROM scratch with the host's static busybox, plus `extra`
 /// Dockerfile lines and `files` (path in the context, content).
+///
+/// Without the build cache, and without a `RUN` of its own: an image shares no
+/// layer with another test's, whose `rmi` could then remove it mid-build or
+/// leave it behind.
 pub(crate) fn busybox_image(tag: &str, extra: &str, files: &[(&str, &[u8])]) {
     super::machine::ready();
     let ctx = tempfile::tempdir().expect("context");
@@ -75,7 +79,18 @@ pub(crate) fn busybox_image(tag: &str, extra: &str, files: &[(&str, &[u8])]) {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .expect("busybox-static must be installed (apt-get install busybox-static)");
-    std::fs::copy(busybox, ctx.path().join("busybox")).expect("copy busybox");
+    let bin = ctx.path().join("rootfs/bin");
+    std::fs::create_dir_all(&bin).expect("rootfs");
+    std::fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
+        }
+    }
     for (path, content) in files {
         let path = ctx.path().join(path);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("folders");
@@ -84,33 +99,16 @@ pub(crate) fn busybox_image(tag: &str, extra: &str, files: &[(&str, &[u8])]) {
         let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
         std::fs::set_permissions(&path, mode).expect("chmod");
     }
-    let dockerfile = format!(
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n{extra}\n"
-    );
+    let dockerfile = format!("FROM scratch\nCOPY rootfs/ /\n{extra}\n");
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
-    let args = [
+    docker_ok(&[
         "build",
         "-q",
+        "--no-cache",
         "-t",
         tag,
         ctx.path().to_str().expect("utf-8"),
-    ];
-    // The legacy builder reuses cached layers that another test's `rmi` may
-    // remove mid-build ("No such image: sha256:…"): that race, and only it,
-    // is worth another try.
-    for _ in 0..3 {
-        let out = docker(&args);
-        if out.status.success() {
-            return;
-        }
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("No such image"),
-            "docker {}: {stderr}",
-            args.join(" ")
-        );
-    }
-    docker_ok(&args);
+    ]);
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now.
