@@ -1,0 +1,3 @@
+every 1.hour do
+  runner "Member.count"
+end

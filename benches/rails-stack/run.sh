@@ -1,0 +1,180 @@
+#!/bin/sh
+# plans/production.toml, unedited (its [vars] given with --var), on a real
+# stack: Rails 6.1 (Debian's ruby-rails, puma, whenever, cron), PostgreSQL 15,
+# Redis 7 and nginx, under this host's compose (`docker compose` or
+# docker-compose 1.29), with a client GETting the proxy every 20 ms throughout.
+#
+#   cargo build --release && sudo sh benches/rails-stack/run.sh
+#
+# Two deploys of the same release v2 over v1 (web's command changes to bin/web,
+# which v1's image does not have; service `legacy` is dropped and `worker`
+# added; a migration adds a column; the crontab changes):
+#   1. with a second migration that fails: exit 1, and everything is v1 again
+#      (code, compose file, image, services, schema, crontab), users served;
+#   2. with bin/web not executable (the new web cannot start, after compose
+#      dropped `legacy` and started `worker`): exit 1, everything is v1 again;
+#   3. as it should be: exit 0, everything is v2.
+# Each prints the proxy's answers and the maintenance window beside the time of
+# the steps that need it. Needs root, Docker, and Debian's mirror (debootstrap
+# builds the base image: no registry). Uses the containers shop-* and the port
+# LAB_PORT (18380); removes what it made at the end (KEEP_IMAGES=1 keeps the
+# base images for the next run).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+runner=$repo/target/release/runner
+[ -x "$runner" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+export LAB_PORT="${LAB_PORT:-18380}"
+lab=$(mktemp -d)
+failed=0
+
+stack_down() {
+  if [ -d "$lab/srv" ]; then (cd "$lab/srv" && $compose down -v --remove-orphans >/dev/null 2>&1 || true); fi
+  docker rm -f shop-web shop-legacy shop-worker shop-db shop-redis shop-proxy >/dev/null 2>&1 || true
+  docker rmi shop:latest shop:previous >/dev/null 2>&1 || true
+}
+cleanup() {
+  stack_down
+  if [ "${KEEP_IMAGES:-}" != 1 ]; then
+    docker rmi rt-lab-nginx:latest rt-lab-redis:latest rt-lab-postgres:latest \
+      rt-lab-rails-base:latest rt-lab-debian:bookworm >/dev/null 2>&1 || true
+  fi
+  rm -rf "$lab"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if docker compose version >/dev/null 2>&1; then compose="docker compose"; else compose=docker-compose; fi
+
+# Base images, from Debian's packages only.
+if ! docker image inspect rt-lab-debian:bookworm >/dev/null 2>&1; then
+  command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
+  echo "debootstrap bookworm (a few minutes)"
+  debootstrap --variant=minbase bookworm "$lab/rootfs" http://deb.debian.org/debian >/dev/null
+  tar -C "$lab/rootfs" -c . | docker import - rt-lab-debian:bookworm >/dev/null
+  rm -rf "$lab/rootfs"
+fi
+for image in rails-base postgres redis nginx; do
+  if ! docker image inspect "rt-lab-$image:latest" >/dev/null 2>&1; then
+    echo "building rt-lab-$image"
+    docker build -q -t "rt-lab-$image:latest" "$here/images/$image" >/dev/null 2>&1
+  fi
+done
+
+git_() { git -C "$lab/dev" -c user.name=lab -c user.email=lab@localhost "$@"; }
+
+# The stack at v1 (migrated, crontab installed); origin holds v2: with the
+# failing migration if $1 is "fails", a web that cannot start if "no-start".
+reset() {
+  stack_down
+  rm -rf "$lab/origin.git" "$lab/dev" "$lab/srv" "$lab/backups"
+  git init -q --bare "$lab/origin.git"
+  git -C "$lab/origin.git" symbolic-ref HEAD refs/heads/main
+  git clone -q "$lab/origin.git" "$lab/dev" 2>/dev/null
+  cp -R "$here/app/." "$lab/dev/"
+  git_ add -A && git_ commit -qm v1 && git_ push -q origin HEAD:main
+  git clone -q "$lab/origin.git" "$lab/srv"
+  (cd "$lab/srv" && $compose build web >/dev/null 2>&1 && $compose up -d >/dev/null 2>&1)
+  for _ in $(seq 60); do
+    docker exec shop-web bin/rails db:migrate >/dev/null 2>&1 && break
+    sleep 1
+  done
+  docker exec shop-web bundle exec whenever --update-crontab --set environment=production >/dev/null
+  cp -R "$here/release-v2/." "$lab/dev/"
+  case "$1" in
+    fails) cp "$here/failing/"*.rb "$lab/dev/db/migrate/" ;;
+    no-start) chmod -x "$lab/dev/bin/web" ;;
+  esac
+  git_ add -A && git_ commit -qm "v2 ($1)" && git_ push -q origin HEAD:main
+}
+
+deploy() {
+  rm -f "$lab/stop"
+  python3 "$here/poll.py" "$LAB_PORT" "$lab/stop" > "$lab/poll-$1.json" &
+  poller=$!
+  set +e
+  "$runner" apply "$repo/plans/production.toml" --report "$lab/$1.json" \
+    --var app=shop-web --var db=shop-db --var redis=shop-redis --var service=web \
+    --var image=shop --var app_dir="$lab/srv" --var backup_dir="$lab/backups" \
+    --var db_user=shop --var db_name=shop_production > "$lab/$1.log" 2>&1
+  code=$?
+  set -e
+  touch "$lab/stop"
+  wait "$poller"
+  echo "$code"
+}
+
+# The stack as users and operators see it, one fact a line.
+state() {
+  echo "http: $(curl -s "http://127.0.0.1:$LAB_PORT/up")"
+  echo "code: $(git -C "$lab/srv" log -1 --format=%s)"
+  echo "web runs: $(docker inspect --format '{{json .Config.Cmd}}' shop-web)"
+  echo "services: $(docker ps --format '{{.Names}}' --filter name=shop- | sort | tr '\n' ' ')"
+  echo "schema: $(docker exec shop-web bin/rails db:version 2>/dev/null | sed -n 's/^Current version: //p')"
+  echo "columns: $(docker exec shop-db psql -U shop shop_production -Atc \
+    "select string_agg(column_name, ',' order by column_name) from information_schema.columns where table_name = 'members'")"
+  echo "crontab: $(docker exec shop-web crontab -l | grep -v '^#' | grep . | cut -d' ' -f1-5)"
+}
+
+check() {
+  if grep -qxF "$1" "$lab/state"; then echo "  ok    $1"; else echo "  WRONG $1"; failed=1; fi
+}
+
+figures() {
+  python3 - "$lab/$1.json" "$lab/poll-$1.json" <<'PY'
+import json, sys
+record = json.load(open(sys.argv[1]))
+steps = {s["id"]: s for s in record["steps"]}
+need = sum(steps[s]["ended_ms"] - steps[s]["started_ms"] for s in ("restart-app", "migrate")
+           if steps[s].get("ended_ms") is not None)
+for w in record["maintenance"]:
+    span = w["to_ms"] - w["from_ms"]
+    print(f"  maintenance window {span} ms; restart-app + migrate {need} ms; "
+          f"ratio {span / max(need, 1):.2f}")
+print(f"  proxy answers: {json.load(open(sys.argv[2]))}")
+PY
+}
+
+rolled_back() {
+  state > "$lab/state"; sed 's/^/  /' "$lab/state"
+  [ "$code" = 1 ] && echo "  ok    exit 1" || { echo "  WRONG exit $code"; failed=1; }
+  check "http: up v1 schema=20240101000001"
+  check "code: v1"
+  check 'web runs: ["bundle","exec","puma","-b","tcp://0.0.0.0:3000","config.ru"]'
+  check "services: shop-db shop-legacy shop-proxy shop-redis shop-web "
+  check "schema: 20240101000001"
+  check "columns: created_at,id,name,updated_at"
+  check "crontab: 30 4 * * *"
+}
+
+echo "1. v2 with a failing second migration"
+reset fails
+code=$(deploy fail)
+rolled_back
+figures fail
+
+echo "2. v2 whose web cannot start"
+reset no-start
+code=$(deploy no-start)
+rolled_back
+figures no-start
+
+echo "3. v2"
+reset ok
+code=$(deploy ok)
+state > "$lab/state"; sed 's/^/  /' "$lab/state"
+[ "$code" = 0 ] && echo "  ok    exit 0" || { echo "  WRONG exit $code"; failed=1; }
+check "http: up v2 schema=20240201000001"
+check "code: v2 (ok)"
+check 'web runs: ["bin/web"]'
+check "services: shop-db shop-proxy shop-redis shop-web shop-worker "
+check "schema: 20240201000001"
+check "columns: created_at,email,id,name,updated_at"
+check "crontab: 0 * * * *"
+figures ok
+
+if [ "$failed" != 0 ]; then
+  echo "a check failed; the runs' output:" >&2
+  cat "$lab/fail.log" "$lab/no-start.log" "$lab/ok.log" >&2
+  exit 1
+fi
