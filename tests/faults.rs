@@ -499,12 +499,9 @@ fn an_interrupted_maintenance_toggle_keeps_its_lock_until_it_ends() {
     let off = test.run_with(&["maintenance", "off", "plan.toml"]);
     assert_eq!(off.status, 0, "{}{}", off.stdout, off.stderr);
     std::thread::sleep(Duration::from_millis(2500));
-    let status = test.run_with(&["maintenance", "status", "plan.toml"]);
     assert_eq!(
-        status.stdout.trim(),
-        "maintenance is off",
-        "{}",
-        status.stderr
+        crate::common::maintenance_status(&test, "plan.toml"),
+        "maintenance is off"
     );
 }
 

@@ -129,12 +129,9 @@ run = "exit 1"
         record["rollback"],
         serde_json::json!(["tag", "maintenance-on"])
     );
-    let status = test.run_with(&["maintenance", "status", "order.toml"]);
     assert_eq!(
-        status.stdout.trim(),
-        "maintenance is off",
-        "{}",
-        status.stderr
+        crate::common::maintenance_status(test, "order.toml"),
+        "maintenance is off"
     );
 }
 

@@ -348,9 +348,7 @@ impl Demo {
     }
 
     pub(crate) fn maintenance_status(&self) -> String {
-        let run = self.test.run_with(&["maintenance", "status", "demo.toml"]);
-        assert_eq!(run.status, 0, "{}", run.stderr);
-        run.stdout.trim().to_owned()
+        super::maintenance_status(&self.test, "demo.toml")
     }
 }
 

@@ -180,3 +180,10 @@ pub(crate) fn svg_texts(svg: &str) -> Vec<String> {
         .filter_map(|n| n.text().map(|t| t.trim().to_owned()))
         .collect()
 }
+
+/// What `runner maintenance status PLAN` prints (trimmed); panics if it fails.
+pub(crate) fn maintenance_status(test: &Test, plan: &str) -> String {
+    let run = test.run_with(&["maintenance", "status", plan]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    run.stdout.trim().to_owned()
+}
