@@ -70,15 +70,12 @@ run = "cd . && {tool} --update-crontab"
     let run = test.run();
     assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
     let err = &run.stderr;
-    assert!(
-        err.contains("the preflight found 1 problem before any change"),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!(
+    has(err, "the preflight found 1 problem before any change");
+    has(
+        err,
+        &format!(
             "step `crontab` (on the host): `{tool}` is not installed on this host (not on PATH)"
-        )),
-        "{err}"
+        ),
     );
     assert!(
         err.contains(&format!(
@@ -147,23 +144,17 @@ url = "http://localhost:{port}/up"
     let run = test.run();
     assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
     let err = &run.stderr;
-    assert!(
-        err.contains(&format!(
-            "step `health-http` (on the host): nothing answers on port {port} of this host"
-        )),
-        "{err}"
+    has(
+        err,
+        &format!("step `health-http` (on the host): nothing answers on port {port} of this host"),
     );
-    assert!(
-        err.contains(&format!(
-            "container `{app}` listens on {port} but does not publish it on this host"
-        )),
-        "{err}"
+    has(
+        err,
+        &format!("container `{app}` listens on {port} but does not publish it on this host"),
     );
-    assert!(
-        err.contains(&format!(
-            "probe from inside the container: `container = \"{app}\"`"
-        )),
-        "{err}"
+    has(
+        err,
+        &format!("probe from inside the container: `container = \"{app}\"`"),
     );
     nothing_changed(&test, &app);
 
@@ -218,7 +209,7 @@ run = "{{{{ compose }}}} up -d --no-deps web"
         ),
         "{err}"
     );
-    assert!(err.contains("install the compose plugin"), "{err}");
+    has(err, "install the compose plugin");
     nothing_changed(&test, &app);
 
     let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
@@ -390,24 +381,20 @@ command = ["true"]
     let run = test.run();
     assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
     let err = &run.stderr;
-    assert!(err.contains("the preflight found 3 problems"), "{err}");
-    assert!(
-        err.contains(&format!(
+    has(err, "the preflight found 3 problems");
+    has(
+        err,
+        &format!(
             "step `migrate` (in container `{app}`): `bin/rails` is not in container `{app}` (no such executable file under /)"
-        )),
-        "{err}"
+        ),
     );
-    assert!(
-        err.contains(&format!(
-            "step `as-deploy` (in container `{app}`): there is no user `deploy`"
-        )),
-        "{err}"
+    has(
+        err,
+        &format!("step `as-deploy` (in container `{app}`): there is no user `deploy`"),
     );
-    assert!(
-        err.contains(&format!(
-            "step `in-app` (in container `{app}`): there is no directory `/srv/app`"
-        )),
-        "{err}"
+    has(
+        err,
+        &format!("step `in-app` (in container `{app}`): there is no directory `/srv/app`"),
     );
     nothing_changed(&test, &app);
 }
@@ -418,4 +405,9 @@ fn which_docker() -> String {
         .output()
         .expect("sh");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Fails with the whole text when `want` is not in it.
+fn has(text: &str, want: &str) {
+    assert!(text.contains(want), "{want:?} is not in:\n{text}");
 }
