@@ -31,7 +31,10 @@ failed=0
 stack_down() {
   if [ -d "$lab/srv" ]; then (cd "$lab/srv" && $compose down -v --remove-orphans >/dev/null 2>&1 || true); fi
   docker rm -f shop-web shop-legacy shop-worker shop-db shop-redis shop-proxy >/dev/null 2>&1 || true
-  docker rmi shop:latest shop:previous >/dev/null 2>&1 || true
+  # Every build of the app: the tags, and the builds a rollback left untagged.
+  ids=$(docker images -q --filter label=runner-lab=shop | sort -u)
+  # shellcheck disable=SC2086
+  [ -z "$ids" ] || docker rmi -f $ids >/dev/null 2>&1 || true
 }
 cleanup() {
   stack_down
