@@ -67,7 +67,11 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             request,
             plan,
             vars,
-        } => crate::maintenance::run(&load(&plan, &vars)?.plan, request),
+        } => {
+            let loaded = load(&plan, &vars)?;
+            loaded.plan.runnable().map_err(Error::Plan)?;
+            crate::maintenance::run(&loaded.plan, request)
+        }
         Command::Runs { plan, output } => crate::history::runs(&plan, output == Output::Json),
         Command::Show { plan, run, format } => crate::history::show(&plan, &run, format),
         Command::Schema => {
@@ -87,6 +91,7 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             report,
         } => {
             let mut loaded = load(&plan, &vars)?;
+            loaded.plan.runnable().map_err(Error::Plan)?;
             if let Some(jobs) = jobs {
                 loaded.plan.jobs = jobs;
             }

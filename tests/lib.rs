@@ -8,6 +8,7 @@ mod faults;
 mod files;
 mod graph;
 mod history;
+mod hosts;
 mod injection;
 mod preflight;
 mod preview;

@@ -250,6 +250,7 @@ impl Scope<'_> {
             Name::StepOutput(id) => {
                 Value::Text((self.output)(id).unwrap_or_else(|| format!("<steps.{id}.output>")))
             }
+            Name::HostName => Value::Text("<host.name>".to_owned()),
         })
     }
 

@@ -46,6 +46,8 @@ pub struct Plan {
     /// In declaration order; `Dag` indices point here.
     pub steps: Vec<Step>,
     pub dag: Dag,
+    /// Where the first `[hosts.NAME]` stands, when the plan names hosts.
+    pub hosts: Option<Span>,
     /// The environment variables that carry values into scripts.
     pub(crate) carriers: Carriers,
 }
@@ -93,6 +95,7 @@ impl Carriers {
             Name::StepOutput(id) => self.outputs.get(id).map(String::as_str),
             Name::RunId => Some("RUNNER_RUN_ID"),
             Name::PlanDir => Some("RUNNER_PLAN_DIR"),
+            Name::HostName => Some("RUNNER_HOST_NAME"),
             Name::Docker | Name::Compose => None,
         }
     }
@@ -258,9 +261,33 @@ pub fn load_str(
                 maintenance: parts.maintenance,
                 steps: parts.steps,
                 dag: parts.dag,
+                hosts: parts.hosts,
             },
             warnings: diagnostics,
         }),
         _ => Err(diagnostics),
+    }
+}
+
+impl Plan {
+    /// Refuses a plan with `[hosts]` where it would otherwise run or preview:
+    /// this runner validates several hosts but does not drive them yet, and
+    /// running their steps on the local docker instead would deploy to the
+    /// wrong place.
+    pub fn runnable(&self) -> Result<(), Diagnostics> {
+        let Some(span) = &self.hosts else {
+            return Ok(());
+        };
+        Err(Diagnostics {
+            source: self.source.clone(),
+            items: vec![
+                diagnostic::PlanDiagnostic::error(
+                    "runner::hosts-not-runnable",
+                    "this runner checks `[hosts]` but cannot deploy to several hosts yet",
+                )
+                .label(span.clone(), "hosts are declared here")
+                .help("`runner validate` checks such a plan; to deploy through the local docker, remove `[hosts]`, `[rollout]` and `on`"),
+            ],
+        })
     }
 }

@@ -76,6 +76,15 @@ pub struct PlanFile {
     pub defaults: Policy,
     /// How this app enters and leaves maintenance mode.
     pub maintenance: Option<MaintenanceSection>,
+    /// The hosts of a plan that deploys to several, each through its own Docker
+    /// engine, keyed by name. Without them, the local docker.
+    #[serde(default)]
+    pub hosts: IndexMap<String, HostDef>,
+    /// Where each host name stands (the `[hosts.NAME]` key).
+    #[serde(skip)]
+    pub host_spans: IndexMap<String, Span>,
+    /// How per-host steps move through the hosts.
+    pub rollout: Option<RolloutSection>,
     /// The steps, keyed by id.
     pub steps: IndexMap<String, StepDef>,
     /// Where each step id stands (the `[steps.ID]` key).
@@ -131,6 +140,81 @@ pub enum SudoMode {
     Always,
     /// Never sudo.
     Never,
+}
+
+/// A host: its Docker engine, reached remotely, and its roles.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostDef {
+    /// Its Docker engine: `ssh://user@host[:port]`, `unix:///path` or
+    /// `tcp://host:port` (what `DOCKER_HOST` takes). Or `context`.
+    #[schemars(regex(pattern = r"^(ssh|unix|tcp)://"))]
+    pub docker: Option<Sp<String>>,
+    /// A docker context that reaches its engine, instead of `docker`.
+    pub context: Option<Sp<String>>,
+    /// The roles a step's `on` may name, e.g. `["web"]`.
+    #[serde(default)]
+    pub roles: Vec<Sp<String>>,
+}
+
+/// How per-host steps move through the hosts.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSection {
+    /// Hosts per batch: a count, or a share such as "25%". Default: all at once.
+    pub serial: Option<Sp<Share>>,
+    /// Hosts that may fail before the deploy stops and rolls back: a count, or
+    /// a share such as "10%". Default 0.
+    pub max_fail: Option<Sp<Share>>,
+}
+
+/// A number of hosts, or a share of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share {
+    Count(u32),
+    /// A percentage, from 0 to 100.
+    Percent(u32),
+}
+
+impl Share {
+    /// How many hosts of `total` this is: a share rounds down, but a batch of
+    /// a non-zero share is at least one host.
+    pub fn of(self, total: usize, at_least_one: bool) -> usize {
+        let n = match self {
+            Self::Count(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Self::Percent(p) => total * usize::try_from(p).unwrap_or(100) / 100,
+        };
+        let n = n.min(total);
+        if at_least_one && n == 0 && total > 0 && self != Self::Percent(0) {
+            1
+        } else {
+            n
+        }
+    }
+}
+
+impl JsonSchema for Share {
+    fn schema_name() -> Cow<'static, str> {
+        "Share".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A number of hosts, or a share of them such as \"25%\".",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^(100|[1-9]?[0-9])%$" }
+            ]
+        })
+    }
+}
+
+/// Where a per-host step runs: a role or a host name, or a list of host names.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum On {
+    One(Sp<String>),
+    Hosts(Vec<Sp<String>>),
 }
 
 /// Retry and timeout settings.
@@ -233,6 +317,9 @@ pub struct StepDef {
     /// for these before the run on behalf of the steps that need this one.
     #[serde(default)]
     pub creates: Creates,
+    /// Run once per host: a role, a host name, or a list of host names
+    /// (`restart-app@web1`, `restart-app@web2`…). Needs `[hosts]`.
+    pub on: Option<On>,
     #[serde(skip)]
     pub kind_span: Span,
 }
@@ -304,5 +391,22 @@ impl Toggle {
             Toggle::On => "on",
             Toggle::Off => "off",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Share;
+
+    #[test]
+    fn a_share_of_hosts_rounds_down_and_a_batch_is_never_empty() {
+        assert_eq!(Share::Count(2).of(5, true), 2);
+        assert_eq!(Share::Count(9).of(5, true), 5);
+        assert_eq!(Share::Percent(25).of(10, true), 2);
+        assert_eq!(Share::Percent(25).of(3, true), 1, "a batch has a host");
+        assert_eq!(Share::Percent(10).of(3, false), 0, "a budget may be none");
+        assert_eq!(Share::Percent(0).of(3, true), 0);
+        assert_eq!(Share::Percent(100).of(3, true), 3);
+        assert_eq!(Share::Count(0).of(3, false), 0);
     }
 }

@@ -13,8 +13,9 @@ use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{PlanDiagnostic, Span};
 use super::model::{
-    Action, Command, Creates, DockerSection, Dur, EnvVar, HookDef, MaintenanceSection, PlanFile,
-    PlanSection, Policy, PortDef, Sp, StepDef, SudoMode, VarDef, When,
+    Action, Command, Creates, DockerSection, Dur, EnvVar, HookDef, HostDef, MaintenanceSection, On,
+    PlanFile, PlanSection, Policy, PortDef, RolloutSection, Share, Sp, StepDef, SudoMode, VarDef,
+    When,
 };
 use super::template::Template;
 use crate::kinds::KINDS;
@@ -35,6 +36,7 @@ pub const STEP_FIELDS: &[&str] = &[
     "when",
     "env",
     "creates",
+    "on",
 ];
 /// Fields a rollback hook takes besides its kind's.
 pub const HOOK_FIELDS: &[&str] = &[
@@ -47,7 +49,16 @@ pub const HOOK_FIELDS: &[&str] = &[
     "backoff",
     "env",
 ];
-const ROOT_FIELDS: &[&str] = &["plan", "vars", "docker", "defaults", "maintenance", "steps"];
+const ROOT_FIELDS: &[&str] = &[
+    "plan",
+    "vars",
+    "docker",
+    "defaults",
+    "maintenance",
+    "hosts",
+    "rollout",
+    "steps",
+];
 const POLICY_FIELDS: &[&str] = &["timeout", "retries", "retry_delay", "backoff"];
 const CREATES_FIELDS: &[&str] = &["containers", "programs", "ports"];
 const MAINTENANCE_FIELDS: &[&str] = &[
@@ -509,6 +520,20 @@ impl Reader<'_> {
             })
             .unwrap_or_default();
         let maintenance = find(root, "maintenance").and_then(|v| self.maintenance(v));
+        let (hosts, host_spans) = find(root, "hosts")
+            .map(|v| self.hosts(v))
+            .unwrap_or_default();
+        let rollout = find(root, "rollout").and_then(|v| self.rollout(v));
+        if let (Some(v), true) = (find(root, "rollout"), hosts.is_empty()) {
+            self.error(
+                PlanDiagnostic::error(
+                    "runner::rollout-without-hosts",
+                    "`[rollout]` without `[hosts]`",
+                )
+                .label(v.span(), "there are no hosts to roll out to")
+                .help("add `[hosts.NAME]` sections, or remove `[rollout]`"),
+            );
+        }
 
         let count = find(root, "steps")
             .and_then(|v| v.get_ref().as_table())
@@ -547,15 +572,237 @@ impl Reader<'_> {
                     .help("add a step: `[steps.build]` with a `kind`"),
             ),
         }
+        for step in steps.values() {
+            if let Some(on) = &step.on {
+                self.check_on(on, &hosts, find(root, "hosts").is_some());
+            }
+        }
         Some(PlanFile {
             plan: plan?,
             vars,
             docker,
             defaults,
             maintenance,
+            hosts,
+            host_spans,
+            rollout,
             steps,
             step_spans,
         })
+    }
+
+    fn hosts(&mut self, value: &Value<'_>) -> (IndexMap<String, HostDef>, IndexMap<String, Span>) {
+        let mut hosts = IndexMap::new();
+        let mut spans = IndexMap::new();
+        let Some(table) = self.table(
+            value,
+            "hosts",
+            "`[hosts.web1]` with `docker = \"ssh://deploy@10.0.0.11\"`",
+        ) else {
+            return (hosts, spans);
+        };
+        for (key, value) in table {
+            let name = key.get_ref().as_ref();
+            if !is_plain_name(name) {
+                self.error(
+                    PlanDiagnostic::error("runner::bad-name", format!("`{name}` is not a valid host name"))
+                        .label(key.span(), "invalid name")
+                        .help("host names use letters, digits, `-` and `_` (they appear in step ids: `restart-app@web1`)"),
+                );
+            }
+            if let Some(host) = self.host(name, key.span(), value) {
+                spans.insert(name.to_owned(), key.span());
+                hosts.insert(name.to_owned(), host);
+            }
+        }
+        (hosts, spans)
+    }
+
+    fn host(&mut self, name: &str, key: Span, value: &Value<'_>) -> Option<HostDef> {
+        let table = self.table(
+            value,
+            name,
+            "`[hosts.web1]` with `docker = \"ssh://deploy@10.0.0.11\"`",
+        )?;
+        self.check_keys(
+            table,
+            &["docker", "context", "roles"],
+            &format!("host `{name}`"),
+            &|_| None,
+        );
+        let docker = find(table, "docker").and_then(|v| self.string(v, "docker"));
+        let context = find(table, "context").and_then(|v| self.string(v, "context"));
+        let roles = find(table, "roles")
+            .and_then(|v| self.strings(v, "roles"))
+            .unwrap_or_default();
+        for role in &roles {
+            if !is_plain_name(&role.value) {
+                self.error(
+                    PlanDiagnostic::error(
+                        "runner::bad-name",
+                        format!("`{}` is not a valid role", role.value),
+                    )
+                    .label(role.span.clone(), "invalid role")
+                    .help("roles use letters, digits, `-` and `_`"),
+                );
+            }
+        }
+        match (&docker, &context) {
+            (Some(_), Some(c)) => self.error(
+                PlanDiagnostic::error(
+                    "runner::host-engine",
+                    format!("host `{name}` has both `docker` and `context`"),
+                )
+                .label(c.span.clone(), "one of the two")
+                .help("keep `docker` (what DOCKER_HOST takes) or `context` (a docker context), not both"),
+            ),
+            (None, None) => self.missing(key, &format!("host `{name}`"), "docker", "\"ssh://deploy@10.0.0.11\""),
+            (Some(d), None) => {
+                if let Err(why) = engine_address(&d.value) {
+                    self.error(
+                        PlanDiagnostic::error(
+                            "runner::host-engine",
+                            format!("host `{name}`: `{}` is not a Docker engine address: {why}", d.value),
+                        )
+                        .label(d.span.clone(), "not an engine address")
+                        .help("write `ssh://user@host`, `ssh://user@host:2222`, `unix:///var/run/docker.sock` or `tcp://host:2376`"),
+                    );
+                }
+            }
+            (None, Some(c)) => {
+                if !is_context_name(&c.value) {
+                    self.error(
+                        PlanDiagnostic::error(
+                            "runner::host-engine",
+                            format!("host `{name}`: `{}` is not a docker context name", c.value),
+                        )
+                        .label(c.span.clone(), "not a context name")
+                        .help("context names use letters, digits, `_`, `.` and `-`, and start with a letter or digit"),
+                    );
+                }
+            }
+        }
+        Some(HostDef {
+            docker,
+            context,
+            roles,
+        })
+    }
+
+    fn rollout(&mut self, value: &Value<'_>) -> Option<RolloutSection> {
+        let table = self.table(value, "rollout", "`[rollout]` with `serial = 1`")?;
+        self.check_keys(table, &["serial", "max_fail"], "[rollout]", &|_| None);
+        let serial = find(table, "serial").and_then(|v| self.share(v, "serial", 1));
+        let max_fail = find(table, "max_fail").and_then(|v| self.share(v, "max_fail", 0));
+        Some(RolloutSection { serial, max_fail })
+    }
+
+    /// A count of hosts (at least `min`) or a share such as `"25%"`.
+    fn share(&mut self, value: &Value<'_>, field: &str, min: i64) -> Option<Sp<Share>> {
+        let bad = |this: &mut Self, why: &str| {
+            this.error(
+                PlanDiagnostic::error(
+                    "runner::bad-share",
+                    format!("`{field}` must be a number of hosts (at least {min}) or a share such as \"25%\": {why}"),
+                )
+                .label(value.span(), why.to_owned())
+                .help(format!("write `{field} = {}` or `{field} = \"25%\"`", min.max(1))),
+            );
+        };
+        match value.get_ref() {
+            DeValue::Integer(_) => {
+                let n = self.integer(value, field, (min, 100_000))?;
+                Some(Sp::new(Share::Count(u32::try_from(n.value).ok()?), n.span))
+            }
+            DeValue::String(text) => {
+                let Some(number) = text.strip_suffix('%') else {
+                    bad(self, "a share ends with `%`");
+                    return None;
+                };
+                match number.parse::<u32>() {
+                    Ok(p) if p <= 100 && (min == 0 || p > 0) => {
+                        Some(Sp::new(Share::Percent(p), value.span()))
+                    }
+                    _ => {
+                        bad(self, "a share is a whole percentage in range");
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.wrong_type(
+                    value,
+                    field,
+                    "a number or a share",
+                    &format!("`{field} = 1`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `on` names a role or a host; a list names hosts.
+    fn check_on(&mut self, on: &On, hosts: &IndexMap<String, HostDef>, declared: bool) {
+        let names: Vec<&Sp<String>> = match on {
+            On::One(name) => vec![name],
+            On::Hosts(names) => names.iter().collect(),
+        };
+        if !declared {
+            if let Some(first) = names.first() {
+                self.error(
+                    PlanDiagnostic::error("runner::on-without-hosts", "`on` without `[hosts]`")
+                        .label(first.span.clone(), "no host has this name or role")
+                        .help("declare the hosts: `[hosts.web1]` with `docker = \"ssh://deploy@10.0.0.11\"` and `roles = [\"web\"]`"),
+                );
+            }
+            return;
+        }
+        let mut roles: Vec<&str> = hosts
+            .values()
+            .flat_map(|h| h.roles.iter().map(|r| r.value.as_str()))
+            .collect();
+        roles.sort_unstable();
+        roles.dedup();
+        for name in names {
+            let is_host = hosts.contains_key(&name.value);
+            let is_role = matches!(on, On::One(_)) && roles.contains(&name.value.as_str());
+            if is_host || is_role {
+                continue;
+            }
+            let candidates: Vec<&str> = if matches!(on, On::One(_)) {
+                hosts
+                    .keys()
+                    .map(String::as_str)
+                    .chain(roles.iter().copied())
+                    .collect()
+            } else {
+                hosts.keys().map(String::as_str).collect()
+            };
+            let what = if matches!(on, On::One(_)) {
+                "host or role"
+            } else {
+                "host"
+            };
+            let help = match suggest(&name.value, candidates.iter().copied()) {
+                _ if roles.contains(&name.value.as_str()) => format!(
+                    "`{0}` is a role, and a list names hosts: write `on = \"{0}\"` for every host of the role",
+                    name.value
+                ),
+                Some(close) => format!("did you mean `{close}`?"),
+                None => format!(
+                    "`on` takes a role or a host name, or a list of host names; this plan has {}",
+                    list(&candidates)
+                ),
+            };
+            self.error(
+                PlanDiagnostic::error(
+                    "runner::unknown-host",
+                    format!("no {what} is named `{}`", name.value),
+                )
+                .label(name.span.clone(), format!("unknown {what}"))
+                .help(help),
+            );
+        }
     }
 
     fn plan_section(&mut self, value: &Value<'_>) -> Option<PlanSection> {
@@ -788,6 +1035,19 @@ impl Reader<'_> {
         let creates = find(table, "creates")
             .map(|v| self.creates(v))
             .unwrap_or_default();
+        let on = find(table, "on").and_then(|v| match v.get_ref() {
+            DeValue::String(_) => self.string(v, "on").map(On::One),
+            DeValue::Array(_) => self.strings(v, "on").map(On::Hosts),
+            _ => {
+                self.wrong_type(
+                    v,
+                    "on",
+                    "a role or host name, or a list of host names",
+                    "`on = \"web\"`",
+                );
+                None
+            }
+        });
         let action = self.action(
             table,
             &kind,
@@ -803,6 +1063,7 @@ impl Reader<'_> {
             when,
             env,
             creates,
+            on,
             kind_span: kind.span,
         })
     }
@@ -1037,5 +1298,115 @@ impl<'t, 'i> Fields<'_, '_, 't, 'i> {
     ) -> Option<Sp<T>> {
         let value = self.required(field, example)?;
         self.reader.choice(value, field, options)
+    }
+}
+
+/// Checks a `DOCKER_HOST`-style address: `ssh://[user@]host[:port]`,
+/// `unix:///path` or `tcp://host:port`. Nothing in it may be read as an
+/// option by ssh or docker.
+fn engine_address(address: &str) -> Result<(), &'static str> {
+    let (scheme, rest) = address
+        .split_once("://")
+        .ok_or("it has no scheme (ssh://, unix:// or tcp://)")?;
+    match scheme {
+        "unix" => {
+            if rest.starts_with('/') {
+                Ok(())
+            } else {
+                Err("a unix socket is an absolute path: unix:///var/run/docker.sock")
+            }
+        }
+        "ssh" | "tcp" => {
+            let authority = rest.split('/').next().unwrap_or_default();
+            let host_port = authority.rsplit_once('@').map_or(authority, |(user, hp)| {
+                if user.is_empty()
+                    || user.starts_with('-')
+                    || !user
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                {
+                    ""
+                } else {
+                    hp
+                }
+            });
+            // `[v6]:port`, `[v6]`, `host:port` or `host`.
+            let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+                match bracketed.split_once(']') {
+                    Some((v6, "")) => (v6, None),
+                    Some((v6, tail)) => (v6, Some(tail.strip_prefix(':').unwrap_or("x"))),
+                    None => ("", None),
+                }
+            } else {
+                match host_port.split_once(':') {
+                    Some((h, p)) => (h, Some(p)),
+                    None => (host_port, None),
+                }
+            };
+            if host.is_empty() || host.starts_with('-') {
+                return Err("it names no host, or a host that starts with `-`");
+            }
+            let host_ok = host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
+            if !host_ok {
+                return Err("its host has characters no host name has");
+            }
+            if let Some(port) = port {
+                if port.parse::<u16>().map_or(true, |p| p == 0) {
+                    return Err("its port is not a number from 1 to 65535");
+                }
+            } else if scheme == "tcp" {
+                return Err("a tcp address needs a port: tcp://host:2376");
+            }
+            Ok(())
+        }
+        _ => Err("its scheme is not ssh://, unix:// or tcp://"),
+    }
+}
+
+/// A docker context name: what `docker context create` accepts.
+fn is_context_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{engine_address, is_context_name};
+
+    #[test]
+    fn engine_addresses_docker_takes_and_nothing_an_option_parser_would_read() {
+        for good in [
+            "ssh://deploy@10.0.0.11",
+            "ssh://web1",
+            "ssh://deploy@web1.example.com:2222",
+            "ssh://deploy@[fd00::12]:2222",
+            "unix:///var/run/docker.sock",
+            "tcp://10.0.0.11:2376",
+        ] {
+            assert_eq!(engine_address(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "10.0.0.11",
+            "http://web1",
+            "ssh://",
+            "ssh://-oProxyCommand=x",
+            "ssh://-l@web1",
+            "ssh://deploy@web1:0",
+            "ssh://deploy@web1:ssh",
+            "ssh://deploy@web 1",
+            "unix://relative.sock",
+            "tcp://web1",
+        ] {
+            assert!(engine_address(bad).is_err(), "{bad}");
+        }
+        assert!(is_context_name("web1.prod_a-b"));
+        assert!(!is_context_name("-web1"));
+        assert!(!is_context_name(""));
     }
 }

@@ -32,6 +32,8 @@ pub enum Name {
     Compose,
     /// `{{ steps.ID.output }}`: the captured, trimmed stdout of an earlier step.
     StepOutput(String),
+    /// `{{ host.name }}`: the host a per-host step's instance runs for.
+    HostName,
 }
 
 impl Name {
@@ -41,6 +43,7 @@ impl Name {
             "plan.dir" => Name::PlanDir,
             "docker" => Name::Docker,
             "compose" => Name::Compose,
+            "host.name" => Name::HostName,
             _ => match text
                 .strip_prefix("steps.")
                 .and_then(|rest| rest.strip_suffix(".output"))
@@ -79,7 +82,7 @@ impl JsonSchema for Template {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "description": "Text that may use {{ var }}, {{ run.id }}, {{ plan.dir }}, {{ docker }}, {{ compose }} and {{ steps.ID.output }}."
+            "description": "Text that may use {{ var }}, {{ run.id }}, {{ plan.dir }}, {{ docker }}, {{ compose }}, {{ steps.ID.output }} and, in a per-host step, {{ host.name }}."
         })
     }
 }

@@ -25,6 +25,8 @@ pub(super) struct Checked {
     pub maintenance: Option<MaintenanceSection>,
     pub steps: Vec<Step>,
     pub dag: Dag,
+    /// Where `[hosts]` stands, when the plan names hosts.
+    pub hosts: Option<super::Span>,
 }
 
 pub(super) fn check(
@@ -76,6 +78,7 @@ pub(super) fn check(
         .map(|((id, def), needs)| step(id, def, needs, &defaults))
         .collect();
     Some(Checked {
+        hosts: file.host_spans.values().next().cloned(),
         name: file.plan.name.value,
         jobs: file.plan.jobs.map_or(DEFAULT_JOBS, |j| j.value),
         sudo: file.docker.sudo,
@@ -482,7 +485,7 @@ fn check_values(
         // A step's output is known when the step starts: checked then. An
         // unknown name has an error of its own.
         let later = refs.iter().any(|(n, ..)| match n {
-            Name::StepOutput(_) => true,
+            Name::StepOutput(_) | Name::HostName => true,
             Name::Var(v) => !vars.contains_key(v),
             _ => false,
         });
@@ -495,7 +498,7 @@ fn check_values(
             Name::PlanDir => Some(dir.display().to_string()),
             Name::Docker => Some("docker".to_owned()),
             Name::Compose => Some("docker compose".to_owned()),
-            Name::StepOutput(_) => None,
+            Name::StepOutput(_) | Name::HostName => None,
         };
         let why = if rule == Rule::Path {
             template.value.path_climbs(&lookup)
@@ -596,6 +599,23 @@ fn check_ref(
 ) -> Option<PlanDiagnostic> {
     match name {
         Name::RunId | Name::PlanDir | Name::Docker | Name::Compose => None,
+        Name::HostName => {
+            let step = match place {
+                Place::Step(i) | Place::Hook(i) => file.steps.get_index(i).map(|(_, s)| s),
+                Place::Maintenance => None,
+            };
+            if step.is_some_and(|s| s.on.is_some()) {
+                return None;
+            }
+            Some(
+                PlanDiagnostic::error(
+                    "runner::host-name-outside-host",
+                    "`{{ host.name }}` outside a per-host step",
+                )
+                .label(span.clone(), "no host here")
+                .help("only a step with `on` (and its rollback hook) runs for a host; give this step `on = \"ROLE\"`"),
+            )
+        }
         Name::Var(var) if vars.contains_key(var) || file.vars.contains_key(var) => None,
         Name::Var(var) => {
             let known = vars
