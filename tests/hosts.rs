@@ -182,3 +182,35 @@ fn on_and_rollout_need_hosts() {
         run.stderr
     );
 }
+
+#[test]
+fn the_graph_draws_each_host_instance_in_its_batch() {
+    let plan = HOSTS.replace("max_fail = \"10%\"", "");
+    let test = Test::new().plan(&plan);
+    let run = test.run_with(&["graph", "plan.toml"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let dot = &run.stdout;
+    for want in [
+        "label=\"batch 1: web1\";",
+        "label=\"batch 2: web2\";",
+        "label=\"batch 3: db1\";",
+        "\"restart@web1\" [label=\"restart@web1\\nshell\"];",
+        // Per host, check waits for restart on the same host only…
+        "\"restart@web1\" -> \"check@web1\";",
+        // …a batch starts when the one before it is done…
+        "\"check@web1\" -> \"restart@web2\";",
+        "\"restart@web2\" -> \"check@db1\";",
+        // …and a step that runs once waits for every instance.
+        "\"check@web1\" -> \"after\";",
+        "\"check@db1\" -> \"after\";",
+    ] {
+        assert!(dot.contains(want), "{want} is not in:\n{dot}");
+    }
+    assert!(!dot.contains("\"restart@web2\" -> \"check@web1\""), "{dot}");
+    let mermaid = test.run_with(&["graph", "plan.toml", "--format", "mermaid"]);
+    assert!(
+        mermaid.stdout.contains("subgraph b1[\"batch 2: web2\"]"),
+        "{}",
+        mermaid.stdout
+    );
+}

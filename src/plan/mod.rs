@@ -6,6 +6,7 @@
 pub mod diagnostic;
 pub mod model;
 pub mod reader;
+pub mod rollout;
 mod shell;
 pub mod template;
 mod validate;
@@ -47,7 +48,12 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub dag: Dag,
     /// Where the first `[hosts.NAME]` stands, when the plan names hosts.
-    pub hosts: Option<Span>,
+    pub hosts_span: Option<Span>,
+    /// The hosts, in declaration order; empty for a plan on the local docker.
+    pub hosts: Vec<Host>,
+    /// Hosts per batch, and hosts that may fail.
+    pub serial: Option<model::Share>,
+    pub max_fail: Option<model::Share>,
     /// The environment variables that carry values into scripts.
     pub(crate) carriers: Carriers,
 }
@@ -138,6 +144,24 @@ pub struct Step {
     /// What it makes for the steps after it (see the preflight).
     pub creates: Creates,
     pub rollback: Option<Box<Hook>>,
+    /// The hosts it runs on, one instance each (indices into `Plan::hosts`);
+    /// empty for a step that runs once.
+    pub on: Vec<usize>,
+}
+
+/// A host of a plan with several.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    /// Its engine: what `DOCKER_HOST` takes, or a docker context.
+    pub engine: Engine,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    Address(String),
+    Context(String),
 }
 
 /// A TCP port: a number, or a template that gives one.
@@ -261,7 +285,10 @@ pub fn load_str(
                 maintenance: parts.maintenance,
                 steps: parts.steps,
                 dag: parts.dag,
+                hosts_span: parts.hosts_span,
                 hosts: parts.hosts,
+                serial: parts.serial,
+                max_fail: parts.max_fail,
             },
             warnings: diagnostics,
         }),
@@ -275,7 +302,7 @@ impl Plan {
     /// running their steps on the local docker instead would deploy to the
     /// wrong place.
     pub fn runnable(&self) -> Result<(), Diagnostics> {
-        let Some(span) = &self.hosts else {
+        let Some(span) = &self.hosts_span else {
             return Ok(());
         };
         Err(Diagnostics {

@@ -26,7 +26,10 @@ pub(super) struct Checked {
     pub steps: Vec<Step>,
     pub dag: Dag,
     /// Where `[hosts]` stands, when the plan names hosts.
-    pub hosts: Option<super::Span>,
+    pub hosts_span: Option<super::Span>,
+    pub hosts: Vec<super::Host>,
+    pub serial: Option<super::model::Share>,
+    pub max_fail: Option<super::model::Share>,
 }
 
 pub(super) fn check(
@@ -71,14 +74,65 @@ pub(super) fn check(
     }
 
     let defaults = settings(&file.defaults, None);
-    let steps = file
+    let hosts: Vec<super::Host> = file
+        .hosts
+        .iter()
+        .map(|(name, def)| super::Host {
+            name: name.clone(),
+            engine: match (&def.docker, &def.context) {
+                (Some(d), _) => super::Engine::Address(d.value.clone()),
+                (None, c) => {
+                    super::Engine::Context(c.as_ref().map(|c| c.value.clone()).unwrap_or_default())
+                }
+            },
+            roles: def.roles.iter().map(|r| r.value.clone()).collect(),
+        })
+        .collect();
+    let steps: Vec<Step> = file
         .steps
         .into_iter()
         .zip(needs)
-        .map(|((id, def), needs)| step(id, def, needs, &defaults))
+        .map(|((id, def), needs)| {
+            let on = on_hosts(def.on.as_ref(), &hosts);
+            let mut step = step(id, def, needs, &defaults);
+            step.on = on;
+            step
+        })
         .collect();
+    let serial = file
+        .rollout
+        .as_ref()
+        .and_then(|r| r.serial.as_ref())
+        .map(|s| s.value);
+    let max_fail = file
+        .rollout
+        .as_ref()
+        .and_then(|r| r.max_fail.as_ref())
+        .map(|s| s.value);
+    if !hosts.is_empty()
+        && let Err(cycles) = super::rollout::Instances::expand(&steps, &hosts, serial)
+    {
+        for cycle in cycles {
+            diags.push(
+                    PlanDiagnostic::error(
+                        "runner::rollout-cycle",
+                        format!(
+                            "the rollout cannot order its steps: {} -> {}",
+                            cycle.join(" -> "),
+                            cycle.first().map_or("", String::as_str)
+                        ),
+                    )
+                    .label(file.host_spans.values().next().cloned().unwrap_or_default(), "hosts declared here")
+                    .help("a batch waits for the one before it: a step that runs once between per-host steps makes every batch wait for itself; run it before or after them"),
+                );
+        }
+        return None;
+    }
     Some(Checked {
-        hosts: file.host_spans.values().next().cloned(),
+        hosts_span: file.host_spans.values().next().cloned(),
+        hosts,
+        serial,
+        max_fail,
         name: file.plan.name.value,
         jobs: file.plan.jobs.map_or(DEFAULT_JOBS, |j| j.value),
         sudo: file.docker.sudo,
@@ -139,7 +193,26 @@ fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Ste
                 .collect(),
         },
         rollback,
+        on: Vec::new(),
     }
+}
+
+/// The hosts `on` names: a role's hosts, a host, or a list of hosts, in
+/// declaration order.
+fn on_hosts(on: Option<&super::model::On>, hosts: &[super::Host]) -> Vec<usize> {
+    use super::model::On;
+    let Some(on) = on else {
+        return Vec::new();
+    };
+    hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| match on {
+            On::One(name) => h.name == name.value || h.roles.contains(&name.value),
+            On::Hosts(names) => names.iter().any(|n| n.value == h.name),
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn resolve_vars(
