@@ -157,18 +157,21 @@ pub fn instance_id(steps: &[Step], hosts: &[Host], instance: &Instance) -> Strin
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::{Instances, instance_id};
     use crate::plan::{Inputs, Plan, load_str};
 
     fn plan(hosts: usize, serial: &str, steps: &str) -> Plan {
         let mut text = String::from("[plan]\nname = \"t\"\n\n");
         for h in 1..=hosts {
-            text.push_str(&format!(
+            let _ = write!(
+                text,
                 "[hosts.web{h}]\ndocker = \"ssh://deploy@web{h}\"\nroles = [\"web\"]\n"
-            ));
+            );
         }
         if !serial.is_empty() {
-            text.push_str(&format!("[rollout]\nserial = {serial}\n"));
+            let _ = write!(text, "[rollout]\nserial = {serial}\n");
         }
         text.push_str(steps);
         let env = |_: &str| None;
