@@ -51,8 +51,9 @@ pub struct Plan {
     pub hosts_span: Option<Span>,
     /// The hosts, in declaration order; empty for a plan on the local docker.
     pub hosts: Vec<Host>,
-    /// Hosts per batch, and hosts that may fail.
-    pub serial: Option<model::Share>,
+    /// The steps as per-host instances in batches; `None` without hosts.
+    pub instances: Option<rollout::Instances>,
+    /// Hosts that may fail.
     pub max_fail: Option<model::Share>,
     /// The environment variables that carry values into scripts.
     pub(crate) carriers: Carriers,
@@ -287,7 +288,7 @@ pub fn load_str(
                 dag: parts.dag,
                 hosts_span: parts.hosts_span,
                 hosts: parts.hosts,
-                serial: parts.serial,
+                instances: parts.instances,
                 max_fail: parts.max_fail,
             },
             warnings: diagnostics,

@@ -159,7 +159,7 @@ pub fn instance_id(steps: &[Step], hosts: &[Host], instance: &Instance) -> Strin
 mod tests {
     use std::fmt::Write as _;
 
-    use super::{Instances, instance_id};
+    use super::instance_id;
     use crate::plan::{Inputs, Plan, load_str};
 
     fn plan(hosts: usize, serial: &str, steps: &str) -> Plan {
@@ -187,7 +187,7 @@ mod tests {
 
     /// Each instance and what it waits for, by id.
     fn edges(plan: &Plan) -> Vec<String> {
-        let x = Instances::expand(&plan.steps, &plan.hosts, plan.serial).expect("expands");
+        let x = plan.instances.as_ref().expect("expanded");
         let id = |i: usize| instance_id(&plan.steps, &plan.hosts, &x.list[i]);
         (0..x.list.len())
             .map(|i| {
@@ -239,7 +239,7 @@ mod tests {
             ]
         );
         let p = plan(4, "\"25%\"", CHAIN);
-        let x = Instances::expand(&p.steps, &p.hosts, p.serial).expect("expands");
+        let x = p.instances.as_ref().expect("expanded");
         assert_eq!(x.batch, [Some(0), Some(1), Some(2), Some(3)]);
         assert_eq!(x.batches(), 4);
     }

@@ -28,7 +28,7 @@ pub(super) struct Checked {
     /// Where `[hosts]` stands, when the plan names hosts.
     pub hosts_span: Option<super::Span>,
     pub hosts: Vec<super::Host>,
-    pub serial: Option<super::model::Share>,
+    pub instances: Option<super::rollout::Instances>,
     pub max_fail: Option<super::model::Share>,
 }
 
@@ -109,29 +109,35 @@ pub(super) fn check(
         .as_ref()
         .and_then(|r| r.max_fail.as_ref())
         .map(|s| s.value);
-    if !hosts.is_empty()
-        && let Err(cycles) = super::rollout::Instances::expand(&steps, &hosts, serial)
-    {
-        for cycle in cycles {
-            diags.push(
-                    PlanDiagnostic::error(
-                        "runner::rollout-cycle",
-                        format!(
-                            "the rollout cannot order its steps: {} -> {}",
-                            cycle.join(" -> "),
-                            cycle.first().map_or("", String::as_str)
-                        ),
-                    )
-                    .label(file.host_spans.values().next().cloned().unwrap_or_default(), "hosts declared here")
-                    .help("a batch waits for the one before it: a step that runs once between per-host steps makes every batch wait for itself; run it before or after them"),
-                );
+    let hosts_span = file.host_spans.values().next().cloned();
+    let instances = if hosts.is_empty() {
+        None
+    } else {
+        match super::rollout::Instances::expand(&steps, &hosts, serial) {
+            Ok(instances) => Some(instances),
+            Err(cycles) => {
+                for cycle in cycles {
+                    diags.push(
+                        PlanDiagnostic::error(
+                            "runner::rollout-cycle",
+                            format!(
+                                "the rollout cannot order its steps: {} -> {}",
+                                cycle.join(" -> "),
+                                cycle.first().map_or("", String::as_str)
+                            ),
+                        )
+                        .label(hosts_span.clone().unwrap_or_default(), "hosts declared here")
+                        .help("a batch waits for the one before it: a step that runs once between per-host steps makes every batch wait for itself; run it before or after them"),
+                    );
+                }
+                return None;
+            }
         }
-        return None;
-    }
+    };
     Some(Checked {
-        hosts_span: file.host_spans.values().next().cloned(),
+        hosts_span,
         hosts,
-        serial,
+        instances,
         max_fail,
         name: file.plan.name.value,
         jobs: file.plan.jobs.map_or(DEFAULT_JOBS, |j| j.value),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use crate::plan::Plan;
 use crate::plan::model::When;
-use crate::plan::rollout::{Instances, instance_id};
+use crate::plan::rollout::instance_id;
 
 /// Escapes text for a double-quoted DOT or Mermaid label.
 fn label(text: &str) -> String {
@@ -35,7 +35,7 @@ fn caption(plan: &Plan, s: usize) -> Vec<String> {
 }
 
 fn drawing(plan: &Plan) -> Drawing {
-    if plan.hosts.is_empty() {
+    let Some(instances) = &plan.instances else {
         return Drawing {
             nodes: (0..plan.steps.len())
                 .map(|s| {
@@ -50,15 +50,6 @@ fn drawing(plan: &Plan) -> Drawing {
                 .collect(),
             order: plan.dag.order.clone(),
             needs: plan.steps.iter().map(|s| s.needs.clone()).collect(),
-            batches: 0,
-        };
-    }
-    // Checked when the plan was loaded: a plan with hosts expands.
-    let Ok(instances) = Instances::expand(&plan.steps, &plan.hosts, plan.serial) else {
-        return Drawing {
-            nodes: Vec::new(),
-            order: Vec::new(),
-            needs: Vec::new(),
             batches: 0,
         };
     };
@@ -81,7 +72,7 @@ fn drawing(plan: &Plan) -> Drawing {
             .collect(),
         order: instances.dag.order.clone(),
         batches: instances.batches(),
-        needs: instances.needs,
+        needs: instances.needs.clone(),
     }
 }
 
