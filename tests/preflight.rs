@@ -67,9 +67,7 @@ run = "cd . && {tool} --update-crontab"
         changes = changes(&app)
     );
     let test = Test::new().plan(&plan).args(&["apply", "plan.toml"]);
-    let run = test.run();
-    assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
-    let err = &run.stderr;
+    let err = &stopped(&test);
     has(err, "the preflight found 1 problem before any change");
     has(
         err,
@@ -141,9 +139,7 @@ url = "http://localhost:{port}/up"
         changes = changes(&app)
     );
     let test = Test::new().plan(&plan).args(&["apply", "plan.toml"]);
-    let run = test.run();
-    assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
-    let err = &run.stderr;
+    let err = &stopped(&test);
     has(
         err,
         &format!("step `health-http` (on the host): nothing answers on port {port} of this host"),
@@ -200,9 +196,7 @@ run = "{{{{ compose }}}} up -d --no-deps web"
         .plan(&plan)
         .env("DOCKER_CMD", &docker_cmd)
         .args(&["apply", "plan.toml"]);
-    let run = test.run();
-    assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
-    let err = &run.stderr;
+    let err = &stopped(&test);
     assert!(
         err.contains(
             "step `restart` (on the host): neither `docker compose` nor `docker-compose` answers"
@@ -319,19 +313,9 @@ command = ["echo", "inside"]
     };
     // Unmarked: the container does not exist yet, and the preflight says so.
     let test = Test::new().plan(&plan("")).args(&["apply", "plan.toml"]);
-    let run = test.run();
-    assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.stderr
-            .contains(&format!("there is no container named `{name}`")),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("creates = { containers = ["),
-        "{}",
-        run.stderr
-    );
+    let err = stopped(&test);
+    has(&err, &format!("there is no container named `{name}`"));
+    has(&err, "creates = { containers = [");
     assert!(!docker(&["inspect", &name]).status.success(), "nothing ran");
     // Marked: left to the run, which makes it and uses it.
     std::fs::write(
@@ -378,9 +362,7 @@ command = ["true"]
             changes = changes(&app)
         ))
         .args(&["apply", "plan.toml"]);
-    let run = test.run();
-    assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
-    let err = &run.stderr;
+    let err = &stopped(&test);
     has(err, "the preflight found 3 problems");
     has(
         err,
@@ -410,4 +392,11 @@ fn which_docker() -> String {
 /// Fails with the whole text when `want` is not in it.
 fn has(text: &str, want: &str) {
     assert!(text.contains(want), "{want:?} is not in:\n{text}");
+}
+
+/// Runs `test`, which the preflight must stop (exit 4); returns its stderr.
+fn stopped(test: &Test) -> String {
+    let run = test.run();
+    assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
+    run.stderr
 }
