@@ -470,49 +470,39 @@ const HELP_COMPOSE: &str = "install the compose plugin (`apt-get install docker-
 /// docker is). Read-only (`version`), bounded in time, never prompts.
 pub(crate) fn discover_compose(docker: &Docker) -> Compose {
     let mut tried = Vec::new();
+    let plugin = docker.plugin_compose();
     if !docker.available {
         return Compose {
-            command: docker
-                .command
-                .iter()
-                .cloned()
-                .chain(["compose".to_owned()])
-                .collect(),
+            command: plugin,
             available: false,
             reason: "not probed: docker itself is not reachable".into(),
             tried,
             help: docker.help.clone(),
         };
     }
-    let plugin: Vec<String> = docker
-        .command
-        .iter()
-        .cloned()
-        .chain(["compose".to_owned()])
-        .collect();
     let standalone = standalone_compose(&docker.command);
     for (words, why) in [
         (
-            plugin,
+            &plugin,
             "the compose plugin answers `docker compose version`",
         ),
         (
-            standalone,
+            &standalone,
             "the plugin does not answer; `docker-compose version` does",
         ),
     ] {
-        let outcome = probe_with(&words, &["version", "--short"]);
+        let outcome = probe_with(words, &["version", "--short"]);
         let result = match &outcome {
             Outcome::Answered(version) => format!("answered: {version}"),
             Outcome::Failed(_, why) => why.clone(),
         };
         tried.push(Probe {
-            command: format!("{} version --short", display(&words)),
+            command: format!("{} version --short", display(words)),
             result,
         });
         if matches!(outcome, Outcome::Answered(_)) {
             return Compose {
-                command: words,
+                command: words.clone(),
                 available: true,
                 reason: why.to_owned(),
                 tried,
@@ -521,12 +511,7 @@ pub(crate) fn discover_compose(docker: &Docker) -> Compose {
         }
     }
     Compose {
-        command: docker
-            .command
-            .iter()
-            .cloned()
-            .chain(["compose".to_owned()])
-            .collect(),
+        command: plugin,
         available: false,
         reason: "neither `docker compose` nor `docker-compose` answers".into(),
         tried,
@@ -538,16 +523,16 @@ impl Docker {
     /// The compose words: as decided, else the plugin's (in a preview of a plan
     /// that does not use compose).
     pub(crate) fn compose_command(&self) -> Vec<String> {
-        self.compose.as_ref().map_or_else(
-            || {
-                self.command
-                    .iter()
-                    .cloned()
-                    .chain(["compose".to_owned()])
-                    .collect()
-            },
-            |c| c.command.clone(),
-        )
+        self.compose
+            .as_ref()
+            .map_or_else(|| self.plugin_compose(), |c| c.command.clone())
+    }
+
+    /// `docker compose`, through this docker command.
+    fn plugin_compose(&self) -> Vec<String> {
+        let mut words = self.command.clone();
+        words.push("compose".to_owned());
+        words
     }
 
     /// Whether docker runs through sudo.
