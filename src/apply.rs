@@ -76,7 +76,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
     let docker = Arc::new(docker);
     let tasks = PlanTasks::new(plan, Arc::clone(&docker), &run_id, &masker);
     let units = units(plan);
-    let report = session.run(&units, plan.jobs, &tasks, &masker, &mut console);
+    let report = session.run(&units, plan.jobs, (&[], 0), &tasks, &masker, &mut console);
     let code = report.status.exit_code();
     let record = record::Record::new(record::Parts {
         plan,
@@ -90,6 +90,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             command: masker.mask(&shell_join(&c.command)),
             reason: c.reason.clone(),
         }),
+        hosts: Vec::new(),
         masker: &masker,
         report: &report,
     });
@@ -156,6 +157,7 @@ impl Session {
         self,
         units: &[Unit],
         jobs: u32,
+        domains: (&[String], usize),
         tasks: &dyn Tasks,
         masker: &Masker,
         sink: &mut dyn engine::Sink,
@@ -169,6 +171,8 @@ impl Session {
                 masker,
                 sink,
                 interrupts: self.interrupts,
+                domains: domains.0,
+                budget: domains.1,
             })
             .await;
             process::end_adopted().await;
@@ -195,6 +199,7 @@ fn units(plan: &Plan) -> Vec<Unit> {
                 role: hook.action.as_kind().hook_role(),
                 also_if_failed: hook.also_if_failed,
             }),
+            domain: None,
         })
         .collect()
 }

@@ -64,6 +64,7 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
             backoff: 1.0,
         },
         hook: None,
+        domain: None,
     }];
     let mut console = Console::new(&Style::Lines)
         .map_err(|e| Error::Start(format!("cannot start the output thread: {e}")))?;
@@ -74,7 +75,7 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
             tasks.shown()
         ));
     }
-    let report = session.run(&units, 1, &tasks, &masker, &mut console);
+    let report = session.run(&units, 1, (&[], 0), &tasks, &masker, &mut console);
     let unit = &report.units[0];
     let reason = unit
         .run

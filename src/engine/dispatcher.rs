@@ -100,6 +100,19 @@ pub(super) struct Dispatcher<'a> {
     held: Vec<Held>,
     rollback: Vec<usize>,
     signals: u32,
+    domains: &'a [String],
+    budget: usize,
+    /// Domains that failed within the budget, in order.
+    failed_domains: Vec<usize>,
+    /// Whether a domain's rollback had a hook fail.
+    domain_hooks_failed: bool,
+}
+
+/// A failed domain's rollback, within the plan phase: its hooks one at a time.
+struct DomainRollback {
+    domain: usize,
+    hooks: VecDeque<usize>,
+    ok: bool,
 }
 
 impl<'a> Dispatcher<'a> {
@@ -135,6 +148,10 @@ impl<'a> Dispatcher<'a> {
             held: Vec::new(),
             rollback: Vec::new(),
             signals: 0,
+            domains: run.domains,
+            budget: run.budget,
+            failed_domains: Vec::new(),
+            domain_hooks_failed: false,
         }
     }
 
@@ -164,12 +181,14 @@ impl<'a> Dispatcher<'a> {
         let after_failed = after
             .iter()
             .any(|&i| self.status[i] == Some(Status::Failed));
-        let status = if !hooks_ok {
+        let status = if !hooks_ok || self.domain_hooks_failed {
             RunStatus::RollbackIncomplete
         } else if self.signals > 0 {
             RunStatus::Interrupted
         } else if failed || after_failed {
             RunStatus::Failed
+        } else if !self.failed_domains.is_empty() {
+            RunStatus::Partial
         } else {
             RunStatus::Succeeded
         };
@@ -188,6 +207,7 @@ impl<'a> Dispatcher<'a> {
                 .collect(),
             rollback: self.rollback,
             held: self.held,
+            failed_domains: self.failed_domains,
             outputs: self.outputs,
             duration: self.clock.elapsed(),
         }
@@ -239,12 +259,58 @@ impl<'a> Dispatcher<'a> {
             kill: CancellationToken::new(),
         };
         let mut running = 0usize;
+        // Failure domains: which are dead, how many of their steps still run,
+        // which wait for their rollback, and the one rolling back now.
+        let mut dead = vec![false; self.domains.len()];
+        let mut running_in = vec![0usize; self.domains.len()];
+        let mut waiting_rollback: VecDeque<usize> = VecDeque::new();
+        let mut rolling: Option<DomainRollback> = None;
+        // Whether a unit has let its dependents know it is done.
+        let mut released = vec![false; self.units.len()];
         // An interrupt that came before the phase (while the run was set up)
         // stops it before anything starts.
         while let Ok(interrupt) = self.interrupts.try_recv() {
             self.interrupt(interrupt, phase, running, &stops);
         }
         loop {
+            if rolling.is_none()
+                && !stops.no_retry.is_cancelled()
+                && let Some(d) = waiting_rollback.pop_front()
+            {
+                let hooks = self.domain_hooks(d);
+                rolling = Some(DomainRollback {
+                    domain: d,
+                    hooks,
+                    ok: true,
+                });
+            }
+            if let Some(domain) = rolling.as_mut().filter(|_| !stops.no_retry.is_cancelled()) {
+                let ongoing = self.ids.values().any(|t| matches!(t, Task::Hook(_)));
+                if !ongoing {
+                    if let Some(i) = self.next_domain_hook(domain, &stops) {
+                        tracing::debug!(step = %self.units[i].id, "domain hook");
+                        running += 1;
+                    } else {
+                        let d = domain.domain;
+                        rolling = None;
+                        // The domain is settled: what needed it elsewhere goes on.
+                        for u in 0..self.units.len() {
+                            if self.units[u].domain == Some(d) && member[u] && !released[u] {
+                                released[u] = true;
+                                for &dd in &self.dependents[u] {
+                                    if member[dd] && self.units[dd].domain != Some(d) {
+                                        waiting[dd] -= 1;
+                                        if waiting[dd] == 0 {
+                                            queue.push(ready(dd));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
             while !stops.no_retry.is_cancelled() && running < self.jobs {
                 let Some(Ready {
                     index: std::cmp::Reverse(i),
@@ -253,6 +319,12 @@ impl<'a> Dispatcher<'a> {
                 else {
                     break;
                 };
+                if let Some(d) = self.units[i].domain {
+                    if dead[d] {
+                        continue;
+                    }
+                    running_in[d] += 1;
+                }
                 tracing::debug!(step = %self.units[i].id, height = height[i], running, "start");
                 let command = self.launch(Task::Step(i), &stops);
                 self.sink.event(Event::StepStarted {
@@ -264,15 +336,37 @@ impl<'a> Dispatcher<'a> {
                 running += 1;
             }
             if running == 0 {
+                if rolling.is_some() || !waiting_rollback.is_empty() {
+                    if stops.no_retry.is_cancelled() {
+                        // The run's own rollback takes over the hooks not run.
+                        rolling = None;
+                        waiting_rollback.clear();
+                    }
+                    continue;
+                }
                 break;
             }
             tokio::select! {
                 Some(msg) = self.rx.recv() => self.handle(msg, phase),
                 Some(joined) = self.running.join_next_with_id() => {
-                    let (i, succeeded) = self.finish(joined, phase);
+                    let (task, succeeded) = self.finish(joined, phase);
                     running -= 1;
+                    let i = task.unit();
                     tracing::debug!(step = %self.units[i].id, succeeded, running, "done");
-                    if succeeded {
+                    if let Task::Hook(_) = task {
+                        if let Some(domain) = rolling.as_mut() {
+                            domain.ok &= succeeded;
+                            self.domain_hooks_failed |= !succeeded;
+                        }
+                        continue;
+                    }
+                    let domain = self.units[i].domain;
+                    if let Some(d) = domain {
+                        running_in[d] -= 1;
+                    }
+                    let dead_domain = domain.filter(|&d| dead[d]);
+                    if succeeded && dead_domain.is_none() {
+                        released[i] = true;
                         for &d in &self.dependents[i] {
                             if member[d] {
                                 waiting[d] -= 1;
@@ -281,9 +375,32 @@ impl<'a> Dispatcher<'a> {
                                 }
                             }
                         }
-                    } else if phase == Phase::Plan && !stops.no_retry.is_cancelled() {
+                    } else if !succeeded
+                        && phase == Phase::Plan
+                        && !stops.no_retry.is_cancelled()
+                        && let Some(d) = domain
+                        && (dead[d] || self.failed_domains.len() < self.budget)
+                    {
+                        if !dead[d] {
+                            dead[d] = true;
+                            self.failed_domains.push(d);
+                            self.sink.event(Event::DomainFailed {
+                                domain: self.domains[d].clone(),
+                                step: self.units[i].id.clone(),
+                                failed: self.failed_domains.len(),
+                                allowed: self.budget,
+                            });
+                        }
+                    } else if !succeeded && phase == Phase::Plan && !stops.no_retry.is_cancelled() {
                         stops.no_retry.cancel();
                         self.stop(format!("step `{}` failed", self.units[i].id), running);
+                    }
+                    if let Some(d) = dead_domain.or(domain.filter(|&d| dead[d]))
+                        && running_in[d] == 0
+                        && !waiting_rollback.contains(&d)
+                        && rolling.as_ref().is_none_or(|r| r.domain != d)
+                    {
+                        waiting_rollback.push_back(d);
                     }
                 }
                 Some(interrupt) = self.interrupts.recv() => {
@@ -291,6 +408,65 @@ impl<'a> Dispatcher<'a> {
                 }
             }
         }
+    }
+
+    /// A failed domain's hooks, as the run's rollback would order them.
+    fn domain_hooks(&self, d: usize) -> VecDeque<usize> {
+        self.rollback_order()
+            .into_iter()
+            .filter(|&i| self.units[i].domain == Some(d))
+            .collect()
+    }
+
+    /// Starts the next hook of a domain's rollback (a reopening hook is held
+    /// once one failed); returns its unit, or `None` when none is left.
+    fn next_domain_hook(&mut self, domain: &mut DomainRollback, stops: &Stops) -> Option<usize> {
+        while let Some(i) = domain.hooks.pop_front() {
+            let reopens = self.units[i]
+                .hook
+                .is_some_and(|h| h.role == HookRole::Reopen);
+            self.completed.retain(|&c| c != i);
+            if reopens && !domain.ok {
+                self.hold(i);
+                continue;
+            }
+            let command = self.launch(Task::Hook(i), stops);
+            self.rollback.push(i);
+            self.sink.event(Event::RollbackStarted {
+                step: self.units[i].id.clone(),
+                command,
+            });
+            return Some(i);
+        }
+        None
+    }
+
+    fn hold(&mut self, i: usize) {
+        let reason = "an earlier rollback hook failed, so this hook, which gives the system back to its users, is not run: they keep the closed system instead of a half-undone one".to_owned();
+        self.sink.event(Event::RollbackHeld {
+            step: self.units[i].id.clone(),
+            reason: reason.clone(),
+        });
+        self.held.push(Held { unit: i, reason });
+    }
+
+    /// The completed units with hooks, last completed first; hooks that reopen
+    /// the system to users after all others.
+    fn rollback_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = self
+            .completed
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&i| self.units[i].hook.is_some())
+            .collect();
+        // Stable: each group keeps the reverse order of completion.
+        order.sort_by_key(|&i| {
+            self.units[i]
+                .hook
+                .is_some_and(|h| h.role == HookRole::Reopen)
+        });
+        order
     }
 
     fn stop(&mut self, reason: String, running: usize) {
@@ -339,19 +515,7 @@ impl<'a> Dispatcher<'a> {
     /// run. Interrupts are noted but do not stop a rollback: every hook has its
     /// own timeout, and half a rollback is the worst state to leave.
     async fn roll_back(&mut self) -> bool {
-        let mut order: Vec<usize> = self
-            .completed
-            .iter()
-            .rev()
-            .copied()
-            .filter(|&i| self.units[i].hook.is_some())
-            .collect();
-        // Stable: each group keeps the reverse order of completion.
-        order.sort_by_key(|&i| {
-            self.units[i]
-                .hook
-                .is_some_and(|h| h.role == HookRole::Reopen)
-        });
+        let order = self.rollback_order();
         let stops = Stops {
             no_retry: CancellationToken::new(),
             kill: CancellationToken::new(),
@@ -362,12 +526,7 @@ impl<'a> Dispatcher<'a> {
                 .hook
                 .is_some_and(|h| h.role == HookRole::Reopen);
             if reopens && !all_ok {
-                let reason = "an earlier rollback hook failed, so this hook, which gives the system back to its users, is not run: they keep the closed system instead of a half-undone one".to_owned();
-                self.sink.event(Event::RollbackHeld {
-                    step: self.units[i].id.clone(),
-                    reason: reason.clone(),
-                });
-                self.held.push(Held { unit: i, reason });
+                self.hold(i);
                 continue;
             }
             let command = self.launch(Task::Hook(i), &stops);
@@ -536,8 +695,8 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// A task is done, or its task panicked: records its end after every message
-    /// it sent, and returns `(unit, succeeded)`.
-    fn finish(&mut self, joined: Result<(Id, Done), JoinError>, phase: Phase) -> (usize, bool) {
+    /// it sent, and returns `(task, succeeded)`.
+    fn finish(&mut self, joined: Result<(Id, Done), JoinError>, phase: Phase) -> (Task, bool) {
         while let Ok(msg) = self.rx.try_recv() {
             self.handle(msg, phase);
         }
@@ -636,7 +795,7 @@ impl<'a> Dispatcher<'a> {
                 });
             }
         }
-        (i, done.succeeded)
+        (task, done.succeeded)
     }
 }
 

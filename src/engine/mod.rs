@@ -39,6 +39,8 @@ pub(crate) struct Unit {
     pub(crate) when: When,
     pub(crate) settings: Settings,
     pub(crate) hook: Option<Hook>,
+    /// The failure domain it belongs to (a host), if any: see [`Run::budget`].
+    pub(crate) domain: Option<usize>,
 }
 
 /// A rollback hook as the engine sees it.
@@ -102,6 +104,13 @@ pub(crate) struct Run<'a> {
     pub(crate) masker: &'a Masker,
     pub(crate) sink: &'a mut dyn Sink,
     pub(crate) interrupts: mpsc::UnboundedReceiver<Interrupt>,
+    /// The failure domains' names, indexed by [`Unit::domain`].
+    pub(crate) domains: &'a [String],
+    /// How many domains may fail: a failure in a domain within this budget rolls
+    /// back that domain's units (its hooks in reverse) and the rest goes on; its
+    /// dependents outside the domain start once that rollback is done. Any other
+    /// failure stops the run.
+    pub(crate) budget: usize,
 }
 
 /// Runs the units: the plan, its rollback if it failed, then the after-phase.
@@ -121,6 +130,8 @@ pub(crate) struct Report {
     pub(crate) rollback: Vec<usize>,
     /// Hooks not run, and why.
     pub(crate) held: Vec<Held>,
+    /// Domains that failed within the budget, in the order they failed.
+    pub(crate) failed_domains: Vec<usize>,
     /// What steps that capture their stdout printed, by id.
     pub(crate) outputs: HashMap<String, String>,
     pub(crate) duration: Duration,

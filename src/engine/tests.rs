@@ -76,6 +76,8 @@ struct Plan {
     works: HashMap<Task, Arc<Fake>>,
     log: Log,
     start: Instant,
+    domains: Vec<String>,
+    budget: usize,
 }
 
 fn settings(timeout: u64, retries: u32, delay: u64, backoff: f64) -> Settings {
@@ -96,6 +98,8 @@ impl Plan {
             works: HashMap::new(),
             log: Log::default(),
             start: Instant::now(),
+            domains: Vec::new(),
+            budget: 0,
         }
     }
 
@@ -124,6 +128,7 @@ impl Plan {
             when,
             settings: settings(policy.0, policy.1, policy.2, policy.3),
             hook: None,
+            domain: None,
         });
         self.works
             .insert(Task::Step(i), self.fake(id.to_owned(), acts));
@@ -163,6 +168,8 @@ impl Plan {
             masker: &Masker::default(),
             sink: &mut sink,
             interrupts: rx,
+            domains: &self.domains,
+            budget: self.budget,
         })
         .await;
         (report, sink)
@@ -484,4 +491,77 @@ async fn after_phase_steps_may_need_plan_steps() {
     let started = plan.started();
     let position = |name: &str| started.iter().position(|s| s == name).unwrap();
     assert!(position("after-ok#1") > position("bad#1"), "after the plan");
+}
+
+/// Two hosts in batches of one: `drain` and `switch` on each, `switch@h2`
+/// failing; then a step that runs once, after both.
+fn rolling(budget: usize) -> (Plan, [usize; 5]) {
+    let mut plan = Plan::new();
+    plan.domains = vec!["h1".into(), "h2".into()];
+    plan.budget = budget;
+    let drain1 = plan.step("drain@h1", &[], &[Act::Pass(10)]);
+    let switch1 = plan.step("switch@h1", &[drain1], &[Act::Pass(10)]);
+    let drain2 = plan.step("drain@h2", &[switch1], &[Act::Pass(10)]);
+    let switch2 = plan.step("switch@h2", &[drain2], &[Act::Fail(10)]);
+    let done = plan.step("announce", &[switch1, switch2], &[Act::Pass(10)]);
+    for (unit, domain) in [(drain1, 0), (switch1, 0), (drain2, 1), (switch2, 1)] {
+        plan.units[unit].domain = Some(domain);
+        plan.hook(unit, HookRole::Undo, &[Act::Pass(10)]);
+    }
+    (plan, [drain1, switch1, drain2, switch2, done])
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_failing_within_the_budget_rolls_back_alone_and_the_rest_goes_on() {
+    let (plan, [drain1, switch1, drain2, switch2, done]) = rolling(1);
+    let (report, events) = plan.run(&[]).await;
+    assert_eq!(report.status, RunStatus::Partial);
+    assert_eq!(report.status.exit_code(), 1);
+    assert_eq!(report.failed_domains, [1]);
+    // Only the failed host's changes were undone, before the step after it.
+    assert_eq!(hook_ids(&plan, &report), ["drain@h2"]);
+    assert_eq!(report.units[drain2].status, Status::RolledBack);
+    assert_eq!(report.units[switch2].status, Status::Failed);
+    assert_eq!(report.units[drain1].status, Status::Succeeded);
+    assert_eq!(report.units[switch1].status, Status::Succeeded);
+    assert_eq!(report.units[done].status, Status::Succeeded);
+    let started = plan.started();
+    let position = |name: &str| started.iter().position(|s| s == name).unwrap();
+    assert!(position("announce#1") > position("drain@h2/rollback#1"));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::DomainFailed { domain, failed: 1, allowed: 1, .. } if domain == "h2"
+    )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_budget_every_host_that_changed_rolls_back() {
+    let (plan, [_, _, _, _, done]) = rolling(0);
+    let (report, _) = plan.run(&[]).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(report.failed_domains.is_empty());
+    assert_eq!(
+        hook_ids(&plan, &report),
+        ["drain@h2", "switch@h1", "drain@h1"]
+    );
+    assert_eq!(report.units[done].status, Status::Skipped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_host_failing_past_the_budget_rolls_back_all() {
+    let mut plan = Plan::new();
+    plan.domains = vec!["h1".into(), "h2".into(), "h3".into()];
+    plan.budget = 1;
+    let a1 = plan.step("a@h1", &[], &[Act::Fail(10)]);
+    let a2 = plan.step("a@h2", &[a1], &[Act::Pass(10)]);
+    let a3 = plan.step("a@h3", &[a2], &[Act::Fail(10)]);
+    for (unit, domain) in [(a1, 0), (a2, 1), (a3, 2)] {
+        plan.units[unit].domain = Some(domain);
+        plan.hook(unit, HookRole::Undo, &[Act::Pass(10)]);
+    }
+    let (report, _) = plan.run(&[]).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(report.failed_domains, [0]);
+    assert_eq!(hook_ids(&plan, &report), ["a@h2"]);
+    assert_eq!(report.units[a2].status, Status::RolledBack);
 }

@@ -346,6 +346,20 @@ impl TextView {
             Event::Stopping { reason } => {
                 Self::println(buf, &format!("{} {reason}", style("!").red().bold()));
             }
+            Event::DomainFailed {
+                domain,
+                step,
+                failed,
+                allowed,
+            } => {
+                Self::println(
+                    buf,
+                    &format!(
+                        "{} host {domain} failed at {step} ({failed} of {allowed} allowed to fail): its changes roll back, the other hosts go on",
+                        style("!").red().bold()
+                    ),
+                );
+            }
             Event::RollbackStarted { step, command } => {
                 Self::println(
                     buf,

@@ -44,6 +44,9 @@ pub(crate) enum RunStatus {
     RollbackIncomplete,
     /// An interrupt (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT); every rollback hook succeeded.
     Interrupted,
+    /// Some hosts failed within the failure budget and were rolled back; the
+    /// others were deployed.
+    Partial,
 }
 
 impl RunStatus {
@@ -53,6 +56,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::RollbackIncomplete => "rollback incomplete",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Partial => "partly deployed",
         }
     }
 
@@ -60,7 +64,7 @@ impl RunStatus {
     pub(crate) fn exit_code(self) -> i32 {
         match self {
             RunStatus::Succeeded => exit_code::SUCCESS,
-            RunStatus::Failed => exit_code::STEP_FAILED,
+            RunStatus::Failed | RunStatus::Partial => exit_code::STEP_FAILED,
             RunStatus::RollbackIncomplete => exit_code::ROLLBACK_INCOMPLETE,
             RunStatus::Interrupted => exit_code::INTERRUPTED,
         }
@@ -128,6 +132,16 @@ pub(crate) enum Event {
     /// The run stops scheduling: a step failed for good, or an interrupt came.
     Stopping {
         reason: String,
+    },
+    /// A failure domain (a host) failed within the failure budget: its units
+    /// roll back and the others go on.
+    DomainFailed {
+        domain: String,
+        step: String,
+        /// Domains failed so far, this one included.
+        failed: usize,
+        /// Domains that may fail.
+        allowed: usize,
     },
     RollbackStarted {
         step: String,

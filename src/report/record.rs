@@ -39,6 +39,10 @@ pub(crate) struct Record {
     /// The compose command, when the plan uses `{{ compose }}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) compose: Option<DockerRecord>,
+    /// The hosts of a plan with `[hosts]`: how each was reached and how it
+    /// ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) hosts: Vec<HostRecord>,
     /// Variables, secrets as `***`.
     pub(crate) vars: IndexMap<String, String>,
     /// Every step, in declaration order.
@@ -71,6 +75,24 @@ pub(crate) struct Window {
 pub(crate) struct HeldHook {
     pub(crate) step: String,
     pub(crate) reason: String,
+}
+
+/// A host of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HostRecord {
+    pub(crate) name: String,
+    /// Its engine as the plan gives it (`ssh://…`, a context).
+    pub(crate) engine: String,
+    /// The docker decision on that host.
+    pub(crate) docker: String,
+    pub(crate) reason: String,
+    /// Its batch; absent when no step runs on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) batch: Option<usize>,
+    /// Every one of its steps succeeded and none was rolled back.
+    pub(crate) deployed: bool,
+    /// One of its steps failed.
+    pub(crate) failed: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -120,6 +142,7 @@ pub(crate) struct Parts<'a> {
     pub(crate) started_at: SystemTime,
     pub(crate) docker: DockerRecord,
     pub(crate) compose: Option<DockerRecord>,
+    pub(crate) hosts: Vec<HostRecord>,
     pub(crate) masker: &'a Masker,
     pub(crate) report: &'a Report,
 }
@@ -151,6 +174,7 @@ impl Record {
             jobs: plan.jobs,
             docker: run.docker,
             compose: run.compose,
+            hosts: run.hosts,
             vars: plan
                 .vars
                 .iter()

@@ -53,6 +53,20 @@ pub(crate) fn text(record: &Record) -> String {
             None => "FAILED: the plan succeeded, then a step after it failed".to_owned(),
         },
         RunStatus::Interrupted => "INTERRUPTED; every rollback hook succeeded".to_owned(),
+        RunStatus::Partial => {
+            let failed: Vec<&str> = record
+                .hosts
+                .iter()
+                .filter(|h| h.failed)
+                .map(|h| h.name.as_str())
+                .collect();
+            let deployed = record.hosts.iter().filter(|h| h.deployed).count();
+            format!(
+                "PARTLY DEPLOYED: host {} failed and was rolled back (within `max_fail`); {deployed} of {} hosts run the new release",
+                failed.join(", "),
+                record.hosts.iter().filter(|h| h.batch.is_some()).count()
+            )
+        }
         RunStatus::RollbackIncomplete => {
             let failed: Vec<&str> = record
                 .steps
