@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::kinds::{Launch, Rule, Scope, StepKind};
 use crate::lock::{self, Lock};
 use crate::mask::Masker;
+use crate::plan::model::When;
 use crate::plan::template::{Name, Template, Value, shell_join};
 use crate::plan::{Plan, Step};
 use crate::process::{self, MARKER};
@@ -36,6 +37,31 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
     let (started_at, run_id) = (session.started_at, session.run_id.clone());
     let lock = lock_plan(plan, &run_id, started_at)?;
     let docker = usable(docker_for(plan))?;
+    // Each host reached, locked and its docker decided, before anything changes.
+    let hosts = if plan.hosts.is_empty() {
+        None
+    } else {
+        let holder = format!(
+            "run {run_id} of {}@{} (pid {}), since {}",
+            lock::user_name(),
+            lock::host_name(),
+            std::process::id(),
+            humantime::format_rfc3339_seconds(started_at)
+        );
+        let mut hosts = crate::remote::connect(plan, &holder).map_err(Error::Hosts)?;
+        if hosts_use_compose(plan) {
+            // compose runs here, as docker does, with the host's DOCKER_HOST.
+            for host in &mut hosts.list {
+                let compose = docker::discover_compose(&host.docker);
+                Arc::make_mut(&mut host.docker).compose = Some(compose);
+            }
+        }
+        Some(hosts)
+    };
+    let host_dockers: Vec<Arc<Docker>> = hosts
+        .as_ref()
+        .map(|h| h.list.iter().map(|c| Arc::clone(&c.docker)).collect())
+        .unwrap_or_default();
     let report_path = options.report.clone().unwrap_or_else(|| {
         plan.dir
             .join(".runner")
@@ -47,12 +73,13 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
     if !checked.findings.is_empty() {
         return Err(Error::Preflight(Box::new(checked)));
     }
+    let plan_units = plan.units();
     let style = if options.json {
         Style::Json
     } else {
         let live = std::io::stdout().is_terminal();
         Style::Text {
-            width: plan.steps.iter().map(|s| s.id.len()).max().unwrap_or(0),
+            width: plan_units.iter().map(|u| u.id.len()).max().unwrap_or(0),
             live,
             color: live && color_allowed(),
         }
@@ -66,17 +93,42 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             run_id: run_id.clone(),
             plan: plan.name.clone(),
             plan_file: plan.path.display().to_string(),
-            steps: plan.steps.len(),
+            steps: plan_units.len(),
             jobs: plan.jobs,
             docker: docker_shown.clone(),
             docker_reason: docker.reason.clone(),
             started_at: humantime::format_rfc3339_millis(started_at).to_string(),
         },
     );
+    if let Some(hosts) = &hosts {
+        for host in &hosts.list {
+            engine::Sink::event(
+                &mut console,
+                Event::HostReady {
+                    host: host.name.clone(),
+                    engine: masker.mask(&host.engine),
+                    docker: masker.mask(&host.docker.reason),
+                },
+            );
+        }
+    }
     let docker = Arc::new(docker);
-    let tasks = PlanTasks::new(plan, Arc::clone(&docker), &run_id, &masker);
-    let units = units(plan);
-    let report = session.run(&units, plan.jobs, (&[], 0), &tasks, &masker, &mut console);
+    let tasks = PlanTasks::new(plan, Arc::clone(&docker), host_dockers, &run_id, &masker);
+    let units = units(plan, &plan_units);
+    let domains: Vec<String> = plan.hosts.iter().map(|h| h.name.clone()).collect();
+    let used = plan
+        .instances
+        .as_ref()
+        .map_or(0, |x| x.batch.iter().flatten().count());
+    let budget = plan.max_fail.map_or(0, |share| share.of(used, false));
+    let report = session.run(
+        &units,
+        plan.jobs,
+        (&domains, budget),
+        &tasks,
+        &masker,
+        &mut console,
+    );
     let code = report.status.exit_code();
     let record = record::Record::new(record::Parts {
         plan,
@@ -90,7 +142,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             command: masker.mask(&shell_join(&c.command)),
             reason: c.reason.clone(),
         }),
-        hosts: Vec::new(),
+        hosts: host_records(plan, hosts.as_ref(), &plan_units, &report, &masker),
         masker: &masker,
         report: &report,
     });
@@ -112,6 +164,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
     console
         .text(summary::text(&record) + &summary::record_line(&report_path, written.as_ref().err()));
     // Released before waiting for a slow reader of stdout: the run is over.
+    drop(hosts);
     drop(lock);
     console.finish();
     if let Err(e) = written {
@@ -121,6 +174,50 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         ));
     }
     Ok(code)
+}
+
+/// How each host ended, for the record and the summary.
+fn host_records(
+    plan: &Plan,
+    hosts: Option<&crate::remote::Hosts>,
+    plan_units: &[crate::plan::PlanUnit],
+    report: &engine::Report,
+    masker: &Masker,
+) -> Vec<record::HostRecord> {
+    let Some(hosts) = hosts else {
+        return Vec::new();
+    };
+    let batch = |h: usize| plan.instances.as_ref().and_then(|x| x.batch[h]);
+    hosts
+        .list
+        .iter()
+        .enumerate()
+        .map(|(h, host)| {
+            let mine: Vec<&engine::UnitReport> = plan_units
+                .iter()
+                .zip(&report.units)
+                .filter(|(u, _)| u.host == Some(h))
+                .map(|(_, r)| r)
+                .collect();
+            let failed = mine.iter().any(|r| r.status == engine::Status::Failed);
+            let deployed = batch(h).is_some()
+                && !failed
+                && plan_units
+                    .iter()
+                    .zip(&report.units)
+                    .filter(|(u, _)| u.host == Some(h) && plan.steps[u.step].when == When::Success)
+                    .all(|(_, r)| r.status == engine::Status::Succeeded);
+            record::HostRecord {
+                name: host.name.clone(),
+                engine: masker.mask(&host.engine),
+                docker: masker.mask(&shell_join(&host.docker.command)),
+                reason: masker.mask(&host.docker.reason),
+                batch: batch(h),
+                deployed,
+                failed,
+            }
+        })
+        .collect()
 }
 
 /// A command that runs units through the engine: its id and start, the async
@@ -185,21 +282,24 @@ impl Session {
     }
 }
 
-/// The plan's steps as the engine sees them.
-fn units(plan: &Plan) -> Vec<Unit> {
-    plan.steps
+/// The plan's steps (or their per-host instances) as the engine sees them.
+fn units(plan: &Plan, plan_units: &[crate::plan::PlanUnit]) -> Vec<Unit> {
+    plan_units
         .iter()
-        .map(|step| Unit {
-            id: step.id.clone(),
-            needs: step.needs.clone(),
-            when: step.when,
-            settings: step.settings,
-            hook: step.rollback.as_ref().map(|hook| engine::Hook {
-                settings: hook.settings,
-                role: hook.action.as_kind().hook_role(),
-                also_if_failed: hook.also_if_failed,
-            }),
-            domain: None,
+        .map(|u| {
+            let step = &plan.steps[u.step];
+            Unit {
+                id: u.id.clone(),
+                needs: u.needs.clone(),
+                when: step.when,
+                settings: step.settings,
+                hook: step.rollback.as_ref().map(|hook| engine::Hook {
+                    settings: hook.settings,
+                    role: hook.action.as_kind().hook_role(),
+                    also_if_failed: hook.also_if_failed,
+                }),
+                domain: u.host,
+            }
         })
         .collect()
 }
@@ -208,7 +308,12 @@ fn units(plan: &Plan) -> Vec<Unit> {
 /// the outputs captured so far.
 pub(crate) struct PlanTasks<'p> {
     plan: &'p Plan,
+    /// The local docker: for steps that run once.
     docker: Arc<Docker>,
+    /// Each host's docker, by host index; empty without `[hosts]`.
+    hosts: Vec<Arc<Docker>>,
+    /// The engine's units: steps, or their per-host instances.
+    units: Vec<crate::plan::PlanUnit>,
     run_id: String,
     masker: &'p Masker,
     /// `sh`, resolved on PATH once: a child that searches PATH for it pays a
@@ -220,16 +325,24 @@ impl<'p> PlanTasks<'p> {
     pub(crate) fn new(
         plan: &'p Plan,
         docker: Arc<Docker>,
+        hosts: Vec<Arc<Docker>>,
         run_id: &str,
         masker: &'p Masker,
     ) -> Self {
         Self {
             plan,
             docker,
+            hosts,
+            units: plan.units(),
             run_id: run_id.to_owned(),
             masker,
             sh: which::which("sh").map_or_else(|_| "sh".to_owned(), |p| p.display().to_string()),
         }
+    }
+
+    /// The docker of a host, or the local one.
+    fn docker_of(&self, host: Option<usize>) -> &Arc<Docker> {
+        host.and_then(|h| self.hosts.get(h)).unwrap_or(&self.docker)
     }
 
     /// What a task's work is made from, with `scope` (real values).
@@ -248,34 +361,50 @@ impl<'p> PlanTasks<'p> {
         // Commands carry a marker, to find their processes on the host and in a
         // container when they must end.
         let marker = format!("{}/{id}{hook}", self.run_id);
+        let docker = scope.docker;
+        let mut base = vec![
+            ("DOCKER_CMD".to_owned(), docker.command.join(" ")),
+            ("COMPOSE_CMD".to_owned(), docker.compose_command().join(" ")),
+            ("RUNNER_RUN_ID".to_owned(), self.run_id.clone()),
+            ("RUNNER_STEP".to_owned(), id.to_owned()),
+            (MARKER.to_owned(), marker.clone()),
+        ];
+        base.extend(docker.env.iter().cloned());
+        if let Some(host) = scope.host {
+            base.push(("RUNNER_HOST_NAME".to_owned(), host.to_owned()));
+        }
         Launch {
             scope,
-            docker: Arc::clone(&self.docker),
+            docker: Arc::clone(self.docker_of(scope.host_index)),
             env,
-            base: vec![
-                ("DOCKER_CMD".to_owned(), self.docker.command.join(" ")),
-                (
-                    "COMPOSE_CMD".to_owned(),
-                    self.docker.compose_command().join(" "),
-                ),
-                ("RUNNER_RUN_ID".to_owned(), self.run_id.clone()),
-                ("RUNNER_STEP".to_owned(), id.to_owned()),
-                (MARKER.to_owned(), marker.clone()),
-            ],
+            base,
             marker,
             capture: matches!(task, Task::Step(_)),
             sh: &self.sh,
         }
     }
 
+    /// The scope of the local docker (steps that run once).
     pub(crate) fn scope<'s>(
         &'s self,
         masked: bool,
         output: &'s dyn Fn(&str) -> Option<String>,
     ) -> Scope<'s> {
+        self.scope_on(None, masked, output)
+    }
+
+    /// The scope of a step's instance on `host`.
+    pub(crate) fn scope_on<'s>(
+        &'s self,
+        host: Option<usize>,
+        masked: bool,
+        output: &'s dyn Fn(&str) -> Option<String>,
+    ) -> Scope<'s> {
         Scope {
             plan: self.plan,
-            docker: &self.docker,
+            docker: self.docker_of(host),
+            host: host.map(|h| self.plan.hosts[h].name.as_str()),
+            host_index: host,
             mask_secrets: masked,
             run_id: Some(&self.run_id),
             output,
@@ -285,16 +414,17 @@ impl<'p> PlanTasks<'p> {
 
 impl Tasks for PlanTasks<'_> {
     fn prepare(&self, task: Task, outputs: &HashMap<String, String>) -> Prepared {
-        let step = &self.plan.steps[task.unit()];
+        let unit = &self.units[task.unit()];
+        let step = &self.plan.steps[unit.step];
         let (action, env) = match (task, &step.rollback) {
             (Task::Hook(_), Some(hook)) => (&hook.action, &hook.env),
             _ => (&step.action, &step.env),
         };
         let kind = action.as_kind();
         let output = |id: &str| outputs.get(id).cloned();
-        let real = self.scope(false, &output);
-        let shown = self.scope(true, &output);
-        let launch = self.launch(&real, &step.id, real.env(env), task);
+        let real = self.scope_on(unit.host, false, &output);
+        let shown = self.scope_on(unit.host, true, &output);
+        let launch = self.launch(&real, &unit.id, real.env(env), task);
         let operations = kind.operations(&shown, &shown.env(env));
         let work = match refused(kind, &real) {
             Some(why) => Arc::new(Refused(self.masker.mask(&why))) as Arc<dyn Work>,
@@ -417,18 +547,31 @@ fn uses_docker(plan: &Plan) -> bool {
                 .as_ref()
                 .is_some_and(|h| h.action.as_kind().uses_docker())
     };
-    plan.steps.iter().any(step) || mentions(plan, &Name::Docker, "DOCKER_CMD") || uses_compose(plan)
+    plan.steps.iter().filter(|s| s.on.is_empty()).any(step)
+        || mentions(plan, &Name::Docker, "DOCKER_CMD")
+        || uses_compose(plan)
 }
 
-/// Whether a step or hook uses `{{ compose }}` or `$COMPOSE_CMD`.
+/// Whether a step or hook that runs once uses `{{ compose }}` or `$COMPOSE_CMD`.
 pub(crate) fn uses_compose(plan: &Plan) -> bool {
     mentions(plan, &Name::Compose, "COMPOSE_CMD")
+}
+
+/// Whether a per-host step or hook uses `{{ compose }}` or `$COMPOSE_CMD`.
+fn hosts_use_compose(plan: &Plan) -> bool {
+    plan.steps
+        .iter()
+        .filter(|s| !s.on.is_empty())
+        .any(|s| step_mentions(s, &Name::Compose, "COMPOSE_CMD"))
 }
 
 /// Whether a template of a step or hook (its fields or its `env`) refers to
 /// `name`, or its text names the environment variable `var`.
 fn mentions(plan: &Plan, name: &Name, var: &str) -> bool {
-    plan.steps.iter().any(|s| step_mentions(s, name, var))
+    plan.steps
+        .iter()
+        .filter(|s| s.on.is_empty())
+        .any(|s| step_mentions(s, name, var))
 }
 
 /// Whether a template of the step or its hook (fields or `env`) refers to

@@ -38,6 +38,9 @@ pub struct Docker {
     pub help: Option<String>,
     /// The compose command, decided when the plan uses `{{ compose }}`.
     pub compose: Option<Compose>,
+    /// What every docker command for this engine needs in its environment: a
+    /// host's `DOCKER_HOST` (empty for the local engine).
+    pub env: Vec<(String, String)>,
 }
 
 /// The compose command for a run, and how it was chosen: `docker compose` if
@@ -59,7 +62,7 @@ pub struct Probe {
 
 /// What a probe's failure says about the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
+pub(crate) enum Failure {
     PermissionDenied,
     DaemonDown,
     /// sudo wants a password (runner runs it with `-n`, so it never asks).
@@ -73,7 +76,7 @@ enum Failure {
     Other,
 }
 
-fn classify(stderr: &str) -> Failure {
+pub(crate) fn classify(stderr: &str) -> Failure {
     let s = stderr.to_ascii_lowercase();
     if s.contains("not allowed to set the following environment variables")
         || s.contains("not allowed to preserve the environment")
@@ -99,25 +102,29 @@ fn classify(stderr: &str) -> Failure {
     }
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Answered(String),
     Failed(Failure, String),
 }
 
 /// Runs `words version` and reports the server version or why it failed.
 fn probe(words: &[String]) -> Outcome {
-    probe_with(words, &["version", "--format", "{{.Server.Version}}"])
+    probe_with(words, &[], &["version", "--format", "{{.Server.Version}}"])
 }
 
 /// Runs `words` then `version_args` and reports the version it prints or why
 /// it failed.
-fn probe_with(words: &[String], version_args: &[&str]) -> Outcome {
+pub(crate) fn probe_with(
+    words: &[String],
+    env: &[(String, String)],
+    version_args: &[&str],
+) -> Outcome {
     let Some(program) = words.first() else {
         return Outcome::Failed(Failure::NotFound, "empty command".into());
     };
     let mut argv: Vec<String> = words.to_vec();
     argv.extend(version_args.iter().map(|a| (*a).to_owned()));
-    match briefly(&argv, PROBE_TIMEOUT) {
+    match briefly_with(&argv, env, PROBE_TIMEOUT) {
         Err(Brief::NotFound) => {
             Outcome::Failed(Failure::NotFound, format!("`{program}` not found"))
         }
@@ -168,10 +175,23 @@ impl std::fmt::Display for Brief {
 /// Runs a short read-only command, stdin closed, output captured, killed past
 /// `timeout`: for probes and checks made outside a run.
 pub(crate) fn briefly(argv: &[String], timeout: Duration) -> Result<std::process::Output, Brief> {
+    briefly_with(argv, &[], timeout)
+}
+
+/// [`briefly`], with these variables added to its environment.
+pub(crate) fn briefly_with(
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<std::process::Output, Brief> {
     let Some((program, args)) = argv.split_first() else {
         return Err(Brief::Other("empty command".into()));
     };
-    let handle = duct::cmd(program, args)
+    let mut expression = duct::cmd(program, args);
+    for (name, value) in env {
+        expression = expression.env(name, value);
+    }
+    let handle = expression
         .stdin_null()
         .stdout_capture()
         .stderr_capture()
@@ -226,6 +246,7 @@ fn env_words(docker_cmd_env: Option<&str>) -> Option<Vec<String>> {
 pub(crate) fn unprobed(docker_cmd_env: Option<&str>, reason: &str) -> Docker {
     Docker {
         compose: None,
+        env: Vec::new(),
         command: env_words(docker_cmd_env).unwrap_or_else(|| vec!["docker".to_owned()]),
         available: true,
         reason: reason.to_owned(),
@@ -257,6 +278,7 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<&str>) -> Docker {
         let available = matches!(outcome, Outcome::Answered(_));
         return Docker {
             compose: None,
+            env: Vec::new(),
             reason: "DOCKER_CMD is set".into(),
             help: (!available).then(|| {
                 "DOCKER_CMD does not reach a Docker daemon: fix it or unset it".to_owned()
@@ -275,6 +297,7 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<&str>) -> Docker {
         });
         return Docker {
             compose: None,
+            env: Vec::new(),
             command: direct,
             available: false,
             reason: "docker is not installed (not on PATH)".into(),
@@ -295,11 +318,13 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<&str>) -> Docker {
             tried,
             help: None,
             compose: None,
+            env: Vec::new(),
         },
         Outcome::Failed(Failure::PermissionDenied, _) if mode == SudoMode::Auto => {
             if which::which("sudo").is_err() {
                 return Docker {
                     compose: None,
+                    env: Vec::new(),
                     command: direct,
                     available: false,
                     reason: "docker is refused for permission and sudo is not installed".into(),
@@ -312,6 +337,7 @@ pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<&str>) -> Docker {
         }
         Outcome::Failed(failure, _) => Docker {
             compose: None,
+            env: Vec::new(),
             command: direct,
             available: false,
             reason: match failure {
@@ -340,9 +366,11 @@ fn sudo_result(sudo: Vec<String>, outcome: &Outcome, tried: Vec<Probe>, why: &st
             tried,
             help: None,
             compose: None,
+            env: Vec::new(),
         },
         Outcome::Failed(failure, _) => Docker {
             compose: None,
+            env: Vec::new(),
             command: sudo,
             available: false,
             reason: format!(
@@ -491,7 +519,7 @@ pub(crate) fn discover_compose(docker: &Docker) -> Compose {
             "the plugin does not answer; `docker-compose version` does",
         ),
     ] {
-        let outcome = probe_with(words, &["version", "--short"]);
+        let outcome = probe_with(words, &docker.env, &["version", "--short"]);
         let result = match &outcome {
             Outcome::Answered(version) => format!("answered: {version}"),
             Outcome::Failed(_, why) => why.clone(),
@@ -588,7 +616,7 @@ impl Docker {
     async fn helper(&self, args: &[&str], dir: &Path) -> Result<String, String> {
         let mut argv = self.command.clone();
         argv.extend(args.iter().map(|a| (*a).to_owned()));
-        process::output(argv, dir, HELPER_TIMEOUT).await
+        process::output(argv, &self.env, dir, HELPER_TIMEOUT).await
     }
 
     /// Why a container cannot run a command: its state, and running containers

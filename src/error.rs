@@ -36,6 +36,12 @@ pub(crate) enum Error {
     Lock(#[from] LockError),
     #[error("docker is not reachable, and this plan needs it: {}", .0.reason)]
     Docker(Box<Docker>),
+    /// Hosts that cannot be reached, locked or driven: nothing was run.
+    #[error(
+        "{} of the plan cannot be used; nothing was run",
+        crate::plan::diagnostic::plural(.0.len(), "host")
+    )]
+    Hosts(Vec<crate::remote::Problem>),
     /// The preflight found what would fail: nothing was run.
     #[error(
         "the preflight found {} before any change; nothing was run",
@@ -62,16 +68,18 @@ impl Error {
             | Error::PlanRead { .. }
             | Error::NoMaintenance { .. }
             | Error::History { .. } => exit_code::INVALID,
-            Error::Lock(_) | Error::Docker(_) | Error::Preflight(_) | Error::Start(_) => {
-                exit_code::CANNOT_START
-            }
+            Error::Lock(_)
+            | Error::Docker(_)
+            | Error::Hosts(_)
+            | Error::Preflight(_)
+            | Error::Start(_) => exit_code::CANNOT_START,
         }
     }
 
     /// What the operator can do about it.
     fn help(&self) -> Option<String> {
         match self {
-            Error::Usage(_) | Error::Plan(_) | Error::Start(_) => None,
+            Error::Usage(_) | Error::Plan(_) | Error::Start(_) | Error::Hosts(_) => None,
             Error::PlanRead { .. } => Some(
                 "check the path; plans are TOML files such as plans/production.toml".to_owned(),
             ),
@@ -101,6 +109,18 @@ impl Error {
                 if let Error::Docker(docker) = self {
                     for probe in &docker.tried {
                         let _ = writeln!(text, "  tried `{}`: {}", probe.command, probe.result);
+                    }
+                }
+                if let Error::Hosts(problems) = self {
+                    for problem in problems {
+                        let _ = writeln!(text, "  {problem}");
+                        for probe in &problem.tried {
+                            let _ =
+                                writeln!(text, "    tried `{}`: {}", probe.command, probe.result);
+                        }
+                        if !problem.help.is_empty() {
+                            let _ = writeln!(text, "    help: {}", problem.help);
+                        }
                     }
                 }
                 if let Error::Preflight(report) = self {

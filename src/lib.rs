@@ -18,6 +18,7 @@ mod mask;
 pub mod plan;
 mod preflight;
 mod process;
+mod remote;
 pub mod report;
 mod run;
 mod schema;

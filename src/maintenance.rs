@@ -50,7 +50,7 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
     ))?;
     let masker = apply::masker(plan);
     let tasks = Commands {
-        tasks: PlanTasks::new(plan, Arc::new(docker), &run_id, &masker),
+        tasks: PlanTasks::new(plan, Arc::new(docker), Vec::new(), &run_id, &masker),
         request,
     };
     let units = [Unit {

@@ -55,7 +55,7 @@ CONF
     echo '{}' > "$hd/daemon.json"
     # Not `ip netns exec`: it remounts /sys and hides the cgroups from dockerd.
     nsenter --net="/run/netns/$h" unshare --mount --propagation slave --uts sh -c "
-      mount --bind '$hd/run' /run && mkdir -p /run/sshd && hostname $h
+      mount --bind '$hd/run' /run && mkdir -p /run/sshd && mkdir -m 1777 -p /run/lock
       dockerd --config-file '$hd/daemon.json' --data-root '$hd/data' \
         --exec-root '$hd/exec' --pidfile '$hd/docker.pid' \
         --host unix:///run/docker.sock --storage-driver vfs --iptables=false \

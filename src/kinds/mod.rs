@@ -221,6 +221,9 @@ fn url_ok(value: &str) -> bool {
 pub(crate) struct Scope<'a> {
     pub(crate) plan: &'a Plan,
     pub(crate) docker: &'a Docker,
+    /// The host a step's instance runs for (`{{ host.name }}`).
+    pub(crate) host: Option<&'a str>,
+    pub(crate) host_index: Option<usize>,
     /// Secrets render as `***` (preview, reports); the run itself sees real values.
     pub(crate) mask_secrets: bool,
     /// The run id; `None` in a preview, where it is not chosen yet.
@@ -250,7 +253,7 @@ impl Scope<'_> {
             Name::StepOutput(id) => {
                 Value::Text((self.output)(id).unwrap_or_else(|| format!("<steps.{id}.output>")))
             }
-            Name::HostName => Value::Text("<host.name>".to_owned()),
+            Name::HostName => Value::Text(self.host.unwrap_or("<host.name>").to_owned()),
         })
     }
 

@@ -108,6 +108,46 @@ impl Carriers {
     }
 }
 
+/// A unit the engine runs: a step, or one of its per-host instances.
+#[derive(Debug, Clone)]
+pub struct PlanUnit {
+    /// `restart-app`, or `restart-app@web1`.
+    pub id: String,
+    pub step: usize,
+    pub host: Option<usize>,
+    pub needs: Vec<usize>,
+}
+
+impl Plan {
+    /// The units of the run: the steps, or with `[hosts]` their instances.
+    pub fn units(&self) -> Vec<PlanUnit> {
+        match &self.instances {
+            Some(x) => x
+                .list
+                .iter()
+                .zip(&x.needs)
+                .map(|(instance, needs)| PlanUnit {
+                    id: rollout::instance_id(&self.steps, &self.hosts, instance),
+                    step: instance.step,
+                    host: instance.host,
+                    needs: needs.clone(),
+                })
+                .collect(),
+            None => self
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, step)| PlanUnit {
+                    id: step.id.clone(),
+                    step: i,
+                    host: None,
+                    needs: step.needs.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Var {
     pub value: String,
@@ -298,10 +338,9 @@ pub fn load_str(
 }
 
 impl Plan {
-    /// Refuses a plan with `[hosts]` where it would otherwise run or preview:
-    /// this runner validates several hosts but does not drive them yet, and
-    /// running their steps on the local docker instead would deploy to the
-    /// wrong place.
+    /// Refuses a plan with `[hosts]` for `runner maintenance`, which acts on
+    /// one engine: toggling the local docker's container instead would act on
+    /// the wrong place.
     pub fn runnable(&self) -> Result<(), Diagnostics> {
         let Some(span) = &self.hosts_span else {
             return Ok(());
@@ -311,10 +350,10 @@ impl Plan {
             items: vec![
                 diagnostic::PlanDiagnostic::error(
                     "runner::hosts-not-runnable",
-                    "this runner checks `[hosts]` but cannot deploy to several hosts yet",
+                    "`runner maintenance` acts on one engine, and this plan names several hosts",
                 )
                 .label(span.clone(), "hosts are declared here")
-                .help("`runner validate` checks such a plan; to deploy through the local docker, remove `[hosts]`, `[rollout]` and `on`"),
+                .help("a plan with `[hosts]` turns maintenance on and off in its own steps (`on` a role or hosts)"),
             ],
         })
     }

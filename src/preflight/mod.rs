@@ -133,12 +133,20 @@ pub(crate) fn run(plan: &Plan, docker: &Docker, masker: &Masker) -> Report {
     let scope = Scope {
         plan,
         docker,
+        host: None,
+        host_index: None,
         mask_secrets: false,
         run_id: None,
         output: &no_output,
     };
     let mut subjects = Vec::new();
-    for (s, step) in plan.steps.iter().enumerate() {
+    // Per-host steps act on their hosts' engines: this checks the local one.
+    for (s, step) in plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.on.is_empty())
+    {
         for need in step.action.as_kind().needs(&scope, &scope.env(&step.env)) {
             subjects.push(Subject {
                 step: s,
@@ -791,7 +799,7 @@ fn state(docker: &Docker, name: &str) -> State {
             name,
         ],
     );
-    match docker::briefly(&argv, CHECK_TIMEOUT) {
+    match docker::briefly_with(&argv, &docker.env, CHECK_TIMEOUT) {
         Ok(out) if out.status.success() => {
             let status = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             if status == "running" {
@@ -833,7 +841,7 @@ fn look(docker: &Docker, seat: &Seat, programs: &BTreeSet<String>) -> Looked {
     ];
     argv.extend(programs.iter().cloned());
     let argv = docker.exec_argv(container, &options, &argv);
-    match docker::briefly(&argv, CHECK_TIMEOUT) {
+    match docker::briefly_with(&argv, &docker.env, CHECK_TIMEOUT) {
         Ok(out) => {
             let stdout = String::from_utf8_lossy(&out.stdout);
             if out.status.success() && stdout.lines().last() == Some("runner-looked") {
@@ -960,7 +968,7 @@ fn answers(host: &str, port: u16) -> bool {
 /// Running containers that expose `port` without publishing it on this host.
 fn exposing(docker: &Docker, port: u16) -> Vec<String> {
     let argv = docker_argv(docker, &["ps", "--format", "{{.Names}}\t{{.Ports}}"]);
-    let Ok(out) = docker::briefly(&argv, CHECK_TIMEOUT) else {
+    let Ok(out) = docker::briefly_with(&argv, &docker.env, CHECK_TIMEOUT) else {
         return Vec::new();
     };
     let wanted = format!("{port}/tcp");

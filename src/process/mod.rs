@@ -234,12 +234,14 @@ fn from_status(status: ExitStatus) -> End {
 /// stdout, or why it failed.
 pub(crate) async fn output(
     argv: Vec<String>,
+    env: &[(String, String)],
     dir: &Path,
     limit: Duration,
 ) -> Result<String, String> {
     let spec = Spec {
         stdout: Pipe::kept(),
         stderr: Pipe::kept(),
+        env: env.to_vec(),
         ..Spec::new(argv, dir)
     };
     let cancel = CancellationToken::new();

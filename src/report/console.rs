@@ -346,6 +346,13 @@ impl TextView {
             Event::Stopping { reason } => {
                 Self::println(buf, &format!("{} {reason}", style("!").red().bold()));
             }
+            Event::HostReady {
+                host,
+                engine,
+                docker,
+            } => {
+                Self::println(buf, &format!("  host {host} ({engine}): {docker}"));
+            }
             Event::DomainFailed {
                 domain,
                 step,

@@ -133,6 +133,12 @@ pub(crate) enum Event {
     Stopping {
         reason: String,
     },
+    /// A host is reached, locked, and its docker decided.
+    HostReady {
+        host: String,
+        engine: String,
+        docker: String,
+    },
     /// A failure domain (a host) failed within the failure budget: its units
     /// roll back and the others go on.
     DomainFailed {

@@ -113,6 +113,8 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
     let scope = Scope {
         plan,
         docker: &docker,
+        host: None,
+        host_index: None,
         mask_secrets: true,
         run_id: None,
         output: &no_output,

@@ -104,6 +104,9 @@ pub(crate) struct DockerRecord {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StepRecord {
     pub(crate) id: String,
+    /// The host of a per-host instance (`restart-app@web1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) host: Option<String>,
     pub(crate) kind: String,
     pub(crate) phase: Phase,
     pub(crate) status: Status,
@@ -188,11 +191,13 @@ impl Record {
                 })
                 .collect(),
             steps: plan
-                .steps
+                .units()
                 .iter()
+                .map(|u| (u, &plan.steps[u.step]))
                 .zip(&report.units)
-                .map(|(step, unit)| StepRecord {
-                    id: step.id.clone(),
+                .map(|((u, step), unit)| StepRecord {
+                    id: u.id.clone(),
+                    host: u.host.map(|h| plan.hosts[h].name.clone()),
                     kind: step.action.name().to_owned(),
                     phase: if step.when == When::Success {
                         Phase::Plan
@@ -225,18 +230,21 @@ impl Record {
                     }),
                 })
                 .collect(),
-            rollback: report
-                .rollback
-                .iter()
-                .map(|&i| plan.steps[i].id.clone())
-                .collect(),
+            rollback: {
+                let units = plan.units();
+                report
+                    .rollback
+                    .iter()
+                    .map(|&i| units[i].id.clone())
+                    .collect()
+            },
             repair: (!report.held.is_empty()).then(|| super::summary::repair(plan)),
             maintenance: windows(plan, report),
             rollback_held: report
                 .held
                 .iter()
                 .map(|h| HeldHook {
-                    step: plan.steps[h.unit].id.clone(),
+                    step: plan.units()[h.unit].id.clone(),
                     reason: h.reason.clone(),
                 })
                 .collect(),
@@ -249,7 +257,8 @@ impl Record {
 /// when one that turns it off ends.
 fn windows(plan: &Plan, report: &Report) -> Vec<Window> {
     let mut toggles: Vec<(u64, bool)> = Vec::new();
-    for (step, unit) in plan.steps.iter().zip(&report.units) {
+    for (u, unit) in plan.units().iter().zip(&report.units) {
+        let step = &plan.steps[u.step];
         if let (Some(on), Some(run)) = (step.action.as_kind().toggles(), &unit.run)
             && run.succeeded()
         {
