@@ -28,7 +28,7 @@
 //! machine's.
 
 use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -984,27 +984,34 @@ fn pipe(stream: UnixStream, words: &[String]) {
         let _ = child.wait();
         return;
     };
+    // Not `std::io::copy`: from a unix socket into a pipe it splices, and the
+    // kernel then waits for a full buffer before passing anything on.
     let upstream = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut reader, &mut stdin);
+        forward(&mut reader, &mut stdin);
         // The client is done writing: the session's stdin ends.
         drop(stdin);
     });
     let mut writer = stream;
+    forward(&mut stdout, &mut writer);
+    let _ = writer.shutdown(std::net::Shutdown::Both);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = upstream.join();
+}
+
+/// Copies what `from` gives to `to` as it comes, until either side ends.
+fn forward(from: &mut impl std::io::Read, to: &mut impl std::io::Write) {
     let mut buffer = [0u8; 32 * 1024];
     loop {
-        match stdout.read(&mut buffer) {
+        match from.read(&mut buffer) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if writer.write_all(&buffer[..n]).is_err() {
+                if to.write_all(&buffer[..n]).is_err() {
                     break;
                 }
             }
         }
     }
-    let _ = writer.shutdown(std::net::Shutdown::Both);
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = upstream.join();
 }
 
 impl Ssh {
@@ -1104,5 +1111,25 @@ mod tests {
             false,
         );
         assert!(what.contains("refuses connections on port 22"), "{what}");
+    }
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use std::io::{Read as _, Write as _};
+
+    use super::*;
+
+    #[test]
+    fn relays_a_connection_to_a_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("r.sock");
+        relay(&socket, vec!["cat".to_owned()]).unwrap();
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream.write_all(b"hello\n").unwrap();
+        let mut buffer = [0u8; 6];
+        stream.read_exact(&mut buffer).unwrap();
+        assert_eq!(&buffer, b"hello\n");
     }
 }
