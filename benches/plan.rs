@@ -105,6 +105,7 @@ fn docker() -> Docker {
         tried: Vec::new(),
         help: None,
         compose: None,
+        env: Vec::new(),
     }
 }
 

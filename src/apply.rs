@@ -199,7 +199,8 @@ fn host_records(
                 .filter(|(u, _)| u.host == Some(h))
                 .map(|(_, r)| r)
                 .collect();
-            let failed = mine.iter().any(|r| r.status == engine::Status::Failed);
+            let failed = report.failed_domains.contains(&h)
+                || mine.iter().any(|r| r.status == engine::Status::Failed);
             let deployed = batch(h).is_some()
                 && !failed
                 && plan_units
@@ -376,6 +377,7 @@ impl<'p> PlanTasks<'p> {
         Launch {
             scope,
             docker: Arc::clone(self.docker_of(scope.host_index)),
+            local: Arc::clone(&self.docker),
             env,
             base,
             marker,
@@ -547,7 +549,14 @@ fn uses_docker(plan: &Plan) -> bool {
                 .as_ref()
                 .is_some_and(|h| h.action.as_kind().uses_docker())
     };
+    let local = |s: &Step| {
+        s.action.as_kind().uses_local_docker()
+            || s.rollback
+                .as_ref()
+                .is_some_and(|h| h.action.as_kind().uses_local_docker())
+    };
     plan.steps.iter().filter(|s| s.on.is_empty()).any(step)
+        || plan.steps.iter().any(local)
         || mentions(plan, &Name::Docker, "DOCKER_CMD")
         || uses_compose(plan)
 }

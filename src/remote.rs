@@ -1,5 +1,5 @@
 //! Several hosts: each host's own Docker engine, reached through an SSH
-//! connection that runner owns (OpenSSH's ControlMaster), never an agent of ours.
+//! connection that runner owns (OpenSSH's `ControlMaster`), never an agent of ours.
 //!
 //! For each `ssh://` host, before anything changes:
 //! 1. One master connection (`ssh -M -N`, batch mode, a connect timeout, server
@@ -16,7 +16,7 @@
 //!    over the connection (no process per docker call), or, when the user reaches
 //!    docker only through sudo (or the host refuses forwarding), a relay runner
 //!    serves: each connection is one session running `[sudo -n] docker system
-//!    dial-stdio`, with a bounded number of sessions at once (sshd's MaxSessions
+//!    dial-stdio`, with a bounded number of sessions at once (sshd's `MaxSessions`
 //!    is 10 by default, and past it a multiplexed connection silently opens a
 //!    new one).
 //!
@@ -44,7 +44,7 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the lock and the docker probes may take on a host.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Relay sessions at once on one connection: below sshd's MaxSessions (10 by
+/// Relay sessions at once on one connection: below sshd's `MaxSessions` (10 by
 /// default), with room for the lock and a probe.
 const MAX_SESSIONS: usize = 6;
 /// The docker socket on a host, forwarded when its user may read it.
@@ -1001,7 +1001,7 @@ fn pipe(stream: UnixStream, words: &[String]) {
 
 /// Copies what `from` gives to `to` as it comes, until either side ends.
 fn forward(from: &mut impl std::io::Read, to: &mut impl std::io::Write) {
-    let mut buffer = [0u8; 32 * 1024];
+    let mut buffer = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buffer) {
             Ok(0) | Err(_) => break,
@@ -1126,7 +1126,9 @@ mod relay_tests {
         let socket = dir.path().join("r.sock");
         relay(&socket, vec!["cat".to_owned()]).unwrap();
         let mut stream = UnixStream::connect(&socket).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         stream.write_all(b"hello\n").unwrap();
         let mut buffer = [0u8; 6];
         stream.read_exact(&mut buffer).unwrap();

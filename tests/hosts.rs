@@ -1,6 +1,6 @@
-//! Several hosts (issue 13), as far as this runner goes: `[hosts]`, `[rollout]`,
-//! `on` and `{{ host.name }}` are checked; running such a plan is refused, never
-//! sent to the local docker instead.
+//! Several hosts: `[hosts]`, `[rollout]`, `on` and `{{ host.name }}` checked;
+//! then real deploys to test hosts (network namespaces with their own dockerd
+//! and sshd, `tests/common/hosts.rs`) over runner's own ssh connections.
 
 use crate::common::Test;
 
@@ -51,17 +51,14 @@ fn a_plan_with_hosts_roles_and_a_rollout_is_valid() {
 }
 
 #[test]
-fn running_it_is_refused_before_anything_runs() {
-    for args in [
-        &["apply", "plan.toml"][..],
-        &["apply", "plan.toml", "--plan-only"],
-        &["maintenance", "status", "plan.toml"],
-    ] {
+fn runner_maintenance_refuses_a_plan_with_hosts() {
+    for args in [&["maintenance", "status", "plan.toml"][..]] {
         let test = Test::new().plan(HOSTS).args(args);
         let run = test.run();
         assert_eq!(run.status, 2, "{args:?}: {}{}", run.stdout, run.stderr);
         assert!(
-            run.stderr.contains("cannot deploy to several hosts yet")
+            run.stderr
+                .contains("`runner maintenance` acts on one engine")
                 && run.stderr.contains("hosts are declared here")
                 && run.stderr.contains("plan.toml:5:8"),
             "{args:?}: {}",
@@ -213,4 +210,500 @@ fn the_graph_draws_each_host_instance_in_its_batch() {
         "{}",
         mermaid.stdout
     );
+}
+
+mod rolling {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant};
+
+    use crate::common::docker::{Cleanup, Users, busybox_image, unique};
+    use crate::common::hosts::Hosts;
+    use crate::common::{Run, Test};
+
+    /// A proxy in front of the hosts: each request goes to the next host whose
+    /// file is in `pool` (the plan takes a host out while it deploys it).
+    struct Proxy {
+        port: u16,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Proxy {
+        fn start(pool: &Path, count: usize) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+            listener.set_nonblocking(true).expect("nonblocking");
+            let port = listener.local_addr().expect("address").port();
+            let stop = Arc::new(AtomicBool::new(false));
+            let pool = pool.to_owned();
+            let next = Arc::new(AtomicUsize::new(0));
+            let thread = {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        match listener.accept() {
+                            Ok((client, _)) => {
+                                let pool = pool.clone();
+                                let next = Arc::clone(&next);
+                                std::thread::spawn(move || serve(client, &pool, count, &next));
+                            }
+                            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                        }
+                    }
+                })
+            };
+            Self {
+                port,
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn serve(mut client: TcpStream, pool: &Path, count: usize, next: &AtomicUsize) {
+        let _ = client.set_nonblocking(false);
+        let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match client.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buffer[..n]),
+            }
+        }
+        let members: Vec<usize> = (1..=count)
+            .filter(|i| pool.join(format!("rth{i}")).exists())
+            .collect();
+        if members.is_empty() {
+            let _ = client.write_all(b"HTTP/1.0 503 No backend\r\n\r\n");
+            return;
+        }
+        let host = members[next.fetch_add(1, Ordering::SeqCst) % members.len()];
+        let address = format!("{}:8080", Hosts::address(host));
+        let answer =
+            TcpStream::connect_timeout(&address.parse().expect("address"), Duration::from_secs(2))
+                .and_then(|mut backend| {
+                    backend.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    backend.write_all(&request)?;
+                    let mut answer = Vec::new();
+                    backend.read_to_end(&mut answer)?;
+                    Ok(answer)
+                });
+        let _ = match answer {
+            Ok(answer) if !answer.is_empty() => client.write_all(&answer),
+            _ => client.write_all(b"HTTP/1.0 502 Backend failed\r\n\r\n"),
+        };
+    }
+
+    /// What a client polling the proxy every 20 ms saw.
+    #[derive(Debug, Default)]
+    struct Seen {
+        ok: usize,
+        /// Statuses other than 200, and connection errors, with the time.
+        bad: Vec<String>,
+        bodies: std::collections::BTreeSet<String>,
+    }
+
+    struct Client {
+        stop: Arc<AtomicBool>,
+        thread: JoinHandle<Seen>,
+    }
+
+    impl Client {
+        /// Polls every 20 ms, at most 6,000 requests (two minutes).
+        fn start(port: u16) -> Self {
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut seen = Seen::default();
+                    let start = Instant::now();
+                    for _ in 0..6000 {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        match get(port) {
+                            Ok((200, body)) => {
+                                seen.ok += 1;
+                                seen.bodies.insert(body.trim().to_owned());
+                            }
+                            Ok((status, _)) => seen
+                                .bad
+                                .push(format!("{:?}: status {status}", start.elapsed())),
+                            Err(e) => seen.bad.push(format!("{:?}: {e}", start.elapsed())),
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    seen
+                })
+            };
+            Self { stop, thread }
+        }
+
+        fn finish(self) -> Seen {
+            self.stop.store(true, Ordering::SeqCst);
+            self.thread.join().expect("the client")
+        }
+    }
+
+    fn get(port: u16) -> Result<(u16, String), String> {
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .map_err(|e| format!("write: {e}"))?;
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .map_err(|e| format!("read: {e}"))?;
+        let status = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status in {answer:?}"))?;
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        Ok((status, body))
+    }
+
+    /// Two releases of an app that says its version, and the plan that rolls
+    /// it out: each host leaves the proxy's pool, gets the image, switches
+    /// (the old container kept to roll back to), is checked, and comes back.
+    struct Rollout {
+        hosts: Hosts,
+        test: Test,
+        image: String,
+        pool: PathBuf,
+        _cleanup: Cleanup,
+    }
+
+    const PLAN: &str = r#"
+[plan]
+name = "rolling"
+
+[vars]
+image = "IMAGE"
+version = "v1"
+pool = "POOL"
+broken = "none"
+
+HOSTS
+[rollout]
+serial = 1
+max_fail = MAX_FAIL
+
+[steps.ship]
+kind = "image-ship"
+on = "web"
+image = "{{ image }}:{{ version }}"
+
+[steps.drain]
+kind = "shell"
+on = "web"
+needs = ["ship"]
+run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.3"
+rollback = { kind = "shell", run = "{{ docker }} exec app wget -q -O /dev/null http://127.0.0.1:8080/ && touch {{ pool }}/{{ host.name }}" }
+
+[steps.switch]
+kind = "shell"
+on = "web"
+needs = ["drain"]
+run = """
+{{ docker }} rm -f app-previous >/dev/null 2>&1 || true
+if {{ docker }} container inspect app >/dev/null 2>&1; then
+  {{ docker }} stop -t 0 app >/dev/null && {{ docker }} rename app app-previous
+fi
+{{ docker }} run -d --name app -p 8080:8080 {{ image }}:{{ version }}
+"""
+
+[steps.switch.rollback]
+kind = "shell"
+also_if_failed = true
+run = """
+if {{ docker }} container inspect app-previous >/dev/null 2>&1; then
+  {{ docker }} rm -f app >/dev/null 2>&1 || true
+  {{ docker }} rename app-previous app && {{ docker }} start app
+fi
+"""
+
+[steps.check]
+kind = "http-probe"
+on = "web"
+needs = ["switch"]
+container = "app"
+url = "http://127.0.0.1:8080/"
+retries = 30
+retry_delay = "100ms"
+backoff = 1.0
+
+[steps.smoke]
+kind = "shell"
+on = "web"
+needs = ["check"]
+run = "test {{ host.name }} != {{ broken }}"
+
+[steps.undrain]
+kind = "shell"
+on = "web"
+needs = ["smoke"]
+run = "touch {{ pool }}/{{ host.name }}"
+rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.3" }
+"#;
+
+    impl Rollout {
+        fn new(count: usize, user: &str, max_fail: &str) -> Self {
+            let hosts = Hosts::up(count);
+            let image = unique("roll");
+            let mut cleanup = Cleanup::default();
+            for version in ["v1", "v2"] {
+                let tag = format!("{image}:{version}");
+                busybox_image(
+                    &tag,
+                    r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/srv"]"#,
+                    &[("rootfs/srv/index.html", version.as_bytes())],
+                );
+                cleanup.images.push(tag);
+            }
+            let test = Test::new();
+            let pool = test.path_of("pool");
+            std::fs::create_dir_all(&pool).expect("pool");
+            let plan = PLAN
+                .replace("IMAGE", &image)
+                .replace("POOL", &pool.display().to_string())
+                .replace("HOSTS", &hosts.section(user))
+                .replace("MAX_FAIL", max_fail);
+            let test = test
+                .plan(&plan)
+                .env("RUNNER_SSH_COMMAND", &hosts.ssh_command());
+            Self {
+                hosts,
+                test,
+                image,
+                pool,
+                _cleanup: cleanup,
+            }
+        }
+
+        fn apply(&self, vars: &[&str]) -> Run {
+            let mut args = vec!["apply", "plan.toml"];
+            for var in vars {
+                args.extend(["--var", var]);
+            }
+            self.test.run_with(&args)
+        }
+
+        /// What each host's `app` container serves, read on the host itself.
+        fn versions(&self) -> Vec<String> {
+            (1..=self.hosts.count)
+                .map(|i| {
+                    let out = self.hosts.docker(
+                        i,
+                        &["exec", "app", "wget", "-q", "-O-", "http://127.0.0.1:8080/"],
+                    );
+                    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+                })
+                .collect()
+        }
+
+        fn in_pool(&self) -> Vec<bool> {
+            (1..=self.hosts.count)
+                .map(|i| self.pool.join(format!("rth{i}")).exists())
+                .collect()
+        }
+    }
+
+    fn rolls_out_with_no_error(count: usize) {
+        let rollout = Rollout::new(count, "root", "0");
+        let first = rollout.apply(&[]);
+        assert_eq!(first.status, 0, "{}{}", first.stdout, first.stderr);
+        assert_eq!(rollout.versions(), vec!["v1"; count]);
+        let proxy = Proxy::start(&rollout.pool, count);
+        let client = Client::start(proxy.port);
+        std::thread::sleep(Duration::from_millis(300));
+        let run = rollout.apply(&["version=v2"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let seen = client.finish();
+        drop(proxy);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        assert_eq!(rollout.versions(), vec!["v2"; count]);
+        assert_eq!(rollout.in_pool(), vec![true; count]);
+        assert!(seen.bad.is_empty(), "{seen:?}\n{}", run.stdout);
+        assert!(seen.ok > 20, "{seen:?}");
+        assert!(
+            seen.bodies.contains("v1") && seen.bodies.contains("v2"),
+            "{seen:?}"
+        );
+        // Host by host: the second host's switch starts after the first's
+        // last step.
+        let out = &run.stdout;
+        let position = |text: &str| {
+            out.find(text)
+                .unwrap_or_else(|| panic!("{text:?} is not in:\n{out}"))
+        };
+        assert!(position("undrain@rth1 succeeded") < position("▶ switch@rth2"));
+        // The image went over the connection; the first deploy had sent v1.
+        assert!(out.contains("Loaded image"), "{out}");
+        for i in 1..=count {
+            assert!(out.contains(&format!("host rth{i} (ssh://root@")), "{out}");
+        }
+        let again = rollout.apply(&["version=v2"]);
+        assert_eq!(again.status, 0, "{}", again.stdout);
+        assert!(
+            again.stdout.contains("already has") && again.stdout.contains("nothing sent"),
+            "{}",
+            again.stdout
+        );
+    }
+
+    #[test]
+    fn two_hosts_roll_out_one_at_a_time_and_users_see_no_error() {
+        rolls_out_with_no_error(2);
+    }
+
+    #[test]
+    fn three_hosts_roll_out_one_at_a_time_and_users_see_no_error() {
+        rolls_out_with_no_error(3);
+    }
+
+    #[test]
+    fn a_release_failing_on_the_second_host_rolls_back_the_first_too_with_max_fail_0() {
+        let rollout = Rollout::new(2, "root", "0");
+        assert_eq!(rollout.apply(&[]).status, 0);
+        let proxy = Proxy::start(&rollout.pool, 2);
+        let client = Client::start(proxy.port);
+        std::thread::sleep(Duration::from_millis(300));
+        let run = rollout.apply(&["version=v2", "broken=rth2"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let seen = client.finish();
+        drop(proxy);
+        assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+        assert_eq!(rollout.versions(), ["v1", "v1"], "{}", run.stdout);
+        assert_eq!(rollout.in_pool(), [true, true], "{}", run.stdout);
+        assert!(seen.bad.is_empty(), "{seen:?}\n{}", run.stdout);
+        assert!(run.stdout.contains("smoke@rth2"), "{}", run.stdout);
+        assert!(
+            run.stdout.contains("switch@rth1 (rollback) rolled back"),
+            "{}",
+            run.stdout
+        );
+        let _ = &rollout.image;
+    }
+
+    #[test]
+    fn within_the_budget_the_deploy_goes_on_and_the_summary_names_the_failed_host() {
+        let rollout = Rollout::new(3, "root", "1");
+        assert_eq!(rollout.apply(&[]).status, 0);
+        let run = rollout.apply(&["version=v2", "broken=rth2"]);
+        assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+        // rth2 is back on v1; the others went on to v2.
+        assert_eq!(rollout.versions(), ["v2", "v1", "v2"], "{}", run.stdout);
+        assert_eq!(rollout.in_pool(), [true, true, true], "{}", run.stdout);
+        assert!(
+            run.stdout.contains("PARTLY DEPLOYED: host rth2 failed"),
+            "{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("2 of 3 hosts run the new release"),
+            "{}",
+            run.stdout
+        );
+    }
+
+    #[test]
+    fn a_remote_user_with_only_sudo_docker_deploys() {
+        let users = Users::create();
+        users.allow_ssh_login();
+        let rollout = Rollout::new(2, &users.sudoer, "0");
+        let run = rollout.apply(&[]);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        assert_eq!(rollout.versions(), ["v1", "v1"]);
+        assert!(
+            run.stdout.contains("`sudo -n docker` answers"),
+            "{}",
+            run.stdout
+        );
+    }
+
+    #[test]
+    fn a_host_that_does_not_answer_stops_the_run_in_seconds_naming_it() {
+        let rollout = Rollout::new(2, "root", "0");
+        // rth2 drops everything, as a dead host or a firewall does.
+        let dropped = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", "rth2", "iptables", "-A", "INPUT", "-j", "DROP",
+            ])
+            .status()
+            .expect("iptables");
+        assert!(dropped.success());
+        let start = Instant::now();
+        let run = rollout.apply(&[]);
+        let took = start.elapsed();
+        assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("host rth2 (ssh://root@10.77.0.12)")
+                && run.stderr.contains("does not answer"),
+            "{}",
+            run.stderr
+        );
+        assert!(took < Duration::from_secs(20), "{took:?}");
+        // Nothing ran, on either host.
+        assert_eq!(rollout.in_pool(), [false, false]);
+    }
+
+    #[test]
+    fn kill_9_mid_deploy_frees_every_hosts_lock_at_once() {
+        let rollout = Rollout::new(2, "root", "0");
+        let plan = std::fs::read_to_string(rollout.test.path_of("plan.toml")).expect("plan");
+        std::fs::write(
+            rollout.test.path_of("plan.toml"),
+            plan.replace("&& sleep 0.3\"\nrollback", "&& sleep 60\"\nrollback"),
+        )
+        .expect("plan");
+        let mut child = rollout
+            .test
+            .command()
+            .args(["apply", "plan.toml"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("runner");
+        // Wait until it holds both hosts' locks and runs a step.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let holder = |i: usize| {
+            rollout
+                .hosts
+                .run_dir(i)
+                .join("lock/runner-rolling.lock.holder")
+        };
+        while !(holder(1).exists() && holder(2).exists()) {
+            assert!(Instant::now() < deadline, "runner never locked the hosts");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        // Another run takes both locks at once.
+        let ship_only = std::fs::read_to_string(rollout.test.path_of("plan.toml"))
+            .expect("plan")
+            .replace("sleep 60", "sleep 0.3");
+        std::fs::write(rollout.test.path_of("plan.toml"), ship_only).expect("plan");
+        let run = rollout.apply(&[]);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    }
 }

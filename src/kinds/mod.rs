@@ -8,6 +8,7 @@
 
 pub(crate) mod docker_exec;
 pub(crate) mod http_probe;
+pub(crate) mod image_ship;
 pub(crate) mod maintenance_toggle;
 pub(crate) mod shell;
 
@@ -43,6 +44,7 @@ pub(crate) const KINDS: &[Entry] = &[
     docker_exec::ENTRY,
     http_probe::ENTRY,
     maintenance_toggle::ENTRY,
+    image_ship::ENTRY,
 ];
 
 /// What a kind does with its fields.
@@ -65,6 +67,16 @@ pub(crate) trait StepKind: Send + Sync {
 
     /// Whether it talks to docker (a plan where nothing does skips the probe).
     fn uses_docker(&self) -> bool;
+
+    /// Whether it also uses this machine's engine when it runs for a host.
+    fn uses_local_docker(&self) -> bool {
+        false
+    }
+
+    /// Whether it only makes sense for a host (it needs `on`).
+    fn per_host(&self) -> bool {
+        false
+    }
 
     /// Whether it runs the plan's `[maintenance]` commands (which must then exist).
     fn uses_maintenance(&self) -> bool {
@@ -114,6 +126,7 @@ impl Action {
             Action::DockerExec(kind) => kind,
             Action::HttpProbe(kind) => kind,
             Action::MaintenanceToggle(kind) => kind,
+            Action::ImageShip(kind) => kind,
         }
     }
 
@@ -155,6 +168,8 @@ pub(crate) enum Rule {
     Argument,
     /// A TCP port, 1 to 65535.
     Port,
+    /// An image reference: `name[:tag]`, `repo/name@sha256:…`.
+    Image,
 }
 
 impl Rule {
@@ -185,6 +200,15 @@ impl Rule {
             Rule::Path => !value.chars().any(char::is_control),
             Rule::Argument => true,
             Rule::Port => value.parse::<u16>().is_ok_and(|p| p > 0),
+            Rule::Image => {
+                value
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric())
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
+            }
         };
         if ok {
             return Ok(());
@@ -197,6 +221,7 @@ impl Rule {
             Rule::Path => "not a path: it holds control characters",
             Rule::Argument => "",
             Rule::Port => "not a TCP port (1 to 65535)",
+            Rule::Image => "not an image reference: letters, digits, `.`, `_`, `-`, `/`, `:` and `@`, starting with a letter or a digit",
         }
         .to_owned())
     }
@@ -369,6 +394,8 @@ impl Scope<'_> {
 pub(crate) struct Launch<'a> {
     pub(crate) scope: &'a Scope<'a>,
     pub(crate) docker: Arc<Docker>,
+    /// This machine's docker, when `docker` is a host's.
+    pub(crate) local: Arc<Docker>,
     /// The step's `env`, rendered.
     pub(crate) env: Vec<(String, String)>,
     /// runner's own variables: `DOCKER_CMD`, `RUNNER_RUN_ID`, `RUNNER_STEP` and

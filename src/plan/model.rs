@@ -376,6 +376,8 @@ pub enum Action {
     HttpProbe(kinds::http_probe::HttpProbe),
     /// Runs `[maintenance]` `on` or `off`, then confirms with `status`.
     MaintenanceToggle(kinds::maintenance_toggle::MaintenanceToggle),
+    /// An image from this machine's engine to a host's: `docker save | docker load`.
+    ImageShip(kinds::image_ship::ImageShip),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema, serde::Serialize)]

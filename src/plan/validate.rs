@@ -43,6 +43,7 @@ pub(super) fn check(
     let needs = resolve_needs(&file, &ids, diags);
     check_phases(&file, &needs, diags);
     check_maintenance(&file, diags);
+    check_per_host(&file, diags);
 
     let dag = match Dag::build(needs.clone()) {
         Ok(dag) => Some(dag),
@@ -405,6 +406,28 @@ fn check_phases(file: &PlanFile, needs: &[Vec<usize>], diags: &mut Vec<PlanDiagn
                 PlanDiagnostic::error("runner::phase-need", message)
                     .label(entry.span.clone(), "needs a step of the other phase")
                     .help(help),
+            );
+        }
+    }
+}
+
+/// A kind that only makes sense for a host needs `on`.
+fn check_per_host(file: &PlanFile, diags: &mut Vec<PlanDiagnostic>) {
+    for (id, step) in &file.steps {
+        let kind = step.action.as_kind();
+        if kind.per_host() && step.on.is_none() {
+            diags.push(
+                PlanDiagnostic::error(
+                    "runner::per-host-kind",
+                    format!(
+                        "step `{id}`: a `{}` step runs for hosts, and this one has no `on`",
+                        kind.name()
+                    ),
+                )
+                .label(step.kind_span.clone(), "runs for hosts")
+                .help(
+                    "declare `[hosts.NAME]` and give the step `on = \"ROLE\"` (or a list of hosts)",
+                ),
             );
         }
     }

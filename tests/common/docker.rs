@@ -206,6 +206,19 @@ impl Users {
         users
     }
 
+    /// Lets the sudoer log in over ssh with a key (a new account is locked).
+    pub(crate) fn allow_ssh_login(&self) {
+        let out = Command::new("usermod")
+            .args(["-p", "*", &self.sudoer])
+            .output()
+            .expect("usermod");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Lets sudo keep the docker variables for the sudoer, as the help says.
     pub(crate) fn keep_docker_env(&self) {
         let rule = std::fs::read_to_string(&self.sudoers_file).expect("read the sudoers rule");

@@ -44,6 +44,20 @@ const NEEDS: &[Need] = &[
         package: "passwd",
         present: || on_path("useradd"),
     },
+    // Test hosts (tests/hosts.rs): network namespaces with their own sshd,
+    // reached with OpenSSH's client.
+    Need {
+        package: "openssh-server",
+        present: || Path::new("/usr/sbin/sshd").exists(),
+    },
+    Need {
+        package: "openssh-client",
+        present: || on_path("ssh") && on_path("ssh-keygen"),
+    },
+    Need {
+        package: "iproute2",
+        present: || on_path("ip"),
+    },
     // The process tests look for leftovers with pgrep and pkill.
     Need {
         package: "procps",

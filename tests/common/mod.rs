@@ -1,6 +1,7 @@
 //! The `Test` builder: a plan, arguments, an environment → status and output.
 
 pub(crate) mod docker;
+pub(crate) mod hosts;
 pub(crate) mod machine;
 pub(crate) mod process;
 

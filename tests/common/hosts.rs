@@ -1,0 +1,111 @@
+//! Test hosts: network namespaces on a bridge of their own, each with its own
+//! dockerd and sshd (`benches/hosts/hosts.sh`), reached as root with a key made
+//! for them. Their names and addresses are fixed (rth1…, 10.77.0.11…), so tests
+//! that use them take turns, across test binaries too; every trace goes when
+//! the value is dropped, even after a failed assertion.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::repo;
+
+pub(crate) struct Hosts {
+    pub(crate) dir: PathBuf,
+    pub(crate) count: usize,
+    _turn: Flock<File>,
+}
+
+impl Hosts {
+    /// Starts `count` hosts (at most 9), after the tests before have stopped theirs.
+    pub(crate) fn up(count: usize) -> Self {
+        super::machine::ready();
+        let turn = File::create("/tmp/runner-test-hosts.lock").expect("the hosts' turn file");
+        let turn = Flock::lock(turn, FlockArg::LockExclusive).expect("wait for the hosts' turn");
+        let dir = std::env::temp_dir().join(format!("rt-hosts-{}", std::process::id()));
+        let script = repo().join("benches/hosts/hosts.sh");
+        // Whatever a killed test run left.
+        let _ = Command::new("sh")
+            .arg(&script)
+            .arg("down")
+            .arg(&dir)
+            .output();
+        let hosts = Self {
+            dir,
+            count,
+            _turn: turn,
+        };
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg("up")
+            .arg(count.to_string())
+            .arg(&hosts.dir)
+            .output()
+            .expect("run benches/hosts/hosts.sh");
+        assert!(
+            out.status.success(),
+            "the test hosts did not come up: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        hosts
+    }
+
+    /// The ssh command runner must use to reach them (`RUNNER_SSH_COMMAND`).
+    pub(crate) fn ssh_command(&self) -> String {
+        format!("ssh -F {}", self.dir.join("ssh_config").display())
+    }
+
+    /// The address of host `i` (1-based).
+    pub(crate) fn address(i: usize) -> String {
+        format!("10.77.0.1{i}")
+    }
+
+    /// `[hosts.rthI]` for each host, reached as `user`, with role `web`.
+    pub(crate) fn section(&self, user: &str) -> String {
+        let mut out = String::new();
+        for i in 1..=self.count {
+            let _ = write!(
+                out,
+                "[hosts.rth{i}]\ndocker = \"ssh://{user}@{}\"\nroles = [\"web\"]\n",
+                Self::address(i)
+            );
+        }
+        out
+    }
+
+    /// The socket of host `i`'s own engine, for checks made from the test.
+    fn socket(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("rth{i}/run/docker.sock"))
+    }
+
+    /// `docker ARGS` on host `i`'s engine.
+    pub(crate) fn docker(&self, i: usize, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.socket(i).display()),
+            )
+            .output()
+            .expect("run docker")
+    }
+
+    /// The lock files on host `i` (its own /run/lock).
+    pub(crate) fn run_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("rth{i}/run"))
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg(repo().join("benches/hosts/hosts.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .output();
+    }
+}
