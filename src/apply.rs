@@ -208,6 +208,20 @@ fn host_records(
                     .zip(&report.units)
                     .filter(|(u, _)| u.host == Some(h) && plan.steps[u.step].when == When::Success)
                     .all(|(_, r)| r.status == engine::Status::Succeeded);
+            let rolled_back = mine.iter().any(|r| r.hook.is_some());
+            let hooks_ok = mine
+                .iter()
+                .filter_map(|r| r.hook.as_ref())
+                .all(engine::TaskReport::succeeded);
+            let status = match (deployed, failed, rolled_back, hooks_ok) {
+                (true, ..) => "deployed",
+                (_, _, true, false) => "ROLLBACK INCOMPLETE",
+                (_, true, true, true) => "failed, rolled back",
+                (_, true, false, _) => "failed, nothing to roll back",
+                (_, false, true, true) => "rolled back",
+                _ if mine.iter().all(|r| r.run.is_none()) => "not started",
+                _ => "not deployed",
+            };
             record::HostRecord {
                 name: host.name.clone(),
                 engine: masker.mask(&host.engine),
@@ -216,6 +230,7 @@ fn host_records(
                 batch: batch(h),
                 deployed,
                 failed,
+                status: status.to_owned(),
             }
         })
         .collect()
@@ -611,7 +626,11 @@ pub(crate) fn docker_for(plan: &Plan) -> Docker {
     if !uses_docker(plan) {
         return docker::unprobed(
             from_env.as_deref(),
-            "not probed: no step of this plan uses docker",
+            if plan.hosts.is_empty() {
+                "not probed: no step of this plan uses docker"
+            } else {
+                "not probed: no step that runs here uses this machine's docker; per-host steps use their host's"
+            },
         );
     }
     let mut docker = docker::discover(plan.sudo, from_env.as_deref());

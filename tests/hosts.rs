@@ -71,6 +71,31 @@ fn runner_maintenance_refuses_a_plan_with_hosts() {
 }
 
 #[test]
+fn the_preview_shows_the_hosts_their_batches_and_what_a_failure_does() {
+    let test = Test::new().plan(HOSTS);
+    let run = test.run_with(&["apply", "plan.toml", "--plan-only"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let out = &run.stdout;
+    for want in [
+        "web1: ssh://deploy@10.77.0.11, roles web (batch 1)",
+        "db1: context db1, roles db (batch 3)",
+        "batch 2: web2",
+        "restart [shell] on web1, web2",
+        "one instance per host (restart@web1, restart@web2)",
+        "the preview connects to none",
+        // 10% of three hosts is none.
+        "On a host's failure: a step that fails on any host stops the deploy",
+    ] {
+        assert!(out.contains(want), "{want:?} is not in:\n{out}");
+    }
+    assert!(!test.path_of("restarted-web1").exists());
+    let json = test.run_with(&["apply", "plan.toml", "--plan-only", "--output", "json"]);
+    let preview: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(preview["rollout"]["batches"][0][0], "web1");
+    assert_eq!(preview["hosts"][2]["engine"], "context db1");
+}
+
+#[test]
 fn every_mistake_in_hosts_rollout_and_on_is_pointed_at() {
     let run = Test::new()
         .plan(
@@ -622,6 +647,53 @@ rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.
             run.stdout.contains("2 of 3 hosts run the new release"),
             "{}",
             run.stdout
+        );
+        let table = &run.stdout[run.stdout.find("host  batch").expect("the hosts' table")..];
+        for row in [
+            "rth1      1  deployed",
+            "rth2      2  failed, rolled back",
+            "rth3      3  deployed",
+        ] {
+            assert!(table.contains(row), "{row:?} is not in:\n{table}");
+        }
+        // `runner show` draws each host's span in its batch.
+        let show = rollout.test.run_with(&["show", "plan.toml"]);
+        assert_eq!(show.status, 0, "{}", show.stderr);
+        for row in ["host rth1 (batch 1)", "host rth2 (batch 2)", "host rth3 (batch 3)"] {
+            assert!(show.stdout.contains(row), "{row:?} is not in:\n{}", show.stdout);
+        }
+        let record = crate::common::docker::record(&rollout.test);
+        assert_eq!(record["status"], "partial");
+        assert_eq!(record["hosts"][1]["name"], "rth2");
+        assert_eq!(record["hosts"][1]["failed"], true);
+        assert_eq!(record["hosts"][2]["deployed"], true);
+        let smoke = crate::common::step(&record, "smoke@rth2");
+        assert_eq!(smoke["host"], "rth2");
+        assert_eq!(smoke["status"], "failed");
+    }
+
+    #[test]
+    fn an_unknown_host_key_is_refused_with_what_to_do() {
+        let rollout = Rollout::new(1, "root", "0");
+        let run = rollout
+            .test
+            .command()
+            .args(["apply", "plan.toml"])
+            .env(
+                "RUNNER_SSH_COMMAND",
+                format!(
+                    "{} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes",
+                    rollout.hosts.ssh_command()
+                ),
+            )
+            .output()
+            .expect("runner");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(4), "{stderr}");
+        assert!(
+            stderr.contains("host rth1 (ssh://root@10.77.0.11): the host key of root@10.77.0.11 is unknown here")
+                && stderr.contains("ssh-keyscan -p 22 10.77.0.11"),
+            "{stderr}"
         );
     }
 

@@ -30,6 +30,33 @@ pub struct Preview {
     pub(crate) after_run: Vec<StepView>,
     /// The longest chain of needs.
     pub(crate) critical_path: Vec<String>,
+    /// The hosts of a plan with `[hosts]`, in their batches.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) hosts: Vec<HostView>,
+    /// How the per-host steps move through the hosts, and what a failure does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rollout: Option<RolloutView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostView {
+    pub(crate) name: String,
+    /// `ssh://…`, `unix://…`, `tcp://…` or `context NAME`.
+    pub(crate) engine: String,
+    pub(crate) roles: Vec<String>,
+    /// 1-based; absent when no step runs on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) batch: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RolloutView {
+    /// The hosts of each batch, in order.
+    pub(crate) batches: Vec<Vec<String>>,
+    /// Hosts that may fail before every host that changed rolls back.
+    pub(crate) max_fail: usize,
+    /// What a failure does, in a sentence.
+    pub(crate) on_failure: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +78,9 @@ pub struct StepView {
     pub(crate) settings: SettingsView,
     pub(crate) operations: Vec<Operation>,
     pub(crate) rollback: Option<HookView>,
+    /// The hosts it runs for (one instance each); empty for a step that runs once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) on: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -129,6 +159,7 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
             .map(|&n| plan.steps[n].id.clone())
             .collect(),
         when: step.when,
+        on: step.on.iter().map(|&h| plan.hosts[h].name.clone()).collect(),
         settings: (&step.settings).into(),
         operations: step
             .action
@@ -186,7 +217,10 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
             },
         })
         .collect();
+    let (hosts, rollout) = hosts_view(plan);
     Preview {
+        hosts,
+        rollout,
         plan: plan.name.clone(),
         file: plan.path.display().to_string(),
         executes: false,
@@ -198,6 +232,59 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         after_run,
         critical_path,
     }
+}
+
+/// The hosts and the rollout of a plan with `[hosts]`.
+fn hosts_view(plan: &Plan) -> (Vec<HostView>, Option<RolloutView>) {
+    let Some(instances) = &plan.instances else {
+        return (Vec::new(), None);
+    };
+    let hosts: Vec<HostView> = plan
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(h, host)| HostView {
+            name: host.name.clone(),
+            engine: match &host.engine {
+                crate::plan::Engine::Address(a) => a.clone(),
+                crate::plan::Engine::Context(c) => format!("context {c}"),
+            },
+            roles: host.roles.clone(),
+            batch: instances.batch[h].map(|b| b + 1),
+        })
+        .collect();
+    let batches: Vec<Vec<String>> = (0..instances.batches())
+        .map(|b| {
+            plan.hosts
+                .iter()
+                .enumerate()
+                .filter(|&(h, _)| instances.batch[h] == Some(b))
+                .map(|(_, host)| host.name.clone())
+                .collect()
+        })
+        .collect();
+    let used = instances.batch.iter().flatten().count();
+    let max_fail = plan.max_fail.map_or(0, |share| share.of(used, false));
+    let on_failure = if max_fail == 0 {
+        "a step that fails on any host stops the deploy: nothing new starts, and every host that \
+         changed rolls back, each host's hooks in reverse order of completion"
+            .to_owned()
+    } else {
+        format!(
+            "a host where a step fails rolls back alone (its hooks in reverse order of completion) \
+             and the deploy goes on, for up to {}; one more and nothing new starts and every host \
+             that changed rolls back; a deploy with a failed host exits 1 and its summary names it",
+            crate::plan::diagnostic::plural(max_fail, "host")
+        )
+    };
+    (
+        hosts,
+        Some(RolloutView {
+            batches,
+            max_fail,
+            on_failure,
+        }),
+    )
 }
 
 impl Preview {
@@ -250,6 +337,33 @@ impl Preview {
                 }
             }
         }
+        if !self.hosts.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nHosts (reached when the run starts: one ssh connection each, the host's lock, \
+                 its docker decision; the preview connects to none)"
+            );
+            for host in &self.hosts {
+                let batch = host
+                    .batch
+                    .map_or_else(|| "no step runs on it".to_owned(), |b| format!("batch {b}"));
+                let roles = if host.roles.is_empty() {
+                    String::new()
+                } else {
+                    format!(", roles {}", host.roles.join(", "))
+                };
+                let _ = writeln!(out, "  {}: {}{roles} ({batch})", host.name, host.engine);
+            }
+        }
+        if let Some(rollout) = &self.rollout {
+            for (i, batch) in rollout.batches.iter().enumerate() {
+                let _ = writeln!(out, "  batch {}: {}", i + 1, batch.join(", "));
+            }
+            let _ = writeln!(
+                out,
+                "  per-host steps move through the batches: batch k+1 starts once batch k's steps all succeeded"
+            );
+        }
         if let Some(checks) = &self.preflight {
             preflight_text(&mut out, checks);
         }
@@ -283,6 +397,9 @@ impl Preview {
              succeeded steps (and of a failed step whose hook runs also then) run in reverse order \
              of completion, those that turn maintenance off last, then the `failure`/`always` steps."
         );
+        if let Some(rollout) = &self.rollout {
+            let _ = writeln!(out, "On a host's failure: {}.", rollout.on_failure);
+        }
         out
     }
 }
@@ -315,7 +432,21 @@ fn step_text(out: &mut String, step: &StepView) {
     if step.when != When::Success {
         let _ = write!(head, " when {}", step.when.as_str());
     }
+    if !step.on.is_empty() {
+        let _ = write!(head, " on {}", step.on.join(", "));
+    }
     let _ = writeln!(out, "{head}");
+    if !step.on.is_empty() {
+        let _ = writeln!(
+            out,
+            "      one instance per host ({}), with DOCKER_HOST set to that host's engine",
+            step.on
+                .iter()
+                .map(|h| format!("{}@{h}", step.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if let Some(description) = &step.description {
         let _ = writeln!(out, "      {description}");
     }

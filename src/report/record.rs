@@ -93,6 +93,9 @@ pub(crate) struct HostRecord {
     pub(crate) deployed: bool,
     /// One of its steps failed.
     pub(crate) failed: bool,
+    /// How it ended, in words: `deployed`, `failed, rolled back`, …
+    #[serde(default)]
+    pub(crate) status: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -45,6 +45,19 @@ pub(crate) fn text(record: &Record) -> String {
             took
         );
     }
+    if !record.hosts.is_empty() {
+        let width = record.hosts.iter().map(|h| h.name.len()).max().unwrap_or(0).max(4);
+        let _ = writeln!(out, "\n{:<width$}  {:>5}  status", "host", "batch");
+        for host in &record.hosts {
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>5}  {}",
+                host.name,
+                host.batch.map_or_else(|| "-".to_owned(), |b| (b + 1).to_string()),
+                host.status
+            );
+        }
+    }
     let stopped = record.stopped.as_deref();
     let verdict = match record.status {
         RunStatus::Succeeded => "succeeded".to_owned(),

@@ -18,7 +18,7 @@ struct Bar {
     hook: bool,
     /// `None`: it never ran.
     span: Option<(u64, u64)>,
-    status: &'static str,
+    status: String,
     ok: bool,
     attempts: usize,
 }
@@ -31,7 +31,7 @@ fn bars(record: &Record) -> Vec<Bar> {
             label: s.id.clone(),
             hook: false,
             span: s.started_ms.zip(s.ended_ms),
-            status: s.status.as_str(),
+            status: s.status.as_str().to_owned(),
             ok: !matches!(s.status, Status::Failed | Status::RollbackFailed),
             attempts: s.attempts.len(),
         })
@@ -46,7 +46,7 @@ fn bars(record: &Record) -> Vec<Bar> {
                 label: format!("rollback of {}", s.id),
                 hook: true,
                 span: Some((h.started_ms, h.ended_ms)),
-                status: if h.succeeded { "undone" } else { "hook failed" },
+                status: if h.succeeded { "undone" } else { "hook failed" }.to_owned(),
                 ok: h.succeeded,
                 attempts: h.attempts.len(),
             })
@@ -54,7 +54,42 @@ fn bars(record: &Record) -> Vec<Bar> {
         .collect();
     hooks.sort_by_key(|b| b.span.map_or(u64::MAX, |(from, _)| from));
     steps.extend(hooks);
+    steps.extend(host_bars(record));
     steps
+}
+
+/// With `[hosts]`: one bar per host, from its first step's start to its last
+/// step's (or hook's) end, labelled with its batch.
+fn host_bars(record: &Record) -> Vec<Bar> {
+    record
+        .hosts
+        .iter()
+        .map(|host| {
+            let mut from = u64::MAX;
+            let mut to = 0;
+            for step in record.steps.iter().filter(|s| s.host.as_ref() == Some(&host.name)) {
+                if let (Some(start), Some(end)) = (step.started_ms, step.ended_ms) {
+                    from = from.min(start);
+                    to = to.max(end);
+                }
+                if let Some(hook) = &step.rollback {
+                    from = from.min(hook.started_ms);
+                    to = to.max(hook.ended_ms);
+                }
+            }
+            Bar {
+                label: match host.batch {
+                    Some(b) => format!("host {} (batch {})", host.name, b + 1),
+                    None => format!("host {}", host.name),
+                },
+                hook: false,
+                span: (from <= to).then_some((from, to)),
+                status: host.status.clone(),
+                ok: !host.failed && !host.status.contains("INCOMPLETE"),
+                attempts: 0,
+            }
+        })
+        .collect()
 }
 
 fn ms(value: u64) -> String {
@@ -314,7 +349,7 @@ pub(crate) fn svg(record: &Record) -> String {
                 );
                 format!("{} · {}", bar.status, ms(to.saturating_sub(from)))
             }
-            None => bar.status.to_owned(),
+            None => bar.status.clone(),
         };
         group = group.add(
             Text::new(clean(&detail))
