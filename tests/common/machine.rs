@@ -58,6 +58,11 @@ const NEEDS: &[Need] = &[
         package: "iproute2",
         present: || on_path("ip"),
     },
+    // One test host drops all traffic, as a dead host does.
+    Need {
+        package: "iptables",
+        present: || on_path("iptables"),
+    },
     // The process tests look for leftovers with pgrep and pkill.
     Need {
         package: "procps",
