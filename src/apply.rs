@@ -69,7 +69,27 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             .join(format!("{run_id}.json"))
     });
     let masker = masker(plan);
-    let checked = crate::preflight::run(plan, &docker, &masker);
+    let mut checked = crate::preflight::run(plan, &docker, &masker);
+    if let Some(hosts) = &hosts {
+        let per_host: Vec<crate::preflight::Report> = std::thread::scope(|scope| {
+            let handles: Vec<_> = hosts
+                .list
+                .iter()
+                .enumerate()
+                .map(|(h, host)| {
+                    let (docker, masker) = (&host.docker, &masker);
+                    scope.spawn(move || crate::preflight::run_on(plan, docker, masker, Some(h)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for report in per_host {
+            checked.merge(report);
+        }
+    }
     if !checked.findings.is_empty() {
         return Err(Error::Preflight(Box::new(checked)));
     }

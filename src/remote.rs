@@ -570,6 +570,12 @@ impl Starting {
                     Err(why) => why,
                 };
                 let stderr = String::from_utf8_lossy(&stderr).trim().to_owned();
+                if session_refused(&stderr) {
+                    return Err(problem(
+                        format!("the host refuses a session on runner's connection ({stderr})"),
+                        HELP_SESSIONS.into(),
+                    ));
+                }
                 Err(problem(
                     format!(
                         "cannot take the lock on the host: {}",
@@ -708,6 +714,16 @@ fn ssh_failure(target: &Target, said: &str, timed_out: bool) -> (String, String)
     (what, help)
 }
 
+/// Whether ssh says the host refused a new session on the connection.
+fn session_refused(said: &str) -> bool {
+    let said = said.to_ascii_lowercase();
+    said.contains("open refused") || said.contains("administratively prohibited")
+}
+
+const HELP_SESSIONS: &str = "runner needs a few sessions on its connection at once (the lock, \
+     probes, and up to 6 docker connections through sudo): raise `MaxSessions` in the host's \
+     sshd_config (the default is 10)";
+
 /// A host whose lock is held; its docker is decided next.
 struct Locked {
     name: String,
@@ -825,6 +841,16 @@ fn decide_ssh(
                     });
                 }
             }
+        }
+        Outcome::Failed(_, why) if session_refused(&why) => {
+            ssh.close();
+            return Err(Problem {
+                host: name,
+                engine,
+                what: format!("the host refuses a session on runner's connection ({why})"),
+                help: HELP_SESSIONS.into(),
+                tried,
+            });
         }
         Outcome::Failed(failure, _) => {
             ssh.close();

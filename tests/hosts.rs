@@ -448,6 +448,7 @@ rollback = { kind = "shell", run = "{{ docker }} exec app wget -q -O /dev/null h
 kind = "shell"
 on = "web"
 needs = ["drain"]
+creates = { containers = ["app"] }
 run = """
 {{ docker }} rm -f app-previous >/dev/null 2>&1 || true
 if {{ docker }} container inspect app >/dev/null 2>&1; then
@@ -659,8 +660,16 @@ rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.
         // `runner show` draws each host's span in its batch.
         let show = rollout.test.run_with(&["show", "plan.toml"]);
         assert_eq!(show.status, 0, "{}", show.stderr);
-        for row in ["host rth1 (batch 1)", "host rth2 (batch 2)", "host rth3 (batch 3)"] {
-            assert!(show.stdout.contains(row), "{row:?} is not in:\n{}", show.stdout);
+        for row in [
+            "host rth1 (batch 1)",
+            "host rth2 (batch 2)",
+            "host rth3 (batch 3)",
+        ] {
+            assert!(
+                show.stdout.contains(row),
+                "{row:?} is not in:\n{}",
+                show.stdout
+            );
         }
         let record = crate::common::docker::record(&rollout.test);
         assert_eq!(record["status"], "partial");
@@ -670,6 +679,74 @@ rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.
         let smoke = crate::common::step(&record, "smoke@rth2");
         assert_eq!(smoke["host"], "rth2");
         assert_eq!(smoke["status"], "failed");
+    }
+
+    #[test]
+    fn the_preflight_checks_each_host_with_its_own_engine() {
+        let hosts = Hosts::up(2);
+        // The container runs on rth1 only (and on this machine, under that
+        // name, nowhere).
+        let name = unique("pf");
+        let mut cleanup = Cleanup::default();
+        busybox_image(&name, r#"CMD ["sleep", "3600"]"#, &[]);
+        cleanup.images.push(name.clone());
+        let load = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker save {name} | DOCKER_HOST=unix://{}/docker.sock docker load",
+                hosts.run_dir(1).display()
+            ))
+            .output()
+            .expect("sh");
+        assert!(
+            load.status.success(),
+            "{}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+        let started = hosts.docker(1, &["run", "-d", "--name", &name, &name]);
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        let test = Test::new()
+            .plan(&format!(
+                "[plan]\nname = \"pf\"\n\n{}\n[steps.a]\nkind = \"docker-exec\"\non = \"web\"\ncontainer = \"{name}\"\ncommand = [\"true\"]\n",
+                hosts.section("root")
+            ))
+            .env("RUNNER_SSH_COMMAND", &hosts.ssh_command());
+        let run = test.run_with(&["apply", "plan.toml"]);
+        assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("the preflight found 1 problem")
+                && run.stderr.contains(&format!(
+                    "step `a@rth2` (in container `{name}`): there is no container named `{name}`"
+                )),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("a@rth1"), "{}", run.stderr);
+    }
+
+    #[test]
+    fn a_host_that_refuses_sessions_is_named_with_what_to_do() {
+        let hosts = Hosts::up_with(1, "MaxSessions 0");
+        let test = Test::new()
+            .plan(&format!(
+                "[plan]\nname = \"sessions\"\n\n{}\n[steps.a]\nkind = \"shell\"\non = \"web\"\nrun = \"touch ran\"\n",
+                hosts.section("root")
+            ))
+            .env("RUNNER_SSH_COMMAND", &hosts.ssh_command());
+        let run = test.run_with(&["apply", "plan.toml"]);
+        assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr
+                .contains("host rth1 (ssh://root@10.77.0.11): the host refuses a session")
+                && run.stderr.contains("MaxSessions"),
+            "{}",
+            run.stderr
+        );
+        assert!(!test.path_of("ran").exists());
     }
 
     #[test]
@@ -691,8 +768,9 @@ rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(4), "{stderr}");
         assert!(
-            stderr.contains("host rth1 (ssh://root@10.77.0.11): the host key of root@10.77.0.11 is unknown here")
-                && stderr.contains("ssh-keyscan -p 22 10.77.0.11"),
+            stderr.contains(
+                "host rth1 (ssh://root@10.77.0.11): the host key of root@10.77.0.11 is unknown here"
+            ) && stderr.contains("ssh-keyscan -p 22 10.77.0.11"),
             "{stderr}"
         );
     }

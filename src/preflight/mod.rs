@@ -105,6 +105,13 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    /// This report with another's findings and notes.
+    pub(crate) fn merge(&mut self, other: Report) {
+        self.findings.extend(other.findings);
+        self.notes.extend(other.notes);
+        self.checks += other.checks;
+    }
+
     /// The findings, one paragraph each, as `apply` and the preview print them.
     pub(crate) fn findings_text(&self, indent: &str) -> String {
         let mut out = String::new();
@@ -127,26 +134,31 @@ struct Subject {
     need: Need,
 }
 
-/// Runs every check; `docker` as decided for the run (its compose too).
+/// Runs every check of the steps that run once; `docker` as decided for the
+/// run (its compose too).
 pub(crate) fn run(plan: &Plan, docker: &Docker, masker: &Masker) -> Report {
+    run_on(plan, docker, masker, None)
+}
+
+/// Runs every check of the steps that run on `host` (with its docker), or of
+/// those that run once; a finding about a host's step names its instance.
+pub(crate) fn run_on(plan: &Plan, docker: &Docker, masker: &Masker, host: Option<usize>) -> Report {
     let no_output = |_: &str| None;
     let scope = Scope {
         plan,
         docker,
-        host: None,
-        host_index: None,
+        host: host.map(|h| plan.hosts[h].name.as_str()),
+        host_index: host,
         mask_secrets: false,
         run_id: None,
         output: &no_output,
     };
     let mut subjects = Vec::new();
-    // Per-host steps act on their hosts' engines: this checks the local one.
-    for (s, step) in plan
-        .steps
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.on.is_empty())
-    {
+    let mine = |step: &crate::plan::Step| match host {
+        None => step.on.is_empty(),
+        Some(h) => step.on.contains(&h),
+    };
+    for (s, step) in plan.steps.iter().enumerate().filter(|(_, s)| mine(s)) {
         for need in step.action.as_kind().needs(&scope, &scope.env(&step.env)) {
             subjects.push(Subject {
                 step: s,
@@ -173,6 +185,13 @@ pub(crate) fn run(plan: &Plan, docker: &Docker, masker: &Masker) -> Report {
     check.compose();
     check.subjects(&subjects);
     let mut report = check.report;
+    if let Some(h) = host {
+        for f in &mut report.findings {
+            if !f.step.is_empty() {
+                f.step = format!("{}@{}", f.step, plan.hosts[h].name);
+            }
+        }
+    }
     for f in &mut report.findings {
         for text in [&mut f.target, &mut f.problem, &mut f.fix] {
             *text = masker.mask(text);

@@ -159,7 +159,11 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
             .map(|&n| plan.steps[n].id.clone())
             .collect(),
         when: step.when,
-        on: step.on.iter().map(|&h| plan.hosts[h].name.clone()).collect(),
+        on: step
+            .on
+            .iter()
+            .map(|&h| plan.hosts[h].name.clone())
+            .collect(),
         settings: (&step.settings).into(),
         operations: step
             .action

@@ -46,14 +46,21 @@ pub(crate) fn text(record: &Record) -> String {
         );
     }
     if !record.hosts.is_empty() {
-        let width = record.hosts.iter().map(|h| h.name.len()).max().unwrap_or(0).max(4);
+        let width = record
+            .hosts
+            .iter()
+            .map(|h| h.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
         let _ = writeln!(out, "\n{:<width$}  {:>5}  status", "host", "batch");
         for host in &record.hosts {
             let _ = writeln!(
                 out,
                 "{:<width$}  {:>5}  {}",
                 host.name,
-                host.batch.map_or_else(|| "-".to_owned(), |b| (b + 1).to_string()),
+                host.batch
+                    .map_or_else(|| "-".to_owned(), |b| (b + 1).to_string()),
                 host.status
             );
         }

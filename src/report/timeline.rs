@@ -67,7 +67,11 @@ fn host_bars(record: &Record) -> Vec<Bar> {
         .map(|host| {
             let mut from = u64::MAX;
             let mut to = 0;
-            for step in record.steps.iter().filter(|s| s.host.as_ref() == Some(&host.name)) {
+            for step in record
+                .steps
+                .iter()
+                .filter(|s| s.host.as_ref() == Some(&host.name))
+            {
                 if let (Some(start), Some(end)) = (step.started_ms, step.ended_ms) {
                     from = from.min(start);
                     to = to.max(end);

@@ -22,6 +22,11 @@ pub(crate) struct Hosts {
 impl Hosts {
     /// Starts `count` hosts (at most 9), after the tests before have stopped theirs.
     pub(crate) fn up(count: usize) -> Self {
+        Self::up_with(count, "")
+    }
+
+    /// [`Hosts::up`], with `sshd_config` lines added on every host.
+    pub(crate) fn up_with(count: usize, sshd_extra: &str) -> Self {
         super::machine::ready();
         let turn = File::create("/tmp/runner-test-hosts.lock").expect("the hosts' turn file");
         let turn = Flock::lock(turn, FlockArg::LockExclusive).expect("wait for the hosts' turn");
@@ -43,6 +48,7 @@ impl Hosts {
             .arg("up")
             .arg(count.to_string())
             .arg(&hosts.dir)
+            .env("SSHD_EXTRA", sshd_extra)
             .output()
             .expect("run benches/hosts/hosts.sh");
         assert!(

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Several hosts, measured in one run on test hosts of this machine.
+
+    cargo build --release && python3 benches/hosts/bench.py [--runs N]
+
+Needs root, Docker, OpenSSH's server and client, iproute2 (as the tests do).
+Three test hosts come up (benches/hosts/hosts.sh: network namespaces, each with
+its own dockerd and sshd) and everything goes at the end.
+
+1. A `docker-exec` step running `true`, as runner steps: 20 in a chain with
+   --jobs 1, the median step duration from the records, over --runs runs of:
+   - local:     the container on this machine's engine;
+   - reuse:     on a host through `[hosts]` (runner's own ssh connection, the
+                host's socket forwarded over it);
+   - relay:     the same host reached as a user with only `sudo -n docker`
+                (each docker connection a session on runner's connection);
+   - no reuse:  `DOCKER_HOST=ssh://…`, docker's own ssh transport: two new
+                ssh connections per `docker exec`.
+   Target: reuse <= 1.3 x local.
+2. Wall time of a rolling deploy (ship the image, take the host out of the
+   pool, switch the container, probe it, put it back) to one host, then to
+   three hosts with serial = 1 and with serial = 3; each deploy alternates
+   between two releases the hosts already have (the image is not sent again),
+   median of --runs. Target: serial = 3 <= 1.2 x one host.
+"""
+
+import argparse
+import json
+import os
+import glob
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+RUNNER = os.path.join(ROOT, "target", "release", "runner")
+STEPS = 20
+SUDOER = "rtbench"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True, **kw)
+
+
+def image(tag, cmd, files):
+    """A FROM scratch image of the host's static busybox."""
+    ctx = tempfile.mkdtemp()
+    try:
+        os.makedirs(f"{ctx}/rootfs/bin")
+        shutil.copy("/bin/busybox", f"{ctx}/rootfs/bin/busybox")
+        for applet in sh("/bin/busybox --list").stdout.split():
+            if applet != "busybox":
+                os.symlink("busybox", f"{ctx}/rootfs/bin/{applet}")
+        for path, text in files.items():
+            os.makedirs(os.path.dirname(f"{ctx}/rootfs{path}"), exist_ok=True)
+            with open(f"{ctx}/rootfs{path}", "w") as f:
+                f.write(text)
+        with open(f"{ctx}/Dockerfile", "w") as f:
+            f.write(f"FROM scratch\nCOPY rootfs/ /\nCMD {json.dumps(cmd)}\n")
+        sh(f"docker build -q -t {tag} {ctx}")
+    finally:
+        shutil.rmtree(ctx)
+
+
+def host_docker(hosts, i, args):
+    env = dict(os.environ, DOCKER_HOST=f"unix://{hosts}/rth{i}/run/docker.sock")
+    return subprocess.run(f"docker {args}", shell=True, check=True, capture_output=True,
+                          text=True, env=env)
+
+
+def apply(plan, env, args=()):
+    out = subprocess.run([RUNNER, "apply", plan, "--jobs", "1", *args], capture_output=True,
+                         text=True, env=env)
+    if out.returncode != 0:
+        sys.exit(f"runner failed on {plan}:\n{out.stdout}{out.stderr}")
+    runs = sorted(glob.glob(os.path.join(os.path.dirname(plan), ".runner", "runs", "*.json")),
+                  key=os.path.getmtime)
+    with open(runs[-1]) as f:
+        return json.load(f)
+
+
+def exec_plan(path, hosts_section, container):
+    on = 'on = "web"\n' if hosts_section else ""
+    steps = []
+    for i in range(STEPS):
+        needs = f'needs = ["e{i - 1:02}"]\n' if i else ""
+        steps.append(f'[steps.e{i:02}]\nkind = "docker-exec"\n{on}{needs}'
+                     f'container = "{container}"\ncommand = ["true"]\n')
+    with open(path, "w") as f:
+        f.write(f'[plan]\nname = "exec"\n\n{hosts_section}\n' + "\n".join(steps))
+
+
+def exec_bench(work, hosts, runs, base_env, bench_image):
+    local = f"rtbench-exec-{os.getpid()}"
+    sh(f"docker run -d --name {local} {bench_image} sleep 3600")
+    try:
+        host_docker(hosts, 1, f"run -d --name bench {bench_image} sleep 3600")
+        cases = {}
+        os.makedirs(f"{work}/local", exist_ok=True)
+        exec_plan(f"{work}/local/plan.toml", "", local)
+        cases["local"] = (f"{work}/local/plan.toml", base_env)
+        os.makedirs(f"{work}/reuse", exist_ok=True)
+        exec_plan(f"{work}/reuse/plan.toml",
+                  '[hosts.rth1]\ndocker = "ssh://root@10.77.0.11"\nroles = ["web"]\n', "bench")
+        cases["reuse"] = (f"{work}/reuse/plan.toml", base_env)
+        os.makedirs(f"{work}/relay", exist_ok=True)
+        exec_plan(f"{work}/relay/plan.toml",
+                  f'[hosts.rth1]\ndocker = "ssh://{SUDOER}@10.77.0.11"\nroles = ["web"]\n', "bench")
+        cases["relay"] = (f"{work}/relay/plan.toml", base_env)
+        # docker's own transport runs `ssh` from PATH: a wrapper gives it the
+        # test hosts' config (OpenSSH reads ~/.ssh/config from the passwd home).
+        os.makedirs(f"{work}/bin", exist_ok=True)
+        with open(f"{work}/bin/ssh", "w") as f:
+            f.write(f'#!/bin/sh\nexec /usr/bin/ssh -F {hosts}/ssh_config "$@"\n')
+        os.chmod(f"{work}/bin/ssh", 0o755)
+        os.makedirs(f"{work}/noreuse", exist_ok=True)
+        exec_plan(f"{work}/noreuse/plan.toml", "", "bench")
+        cases["no reuse"] = (f"{work}/noreuse/plan.toml",
+                             dict(base_env, DOCKER_HOST="ssh://root@10.77.0.11",
+                                  PATH=f"{work}/bin:" + base_env["PATH"]))
+        results = {}
+        for name, (plan, env) in cases.items():
+            per_step = []
+            for _ in range(runs):
+                record = apply(plan, env)
+                per_step += [s["duration_ms"] for s in record["steps"]]
+            results[name] = statistics.median(per_step)
+        return results
+    finally:
+        subprocess.run(f"docker rm -f {local}", shell=True, capture_output=True)
+
+
+ROLL = """
+[plan]
+name = "roll"
+
+[vars]
+image = "IMAGE"
+version = "v1"
+pool = "POOL"
+
+HOSTS
+[rollout]
+serial = SERIAL
+
+[steps.ship]
+kind = "image-ship"
+on = "web"
+image = "{{ image }}:{{ version }}"
+
+[steps.drain]
+kind = "shell"
+on = "web"
+needs = ["ship"]
+run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.3"
+
+[steps.switch]
+kind = "shell"
+on = "web"
+needs = ["drain"]
+creates = { containers = ["app"] }
+run = '''
+{{ docker }} rm -f app-previous >/dev/null 2>&1 || true
+if {{ docker }} container inspect app >/dev/null 2>&1; then
+  {{ docker }} stop -t 0 app >/dev/null && {{ docker }} rename app app-previous
+fi
+{{ docker }} run -d --name app -p 8080:8080 {{ image }}:{{ version }}
+'''
+
+[steps.check]
+kind = "http-probe"
+on = "web"
+needs = ["switch"]
+container = "app"
+url = "http://127.0.0.1:8080/"
+retries = 30
+retry_delay = "100ms"
+backoff = 1.0
+
+[steps.undrain]
+kind = "shell"
+on = "web"
+needs = ["check"]
+run = "touch {{ pool }}/{{ host.name }}"
+"""
+
+
+def roll_bench(work, runs, env, app):
+    def plan(name, count, serial):
+        os.makedirs(f"{work}/{name}/pool", exist_ok=True)
+        hosts = "".join(f'[hosts.rth{i}]\ndocker = "ssh://root@10.77.0.1{i}"\nroles = ["web"]\n'
+                        for i in range(1, count + 1))
+        text = (ROLL.replace("IMAGE", app).replace("POOL", f"{work}/{name}/pool")
+                .replace("HOSTS", hosts).replace("SERIAL", str(serial)))
+        path = f"{work}/{name}/plan.toml"
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    cases = {"1 host": plan("one", 1, 1), "3 hosts, serial = 1": plan("serial1", 3, 1),
+             "3 hosts, serial = 3": plan("serial3", 3, 3)}
+    results = {}
+    for name, path in cases.items():
+        # Both releases on every host first: the measured deploys send no image.
+        for version in ("v1", "v2"):
+            subprocess.run([RUNNER, "apply", path, "--var", f"version={version}"],
+                           capture_output=True, env=env, check=True)
+        times = []
+        for r in range(runs):
+            version = "v1" if r % 2 == 0 else "v2"
+            start = time.monotonic()
+            out = subprocess.run([RUNNER, "apply", path, "--var", f"version={version}"],
+                                 capture_output=True, text=True, env=env)
+            times.append(time.monotonic() - start)
+            if out.returncode != 0:
+                sys.exit(f"deploy failed:\n{out.stdout}{out.stderr}")
+        results[name] = statistics.median(times)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    runs = parser.parse_args().runs
+    if os.geteuid() != 0:
+        sys.exit("run as root: the test hosts are network namespaces")
+    if not os.access(RUNNER, os.X_OK):
+        sys.exit("build runner first: cargo build --release")
+    work = tempfile.mkdtemp(prefix="rtb-")
+    hosts = f"{work}/h"
+    tag = f"rtbench-{os.getpid()}"
+    made_user = False
+    try:
+        sh(f"sh {HERE}/hosts.sh up 3 {hosts}")
+        if subprocess.run(["id", SUDOER], capture_output=True).returncode != 0:
+            sh(f"useradd --no-create-home --shell /bin/sh {SUDOER} && usermod -p '*' {SUDOER}")
+            made_user = True
+        with open(f"/etc/sudoers.d/{SUDOER}", "w") as f:
+            f.write(f"{SUDOER} ALL=(root) NOPASSWD: {shutil.which('docker')}\n")
+        os.chmod(f"/etc/sudoers.d/{SUDOER}", 0o440)
+        env = dict(os.environ, RUNNER_SSH_COMMAND=f"ssh -F {hosts}/ssh_config", NO_COLOR="1")
+        image(f"{tag}-exec", ["sleep", "3600"], {})
+        for version in ("v1", "v2"):
+            image(f"{tag}-app:{version}", ["httpd", "-f", "-p", "8080", "-h", "/srv"],
+                  {"/srv/index.html": version})
+        sh(f"docker save {tag}-exec | DOCKER_HOST=unix://{hosts}/rth1/run/docker.sock docker load")
+        ex = exec_bench(work, hosts, runs, env, f"{tag}-exec")
+        roll = roll_bench(work, runs, env, f"{tag}-app")
+        print(f"docker-exec `true` as a runner step, median of {STEPS} x {runs}:")
+        for name, ms in ex.items():
+            print(f"  {name:<9} {ms:6.0f} ms  ({ms / ex['local']:.2f} x local)")
+        print(f"rolling deploy, wall time, median of {runs}:")
+        for name, secs in roll.items():
+            print(f"  {name:<20} {secs:5.2f} s  ({secs / roll['1 host']:.2f} x one host)")
+    finally:
+        subprocess.run(f"sh {HERE}/hosts.sh down {hosts}", shell=True, capture_output=True)
+        subprocess.run(f"docker rmi -f {tag}-exec {tag}-app:v1 {tag}-app:v2", shell=True,
+                       capture_output=True)
+        if os.path.exists(f"/etc/sudoers.d/{SUDOER}"):
+            os.remove(f"/etc/sudoers.d/{SUDOER}")
+        if made_user:
+            subprocess.run(["userdel", SUDOER], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
