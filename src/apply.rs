@@ -90,6 +90,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             checked.merge(report);
         }
     }
+    tracing::debug!("preflight done");
     if !checked.findings.is_empty() {
         return Err(Error::Preflight(Box::new(checked)));
     }

@@ -197,6 +197,7 @@ pub(crate) fn connect(plan: &Plan, holder: &str) -> Result<Hosts, Vec<Problem>> 
         }]
     })?;
     let lock_name = lock_name(&plan.name);
+    let began = Instant::now();
     // Masters are started here, on the main thread: the parent-death signal
     // follows the thread that started them.
     let mut started: Vec<Result<Starting, Problem>> = plan
@@ -226,6 +227,7 @@ pub(crate) fn connect(plan: &Plan, holder: &str) -> Result<Hosts, Vec<Problem>> 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    tracing::debug!(elapsed = ?began.elapsed(), "hosts: connected");
     let mut problems = Vec::new();
     let mut connected = Vec::new();
     for (starting, slot) in started.into_iter().zip(ready) {
@@ -238,24 +240,26 @@ pub(crate) fn connect(plan: &Plan, holder: &str) -> Result<Hosts, Vec<Problem>> 
         };
         connected.push(starting);
     }
-    // Locks, also from this thread; then the docker decisions, in parallel.
+    // Lock sessions start from this thread; their answers and the docker
+    // decisions are awaited in parallel.
     let mut locking = Vec::new();
     for starting in connected {
-        match starting.lock(&lock_name, holder, plan) {
-            Ok(locked) => locking.push(locked),
+        match starting.begin_lock(&lock_name, holder, plan) {
+            Ok(started) => locking.push(started),
             Err(problem) => problems.push(problem),
         }
     }
     let decided: Vec<Result<Connected, Problem>> = std::thread::scope(|scope| {
         let handles: Vec<_> = locking
             .into_iter()
-            .map(|locked| scope.spawn(move || locked.decide()))
+            .map(|started| scope.spawn(move || started.finish().and_then(Locked::decide)))
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
+    tracing::debug!(elapsed = ?began.elapsed(), "hosts: docker decided");
     let mut list = Vec::new();
     for result in decided {
         match result {
@@ -447,7 +451,13 @@ fn spawn(argv: &[String], stdin: Stdio, stdout: Stdio, stderr: Stdio) -> std::io
                 .map_err(std::io::Error::from)
         });
     }
-    command.spawn()
+    crate::process::spawn_helper(|| command.spawn(), |c| Some(c.id()))
+}
+
+/// Waits for a helper and lets its process id go.
+fn reap(child: &mut Child) {
+    let _ = child.wait();
+    crate::process::forget_helper(child.id());
 }
 
 impl Starting {
@@ -473,7 +483,7 @@ impl Starting {
         }
         if exited.is_none() {
             let _ = master.kill();
-            let _ = master.wait();
+            reap(master);
         }
         let said = std::fs::read_to_string(&*log).unwrap_or_default();
         let (what, help) = ssh_failure(target, &said, exited.is_none());
@@ -487,7 +497,9 @@ impl Starting {
     }
 
     /// Takes the host's lock for the run.
-    fn lock(self, name: &str, holder: &str, plan: &Plan) -> Result<Locked, Problem> {
+    /// Starts taking the host's lock (from the main thread: the session ends
+    /// with runner); [`Locking::finish`] waits for the answer.
+    fn begin_lock(self, name: &str, holder: &str, plan: &Plan) -> Result<Locking, Problem> {
         let problem = |what: String, help: String| Problem {
             host: self.name.clone(),
             engine: self.engine.clone(),
@@ -513,46 +525,93 @@ impl Starting {
                 .join(format!("host-{}.lock", lock_name(&self.engine)));
             let lock = crate::lock::acquire(&path, &holder_of(holder))
                 .map_err(|e| problem(e.to_string(), e.help()))?;
-            return Ok(Locked {
+            return Ok(Locking::Done(Locked {
                 name: self.name,
                 engine: self.engine,
                 via: Via::Docker(env, lock),
-            });
+            }));
         };
         let _ = std::fs::remove_file(&log);
         let script = remote(&["sh", "-c", LOCK_SCRIPT, "runner-lock", name, holder]);
         let mut argv = ssh_argv(&target, &control, &[]);
         argv.push(script);
-        let mut child = match spawn(&argv, Stdio::piped(), Stdio::piped(), Stdio::piped()) {
+        let child = match spawn(&argv, Stdio::piped(), Stdio::piped(), Stdio::piped()) {
             Ok(child) => child,
             Err(e) => return Err(problem(format!("cannot run ssh: {e}"), String::new())),
         };
+        Ok(Locking::Ssh {
+            name: self.name,
+            engine: self.engine,
+            plan: plan.name.clone(),
+            target,
+            child,
+            ssh: Ssh {
+                master,
+                lock: None,
+                socket,
+                control,
+            },
+        })
+    }
+}
+
+/// A host whose lock is being taken.
+enum Locking {
+    Done(Locked),
+    Ssh {
+        name: String,
+        engine: String,
+        plan: String,
+        target: Target,
+        child: Child,
+        ssh: Ssh,
+    },
+}
+
+impl Locking {
+    /// Waits for the lock session's answer.
+    fn finish(self) -> Result<Locked, Problem> {
+        let Locking::Ssh {
+            name,
+            engine,
+            plan,
+            target,
+            mut child,
+            mut ssh,
+        } = self
+        else {
+            let Locking::Done(locked) = self else {
+                unreachable!()
+            };
+            return Ok(locked);
+        };
+        let problem = |what: String, help: String| Problem {
+            host: name.clone(),
+            engine: engine.clone(),
+            what,
+            help,
+            tried: Vec::new(),
+        };
         let stdin = child.stdin.take();
         let first = first_line(&mut child, PROBE_TIMEOUT);
-        let mut ssh = Ssh {
-            master,
-            lock: None,
-            socket,
-            control,
-        };
         match (first, stdin) {
             (Ok(line), Some(stdin)) if line == "locked" => {
                 ssh.lock = Some((child, stdin));
                 Ok(Locked {
-                    name: self.name,
-                    engine: self.engine,
+                    name,
+                    engine,
                     via: Via::Ssh(target, ssh),
                 })
             }
             (Ok(line), _) if line.starts_with("held") => {
                 let _ = child.kill();
-                let _ = child.wait();
+                reap(&mut child);
                 ssh.close();
                 let by = line.trim_start_matches("held").trim();
                 Err(problem(
                     format!(
                         "another run holds this host's lock for plan `{}`: {}",
-                        plan.name,
+                        plan,
                         if by.is_empty() { "(no holder recorded)" } else { by }
                     ),
                     "wait for that run to end; its lock is freed the moment it ends, even if it is killed".into(),
@@ -560,10 +619,12 @@ impl Starting {
             }
             (result, _) => {
                 let _ = child.kill();
+                let pid = child.id();
                 let stderr = child
                     .wait_with_output()
                     .map(|o| o.stderr)
                     .unwrap_or_default();
+                crate::process::forget_helper(pid);
                 ssh.close();
                 let said = match result {
                     Ok(line) => line,
@@ -809,138 +870,149 @@ fn decide_ssh(
     mut ssh: Ssh,
 ) -> Result<Connected, Problem> {
     let mut tried = Vec::new();
-    let over = |words: &[&str]| {
-        let mut argv = ssh_argv(target, &ssh.control, &[]);
-        argv.extend(words.iter().map(|&w| w.to_owned()));
-        argv
-    };
-    let direct = probe(
-        &over(&["docker"]),
-        &[],
-        &mut tried,
-        "docker version (on the host)",
-    );
-    let sudo = match direct {
-        Outcome::Answered(_) => false,
-        Outcome::Failed(Failure::PermissionDenied, _) => {
-            match probe(
-                &over(&["sudo", "-n", "docker"]),
-                &[],
-                &mut tried,
-                "sudo -n docker version (on the host)",
-            ) {
-                Outcome::Answered(_) => true,
-                Outcome::Failed(failure, _) => {
-                    ssh.close();
-                    return Err(Problem {
-                        host: name,
-                        engine,
-                        what: "its user may not use docker, and `sudo -n docker` does not work there either".into(),
-                        help: help_for(failure),
-                        tried,
-                    });
-                }
-            }
-        }
-        Outcome::Failed(_, why) if session_refused(&why) => {
-            ssh.close();
-            return Err(Problem {
-                host: name,
-                engine,
-                what: format!("the host refuses a session on runner's connection ({why})"),
-                help: HELP_SESSIONS.into(),
-                tried,
-            });
-        }
-        Outcome::Failed(failure, _) => {
-            ssh.close();
-            return Err(Problem {
-                host: name,
-                engine,
-                what: "docker does not work on the host".into(),
-                help: help_for(failure),
-                tried,
-            });
-        }
-    };
     let local = ssh.socket.clone();
     let host_env = vec![(
         "DOCKER_HOST".to_owned(),
         format!("unix://{}", local.display()),
     )];
-    let mut how = String::new();
-    if !sudo {
-        // The host's socket, forwarded over the connection.
-        let mut argv = ssh_argv(
-            target,
-            &ssh.control,
-            &[
-                "-O",
-                "forward",
-                "-L",
-                &format!("{}:{REMOTE_SOCKET}", local.display()),
-            ],
+    let fail = |ssh: &mut Ssh, what: String, help: String, tried: Vec<Probe>| {
+        ssh.close();
+        Err(Problem {
+            host: name.clone(),
+            engine: engine.clone(),
+            what,
+            help,
+            tried,
+        })
+    };
+    // The usual case first: a user who may read the host's socket gets it
+    // forwarded over the connection, and docker answers through it.
+    let forward = format!("{}:{REMOTE_SOCKET}", local.display());
+    let forwarded = forward_socket(target, &ssh.control, "forward", &forward)
+        && matches!(
+            probe(
+                &["docker".to_owned()],
+                &host_env,
+                &mut tried,
+                "docker version (the host's socket, forwarded)",
+            ),
+            Outcome::Answered(_)
         );
-        argv.truncate(argv.len());
-        let forwarded = docker::briefly(&argv, PROBE_TIMEOUT).is_ok_and(|o| o.status.success())
-            && matches!(
-                probe(
-                    &["docker".to_owned()],
-                    &host_env,
-                    &mut tried,
-                    "docker version (forwarded socket)"
-                ),
-                Outcome::Answered(_)
+    if forwarded {
+        return Ok(connected(
+            name,
+            engine,
+            ssh,
+            host_env,
+            tried,
+            format!(
+                "docker answers through its socket {REMOTE_SOCKET}, forwarded over runner's ssh connection"
+            ),
+        ));
+    }
+    forward_socket(target, &ssh.control, "cancel", &forward);
+    let _ = std::fs::remove_file(&local);
+    // Why not: ask docker on the host, then `sudo -n docker`.
+    let over = |words: &[&str]| {
+        let mut argv = ssh_argv(target, &ssh.control, &[]);
+        argv.extend(words.iter().map(|&w| w.to_owned()));
+        argv
+    };
+    let sudo = match probe(
+        &over(&["docker"]),
+        &[],
+        &mut tried,
+        "docker version (on the host)",
+    ) {
+        Outcome::Answered(_) => false,
+        Outcome::Failed(_, why) if session_refused(&why) => {
+            return fail(
+                &mut ssh,
+                format!("the host refuses a session on runner's connection ({why})"),
+                HELP_SESSIONS.into(),
+                tried,
             );
-        if forwarded {
-            how = format!("its socket {REMOTE_SOCKET} forwarded over runner's ssh connection");
-        } else {
-            let _ = std::fs::remove_file(&local);
         }
-    }
-    if how.is_empty() {
-        let mut words: Vec<String> = ssh_argv(target, &ssh.control, &[]);
-        if sudo {
-            words.extend(["sudo", "-n"].map(str::to_owned));
-        }
-        words.extend(["docker", "system", "dial-stdio"].map(str::to_owned));
-        if let Err(e) = relay(&local, words) {
-            ssh.close();
-            return Err(Problem {
-                host: name,
-                engine,
-                what: format!("cannot listen on {}: {e}", local.display()),
-                help: "check that the plan's folder is writable".into(),
-                tried,
-            });
-        }
-        if let Outcome::Failed(failure, _) = probe(
-            &["docker".to_owned()],
-            &host_env,
+        Outcome::Failed(Failure::PermissionDenied, _) => match probe(
+            &over(&["sudo", "-n", "docker"]),
+            &[],
             &mut tried,
-            "docker version (through the relay)",
+            "sudo -n docker version (on the host)",
         ) {
-            ssh.close();
-            return Err(Problem {
-                host: name,
-                engine,
-                what: "docker answers on the host, but not through `docker system dial-stdio`"
-                    .into(),
-                help: help_for(failure),
+            Outcome::Answered(_) => true,
+            Outcome::Failed(failure, _) => {
+                return fail(
+                    &mut ssh,
+                    "its user may not use docker, and `sudo -n docker` does not work there either"
+                        .into(),
+                    help_for(failure),
+                    tried,
+                );
+            }
+        },
+        Outcome::Failed(failure, _) => {
+            return fail(
+                &mut ssh,
+                "docker does not work on the host".into(),
+                help_for(failure),
                 tried,
-            });
+            );
         }
-        how = format!(
-            "each connection a `{}docker system dial-stdio` session over runner's ssh connection (at most {MAX_SESSIONS} at once)",
-            if sudo { "sudo -n " } else { "" }
+    };
+    // Through sudo (or where the socket cannot be forwarded): a relay.
+    let mut words: Vec<String> = ssh_argv(target, &ssh.control, &[]);
+    if sudo {
+        words.extend(["sudo", "-n"].map(str::to_owned));
+    }
+    words.extend(["docker", "system", "dial-stdio"].map(str::to_owned));
+    if let Err(e) = relay(&local, words) {
+        return fail(
+            &mut ssh,
+            format!("cannot listen on {}: {e}", local.display()),
+            "check that the plan's folder is writable".into(),
+            tried,
         );
     }
+    if let Outcome::Failed(failure, _) = probe(
+        &["docker".to_owned()],
+        &host_env,
+        &mut tried,
+        "docker version (through the relay)",
+    ) {
+        return fail(
+            &mut ssh,
+            "docker answers on the host, but not through `docker system dial-stdio`".into(),
+            help_for(failure),
+            tried,
+        );
+    }
+    let how = format!(
+        "each connection a `{}docker system dial-stdio` session over runner's ssh connection (at most {MAX_SESSIONS} at once)",
+        if sudo { "sudo -n " } else { "" }
+    );
     let reason = if sudo {
         format!("the host's user is refused for permission and `sudo -n docker` answers; {how}")
     } else {
-        format!("docker answers on the host; {how}")
+        format!("docker answers on the host, but not through its forwarded socket; {how}")
     };
-    Ok(Connected {
+    Ok(connected(name, engine, ssh, host_env, tried, reason))
+}
+
+/// `ssh -O forward|cancel -L LOCAL:REMOTE`: whether the master agreed.
+fn forward_socket(target: &Target, control: &Path, op: &str, spec: &str) -> bool {
+    let argv = ssh_argv(target, control, &["-O", op, "-L", spec]);
+    docker::briefly(&argv, PROBE_TIMEOUT).is_ok_and(|o| o.status.success())
+}
+
+fn connected(
+    name: String,
+    engine: String,
+    ssh: Ssh,
+    env: Vec<(String, String)>,
+    tried: Vec<Probe>,
+    reason: String,
+) -> Connected {
+    Connected {
         docker: Arc::new(Docker {
             command: vec!["docker".to_owned()],
             available: true,
@@ -948,13 +1020,13 @@ fn decide_ssh(
             tried,
             help: None,
             compose: None,
-            env: host_env,
+            env,
         }),
         name,
         engine,
         ssh: Some(ssh),
         _lock: None,
-    })
+    }
 }
 
 /// Serves `socket`: each connection is piped to a new `words` process (a
@@ -1002,12 +1074,12 @@ fn pipe(stream: UnixStream, words: &[String]) {
     };
     let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
         let _ = child.kill();
-        let _ = child.wait();
+        reap(&mut child);
         return;
     };
     let Ok(mut reader) = stream.try_clone() else {
         let _ = child.kill();
-        let _ = child.wait();
+        reap(&mut child);
         return;
     };
     // Not `std::io::copy`: from a unix socket into a pipe it splices, and the
@@ -1021,7 +1093,7 @@ fn pipe(stream: UnixStream, words: &[String]) {
     forward(&mut stdout, &mut writer);
     let _ = writer.shutdown(std::net::Shutdown::Both);
     let _ = child.kill();
-    let _ = child.wait();
+    reap(&mut child);
     let _ = upstream.join();
 }
 
@@ -1050,13 +1122,13 @@ impl Ssh {
                 std::thread::sleep(Duration::from_millis(10));
             }
             let _ = child.kill();
-            let _ = child.wait();
+            reap(&mut child);
         }
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(i32::try_from(self.master.id()).unwrap_or(0)),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let _ = self.master.wait();
+        reap(&mut self.master);
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.control);
     }

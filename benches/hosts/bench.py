@@ -21,7 +21,9 @@ its own dockerd and sshd) and everything goes at the end.
    pool, switch the container, probe it, put it back) to one host, then to
    three hosts with serial = 1 and with serial = 3; each deploy alternates
    between two releases the hosts already have (the image is not sent again),
-   median of --runs. Target: serial = 3 <= 1.2 x one host.
+   median of --runs. Target: serial = 3 <= 1.2 x one host. Beside it, the
+   floor: the same docker commands by hand on each host's own socket, one
+   host, then three at once.
 """
 
 import argparse
@@ -222,6 +224,47 @@ def roll_bench(work, runs, env, app):
     return results
 
 
+FLOOR = """
+export DOCKER_HOST=unix://HOSTS/rthN/run/docker.sock
+i=IMAGE:VERSION
+docker image inspect --format '{{.Id}}' -- $i >/dev/null
+DOCKER_HOST= docker image inspect --format '{{.Id}}' -- $i >/dev/null
+rm -f POOL/rthN && sleep 0.3
+docker rm -f app-previous >/dev/null 2>&1 || true
+if docker container inspect app >/dev/null 2>&1; then
+  docker stop -t 0 app >/dev/null && docker rename app app-previous
+fi
+docker run -d --name app -p 8080:8080 $i >/dev/null
+docker exec app wget -q -O /dev/null http://127.0.0.1:8080/
+touch POOL/rthN
+"""
+
+
+def floor_bench(work, hosts, runs, app):
+    """The same deploy by hand: the same docker commands on each host's own
+    socket (no ssh, no runner), one host, then three at once."""
+    os.makedirs(f"{work}/floor", exist_ok=True)
+
+    def deploy(count, version):
+        procs = [subprocess.Popen(["sh", "-c", FLOOR.replace("HOSTS", hosts)
+                                   .replace("rthN", f"rth{i}").replace("IMAGE", app)
+                                   .replace("VERSION", version).replace("POOL", f"{work}/floor")])
+                 for i in range(1, count + 1)]
+        for p in procs:
+            if p.wait() != 0:
+                sys.exit("the deploy by hand failed")
+
+    results = {}
+    for count in (1, 3):
+        times = []
+        for r in range(runs):
+            start = time.monotonic()
+            deploy(count, "v1" if r % 2 == 0 else "v2")
+            times.append(time.monotonic() - start)
+        results[count] = statistics.median(times)
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -231,14 +274,19 @@ def main():
     if not os.access(RUNNER, os.X_OK):
         sys.exit("build runner first: cargo build --release")
     work = tempfile.mkdtemp(prefix="rtb-")
+    os.chmod(work, 0o755)
     hosts = f"{work}/h"
     tag = f"rtbench-{os.getpid()}"
     made_user = False
     try:
+        # Whatever an interrupted run left (the hosts have fixed names).
+        subprocess.run(f"sh {HERE}/hosts.sh down {hosts}", shell=True, capture_output=True)
         sh(f"sh {HERE}/hosts.sh up 3 {hosts}")
         if subprocess.run(["id", SUDOER], capture_output=True).returncode != 0:
-            sh(f"useradd --no-create-home --shell /bin/sh {SUDOER} && usermod -p '*' {SUDOER}")
+            sh(f"useradd --no-create-home --shell /bin/sh {SUDOER}")
             made_user = True
+        # A new account is locked; sshd then refuses its key.
+        sh(f"usermod -p '*' {SUDOER}")
         with open(f"/etc/sudoers.d/{SUDOER}", "w") as f:
             f.write(f"{SUDOER} ALL=(root) NOPASSWD: {shutil.which('docker')}\n")
         os.chmod(f"/etc/sudoers.d/{SUDOER}", 0o440)
@@ -250,13 +298,18 @@ def main():
         sh(f"docker save {tag}-exec | DOCKER_HOST=unix://{hosts}/rth1/run/docker.sock docker load")
         ex = exec_bench(work, hosts, runs, env, f"{tag}-exec")
         roll = roll_bench(work, runs, env, f"{tag}-app")
+        floor = floor_bench(work, hosts, runs, f"{tag}-app")
         print(f"docker-exec `true` as a runner step, median of {STEPS} x {runs}:")
         for name, ms in ex.items():
             print(f"  {name:<9} {ms:6.0f} ms  ({ms / ex['local']:.2f} x local)")
         print(f"rolling deploy, wall time, median of {runs}:")
         for name, secs in roll.items():
             print(f"  {name:<20} {secs:5.2f} s  ({secs / roll['1 host']:.2f} x one host)")
+        print(f"the same deploy by hand (docker on each host's own socket), median of {runs}:")
+        print(f"  1 host               {floor[1]:5.2f} s")
+        print(f"  3 hosts at once      {floor[3]:5.2f} s  ({floor[3] / floor[1]:.2f} x one host)")
     finally:
+        if os.environ.get("KEEP"): time.sleep(60)
         subprocess.run(f"sh {HERE}/hosts.sh down {hosts}", shell=True, capture_output=True)
         subprocess.run(f"docker rmi -f {tag}-exec {tag}-app:v1 {tag}-app:v2", shell=True,
                        capture_output=True)

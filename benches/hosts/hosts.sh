@@ -16,6 +16,8 @@ bridge=rtbr0
 up() {
   n=$1 dir=$2
   mkdir -p "$dir"
+  # Remote users other than root read their authorized_keys from here.
+  chmod 755 "$dir"
   [ -f "$dir/id" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/id"
   cat > "$dir/ssh_config" <<CONF
 Host 10.77.0.*

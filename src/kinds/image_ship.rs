@@ -141,7 +141,10 @@ impl Ship {
         };
         let mut save = command(&self.local, &["save", "--", &self.image]);
         save.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut save = save.spawn().map_err(|e| spawn_failed("save", e))?;
+        // runner's own helpers: a sweep after another step never takes them
+        // for what that step left behind.
+        let mut save = crate::process::spawn_helper(|| save.spawn(), tokio::process::Child::id)
+            .map_err(|e| spawn_failed("save", e))?;
         let Some(stream) = save.stdout.take() else {
             return Err(End::Failed("docker save gave no output".into()));
         };
@@ -150,7 +153,17 @@ impl Ship {
         load.stdin(stream)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut load = load.spawn().map_err(|e| spawn_failed("load", e))?;
+        let mut load =
+            match crate::process::spawn_helper(|| load.spawn(), tokio::process::Child::id) {
+                Ok(load) => load,
+                Err(e) => {
+                    let _ = save.start_kill();
+                    let _ = save.wait().await;
+                    forget(&save);
+                    return Err(spawn_failed("load", e));
+                }
+            };
+        let pids = (save.id(), load.id());
         let (load_out, load_err, save_err) =
             (load.stdout.take(), load.stderr.take(), save.stderr.take());
         let lines = async {
@@ -164,7 +177,7 @@ impl Ship {
             let ((), saved, loaded) = tokio::join!(lines, save.wait(), load.wait());
             (saved, loaded)
         };
-        tokio::select! {
+        let result = tokio::select! {
             (saved, loaded) = both => {
                 match (saved, loaded) {
                     (Ok(s), Ok(l)) if s.success() && l.success() => Ok(()),
@@ -183,7 +196,17 @@ impl Ship {
                 let _ = load.wait().await;
                 Err(End::Failed("cancelled: the transfer was stopped".into()))
             }
+        };
+        for pid in [pids.0, pids.1].into_iter().flatten() {
+            crate::process::forget_helper(pid);
         }
+        result
+    }
+}
+
+fn forget(child: &tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        crate::process::forget_helper(pid);
     }
 }
 

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 pub(crate) use pipe::Pipe;
-pub(crate) use tree::{MARKER, adopt_orphans, end_adopted};
+pub(crate) use tree::{MARKER, adopt_orphans, end_adopted, forget_helper, spawn_helper};
 
 use crate::engine::{End, Output, Stream};
 

@@ -42,6 +42,9 @@ struct Tracker {
     live: Mutex<HashMap<i32, Option<String>>>,
     /// Adopted orphans without a marker, seen while other commands ran.
     pending: Mutex<HashSet<i32>>,
+    /// runner's own helpers (ssh connections, relay sessions, image transfers):
+    /// its children, never taken for what a step left behind.
+    helpers: Mutex<HashSet<i32>>,
 }
 
 fn tracker() -> &'static Tracker {
@@ -51,7 +54,31 @@ fn tracker() -> &'static Tracker {
         subreaper: AtomicBool::new(false),
         live: Mutex::new(HashMap::new()),
         pending: Mutex::new(HashSet::new()),
+        helpers: Mutex::new(HashSet::new()),
     })
+}
+
+/// Starts one of runner's own helpers with `spawn`: a sweep never takes it for
+/// a step's orphan. `pid` reads its process id; [`forget_helper`] once reaped.
+pub(crate) fn spawn_helper<C>(
+    spawn: impl FnOnce() -> std::io::Result<C>,
+    pid: impl Fn(&C) -> Option<u32>,
+) -> std::io::Result<C> {
+    let tracker = tracker();
+    // Held across the spawn, as for a step's command.
+    let _live = lock(&tracker.live);
+    let child = spawn()?;
+    if let Some(pid) = pid(&child).and_then(|p| i32::try_from(p).ok()) {
+        lock(&tracker.helpers).insert(pid);
+    }
+    Ok(child)
+}
+
+/// The helper `pid` was reaped: its id may be reused.
+pub(crate) fn forget_helper(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        lock(&tracker().helpers).remove(&pid);
+    }
 }
 
 /// Makes runner the reaper of whatever its commands orphan, so a daemon that left
@@ -175,6 +202,7 @@ impl Group {
     fn members(&self) -> Vec<Proc> {
         let tracker = tracker();
         let live = lock(&tracker.live).clone();
+        let helpers = lock(&tracker.helpers).clone();
         let mut procs = scan(self.leader);
         let mut pending = lock(&tracker.pending);
         for &pid in pending.iter() {
@@ -187,7 +215,8 @@ impl Group {
         let others = live.keys().any(|&pid| pid != self.leader);
         let mut tree: HashSet<i32> = HashSet::from([self.leader]);
         for p in &procs {
-            let adopted = p.ppid == tracker.me && !live.contains_key(&p.pid);
+            let adopted =
+                p.ppid == tracker.me && !live.contains_key(&p.pid) && !helpers.contains(&p.pid);
             let ours = if p.pgrp == self.leader {
                 true
             } else if adopted {
@@ -256,9 +285,10 @@ pub(crate) async fn end_adopted() {
     let me = tracker().me;
     let adopted = || -> Vec<Proc> {
         let live = lock(&tracker().live).clone();
+        let helpers = lock(&tracker().helpers).clone();
         all()
             .into_iter()
-            .filter(|p| p.ppid == me && !live.contains_key(&p.pid))
+            .filter(|p| p.ppid == me && !live.contains_key(&p.pid) && !helpers.contains(&p.pid))
             .collect()
     };
     let found = adopted();
