@@ -429,7 +429,7 @@ broken = "none"
 
 HOSTS
 [rollout]
-serial = 1
+serial = SERIAL
 max_fail = MAX_FAIL
 
 [steps.ship]
@@ -493,6 +493,10 @@ rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.
 
     impl Rollout {
         fn new(count: usize, user: &str, max_fail: &str) -> Self {
+            Self::with_serial(count, user, max_fail, 1)
+        }
+
+        fn with_serial(count: usize, user: &str, max_fail: &str, serial: usize) -> Self {
             let hosts = Hosts::up(count);
             let image = unique("roll");
             let mut cleanup = Cleanup::default();
@@ -512,7 +516,8 @@ rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.
                 .replace("IMAGE", &image)
                 .replace("POOL", &pool.display().to_string())
                 .replace("HOSTS", &hosts.section(user))
-                .replace("MAX_FAIL", max_fail);
+                .replace("MAX_FAIL", max_fail)
+                .replace("SERIAL", &serial.to_string());
             let test = test
                 .plan(&plan)
                 .env("RUNNER_SSH_COMMAND", &hosts.ssh_command());
@@ -604,6 +609,34 @@ rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.
     #[test]
     fn three_hosts_roll_out_one_at_a_time_and_users_see_no_error() {
         rolls_out_with_no_error(3);
+    }
+
+    #[test]
+    fn three_hosts_at_once_ship_and_switch_together() {
+        let rollout = Rollout::with_serial(3, "root", "0", 3);
+        // Each host's transfer ends at its own time: none may be taken for
+        // what another step left behind.
+        let run = rollout.apply(&[]);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        assert_eq!(
+            run.stdout.matches("Loaded image").count(),
+            3,
+            "{}",
+            run.stdout
+        );
+        assert_eq!(rollout.versions(), ["v1", "v1", "v1"]);
+        let run = rollout.apply(&["version=v2"]);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        assert_eq!(rollout.versions(), ["v2", "v2", "v2"]);
+        // One batch: every host's switch started before any host came back.
+        let out = &run.stdout;
+        let first_back = out.find("✓ undrain@").expect("undrain");
+        for i in 1..=3 {
+            let switch = out
+                .find(&format!("▶ switch@rth{i}"))
+                .unwrap_or_else(|| panic!("switch@rth{i}:\n{out}"));
+            assert!(switch < first_back, "{out}");
+        }
     }
 
     #[test]

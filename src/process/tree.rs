@@ -215,8 +215,10 @@ impl Group {
         let others = live.keys().any(|&pid| pid != self.leader);
         let mut tree: HashSet<i32> = HashSet::from([self.leader]);
         for p in &procs {
-            let adopted =
-                p.ppid == tracker.me && !live.contains_key(&p.pid) && !helpers.contains(&p.pid);
+            let adopted = p.ppid == tracker.me
+                && !live.contains_key(&p.pid)
+                && !helpers.contains(&p.pid)
+                && is_process(p.pid);
             let ours = if p.pgrp == self.leader {
                 true
             } else if adopted {
@@ -374,7 +376,21 @@ fn stat(pid: i32) -> Option<Proc> {
     })
 }
 
-/// The processes created since `first` (a step's leader), or all of them.
+/// Whether `id` is a process, not a thread of one: a thread's id reads like a
+/// process's in `/proc`, with its process's parent, and a signal sent to it
+/// reaches its whole process.
+fn is_process(id: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{id}/status")).is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            == Some(id)
+    })
+}
+
+/// The processes created since `first` (a step's leader), or all of them
+/// (threads among them when read by number: see [`is_process`]).
 fn scan(first: i32) -> Vec<Proc> {
     let last = last_pid();
     match last {
