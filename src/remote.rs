@@ -252,7 +252,7 @@ pub(crate) fn connect(plan: &Plan, holder: &str) -> Result<Hosts, Vec<Problem>> 
     let decided: Vec<Result<Connected, Problem>> = std::thread::scope(|scope| {
         let handles: Vec<_> = locking
             .into_iter()
-            .map(|started| scope.spawn(move || started.finish().and_then(Locked::decide)))
+            .map(|started| scope.spawn(move || started.finish()))
             .collect();
         handles
             .into_iter()
@@ -528,7 +528,8 @@ impl Starting {
             return Ok(Locking::Done(Locked {
                 name: self.name,
                 engine: self.engine,
-                via: Via::Docker(env, lock),
+                env,
+                lock,
             }));
         };
         let _ = std::fs::remove_file(&log);
@@ -569,82 +570,100 @@ enum Locking {
 }
 
 impl Locking {
-    /// Waits for the lock session's answer.
-    fn finish(self) -> Result<Locked, Problem> {
+    /// Decides how docker runs on the host while the lock session answers (the
+    /// decision only reads), then waits for the lock: nothing changes before.
+    fn finish(self) -> Result<Connected, Problem> {
         let Locking::Ssh {
             name,
             engine,
             plan,
             target,
             mut child,
-            mut ssh,
+            ssh,
         } = self
         else {
             let Locking::Done(locked) = self else {
                 unreachable!()
             };
-            return Ok(locked);
+            return locked.decide();
         };
-        let problem = |what: String, help: String| Problem {
-            host: name.clone(),
-            engine: engine.clone(),
-            what,
-            help,
-            tried: Vec::new(),
-        };
-        let stdin = child.stdin.take();
-        let first = first_line(&mut child, PROBE_TIMEOUT);
-        match (first, stdin) {
-            (Ok(line), Some(stdin)) if line == "locked" => {
-                ssh.lock = Some((child, stdin));
-                Ok(Locked {
-                    name,
-                    engine,
-                    via: Via::Ssh(target, ssh),
-                })
-            }
-            (Ok(line), _) if line.starts_with("held") => {
+        let mut connected = match decide_ssh(name.clone(), engine.clone(), &target, ssh) {
+            Ok(connected) => connected,
+            Err(problem) => {
+                // Its connection is closed: the lock session ends with it.
                 let _ = child.kill();
                 reap(&mut child);
-                ssh.close();
-                let by = line.trim_start_matches("held").trim();
-                Err(problem(
-                    format!(
-                        "another run holds this host's lock for plan `{}`: {}",
-                        plan,
-                        if by.is_empty() { "(no holder recorded)" } else { by }
-                    ),
-                    "wait for that run to end; its lock is freed the moment it ends, even if it is killed".into(),
-                ))
+                return Err(problem);
             }
-            (result, _) => {
-                let _ = child.kill();
-                let pid = child.id();
-                let stderr = child
-                    .wait_with_output()
-                    .map(|o| o.stderr)
-                    .unwrap_or_default();
-                crate::process::forget_helper(pid);
-                ssh.close();
-                let said = match result {
-                    Ok(line) => line,
-                    Err(why) => why,
-                };
-                let stderr = String::from_utf8_lossy(&stderr).trim().to_owned();
-                if session_refused(&stderr) {
-                    return Err(problem(
-                        format!("the host refuses a session on runner's connection ({stderr})"),
-                        HELP_SESSIONS.into(),
-                    ));
+        };
+        match lock_answer(child, &plan) {
+            Ok(held) => {
+                if let Some(ssh) = connected.ssh.as_mut() {
+                    ssh.lock = Some(held);
                 }
-                Err(problem(
-                    format!(
-                        "cannot take the lock on the host: {}",
-                        if stderr.is_empty() { said } else { stderr }
-                    ),
-                    "the host needs a POSIX `sh` and `flock` (util-linux); sshd may refuse sessions (MaxSessions)".into(),
-                ))
+                Ok(connected)
             }
+            Err((what, help)) => {
+                if let Some(ssh) = connected.ssh.as_mut() {
+                    ssh.close();
+                }
+                Err(Problem {
+                    host: name,
+                    engine,
+                    what,
+                    help,
+                    tried: Vec::new(),
+                })
+            }
+        }
+    }
+}
+
+/// The lock session's answer: the session, held, or what went wrong and what
+/// to do.
+fn lock_answer(mut child: Child, plan: &str) -> Result<(Child, ChildStdin), (String, String)> {
+    let stdin = child.stdin.take();
+    let first = first_line(&mut child, PROBE_TIMEOUT);
+    match (first, stdin) {
+        (Ok(line), Some(stdin)) if line == "locked" => Ok((child, stdin)),
+        (Ok(line), _) if line.starts_with("held") => {
+            let _ = child.kill();
+            reap(&mut child);
+            let by = line.trim_start_matches("held").trim();
+            Err((
+                format!(
+                    "another run holds this host's lock for plan `{plan}`: {}",
+                    if by.is_empty() { "(no holder recorded)" } else { by }
+                ),
+                "wait for that run to end; its lock is freed the moment it ends, even if it is killed".into(),
+            ))
+        }
+        (result, _) => {
+            let _ = child.kill();
+            let pid = child.id();
+            let stderr = child
+                .wait_with_output()
+                .map(|o| o.stderr)
+                .unwrap_or_default();
+            crate::process::forget_helper(pid);
+            let said = match result {
+                Ok(line) => line,
+                Err(why) => why,
+            };
+            let stderr = String::from_utf8_lossy(&stderr).trim().to_owned();
+            if session_refused(&stderr) {
+                return Err((
+                    format!("the host refuses a session on runner's connection ({stderr})"),
+                    HELP_SESSIONS.into(),
+                ));
+            }
+            Err((
+                format!(
+                    "cannot take the lock on the host: {}",
+                    if stderr.is_empty() { said } else { stderr }
+                ),
+                "the host needs a POSIX `sh` and `flock` (util-linux); sshd may refuse sessions (MaxSessions)".into(),
+            ))
         }
     }
 }
@@ -785,53 +804,50 @@ const HELP_SESSIONS: &str = "runner needs a few sessions on its connection at on
      probes, and up to 6 docker connections through sudo): raise `MaxSessions` in the host's \
      sshd_config (the default is 10)";
 
-/// A host whose lock is held; its docker is decided next.
+/// A host reached by docker itself, its lock (this machine's) held; its
+/// docker is decided next.
 struct Locked {
     name: String,
     engine: String,
-    via: Via,
-}
-
-enum Via {
-    Ssh(Target, Ssh),
-    Docker(Vec<(String, String)>, crate::lock::Lock),
+    env: Vec<(String, String)>,
+    lock: crate::lock::Lock,
 }
 
 impl Locked {
     fn decide(self) -> Result<Connected, Problem> {
-        let Locked { name, engine, via } = self;
-        match via {
-            Via::Docker(env, lock) => {
-                let words = vec!["docker".to_owned()];
-                let mut tried = Vec::new();
-                let outcome = probe(&words, &env, &mut tried, "docker version");
-                if let Outcome::Failed(failure, _) = outcome {
-                    return Err(Problem {
-                        host: name,
-                        what: format!("its Docker engine ({engine}) does not answer"),
-                        engine,
-                        help: help_for(failure),
-                        tried,
-                    });
-                }
-                Ok(Connected {
-                    docker: Arc::new(Docker {
-                        command: words,
-                        available: true,
-                        reason: format!("the engine at {engine} answers `docker version`"),
-                        tried,
-                        help: None,
-                        compose: None,
-                        env,
-                    }),
-                    name,
-                    engine,
-                    ssh: None,
-                    _lock: Some(lock),
-                })
-            }
-            Via::Ssh(target, ssh) => decide_ssh(name, engine, &target, ssh),
+        let Locked {
+            name,
+            engine,
+            env,
+            lock,
+        } = self;
+        let words = vec!["docker".to_owned()];
+        let mut tried = Vec::new();
+        let outcome = probe(&words, &env, &mut tried, "docker version");
+        if let Outcome::Failed(failure, _) = outcome {
+            return Err(Problem {
+                host: name,
+                what: format!("its Docker engine ({engine}) does not answer"),
+                engine,
+                help: help_for(failure),
+                tried,
+            });
         }
+        Ok(Connected {
+            docker: Arc::new(Docker {
+                command: words,
+                available: true,
+                reason: format!("the engine at {engine} answers `docker version`"),
+                tried,
+                help: None,
+                compose: None,
+                env,
+            }),
+            name,
+            engine,
+            ssh: None,
+            _lock: Some(lock),
+        })
     }
 }
 
@@ -889,14 +905,10 @@ fn decide_ssh(
     // forwarded over the connection, and docker answers through it.
     let forward = format!("{}:{REMOTE_SOCKET}", local.display());
     let forwarded = forward_socket(target, &ssh.control, "forward", &forward)
-        && matches!(
-            probe(
-                &["docker".to_owned()],
-                &host_env,
-                &mut tried,
-                "docker version (the host's socket, forwarded)",
-            ),
-            Outcome::Answered(_)
+        && ping(
+            &local,
+            &mut tried,
+            "GET /_ping (the host's socket, forwarded)",
         );
     if forwarded {
         return Ok(connected(
@@ -973,16 +985,12 @@ fn decide_ssh(
             tried,
         );
     }
-    if let Outcome::Failed(failure, _) = probe(
-        &["docker".to_owned()],
-        &host_env,
-        &mut tried,
-        "docker version (through the relay)",
-    ) {
+    if !ping(&local, &mut tried, "GET /_ping (through the relay)") {
         return fail(
             &mut ssh,
             "docker answers on the host, but not through `docker system dial-stdio`".into(),
-            help_for(failure),
+            "check that `docker system dial-stdio` works on the host (Docker 18.09 or later)"
+                .into(),
             tried,
         );
     }
@@ -996,6 +1004,47 @@ fn decide_ssh(
         format!("docker answers on the host, but not through its forwarded socket; {how}")
     };
     Ok(connected(name, engine, ssh, host_env, tried, reason))
+}
+
+/// Whether a Docker engine answers `GET /_ping` on `socket`: the API's own
+/// health check, asked without starting a docker CLI (which costs tens of
+/// milliseconds of CPU per host).
+fn ping(socket: &Path, tried: &mut Vec<Probe>, shown: &str) -> bool {
+    use std::io::{Read as _, Write as _};
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+        stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")?;
+        let mut answer = Vec::new();
+        stream.take(16 * 1024).read_to_end(&mut answer)?;
+        Ok(String::from_utf8_lossy(&answer).into_owned())
+    })();
+    let (ok, result) = match answer {
+        Ok(text) => {
+            let status = text.lines().next().unwrap_or("").trim().to_owned();
+            let server = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Server: "))
+                .map(str::trim);
+            let ok = status.split_whitespace().nth(1) == Some("200");
+            let result = match (ok, server) {
+                (true, Some(server)) => format!("answered: {server}"),
+                (true, None) => "answered".to_owned(),
+                (false, _) if status.is_empty() => {
+                    "the connection closed without an answer".to_owned()
+                }
+                (false, _) => format!("answered {status}"),
+            };
+            (ok, result)
+        }
+        Err(e) => (false, e.to_string()),
+    };
+    tried.push(Probe {
+        command: shown.to_owned(),
+        result,
+    });
+    ok
 }
 
 /// `ssh -O forward|cancel -L LOCAL:REMOTE`: whether the master agreed.

@@ -211,16 +211,17 @@ def roll_bench(work, runs, env, app):
         for version in ("v1", "v2"):
             subprocess.run([RUNNER, "apply", path, "--var", f"version={version}"],
                            capture_output=True, env=env, check=True)
-        times = []
+        times, busy = [], []
         for r in range(runs):
             version = "v1" if r % 2 == 0 else "v2"
-            start = time.monotonic()
+            start, cpu = time.monotonic(), cpu_busy()
             out = subprocess.run([RUNNER, "apply", path, "--var", f"version={version}"],
                                  capture_output=True, text=True, env=env)
             times.append(time.monotonic() - start)
+            busy.append(busy_share(cpu, cpu_busy()))
             if out.returncode != 0:
                 sys.exit(f"deploy failed:\n{out.stdout}{out.stderr}")
-        results[name] = statistics.median(times)
+        results[name] = (statistics.median(times), statistics.median(busy))
     return results
 
 
@@ -240,6 +241,18 @@ touch POOL/rthN
 """
 
 
+def cpu_busy():
+    """The machine's busy and total CPU time so far (jiffies, all cores)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_share(before, after):
+    return (after[0] - before[0]) / max(1, after[1] - before[1])
+
+
 def floor_bench(work, hosts, runs, app):
     """The same deploy by hand: the same docker commands on each host's own
     socket (no ssh, no runner), one host, then three at once."""
@@ -256,12 +269,13 @@ def floor_bench(work, hosts, runs, app):
 
     results = {}
     for count in (1, 3):
-        times = []
+        times, busy = [], []
         for r in range(runs):
-            start = time.monotonic()
+            start, cpu = time.monotonic(), cpu_busy()
             deploy(count, "v1" if r % 2 == 0 else "v2")
             times.append(time.monotonic() - start)
-        results[count] = statistics.median(times)
+            busy.append(busy_share(cpu, cpu_busy()))
+        results[count] = (statistics.median(times), statistics.median(busy))
     return results
 
 
@@ -303,11 +317,14 @@ def main():
         for name, ms in ex.items():
             print(f"  {name:<9} {ms:6.0f} ms  ({ms / ex['local']:.2f} x local)")
         print(f"rolling deploy, wall time, median of {runs}:")
-        for name, secs in roll.items():
-            print(f"  {name:<20} {secs:5.2f} s  ({secs / roll['1 host']:.2f} x one host)")
+        one = roll["1 host"][0]
+        for name, (secs, busy) in roll.items():
+            print(f"  {name:<20} {secs:5.2f} s  ({secs / one:.2f} x one host)"
+                  f"  CPUs busy {busy:.0%}")
         print(f"the same deploy by hand (docker on each host's own socket), median of {runs}:")
-        print(f"  1 host               {floor[1]:5.2f} s")
-        print(f"  3 hosts at once      {floor[3]:5.2f} s  ({floor[3] / floor[1]:.2f} x one host)")
+        print(f"  1 host               {floor[1][0]:5.2f} s                    CPUs busy {floor[1][1]:.0%}")
+        print(f"  3 hosts at once      {floor[3][0]:5.2f} s  ({floor[3][0] / floor[1][0]:.2f} x one host)"
+              f"  CPUs busy {floor[3][1]:.0%}")
     finally:
         if os.environ.get("KEEP"): time.sleep(60)
         subprocess.run(f"sh {HERE}/hosts.sh down {hosts}", shell=True, capture_output=True)
