@@ -442,7 +442,7 @@ kind = "shell"
 on = "web"
 needs = ["ship"]
 run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.3"
-rollback = { kind = "shell", run = "{{ docker }} exec app wget -q -O /dev/null http://127.0.0.1:8080/ && touch {{ pool }}/{{ host.name }}" }
+rollback = { kind = "shell", also_if_failed = true, run = "{{ docker }} exec app wget -q -O /dev/null http://127.0.0.1:8080/ && touch {{ pool }}/{{ host.name }}" }
 
 [steps.switch]
 kind = "shell"
@@ -847,6 +847,59 @@ rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.
         assert!(took < Duration::from_secs(20), "{took:?}");
         // Nothing ran, on either host.
         assert_eq!(rollout.in_pool(), [false, false]);
+    }
+
+    #[test]
+    fn ctrl_c_mid_deploy_rolls_back_over_the_connections_it_keeps() {
+        use std::os::unix::process::CommandExt as _;
+        let rollout = Rollout::new(2, "root", "0");
+        assert_eq!(rollout.apply(&[]).status, 0);
+        // The second host's drain hangs: Ctrl-C comes while it runs.
+        let plan = std::fs::read_to_string(rollout.test.path_of("plan.toml")).expect("plan");
+        std::fs::write(
+            rollout.test.path_of("plan.toml"),
+            plan.replace(
+                "run = \"rm -f {{ pool }}/{{ host.name }} && sleep 0.3\"\nrollback",
+                "run = \"rm -f {{ pool }}/{{ host.name }} && sleep 0.3 && if [ {{ host.name }} = {{ hang }} ]; then sleep 60; fi\"\nrollback",
+            )
+            .replace("broken = \"none\"", "broken = \"none\"\nhang = \"none\""),
+        )
+        .expect("plan");
+        let child = rollout
+            .test
+            .command()
+            .args(["apply", "plan.toml", "--var", "version=v2"])
+            .args(["--var", "hang=rth2"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("runner");
+        // rth1 is deployed and rth2 left the pool: rth2's drain runs.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(rollout.versions()[0] == "v2" && !rollout.pool.join("rth2").exists()) {
+            assert!(Instant::now() < deadline, "the deploy never reached rth2");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        // As a terminal does: SIGINT to runner's whole process group, twice
+        // (the second ends the running step).
+        let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        for _ in 0..2 {
+            nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGINT).expect("killpg");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let out = child.wait_with_output().expect("runner");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(130), "{stdout}");
+        // The connections outlived the signal: both hosts are back on v1 and
+        // in the pool.
+        assert_eq!(rollout.versions(), ["v1", "v1"], "{stdout}");
+        assert_eq!(rollout.in_pool(), [true, true], "{stdout}");
+        assert!(
+            stdout.contains("switch@rth1 (rollback) rolled back"),
+            "{stdout}"
+        );
     }
 
     #[test]
