@@ -833,21 +833,14 @@ impl Locked {
                 tried,
             });
         }
-        Ok(Connected {
-            docker: Arc::new(Docker {
-                command: words,
-                available: true,
-                reason: format!("the engine at {engine} answers `docker version`"),
-                tried,
-                help: None,
-                compose: None,
-                env,
-            }),
+        let reason = format!("the engine at {engine} answers `docker version`");
+        Ok(connected(
             name,
             engine,
-            ssh: None,
-            _lock: Some(lock),
-        })
+            (env, tried, reason),
+            None,
+            Some(lock),
+        ))
     }
 }
 
@@ -911,15 +904,15 @@ fn decide_ssh(
             "GET /_ping (the host's socket, forwarded)",
         );
     if forwarded {
+        let reason = format!(
+            "docker answers through its socket {REMOTE_SOCKET}, forwarded over runner's ssh connection"
+        );
         return Ok(connected(
             name,
             engine,
-            ssh,
-            host_env,
-            tried,
-            format!(
-                "docker answers through its socket {REMOTE_SOCKET}, forwarded over runner's ssh connection"
-            ),
+            (host_env, tried, reason),
+            Some(ssh),
+            None,
         ));
     }
     forward_socket(target, &ssh.control, "cancel", &forward);
@@ -1003,7 +996,13 @@ fn decide_ssh(
     } else {
         format!("docker answers on the host, but not through its forwarded socket; {how}")
     };
-    Ok(connected(name, engine, ssh, host_env, tried, reason))
+    Ok(connected(
+        name,
+        engine,
+        (host_env, tried, reason),
+        Some(ssh),
+        None,
+    ))
 }
 
 /// Whether a Docker engine answers `GET /_ping` on `socket`: the API's own
@@ -1053,13 +1052,14 @@ fn forward_socket(target: &Target, control: &Path, op: &str, spec: &str) -> bool
     docker::briefly(&argv, PROBE_TIMEOUT).is_ok_and(|o| o.status.success())
 }
 
+/// A host ready: `docker` with `env` (how it reaches the host), what was
+/// tried and why; what keeps it reached and locked.
 fn connected(
     name: String,
     engine: String,
-    ssh: Ssh,
-    env: Vec<(String, String)>,
-    tried: Vec<Probe>,
-    reason: String,
+    (env, tried, reason): (Vec<(String, String)>, Vec<Probe>, String),
+    ssh: Option<Ssh>,
+    lock: Option<crate::lock::Lock>,
 ) -> Connected {
     Connected {
         docker: Arc::new(Docker {
@@ -1073,8 +1073,8 @@ fn connected(
         }),
         name,
         engine,
-        ssh: Some(ssh),
-        _lock: None,
+        ssh,
+        _lock: lock,
     }
 }
 

@@ -417,79 +417,11 @@ mod rolling {
         _cleanup: Cleanup,
     }
 
-    const PLAN: &str = r#"
-[plan]
-name = "rolling"
-
-[vars]
-image = "IMAGE"
-version = "v1"
-pool = "POOL"
-broken = "none"
-
-HOSTS
-[rollout]
-serial = SERIAL
-max_fail = MAX_FAIL
-
-[steps.ship]
-kind = "image-ship"
-on = "web"
-image = "{{ image }}:{{ version }}"
-
-[steps.drain]
-kind = "shell"
-on = "web"
-needs = ["ship"]
-run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.3"
-rollback = { kind = "shell", also_if_failed = true, run = "{{ docker }} exec app wget -q -O /dev/null http://127.0.0.1:8080/ && touch {{ pool }}/{{ host.name }}" }
-
-[steps.switch]
-kind = "shell"
-on = "web"
-needs = ["drain"]
-creates = { containers = ["app"] }
-run = """
-{{ docker }} rm -f app-previous >/dev/null 2>&1 || true
-if {{ docker }} container inspect app >/dev/null 2>&1; then
-  {{ docker }} stop -t 0 app >/dev/null && {{ docker }} rename app app-previous
-fi
-{{ docker }} run -d --name app -p 8080:8080 {{ image }}:{{ version }}
-"""
-
-[steps.switch.rollback]
-kind = "shell"
-also_if_failed = true
-run = """
-if {{ docker }} container inspect app-previous >/dev/null 2>&1; then
-  {{ docker }} rm -f app >/dev/null 2>&1 || true
-  {{ docker }} rename app-previous app && {{ docker }} start app
-fi
-"""
-
-[steps.check]
-kind = "http-probe"
-on = "web"
-needs = ["switch"]
-container = "app"
-url = "http://127.0.0.1:8080/"
-retries = 30
-retry_delay = "100ms"
-backoff = 1.0
-
-[steps.smoke]
-kind = "shell"
-on = "web"
-needs = ["check"]
-run = "test {{ host.name }} != {{ broken }}"
-
-[steps.undrain]
-kind = "shell"
-on = "web"
-needs = ["smoke"]
-run = "touch {{ pool }}/{{ host.name }}"
-rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.3" }
-"#;
+    /// The plan, shared with benches/hosts/bench.py.
+    fn template() -> String {
+        std::fs::read_to_string(crate::common::repo().join("benches/hosts/rolling.template.toml"))
+            .expect("benches/hosts/rolling.template.toml")
+    }
 
     impl Rollout {
         fn new(count: usize, user: &str, max_fail: &str) -> Self {
@@ -512,7 +444,7 @@ rollback = { kind = "shell", run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.
             let test = Test::new();
             let pool = test.path_of("pool");
             std::fs::create_dir_all(&pool).expect("pool");
-            let plan = PLAN
+            let plan = template()
                 .replace("IMAGE", &image)
                 .replace("POOL", &pool.display().to_string())
                 .replace("HOSTS", &hosts.section(user))

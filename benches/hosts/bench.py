@@ -136,59 +136,9 @@ def exec_bench(work, hosts, runs, base_env, bench_image):
         subprocess.run(f"docker rm -f {local}", shell=True, capture_output=True)
 
 
-ROLL = """
-[plan]
-name = "roll"
-
-[vars]
-image = "IMAGE"
-version = "v1"
-pool = "POOL"
-
-HOSTS
-[rollout]
-serial = SERIAL
-
-[steps.ship]
-kind = "image-ship"
-on = "web"
-image = "{{ image }}:{{ version }}"
-
-[steps.drain]
-kind = "shell"
-on = "web"
-needs = ["ship"]
-run = "rm -f {{ pool }}/{{ host.name }} && sleep 0.3"
-
-[steps.switch]
-kind = "shell"
-on = "web"
-needs = ["drain"]
-creates = { containers = ["app"] }
-run = '''
-{{ docker }} rm -f app-previous >/dev/null 2>&1 || true
-if {{ docker }} container inspect app >/dev/null 2>&1; then
-  {{ docker }} stop -t 0 app >/dev/null && {{ docker }} rename app app-previous
-fi
-{{ docker }} run -d --name app -p 8080:8080 {{ image }}:{{ version }}
-'''
-
-[steps.check]
-kind = "http-probe"
-on = "web"
-needs = ["switch"]
-container = "app"
-url = "http://127.0.0.1:8080/"
-retries = 30
-retry_delay = "100ms"
-backoff = 1.0
-
-[steps.undrain]
-kind = "shell"
-on = "web"
-needs = ["check"]
-run = "touch {{ pool }}/{{ host.name }}"
-"""
+# The tests' rolling deploy (benches/hosts/rolling.template.toml).
+with open(os.path.join(HERE, "rolling.template.toml")) as f:
+    ROLL = f.read()
 
 
 def roll_bench(work, runs, env, app):
@@ -197,7 +147,8 @@ def roll_bench(work, runs, env, app):
         hosts = "".join(f'[hosts.rth{i}]\ndocker = "ssh://root@10.77.0.1{i}"\nroles = ["web"]\n'
                         for i in range(1, count + 1))
         text = (ROLL.replace("IMAGE", app).replace("POOL", f"{work}/{name}/pool")
-                .replace("HOSTS", hosts).replace("SERIAL", str(serial)))
+                .replace("HOSTS", hosts).replace("SERIAL", str(serial))
+                .replace("MAX_FAIL", "0"))
         path = f"{work}/{name}/plan.toml"
         with open(path, "w") as f:
             f.write(text)
