@@ -809,7 +809,7 @@ mod rolling {
             .expect("runner");
         // rth1 is deployed and rth2 left the pool: rth2's drain runs.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !(rollout.versions()[0] == "v2" && !rollout.pool.join("rth2").exists()) {
+        while rollout.versions()[0] != "v2" || rollout.pool.join("rth2").exists() {
             assert!(Instant::now() < deadline, "the deploy never reached rth2");
             std::thread::sleep(Duration::from_millis(100));
         }
