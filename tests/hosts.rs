@@ -96,6 +96,60 @@ fn the_preview_shows_the_hosts_their_batches_and_what_a_failure_does() {
 }
 
 #[test]
+fn an_image_whose_load_fails_ends_at_once() {
+    // A docker CLI of our own on PATH: `save` prints 5 MB, more than a pipe
+    // holds, and the host's `load` (DOCKER_HOST set) fails at once. The save
+    // must not wait for a reader that is gone.
+    let test = Test::new().plan(
+        r#"
+[plan]
+name = "ship"
+
+[hosts.h1]
+docker = "unix:///nonexistent/docker.sock"
+roles = ["web"]
+
+[steps.ship]
+kind = "image-ship"
+on = "web"
+image = "app:v2"
+timeout = "60s"
+"#,
+    );
+    let bin = test.path_of("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    crate::common::script(
+        &bin.join("docker"),
+        r#"case "$1" in
+  version) echo 20.10 ;;
+  image) if [ -n "$DOCKER_HOST" ]; then echo sha256:there; else echo sha256:here; fi ;;
+  save) exec head -c 5000000 /dev/zero ;;
+  load) echo "no space left on device" >&2; exit 1 ;;
+esac"#,
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let test = test.path(&path);
+    let start = std::time::Instant::now();
+    let run = test.run_with(&["apply", "plan.toml"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("`docker load` on the host failed")
+            && run.stdout.contains("no space left on device"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn every_mistake_in_hosts_rollout_and_on_is_pointed_at() {
     let run = Test::new()
         .plan(

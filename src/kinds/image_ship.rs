@@ -149,20 +149,25 @@ impl Ship {
             return Err(End::Failed("docker save gave no output".into()));
         };
         let stream: Stdio = stream.try_into().map_err(|e| spawn_failed("load", e))?;
-        let mut load = command(&self.host, &["load"]);
-        load.stdin(stream)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut load =
-            match crate::process::spawn_helper(|| load.spawn(), tokio::process::Child::id) {
-                Ok(load) => load,
-                Err(e) => {
-                    let _ = save.start_kill();
-                    let _ = save.wait().await;
-                    forget(&save);
-                    return Err(spawn_failed("load", e));
-                }
-            };
+        let spawned = {
+            let mut load = command(&self.host, &["load"]);
+            load.stdin(stream)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            // The command holds the pipe's read end until it is dropped, here:
+            // were runner to keep it, a `docker save` whose load failed would
+            // wait forever for a reader.
+            crate::process::spawn_helper(|| load.spawn(), tokio::process::Child::id)
+        };
+        let mut load = match spawned {
+            Ok(load) => load,
+            Err(e) => {
+                let _ = save.start_kill();
+                let _ = save.wait().await;
+                forget(&save);
+                return Err(spawn_failed("load", e));
+            }
+        };
         let pids = (save.id(), load.id());
         let (load_out, load_err, save_err) =
             (load.stdout.take(), load.stderr.take(), save.stderr.take());
@@ -181,11 +186,15 @@ impl Ship {
             (saved, loaded) = both => {
                 match (saved, loaded) {
                     (Ok(s), Ok(l)) if s.success() && l.success() => Ok(()),
-                    (Ok(s), _) if !s.success() => Err(End::Failed(format!(
+                    // A failed load ends the save too (a broken pipe): the
+                    // load's is the reason.
+                    (_, Ok(l)) if !l.success() => Err(End::Failed(format!(
+                        "`docker load` on the host failed ({l}); its output says why"
+                    ))),
+                    (Ok(s), Ok(_)) => Err(End::Failed(format!(
                         "`docker save` here failed ({s}): is `{}` on this machine's engine?",
                         self.image
                     ))),
-                    (_, Ok(l)) => Err(End::Failed(format!("`docker load` on the host failed ({l})"))),
                     (Err(e), _) | (_, Err(e)) => Err(End::Failed(e.to_string())),
                 }
             }
