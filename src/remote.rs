@@ -301,8 +301,9 @@ fn socket_dir(plan: &Plan) -> std::io::Result<(PathBuf, bool)> {
             .create(&state)?;
         return Ok((state, false));
     }
-    let dir = std::env::temp_dir().join(format!("runner-ssh-{}", std::process::id()));
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    // A name nobody can guess or take first, made 0700.
+    let dir = nix::unistd::mkdtemp(&std::env::temp_dir().join("runner-ssh-XXXXXX"))
+        .map_err(std::io::Error::from)?;
     Ok((dir, true))
 }
 

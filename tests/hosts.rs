@@ -769,6 +769,37 @@ mod rolling {
     }
 
     #[test]
+    fn a_plan_deep_in_folders_still_gets_its_ssh_sockets() {
+        // Unix socket paths hold 108 bytes: past that, the sockets go to a
+        // private temporary folder, removed at the end.
+        let hosts = Hosts::up(1);
+        let deep = format!("{}/plan.toml", ["a-rather-long-folder-name"; 4].join("/"));
+        let test = Test::new()
+            .file(
+                &deep,
+                &format!(
+                    "[plan]\nname = \"deep\"\n\n{}\n[steps.a]\nkind = \"shell\"\non = \"web\"\nrun = \"{{{{ docker }}}} ps -q\"\n",
+                    hosts.section("root")
+                ),
+            )
+            .env("RUNNER_SSH_COMMAND", &hosts.ssh_command());
+        let before = temporary_socket_folders();
+        let run = test.run_with(&["apply", &deep]);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        assert_eq!(temporary_socket_folders(), before);
+    }
+
+    fn temporary_socket_folders() -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+            .expect("temp dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("runner-ssh-"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
     fn an_unknown_host_key_is_refused_with_what_to_do() {
         let rollout = Rollout::new(1, "root", "0");
         let run = rollout
