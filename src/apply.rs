@@ -69,28 +69,8 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             .join(format!("{run_id}.json"))
     });
     let masker = masker(plan);
-    let mut checked = crate::preflight::run(plan, &docker, &masker);
-    if let Some(hosts) = &hosts {
-        let per_host: Vec<crate::preflight::Report> = std::thread::scope(|scope| {
-            let handles: Vec<_> = hosts
-                .list
-                .iter()
-                .enumerate()
-                .map(|(h, host)| {
-                    let (docker, masker) = (&host.docker, &masker);
-                    scope.spawn(move || crate::preflight::run_on(plan, docker, masker, Some(h)))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        for report in per_host {
-            checked.merge(report);
-        }
-    }
-    tracing::debug!("preflight done");
+    let host_engines: Vec<&Docker> = host_dockers.iter().map(AsRef::as_ref).collect();
+    let checked = crate::preflight::run_all(plan, &docker, &host_engines, &masker);
     if !checked.findings.is_empty() {
         return Err(Error::Preflight(Box::new(checked)));
     }
@@ -214,21 +194,21 @@ fn host_records(
         .iter()
         .enumerate()
         .map(|(h, host)| {
-            let mine: Vec<&engine::UnitReport> = plan_units
+            // Its instances, and whether each is of the plan (not after it).
+            let (mine, of_plan): (Vec<&engine::UnitReport>, Vec<bool>) = plan_units
                 .iter()
                 .zip(&report.units)
                 .filter(|(u, _)| u.host == Some(h))
-                .map(|(_, r)| r)
-                .collect();
+                .map(|(u, r)| (r, plan.steps[u.step].when == When::Success))
+                .unzip();
             let failed = report.failed_domains.contains(&h)
                 || mine.iter().any(|r| r.status == engine::Status::Failed);
             let deployed = batch(h).is_some()
                 && !failed
-                && plan_units
+                && mine
                     .iter()
-                    .zip(&report.units)
-                    .filter(|(u, _)| u.host == Some(h) && plan.steps[u.step].when == When::Success)
-                    .all(|(_, r)| r.status == engine::Status::Succeeded);
+                    .zip(&of_plan)
+                    .all(|(r, &plan_step)| !plan_step || r.status == engine::Status::Succeeded);
             let rolled_back = mine.iter().any(|r| r.hook.is_some());
             let hooks_ok = mine
                 .iter()

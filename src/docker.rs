@@ -107,18 +107,28 @@ pub(crate) enum Outcome {
     Failed(Failure, String),
 }
 
-/// Runs `words version` and reports the server version or why it failed.
-fn probe(words: &[String]) -> Outcome {
-    probe_with(words, &[], &["version", "--format", "{{.Server.Version}}"])
+/// Runs `words version` (with `env`), notes it in `tried` as `shown`, and
+/// reports the server version or why it failed.
+pub(crate) fn probe_into(
+    words: &[String],
+    env: &[(String, String)],
+    tried: &mut Vec<Probe>,
+    shown: &str,
+) -> Outcome {
+    let outcome = probe_with(words, env, &["version", "--format", "{{.Server.Version}}"]);
+    tried.push(Probe {
+        command: shown.to_owned(),
+        result: match &outcome {
+            Outcome::Answered(version) => format!("answered: server {version}"),
+            Outcome::Failed(_, why) => why.clone(),
+        },
+    });
+    outcome
 }
 
 /// Runs `words` then `version_args` and reports the version it prints or why
 /// it failed.
-pub(crate) fn probe_with(
-    words: &[String],
-    env: &[(String, String)],
-    version_args: &[&str],
-) -> Outcome {
+fn probe_with(words: &[String], env: &[(String, String)], version_args: &[&str]) -> Outcome {
     let Some(program) = words.first() else {
         return Outcome::Failed(Failure::NotFound, "empty command".into());
     };
@@ -261,16 +271,7 @@ pub(crate) fn unprobed(docker_cmd_env: Option<&str>, reason: &str) -> Docker {
 pub(crate) fn discover(mode: SudoMode, docker_cmd_env: Option<&str>) -> Docker {
     let mut tried = Vec::new();
     let run = |words: &[String], tried: &mut Vec<Probe>| {
-        let outcome = probe(words);
-        let result = match &outcome {
-            Outcome::Answered(version) => format!("answered: server {version}"),
-            Outcome::Failed(_, why) => why.clone(),
-        };
-        tried.push(Probe {
-            command: format!("{} version", display(words)),
-            result,
-        });
-        outcome
+        probe_into(words, &[], tried, &format!("{} version", display(words)))
     };
 
     if let Some(words) = env_words(docker_cmd_env) {

@@ -15,6 +15,7 @@ mod kinds;
 mod lock;
 mod maintenance;
 mod mask;
+mod parallel;
 pub mod plan;
 mod preflight;
 mod process;

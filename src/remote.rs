@@ -249,16 +249,8 @@ pub(crate) fn connect(plan: &Plan, holder: &str) -> Result<Hosts, Vec<Problem>> 
             Err(problem) => problems.push(problem),
         }
     }
-    let decided: Vec<Result<Connected, Problem>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = locking
-            .into_iter()
-            .map(|started| scope.spawn(move || started.finish()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
+    let at_once = locking.len();
+    let decided = crate::parallel::each(locking, at_once, Locking::finish);
     tracing::debug!(elapsed = ?began.elapsed(), "hosts: docker decided");
     let mut list = Vec::new();
     for result in decided {
@@ -824,7 +816,7 @@ impl Locked {
         } = self;
         let words = vec!["docker".to_owned()];
         let mut tried = Vec::new();
-        let outcome = probe(&words, &env, &mut tried, "docker version");
+        let outcome = docker::probe_into(&words, &env, &mut tried, "docker version");
         if let Outcome::Failed(failure, _) = outcome {
             return Err(Problem {
                 host: name,
@@ -843,23 +835,6 @@ impl Locked {
             Some(lock),
         ))
     }
-}
-
-fn probe(
-    words: &[String],
-    env: &[(String, String)],
-    tried: &mut Vec<Probe>,
-    shown: &str,
-) -> Outcome {
-    let outcome = docker::probe_with(words, env, &["version", "--format", "{{.Server.Version}}"]);
-    tried.push(Probe {
-        command: shown.to_owned(),
-        result: match &outcome {
-            Outcome::Answered(version) => format!("answered: server {version}"),
-            Outcome::Failed(_, why) => why.clone(),
-        },
-    });
-    outcome
 }
 
 fn help_for(failure: Failure) -> String {
@@ -924,7 +899,7 @@ fn decide_ssh(
         argv.extend(words.iter().map(|&w| w.to_owned()));
         argv
     };
-    let sudo = match probe(
+    let sudo = match docker::probe_into(
         &over(&["docker"]),
         &[],
         &mut tried,
@@ -939,7 +914,7 @@ fn decide_ssh(
                 tried,
             );
         }
-        Outcome::Failed(Failure::PermissionDenied, _) => match probe(
+        Outcome::Failed(Failure::PermissionDenied, _) => match docker::probe_into(
             &over(&["sudo", "-n", "docker"]),
             &[],
             &mut tried,

@@ -113,7 +113,7 @@ roles = ["web"]
 kind = "image-ship"
 on = "web"
 image = "app:v2"
-timeout = "60s"
+timeout = "20s"
 "#,
     );
     let bin = test.path_of("bin");
@@ -133,19 +133,15 @@ esac"#,
         std::env::var("PATH").unwrap_or_default()
     );
     let test = test.path(&path);
-    let start = std::time::Instant::now();
     let run = test.run_with(&["apply", "plan.toml"]);
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    // The load's failure ends the attempt, not the step's timeout.
     assert!(
         run.stdout.contains("`docker load` on the host failed")
-            && run.stdout.contains("no space left on device"),
+            && run.stdout.contains("no space left on device")
+            && !run.stdout.contains("timed out"),
         "{}",
         run.stdout
-    );
-    assert!(
-        start.elapsed() < std::time::Duration::from_secs(30),
-        "{:?}",
-        start.elapsed()
     );
 }
 

@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::docker::{self, Docker, ExecOptions};
 use crate::kinds::Scope;
 use crate::mask::Masker;
+use crate::parallel;
 use crate::plan::model::When;
 use crate::plan::template::shell_join;
 use crate::plan::{Plan, Port, Step};
@@ -106,7 +107,7 @@ pub(crate) struct Report {
 
 impl Report {
     /// This report with another's findings and notes.
-    pub(crate) fn merge(&mut self, other: Report) {
+    fn merge(&mut self, other: Report) {
         self.findings.extend(other.findings);
         self.notes.extend(other.notes);
         self.checks += other.checks;
@@ -138,6 +139,21 @@ struct Subject {
 /// run (its compose too).
 pub(crate) fn run(plan: &Plan, docker: &Docker, masker: &Masker) -> Report {
     run_on(plan, docker, masker, None)
+}
+
+/// Runs every check: of the steps that run once with `docker`, and of each
+/// host's steps with that host's docker (`hosts`, by host index), at once.
+pub(crate) fn run_all(plan: &Plan, docker: &Docker, hosts: &[&Docker], masker: &Masker) -> Report {
+    let mut report = run(plan, docker, masker);
+    let per_host = parallel::each(
+        hosts.iter().enumerate().collect(),
+        hosts.len(),
+        |(h, docker)| run_on(plan, docker, masker, Some(h)),
+    );
+    for other in per_host {
+        report.merge(other);
+    }
+    report
 }
 
 /// Runs every check of the steps that run on `host` (with its docker), or of
@@ -395,7 +411,9 @@ impl Check<'_> {
         let states: BTreeMap<String, State> = names
             .iter()
             .cloned()
-            .zip(parallel(&names, |name| state(self.docker, name)))
+            .zip(parallel::each(names.iter().collect(), AT_ONCE, |name| {
+                state(self.docker, name)
+            }))
             .collect();
         self.report.checks += states.len();
 
@@ -437,9 +455,11 @@ impl Check<'_> {
         let looked: BTreeMap<Seat, Looked> = seat_list
             .iter()
             .map(|(seat, _)| seat.clone())
-            .zip(parallel(&seat_list, |(seat, programs)| {
-                look(self.docker, seat, programs)
-            }))
+            .zip(parallel::each(
+                seat_list.iter().collect(),
+                AT_ONCE,
+                |(seat, programs)| look(self.docker, seat, programs),
+            ))
             .collect();
         self.report.checks += looked.len();
 
@@ -780,23 +800,6 @@ fn container_of(need: &Need) -> Option<&Known> {
         } => Some(c),
         _ => None,
     }
-}
-
-/// Runs `f` on each item, up to [`AT_ONCE`] at a time; results in order.
-fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let mut out = Vec::with_capacity(items.len());
-    for chunk in items.chunks(AT_ONCE) {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunk.iter().map(|item| scope.spawn(|| f(item))).collect();
-            for handle in handles {
-                match handle.join() {
-                    Ok(r) => out.push(r),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-        });
-    }
-    out
 }
 
 fn docker_argv(docker: &Docker, args: &[&str]) -> Vec<String> {

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{AttemptRecord, Phase, Report, RunStatus, Status, millis};
 use crate::mask::{MASK, Masker};
-use crate::plan::Plan;
 use crate::plan::model::When;
+use crate::plan::{Plan, PlanUnit};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Record {
@@ -162,6 +162,8 @@ impl Record {
             ..
         } = run;
         let finished = SystemTime::now();
+        // The engine's units: the steps, or their per-host instances.
+        let units = plan.units();
         Record {
             run_id: run.run_id.to_owned(),
             plan: plan.name.clone(),
@@ -193,8 +195,7 @@ impl Record {
                     (k.clone(), value)
                 })
                 .collect(),
-            steps: plan
-                .units()
+            steps: units
                 .iter()
                 .map(|u| (u, &plan.steps[u.step]))
                 .zip(&report.units)
@@ -233,21 +234,18 @@ impl Record {
                     }),
                 })
                 .collect(),
-            rollback: {
-                let units = plan.units();
-                report
-                    .rollback
-                    .iter()
-                    .map(|&i| units[i].id.clone())
-                    .collect()
-            },
+            rollback: report
+                .rollback
+                .iter()
+                .map(|&i| units[i].id.clone())
+                .collect(),
             repair: (!report.held.is_empty()).then(|| super::summary::repair(plan)),
-            maintenance: windows(plan, report),
+            maintenance: windows(plan, &units, report),
             rollback_held: report
                 .held
                 .iter()
                 .map(|h| HeldHook {
-                    step: plan.units()[h.unit].id.clone(),
+                    step: units[h.unit].id.clone(),
                     reason: h.reason.clone(),
                 })
                 .collect(),
@@ -258,9 +256,9 @@ impl Record {
 /// The maintenance windows of a run, from the toggles that succeeded: a
 /// window opens when a toggle that turns maintenance on starts, and closes
 /// when one that turns it off ends.
-fn windows(plan: &Plan, report: &Report) -> Vec<Window> {
+fn windows(plan: &Plan, units: &[PlanUnit], report: &Report) -> Vec<Window> {
     let mut toggles: Vec<(u64, bool)> = Vec::new();
-    for (u, unit) in plan.units().iter().zip(&report.units) {
+    for (u, unit) in units.iter().zip(&report.units) {
         let step = &plan.steps[u.step];
         if let (Some(on), Some(run)) = (step.action.as_kind().toggles(), &unit.run)
             && run.succeeded()
