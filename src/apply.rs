@@ -514,12 +514,17 @@ pub(crate) fn color_allowed() -> bool {
 }
 
 /// Takes the plan's lock for this process's lifetime, or says who holds it.
-pub(crate) fn lock_plan(plan: &Plan, run_id: &str, started_at: SystemTime) -> Result<Lock, Error> {
+/// The plan's lock file: `.runner/PLAN-FILE.lock` beside the plan.
+pub(crate) fn lock_path(plan: &Plan) -> std::path::PathBuf {
     let file_name = plan
         .file_name
         .as_deref()
         .unwrap_or_default()
         .to_string_lossy();
+    plan.dir.join(".runner").join(format!("{file_name}.lock"))
+}
+
+pub(crate) fn lock_plan(plan: &Plan, run_id: &str, started_at: SystemTime) -> Result<Lock, Error> {
     let holder = lock::Holder {
         pid: std::process::id(),
         user: lock::user_name(),
@@ -527,8 +532,7 @@ pub(crate) fn lock_plan(plan: &Plan, run_id: &str, started_at: SystemTime) -> Re
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
         run_id: run_id.to_owned(),
     };
-    let path = plan.dir.join(".runner").join(format!("{file_name}.lock"));
-    Ok(lock::acquire(&path, &holder)?)
+    Ok(lock::acquire(&lock_path(plan), &holder)?)
 }
 
 /// The docker command, or exit 4 saying what was tried and how to fix it.

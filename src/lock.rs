@@ -121,6 +121,41 @@ pub(crate) fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
     Ok(Lock { _file: file })
 }
 
+/// Who holds the lock at `path` now, read without touching it: `None` when
+/// nobody does; `Some(None)` when it is held by a holder that has not written
+/// its name. The kernel's own table of file locks (`/proc/locks`) is read, so
+/// the preview never takes the lock, not even for an instant a real run could
+/// meet.
+pub(crate) fn held(path: &Path) -> Option<Option<Holder>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let (major, minor) = (
+        nix::sys::stat::major(meta.dev()),
+        nix::sys::stat::minor(meta.dev()),
+    );
+    let locked = locks.lines().any(|line| {
+        // `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`; waiters have `->`.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) == Some(&"->") || fields.get(1) != Some(&"FLOCK") {
+            return false;
+        }
+        let mut id = fields.get(5).unwrap_or(&"").split(':');
+        let number = |text: Option<&str>, radix| text.and_then(|t| u64::from_str_radix(t, radix).ok());
+        number(id.next(), 16) == Some(major)
+            && number(id.next(), 16) == Some(minor)
+            && number(id.next(), 10) == Some(meta.ino())
+    });
+    if !locked {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    Some(serde_json::from_str(&text).ok())
+}
+
 /// The current user's name, for the holder.
 pub(crate) fn user_name() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid())

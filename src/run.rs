@@ -104,7 +104,10 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             let docker = crate::apply::docker_for(&loaded.plan);
             let masker = crate::apply::masker(&loaded.plan);
             let checked = crate::preflight::run(&loaded.plan, &docker, &masker);
-            let preview = report::preview::build(&loaded.plan, docker).checked(checked);
+            let locked = crate::lock::held(&crate::apply::lock_path(&loaded.plan));
+            let preview = report::preview::build(&loaded.plan, docker)
+                .checked(checked)
+                .locked(locked);
             print_out(&match output {
                 Output::Text => preview.to_text(),
                 Output::Json => format!(
@@ -112,7 +115,9 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
                     serde_json::to_string_pretty(&preview).unwrap_or_default()
                 ),
             });
-            Ok(exit_code::SUCCESS)
+            // The code apply would exit with before its first step, so that a CI
+            // job can gate on the preview.
+            Ok(preview.exit_code)
         }
     }
 }

@@ -478,11 +478,24 @@ run = "{sleep} {{{{ nap }}}}"
         "{}",
         run.stderr
     );
+    // The preview says so too, and exits as apply would, without taking the
+    // lock (the first run goes on untouched).
+    let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
+    assert_eq!(preview.status, 4, "{}{}", preview.stdout, preview.stderr);
+    assert!(
+        preview.stdout.contains(&format!("Lock: held by run "))
+            && preview.stdout.contains(&format!("pid {pid}")),
+        "{}",
+        preview.stdout
+    );
 
     // kill -9: the kernel drops the lock with the process.
     first.signal("KILL");
     let _ = first.finish();
     drop(reap);
+    let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
+    assert_eq!(preview.status, 0, "{}{}", preview.stdout, preview.stderr);
+    assert!(!preview.stdout.contains("Lock:"), "{}", preview.stdout);
     let run = test.run_with(&second);
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
 }

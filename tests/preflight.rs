@@ -87,9 +87,14 @@ run = "cd . && {tool} --update-crontab"
         "no run started, so no record"
     );
 
-    // The preview shows the same, and exits 0: it previewed.
+    // The preview shows the same, and exits 4 as apply would: a CI job can
+    // gate on it.
     let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
-    assert_eq!(preview.status, 0, "{}", preview.stderr);
+    assert_eq!(preview.status, 4, "{}", preview.stderr);
+    has(
+        &preview.stdout,
+        "Apply would stop before any step: the preflight found 1 problem. This preview exits 4 as apply would.",
+    );
     assert!(
         preview
             .stdout
@@ -207,7 +212,7 @@ run = "{{{{ compose }}}} up -d --no-deps web"
     nothing_changed(&test, &app);
 
     let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
-    assert_eq!(preview.status, 0, "{}", preview.stderr);
+    assert_eq!(preview.status, 4, "{}", preview.stderr);
     assert!(
         preview.stdout.contains(
             "Compose: unavailable: neither `docker compose` nor `docker-compose` answers"

@@ -243,3 +243,64 @@ fn bad_var_on_the_command_line_is_a_usage_error() {
         run.stderr
     );
 }
+
+/// A mistyped `--var` once deployed the plan's default (v1 onto a v2
+/// database) with exit 0. Every command that takes values refuses a name the
+/// plan does not declare, suggests the closest, and changes nothing.
+#[test]
+fn a_value_for_an_undeclared_variable_is_refused_with_the_closest_name() {
+    let test = Test::new().plan(&format!(
+        "{HEAD}[vars]\nversion = \"v1\"\napp = \"web\"\n\n[maintenance]\ncontainer = \"{{{{ app }}}}\"\n\
+         on = [\"on\"]\noff = [\"off\"]\nstatus = [\"status\"]\n\n\
+         [steps.deploy]\nkind = \"shell\"\nrun = \"echo {{{{ version }}}} > deployed\"\n"
+    ));
+    let commands: [&[&str]; 5] = [
+        &["validate", "plan.toml"],
+        &["apply", "plan.toml"],
+        &["apply", "plan.toml", "--plan-only"],
+        &["maintenance", "off", "plan.toml"],
+        &["maintenance", "status", "plan.toml"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.extend(["--var", "verison=v2-hunter2"]);
+        let run = test.run_with(&args);
+        assert_eq!(run.status, 2, "{command:?}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr
+                .contains("`--var verison=…` names no variable of this plan"),
+            "{command:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("did you mean `version`?"),
+            "{command:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("plan.toml:5:1"),
+            "points at the declared name: {}",
+            run.stderr
+        );
+        // The value may be a secret given under a wrong name: never shown.
+        assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+        assert!(!run.stdout.contains("hunter2"), "{}", run.stdout);
+        assert!(!test.path_of("deployed").exists(), "{command:?} ran a step");
+        assert!(!test.path_of(".runner").exists(), "{command:?} left state");
+    }
+    // Far from every declared name: no guess, the declared names instead.
+    let run = test.run_with(&["apply", "plan.toml", "--var", "zzz=1"]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("declared: `version`, `app`"),
+        "{}",
+        run.stderr
+    );
+    // The declared name works.
+    let run = test.run_with(&["apply", "plan.toml", "--var", "version=v2"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(test.path_of("deployed")).unwrap(),
+        "v2\n"
+    );
+}

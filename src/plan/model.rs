@@ -69,6 +69,13 @@ pub struct PlanFile {
     /// Variables for `{{ name }}` templates: a literal, or read from the environment.
     #[serde(default)]
     pub vars: IndexMap<String, VarDef>,
+    /// Where each variable name stands (its key in `[vars]`), also for a
+    /// variable that could not be read.
+    #[serde(skip)]
+    pub var_spans: IndexMap<String, Span>,
+    /// Where `[vars]` stands, when the plan has it.
+    #[serde(skip)]
+    pub vars_span: Option<Span>,
     #[serde(default)]
     pub docker: DockerSection,
     /// Settings every step gets unless it sets its own.

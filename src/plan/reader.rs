@@ -508,7 +508,8 @@ impl Reader<'_> {
             );
             None
         };
-        let vars = find(root, "vars").map(|v| self.vars(v)).unwrap_or_default();
+        let vars_span = find(root, "vars").map(Value::span);
+        let (vars, var_spans) = find(root, "vars").map(|v| self.vars(v)).unwrap_or_default();
         let docker = find(root, "docker")
             .map(|v| self.docker(v))
             .unwrap_or_default();
@@ -580,6 +581,8 @@ impl Reader<'_> {
         Some(PlanFile {
             plan: plan?,
             vars,
+            var_spans,
+            vars_span,
             docker,
             defaults,
             maintenance,
@@ -817,13 +820,15 @@ impl Reader<'_> {
         Some(PlanSection { name, jobs })
     }
 
-    fn vars(&mut self, value: &Value<'_>) -> IndexMap<String, VarDef> {
+    fn vars(&mut self, value: &Value<'_>) -> (IndexMap<String, VarDef>, IndexMap<String, Span>) {
         let mut out = IndexMap::new();
+        let mut spans = IndexMap::new();
         let Some(table) = self.table(value, "vars", "`[vars]` with `app = \"my-app\"`") else {
-            return out;
+            return (out, spans);
         };
         for (key, value) in table {
             let name = key.get_ref().as_ref();
+            spans.insert(name.to_owned(), key.span());
             if !is_plain_name(name) {
                 self.error(
                     PlanDiagnostic::error(
@@ -874,7 +879,7 @@ impl Reader<'_> {
                 out.insert(name.to_owned(), var);
             }
         }
-        out
+        (out, spans)
     }
 
     fn env_var(&mut self, table: &DeTable<'_>, key: &Key<'_>) -> Option<VarDef> {

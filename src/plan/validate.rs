@@ -273,6 +273,10 @@ fn resolve_vars(
         vars.insert(name.clone(), var);
     }
     for (name, value) in inputs.vars {
+        if !file.var_spans.contains_key(name) {
+            diags.push(undeclared_var(file, name));
+            continue;
+        }
         let secret = vars.get(name).is_some_and(|v| v.secret);
         vars.insert(
             name.clone(),
@@ -284,6 +288,49 @@ fn resolve_vars(
         );
     }
     vars
+}
+
+/// A value given for a name the plan does not declare: a typo that would
+/// otherwise deploy the plan's default without a word (Terraform refuses it
+/// too). The value itself is not shown: it may be a secret.
+fn undeclared_var(file: &PlanFile, name: &str) -> PlanDiagnostic {
+    let closest = super::reader::suggest(name, file.var_spans.keys().map(String::as_str));
+    let diagnostic = PlanDiagnostic::error(
+        "runner::undeclared-var",
+        format!("`--var {name}=…` names no variable of this plan"),
+    );
+    match (closest, &file.vars_span) {
+        (Some(close), _) => diagnostic
+            .label(file.var_spans[close].clone(), "the closest declared variable")
+            .help(format!(
+                "did you mean `{close}`? (`--var {close}=…`); a value is only taken for a variable declared in `[vars]`"
+            )),
+        (None, Some(span)) => diagnostic
+            .label(span.clone(), "the plan's variables are declared here")
+            .help(format!(
+                "declare `{name}` in `[vars]` (`{name} = \"…\"`), or drop `--var {name}=…`; declared: {}",
+                declared(file)
+            )),
+        (None, None) => diagnostic.help(format!(
+            "this plan has no `[vars]`: declare `{name}` there (`[vars]` with `{name} = \"…\"`), or drop `--var {name}=…`"
+        )),
+    }
+}
+
+/// The plan's variable names, for a help line: at most ten.
+fn declared(file: &PlanFile) -> String {
+    let names: Vec<String> = file
+        .var_spans
+        .keys()
+        .take(10)
+        .map(|n| format!("`{n}`"))
+        .collect();
+    let more = file.var_spans.len().saturating_sub(names.len());
+    if more > 0 {
+        format!("{} and {more} more", names.join(", "))
+    } else {
+        names.join(", ")
+    }
 }
 
 /// The closest names to unknown ones, in time linear in the plan: each

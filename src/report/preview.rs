@@ -36,6 +36,13 @@ pub struct Preview {
     /// How the per-host steps move through the hosts, and what a failure does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) rollout: Option<RolloutView>,
+    /// Who holds the plan's lock now, when another run does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) locked_by: Option<String>,
+    /// The code `apply` would exit with before running any step (4: docker
+    /// unreachable, the lock held, a preflight finding), else 0; `--plan-only`
+    /// exits with it, so a CI job can gate on the preview.
+    pub(crate) exit_code: i32,
 }
 
 #[derive(Debug, Serialize)]
@@ -222,9 +229,11 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         })
         .collect();
     let (hosts, rollout) = hosts_view(plan);
-    Preview {
+    let mut preview = Preview {
         hosts,
         rollout,
+        locked_by: None,
+        exit_code: crate::exit_code::SUCCESS,
         plan: plan.name.clone(),
         file: plan.path.display().to_string(),
         executes: false,
@@ -235,7 +244,9 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         waves,
         after_run,
         critical_path,
-    }
+    };
+    preview.decide();
+    preview
 }
 
 /// The hosts and the rollout of a plan with `[hosts]`.
@@ -295,7 +306,46 @@ impl Preview {
     /// The preview with the preflight's findings.
     pub(crate) fn checked(mut self, preflight: crate::preflight::Report) -> Self {
         self.preflight = Some(preflight);
+        self.decide();
         self
+    }
+
+    /// The preview with the plan's lock as it is now (`None`: free).
+    pub(crate) fn locked(mut self, holder: Option<Option<crate::lock::Holder>>) -> Self {
+        self.locked_by = holder.map(|h| {
+            h.map_or_else(
+                || "a run that has not written its name yet".to_owned(),
+                |h| h.to_string(),
+            )
+        });
+        self.decide();
+        self
+    }
+
+    /// What stops `apply` before its first step, in words; empty when nothing does.
+    fn stoppers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.docker.available {
+            out.push("docker is unreachable".to_owned());
+        }
+        if let Some(holder) = &self.locked_by {
+            out.push(format!("the plan's lock is held by {holder}"));
+        }
+        if let Some(checks) = self.preflight.as_ref().filter(|c| !c.findings.is_empty()) {
+            out.push(format!(
+                "the preflight found {}",
+                crate::plan::diagnostic::plural(checks.findings.len(), "problem")
+            ));
+        }
+        out
+    }
+
+    fn decide(&mut self) {
+        self.exit_code = if self.stoppers().is_empty() {
+            crate::exit_code::SUCCESS
+        } else {
+            crate::exit_code::CANNOT_START
+        };
     }
 
     pub fn to_text(&self) -> String {
@@ -368,6 +418,12 @@ impl Preview {
                 "  per-host steps move through the batches: batch k+1 starts once batch k's steps all succeeded"
             );
         }
+        if let Some(holder) = &self.locked_by {
+            let _ = writeln!(
+                out,
+                "Lock: held by {holder}; apply would stop before any step (exit 4)"
+            );
+        }
         if let Some(checks) = &self.preflight {
             preflight_text(&mut out, checks);
         }
@@ -403,6 +459,15 @@ impl Preview {
         );
         if let Some(rollout) = &self.rollout {
             let _ = writeln!(out, "On a host's failure: {}.", rollout.on_failure);
+        }
+        let stoppers = self.stoppers();
+        if !stoppers.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nApply would stop before any step: {}. This preview exits {} as apply would.",
+                stoppers.join("; "),
+                self.exit_code
+            );
         }
         out
     }
