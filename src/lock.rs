@@ -144,7 +144,8 @@ pub(crate) fn held(path: &Path) -> Option<Option<Holder>> {
             return false;
         }
         let mut id = fields.get(5).unwrap_or(&"").split(':');
-        let number = |text: Option<&str>, radix| text.and_then(|t| u64::from_str_radix(t, radix).ok());
+        let number =
+            |text: Option<&str>, radix| text.and_then(|t| u64::from_str_radix(t, radix).ok());
         number(id.next(), 16) == Some(major)
             && number(id.next(), 16) == Some(minor)
             && number(id.next(), 10) == Some(meta.ino())

@@ -145,3 +145,130 @@ fn a_plan_without_runs_says_where_they_would_be() {
         show.stderr
     );
 }
+
+/// A failed step whose own hook undid it (`also_if_failed`), a step rolled
+/// back, a skipped one, and an after-phase step.
+const UNDONE: &str = r#"
+[plan]
+name = "undone"
+
+[steps.switch]
+kind = "shell"
+run = "echo switched"
+rollback = { kind = "shell", run = "echo switched back" }
+
+[steps.migrate]
+kind = "shell"
+needs = ["switch"]
+run = "echo applied 1; exit 3"
+rollback = { kind = "shell", run = "echo down", also_if_failed = true }
+
+[steps.probe]
+kind = "shell"
+needs = ["migrate"]
+run = "true"
+
+[steps.report]
+kind = "shell"
+when = "failure"
+run = "echo reported"
+"#;
+
+/// The summary (printed by apply and by `runner show`) says that a failed
+/// step's hook undid it, and names the hooks in the order they ran; the SVG
+/// colours each bar by its final status, lists only the colours it uses, and
+/// puts the after-phase after the plan and its rollback.
+#[test]
+fn the_summary_and_the_picture_tell_what_the_rollback_undid() {
+    let test = Test::new().plan(UNDONE);
+    let run = test.run_with(&["apply", "plan.toml"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    let show = test.run_with(&["show", "plan.toml"]);
+    assert_eq!(show.status, 0, "{}", show.stderr);
+    for out in [&run.stdout, &show.stdout] {
+        let row = |id: &str| {
+            out.lines()
+                .find(|l| l.starts_with(&format!("{id} ")) && !l.contains('|'))
+                .unwrap_or_else(|| panic!("no summary row for {id}:\n{out}"))
+                .to_owned()
+        };
+        assert!(row("migrate").contains("failed, undone"), "{out}");
+        assert!(row("switch").contains("rolled back"), "{out}");
+        assert!(row("probe").contains("skipped"), "{out}");
+        assert!(row("report").contains("succeeded"), "{out}");
+        let hooks = out
+            .split("rollback, in the order the hooks ran:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no hooks in the summary:\n{out}"));
+        let hooks: Vec<&str> = hooks.lines().take(2).collect();
+        assert!(
+            hooks[0]
+                .starts_with("  1. rollback of migrate: undid `migrate`, which had failed partway"),
+            "{out}"
+        );
+        assert!(
+            hooks[1].starts_with("  2. rollback of switch: undid `switch`"),
+            "{out}"
+        );
+    }
+
+    let svg = test.run_with(&["show", "plan.toml", "last", "--format", "svg"]);
+    assert_eq!(svg.status, 0, "{}", svg.stderr);
+    let doc = roxmltree::Document::parse(&svg.stdout).expect("SVG is XML");
+    // Each bar is a group: its label, then its rectangle.
+    let bars: Vec<(String, String)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("g"))
+        .filter_map(|g| {
+            let label = g
+                .children()
+                .find(|c| c.has_tag_name("text"))?
+                .text()?
+                .trim();
+            let rect = g.children().find(|c| c.has_tag_name("rect"))?;
+            Some((label.to_owned(), rect.attribute("class")?.to_owned()))
+        })
+        .collect();
+    let class = |label: &str| {
+        bars.iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, c)| c.as_str())
+            .unwrap_or_else(|| panic!("no bar for {label}: {bars:?}"))
+    };
+    assert_eq!(class("switch"), "rolled-back");
+    assert_eq!(class("migrate"), "failed-undone");
+    assert_eq!(class("report"), "succeeded");
+    assert_eq!(class("rollback of migrate"), "hook");
+    assert!(
+        !bars.iter().any(|(l, _)| l == "probe"),
+        "a skipped step has no bar"
+    );
+    // Reading order: the plan, its rollback, then the after-phase.
+    let order: Vec<&str> = bars.iter().map(|(l, _)| l.as_str()).collect();
+    let at = |l: &str| order.iter().position(|o| *o == l).expect("bar");
+    assert!(at("migrate") < at("rollback of migrate"), "{order:?}");
+    assert!(at("rollback of switch") < at("report"), "{order:?}");
+    // The legend: the colours this run used, no other.
+    let texts = crate::common::svg_texts(&svg.stdout);
+    for used in [
+        "succeeded, then rolled back",
+        "failed, undone by its hook",
+        "rollback hook",
+    ] {
+        assert!(texts.iter().any(|t| t == used), "{used}: {texts:?}");
+    }
+    for unused in [
+        "failed",
+        "its rollback failed",
+        "rollback hook failed",
+        "maintenance page",
+    ] {
+        assert!(!texts.iter().any(|t| t == unused), "{unused}: {texts:?}");
+    }
+    let style = doc
+        .descendants()
+        .find(|n| n.has_tag_name("style"))
+        .and_then(|n| n.text())
+        .unwrap_or_default();
+    assert!(!style.contains(".rollback-failed"), "{style}");
+}

@@ -129,6 +129,54 @@ pub(crate) struct StepRecord {
     pub(crate) rollback: Option<HookRecord>,
 }
 
+/// How a step ended, all told: its own status and, for a failed step whose
+/// hook ran (`also_if_failed`), what that hook did. The summary, `runner show`
+/// and the SVG all say this, so none hides an undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Skipped,
+    Succeeded,
+    /// Succeeded, then undone by its hook.
+    RolledBack,
+    /// Succeeded, then its hook failed.
+    RollbackFailed,
+    /// Failed, and no hook ran for it.
+    Failed,
+    /// Failed partway, then its own hook undid it.
+    FailedUndone,
+    /// Failed partway, then its own hook failed too.
+    FailedUndoFailed,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Skipped => "skipped",
+            Outcome::Succeeded => "succeeded",
+            Outcome::RolledBack => "rolled back",
+            Outcome::RollbackFailed => "rollback failed",
+            Outcome::Failed => "failed",
+            Outcome::FailedUndone => "failed, undone",
+            Outcome::FailedUndoFailed => "failed, undo failed",
+        }
+    }
+}
+
+impl StepRecord {
+    pub(crate) fn outcome(&self) -> Outcome {
+        let hook = self.rollback.as_ref().map(|h| h.succeeded);
+        match (self.status, hook) {
+            (Status::Skipped, _) => Outcome::Skipped,
+            (Status::Succeeded, _) => Outcome::Succeeded,
+            (Status::RolledBack, _) => Outcome::RolledBack,
+            (Status::RollbackFailed, _) => Outcome::RollbackFailed,
+            (Status::Failed, None) => Outcome::Failed,
+            (Status::Failed, Some(true)) => Outcome::FailedUndone,
+            (Status::Failed, Some(false)) => Outcome::FailedUndoFailed,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct HookRecord {
     pub(crate) command: String,

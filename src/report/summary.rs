@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::console::duration;
 use super::record::Record;
 use crate::engine::RunStatus;
+use crate::engine::Status;
 use crate::plan::template::shell_join;
 use crate::plan::{Plan, VarOrigin};
 
@@ -24,7 +25,7 @@ pub(crate) fn text(record: &Record) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{:<width$}  {:<15}  {:>8}  {:>8}",
+        "\n{:<width$}  {:<19}  {:>8}  {:>8}",
         "step", "status", "attempts", "duration"
     );
     for step in &record.steps {
@@ -38,13 +39,14 @@ pub(crate) fn text(record: &Record) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<width$}  {:<15}  {:>8}  {:>8}",
+            "{:<width$}  {:<19}  {:>8}  {:>8}",
             step.id,
-            step.status.as_str(),
+            step.outcome().as_str(),
             attempts,
             took
         );
     }
+    out.push_str(&hooks_text(record));
     if !record.hosts.is_empty() {
         let width = record
             .hosts
@@ -128,6 +130,49 @@ pub(crate) fn text(record: &Record) -> String {
         duration(Duration::from_millis(record.duration_ms)),
         record.exit_code
     );
+    out
+}
+
+/// The rollback hooks that ran, in the order they ran, each named by its
+/// step and command, and what it did: a failed step whose own hook undid it
+/// is told, not hidden behind `failed`.
+fn hooks_text(record: &Record) -> String {
+    let mut out = String::new();
+    let ran: Vec<_> = record
+        .rollback
+        .iter()
+        .filter_map(|id| {
+            let step = record.steps.iter().find(|s| &s.id == id)?;
+            Some((step, step.rollback.as_ref()?))
+        })
+        .collect();
+    if ran.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\nrollback, in the order the hooks ran:");
+    for (n, (step, hook)) in ran.into_iter().enumerate() {
+        let partway = step.status == Status::Failed;
+        let what = match (hook.succeeded, partway) {
+            (true, true) => format!("undid `{}`, which had failed partway", step.id),
+            (true, false) => format!("undid `{}`", step.id),
+            (false, true) => format!("FAILED to undo `{}`, which had failed partway", step.id),
+            (false, false) => format!("FAILED to undo `{}`", step.id),
+        };
+        let why = hook
+            .attempts
+            .last()
+            .and_then(|a| a.reason.as_deref())
+            .filter(|_| !hook.succeeded)
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}. rollback of {}: {what} ({}){why}",
+            n + 1,
+            step.id,
+            duration(Duration::from_millis(hook.duration_ms)),
+        );
+    }
     out
 }
 

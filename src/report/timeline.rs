@@ -9,34 +9,88 @@ use svg::Document;
 use svg::node::element::{Group, Line, Rectangle, Style, Text, Title};
 
 use super::console::duration;
-use super::record::{Record, Window};
-use crate::engine::Status;
+use super::record::{Outcome, Record, StepRecord, Window};
+use crate::engine::Phase;
 
-/// One bar: a step or a hook, when it ran, how it ended.
+/// One bar: a step, a hook or a host, when it ran, how it ended.
 struct Bar {
     label: String,
     hook: bool,
     /// `None`: it never ran.
     span: Option<(u64, u64)>,
     status: String,
-    ok: bool,
+    /// How it is drawn: its final outcome.
+    look: Look,
     attempts: usize,
 }
 
+/// The colours of the SVG, one per final outcome, each with its legend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Look {
+    Succeeded,
+    RolledBack,
+    Failed,
+    FailedUndone,
+    RollbackFailed,
+    Hook,
+    HookFailed,
+}
+
+impl Look {
+    fn of(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Skipped | Outcome::Succeeded => Look::Succeeded,
+            Outcome::RolledBack => Look::RolledBack,
+            Outcome::Failed => Look::Failed,
+            Outcome::FailedUndone => Look::FailedUndone,
+            Outcome::RollbackFailed | Outcome::FailedUndoFailed => Look::RollbackFailed,
+        }
+    }
+
+    /// The CSS class and its colour.
+    fn class(self) -> (&'static str, &'static str) {
+        match self {
+            Look::Succeeded => ("succeeded", "#43a047"),
+            Look::RolledBack => ("rolled-back", "#90a4ae"),
+            Look::Failed => ("failed", "#e53935"),
+            Look::FailedUndone => ("failed-undone", "#fb8c00"),
+            Look::RollbackFailed => ("rollback-failed", "#6d1b1b"),
+            Look::Hook => ("hook", "#7e57c2"),
+            Look::HookFailed => ("hook-failed", "#ad1457"),
+        }
+    }
+
+    fn legend(self) -> &'static str {
+        match self {
+            Look::Succeeded => "succeeded",
+            Look::RolledBack => "succeeded, then rolled back",
+            Look::Failed => "failed",
+            Look::FailedUndone => "failed, undone by its hook",
+            Look::RollbackFailed => "its rollback failed",
+            Look::Hook => "rollback hook",
+            Look::HookFailed => "rollback hook failed",
+        }
+    }
+}
+
+/// The bars in reading order: the plan's steps by start, then the rollback
+/// hooks by start, then the after-phase steps (they run after the rollback),
+/// then the hosts.
 fn bars(record: &Record) -> Vec<Bar> {
-    let mut steps: Vec<Bar> = record
-        .steps
-        .iter()
-        .map(|s| Bar {
-            label: s.id.clone(),
-            hook: false,
-            span: s.started_ms.zip(s.ended_ms),
-            status: s.status.as_str().to_owned(),
-            ok: !matches!(s.status, Status::Failed | Status::RollbackFailed),
-            attempts: s.attempts.len(),
-        })
-        .collect();
-    steps.sort_by_key(|b| b.span.map_or(u64::MAX, |(from, _)| from));
+    let step_bar = |s: &StepRecord| Bar {
+        label: s.id.clone(),
+        hook: false,
+        span: s.started_ms.zip(s.ended_ms),
+        status: s.outcome().as_str().to_owned(),
+        look: Look::of(s.outcome()),
+        attempts: s.attempts.len(),
+    };
+    let by_start =
+        |bars: &mut Vec<Bar>| bars.sort_by_key(|b| b.span.map_or(u64::MAX, |(from, _)| from));
+    let (plan, after): (Vec<&StepRecord>, Vec<&StepRecord>) =
+        record.steps.iter().partition(|s| s.phase == Phase::Plan);
+    let mut steps: Vec<Bar> = plan.into_iter().map(step_bar).collect();
+    by_start(&mut steps);
     let mut hooks: Vec<Bar> = record
         .steps
         .iter()
@@ -47,13 +101,20 @@ fn bars(record: &Record) -> Vec<Bar> {
                 hook: true,
                 span: Some((h.started_ms, h.ended_ms)),
                 status: if h.succeeded { "undone" } else { "hook failed" }.to_owned(),
-                ok: h.succeeded,
+                look: if h.succeeded {
+                    Look::Hook
+                } else {
+                    Look::HookFailed
+                },
                 attempts: h.attempts.len(),
             })
         })
         .collect();
-    hooks.sort_by_key(|b| b.span.map_or(u64::MAX, |(from, _)| from));
+    by_start(&mut hooks);
+    let mut after: Vec<Bar> = after.into_iter().map(step_bar).collect();
+    by_start(&mut after);
     steps.extend(hooks);
+    steps.extend(after);
     steps.extend(host_bars(record));
     steps
 }
@@ -67,6 +128,7 @@ fn host_bars(record: &Record) -> Vec<Bar> {
         .map(|host| {
             let mut from = u64::MAX;
             let mut to = 0;
+            let mut undone = false;
             for step in record
                 .steps
                 .iter()
@@ -79,8 +141,16 @@ fn host_bars(record: &Record) -> Vec<Bar> {
                 if let Some(hook) = &step.rollback {
                     from = from.min(hook.started_ms);
                     to = to.max(hook.ended_ms);
+                    undone = true;
                 }
             }
+            let look = match (host.failed, undone) {
+                _ if host.status.contains("INCOMPLETE") => Look::RollbackFailed,
+                (true, true) => Look::FailedUndone,
+                (true, false) => Look::Failed,
+                (false, true) => Look::RolledBack,
+                (false, false) => Look::Succeeded,
+            };
             Bar {
                 label: match host.batch {
                     Some(b) => format!("host {} (batch {})", host.name, b + 1),
@@ -89,7 +159,7 @@ fn host_bars(record: &Record) -> Vec<Bar> {
                 hook: false,
                 span: (from <= to).then_some((from, to)),
                 status: host.status.clone(),
-                ok: !host.failed && !host.status.contains("INCOMPLETE"),
+                look,
                 attempts: 0,
             }
         })
@@ -225,24 +295,55 @@ fn tick(total: u64) -> u64 {
 /// The timeline as an SVG document.
 pub(crate) fn svg(record: &Record) -> String {
     let bars = bars(record);
+    let looks: std::collections::BTreeSet<Look> = bars
+        .iter()
+        .filter(|b| b.span.is_some())
+        .map(|b| b.look)
+        .collect();
     let total = record.duration_ms.max(1);
     let (label_w, chart_w, status_w) = (230.0, 600.0, 170.0);
     let (top, row_h) = (74.0, 24.0);
     #[allow(clippy::cast_precision_loss)]
     let x = |at: u64| label_w + chart_w * (at.min(total) as f64) / (total as f64);
-    #[allow(clippy::cast_precision_loss)]
-    let height = top + row_h * (bars.len() as f64) + 60.0;
     let width = label_w + chart_w + status_w;
+    // The legend: the colours this run uses, and only those, in rows that fit.
+    let mut entries: Vec<(&str, &str)> = looks
+        .iter()
+        .map(|look| (look.class().0, look.legend()))
+        .collect();
+    if !record.maintenance.is_empty() {
+        entries.push(("maint", "maintenance page"));
+    }
+    let mut placed = Vec::with_capacity(entries.len());
+    let (mut lx, mut row) = (10.0, 0.0);
+    for (class, name) in entries {
+        #[allow(clippy::cast_precision_loss)]
+        let entry_w = 20.0 + 7.0 * name.chars().count() as f64 + 24.0;
+        if lx > 10.0 && lx + entry_w > width {
+            (lx, row) = (10.0, row + 1.0);
+        }
+        placed.push((class, name, lx, row));
+        lx += entry_w;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let height = top + row_h * (bars.len() as f64) + 60.0 + 18.0 * row;
     let mut doc = Document::new()
         .set("width", width)
         .set("height", height)
         .set("viewBox", (0, 0, width, height))
-        .add(Style::new(
-            "text { font-family: sans-serif; font-size: 12px; fill: #222 } \
-             .head { font-size: 15px; font-weight: bold } .axis { fill: #666; font-size: 10px } \
-             .ok { fill: #43a047 } .bad { fill: #e53935 } .hook { fill: #7e57c2 } \
-             .maint { fill: #ffb74d; fill-opacity: 0.35 }",
-        ))
+        .add(Style::new(format!(
+            "text {{ font-family: sans-serif; font-size: 12px; fill: #222 }} \
+             .head {{ font-size: 15px; font-weight: bold }} .axis {{ fill: #666; font-size: 10px }} \
+             .maint {{ fill: #ffb74d; fill-opacity: 0.35 }} {}",
+            looks
+                .iter()
+                .map(|look| {
+                    let (class, colour) = look.class();
+                    format!(".{class} {{ fill: {colour} }}")
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        )))
         .add(Title::new(clean(&format!(
             "runner: {} — run {}",
             record.plan, record.run_id
@@ -329,11 +430,7 @@ pub(crate) fn svg(record: &Record) -> String {
                 .set("y", y + 15.0)
                 .set("text-anchor", "end"),
         );
-        let class = match (bar.ok, bar.hook) {
-            (false, _) => "bad",
-            (true, true) => "hook",
-            (true, false) => "ok",
-        };
+        let class = bar.look.class().0;
         let detail = match bar.span {
             Some((from, to)) => {
                 group = group.add(
@@ -364,27 +461,18 @@ pub(crate) fn svg(record: &Record) -> String {
     }
     let legend_y = top + rows_h + 34.0;
     let mut legend = Group::new();
-    for (i, (class, name)) in [
-        ("ok", "step"),
-        ("hook", "rollback hook"),
-        ("bad", "failed"),
-        ("maint", "maintenance page"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        #[allow(clippy::cast_precision_loss)]
-        let lx = 10.0 + 150.0 * i as f64;
+    for (class, name, lx, row) in placed {
+        let y = legend_y + 18.0 * row;
         legend = legend
             .add(
                 Rectangle::new()
                     .set("class", class)
                     .set("x", lx)
-                    .set("y", legend_y - 10.0)
+                    .set("y", y - 10.0)
                     .set("width", 14)
                     .set("height", 12),
             )
-            .add(Text::new(name).set("x", lx + 20.0).set("y", legend_y));
+            .add(Text::new(name).set("x", lx + 20.0).set("y", y));
     }
     doc = doc.add(legend);
     format!("{doc}\n")
