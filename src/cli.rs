@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "runner",
     version,
-    about = "Deploy dockerised apps from a declarative TOML plan"
+    about = "Deploy dockerised apps from a declarative TOML plan",
+    after_long_help = EXIT_CODES
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -22,9 +23,10 @@ pub(crate) enum Command {
         /// The plan file.
         plan: PathBuf,
         /// Preview every step (commands, order, rollback hooks); execute nothing.
+        /// Exits 4 when apply would stop before its first step, else 0.
         #[arg(long)]
         plan_only: bool,
-        /// Set or override a variable (repeatable).
+        /// Set a variable declared in the plan's `[vars]` (repeatable).
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
         /// How many steps may run at once (overrides `[plan] jobs`).
@@ -40,7 +42,7 @@ pub(crate) enum Command {
     /// Check a plan: print its diagnostics, exit 0 if it is valid, 2 if not.
     Validate {
         plan: PathBuf,
-        /// Set or override a variable (repeatable).
+        /// Set a variable declared in the plan's `[vars]` (repeatable).
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
     },
@@ -55,12 +57,23 @@ pub(crate) enum Command {
         #[arg(value_enum)]
         request: crate::maintenance::Request,
         plan: PathBuf,
-        /// Set or override a variable (repeatable).
+        /// Set a variable declared in the plan's `[vars]` (repeatable).
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
     },
     /// Print the JSON Schema of the plan format, for editor completion.
     Schema,
+    /// Print a shell completion script: `runner completions bash > /etc/bash_completion.d/runner`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of runner, or of one of its commands:
+    /// `runner man > ~/.local/share/man/man1/runner.1`.
+    Man {
+        /// A command (`apply`, `validate`…); without it, runner's own page.
+        command: Option<String>,
+    },
     /// List the plan's past runs: id, start, who, status, duration.
     Runs {
         plan: PathBuf,
@@ -79,6 +92,22 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = crate::history::ShowFormat::Text)]
         format: crate::history::ShowFormat,
     },
+}
+
+/// The exit codes, at the end of `runner --help` and of the manual page.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success (or: the plan is valid; or: --plan-only found nothing that stops apply)
+  1    a step failed and every rollback hook succeeded (or some hosts failed within max_fail)
+  2    invalid plan or usage (an unknown --var included)
+  3    rollback incomplete: a hook failed, the system needs a human
+  4    could not start: docker unreachable, sudo needs a password, the lock held, a host
+       unusable, the preflight found a problem (--plan-only exits 4 for the same)
+  130  interrupted (after rollback)";
+
+/// The command line as clap sees it: for completions and manual pages.
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

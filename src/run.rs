@@ -54,7 +54,11 @@ fn load(path: &Path, vars: &[(String, String)]) -> Result<Loaded, Error> {
 fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
     let cli = Cli::try_parse_from(args).map_err(Error::Usage)?;
     match cli.command {
-        Command::Validate { plan, vars } => load(&plan, &vars).map(|_| exit_code::SUCCESS),
+        Command::Validate { plan, vars } => {
+            let loaded = load(&plan, &vars)?;
+            print_out(&format!("{}\n", validated(&loaded)));
+            Ok(exit_code::SUCCESS)
+        }
         Command::Graph { plan, format } => {
             let loaded = load(&plan, &[])?;
             print_out(&match format {
@@ -74,6 +78,13 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
         }
         Command::Runs { plan, output } => crate::history::runs(&plan, output == Output::Json),
         Command::Show { plan, run, format } => crate::history::show(&plan, &run, format),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut crate::cli::command(), "runner", &mut out);
+            print_out(&String::from_utf8_lossy(&out));
+            Ok(exit_code::SUCCESS)
+        }
+        Command::Man { command } => man(command.as_deref()),
         Command::Schema => {
             let schema = crate::schema::json_schema();
             print_out(&format!(
@@ -120,4 +131,61 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             Ok(preview.exit_code)
         }
     }
+}
+
+/// The one line `validate` prints on success: what was checked.
+fn validated(loaded: &Loaded) -> String {
+    use crate::plan::diagnostic::plural;
+    let plan = &loaded.plan;
+    let hooks = plan.steps.iter().filter(|s| s.rollback.is_some()).count();
+    let mut parts = vec![
+        plural(plan.steps.len(), "step"),
+        plural(hooks, "rollback hook"),
+        plural(plan.vars.len(), "variable"),
+    ];
+    if !plan.hosts.is_empty() {
+        parts.push(plural(plan.hosts.len(), "host"));
+    }
+    let warnings = loaded.warnings.items.len();
+    format!(
+        "{}: valid ({}; needs, order, templates, values and secrets checked{})",
+        plan.path.display(),
+        parts.join(", "),
+        if warnings == 0 {
+            String::new()
+        } else {
+            format!("; {} above", plural(warnings, "warning"))
+        }
+    )
+}
+
+/// `runner man [COMMAND]`: the manual page, in roff, on stdout.
+fn man(command: Option<&str>) -> Result<i32, Error> {
+    let mut root = crate::cli::command().disable_help_subcommand(true);
+    root.build();
+    let page = match command {
+        None => root,
+        Some(name) => {
+            let Some(sub) = root.find_subcommand(name).cloned() else {
+                let names: Vec<&str> = root
+                    .get_subcommands()
+                    .map(clap::Command::get_name)
+                    .collect();
+                return Err(Error::Usage(root.error(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!(
+                        "runner has no command `{name}`; one of: {}",
+                        names.join(", ")
+                    ),
+                )));
+            };
+            sub
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut out)
+        .map_err(|e| Error::Start(format!("cannot render the manual page: {e}")))?;
+    print_out(&String::from_utf8_lossy(&out));
+    Ok(exit_code::SUCCESS)
 }

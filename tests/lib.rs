@@ -3,6 +3,7 @@
 mod common;
 
 mod apply;
+mod cli;
 mod docker;
 mod faults;
 mod files;
