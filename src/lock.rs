@@ -121,12 +121,11 @@ pub(crate) fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
     Ok(Lock { _file: file })
 }
 
-/// Who holds the lock at `path` now, read without touching it: `None` when
-/// nobody does; `Some(None)` when it is held by a holder that has not written
-/// its name. The kernel's own table of file locks (`/proc/locks`) is read, so
+/// Who holds the lock at `path` now, in words, read without touching it:
+/// `None` when nobody does. The kernel's own table of file locks (`/proc/locks`) is read, so
 /// the preview never takes the lock, not even for an instant a real run could
 /// meet.
-pub(crate) fn held(path: &Path) -> Option<Option<Holder>> {
+pub(crate) fn held(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(path).ok()?;
     if !meta.is_file() {
@@ -154,7 +153,10 @@ pub(crate) fn held(path: &Path) -> Option<Option<Holder>> {
         return None;
     }
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    Some(serde_json::from_str(&text).ok())
+    Some(serde_json::from_str::<Holder>(&text).map_or_else(
+        |_| "a run that has not written its name yet".to_owned(),
+        |h| h.to_string(),
+    ))
 }
 
 /// The current user's name, for the holder.

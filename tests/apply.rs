@@ -483,7 +483,7 @@ run = "{sleep} {{{{ nap }}}}"
     let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
     assert_eq!(preview.status, 4, "{}{}", preview.stdout, preview.stderr);
     assert!(
-        preview.stdout.contains(&format!("Lock: held by run "))
+        preview.stdout.contains("Lock: held by run ")
             && preview.stdout.contains(&format!("pid {pid}")),
         "{}",
         preview.stdout

@@ -230,10 +230,10 @@ fn the_summary_and_the_picture_tell_what_the_rollback_undid() {
         })
         .collect();
     let class = |label: &str| {
-        bars.iter()
-            .find(|(l, _)| l == label)
-            .map(|(_, c)| c.as_str())
-            .unwrap_or_else(|| panic!("no bar for {label}: {bars:?}"))
+        bars.iter().find(|(l, _)| l == label).map_or_else(
+            || panic!("no bar for {label}: {bars:?}"),
+            |(_, c)| c.as_str(),
+        )
     };
     assert_eq!(class("switch"), "rolled-back");
     assert_eq!(class("migrate"), "failed-undone");

@@ -405,3 +405,127 @@ fn stopped(test: &Test) -> String {
     assert_eq!(run.status, 4, "{}\n{}", run.stdout, run.stderr);
     run.stderr
 }
+
+/// A container a step makes from an image the plan names: what later steps
+/// run there is looked for in that image before any change (the seed's
+/// `bin/maintenance` missing from the release), in a throwaway container
+/// that is gone afterwards. Without an image, everything that runs there is
+/// left to the run in one line.
+#[test]
+fn a_container_a_step_makes_is_checked_in_the_image_it_is_made_from() {
+    let mut cleanup = Cleanup::default();
+    let without = unique("noimg") + ":t";
+    busybox_image(&without, "CMD [\"sleep\", \"3600\"]", &[]);
+    cleanup.images.push(without.clone());
+    let with = unique("withimg") + ":t";
+    busybox_image(
+        &with,
+        "CMD [\"sleep\", \"3600\"]",
+        &[("rootfs/app/bin/tool", b"#!/bin/sh\necho tool ran\n")],
+    );
+    cleanup.images.push(with.clone());
+    let name = unique("made");
+    cleanup.containers.push(name.clone());
+    let plan = |creates: &str, image: &str| {
+        format!(
+            r#"
+[plan]
+name = "made from an image"
+
+[steps.start]
+kind = "shell"
+run = "docker run -d --name {name} {image} >/dev/null"
+creates = {creates}
+
+[steps.use]
+kind = "docker-exec"
+needs = ["start"]
+container = "{name}"
+command = ["/app/bin/tool"]
+rollback = {{ kind = "docker-exec", container = "{name}", command = ["/app/bin/tool", "undo"] }}
+
+[steps.again]
+kind = "docker-exec"
+needs = ["use"]
+container = "{name}"
+command = ["/app/bin/tool", "again"]
+"#
+        )
+    };
+    let named =
+        |image: &str| format!("{{ containers = [{{ name = \"{name}\", image = \"{image}\" }}] }}");
+    let test = Test::new()
+        .plan(&plan(&named(&without), &without))
+        .args(&["apply", "plan.toml"]);
+    let err = stopped(&test);
+    has(
+        &err,
+        &format!(
+            "step `use` (in container `{name}`): `/app/bin/tool` is not in image `{without}`, which step `start` makes container `{name}` from"
+        ),
+    );
+    has(
+        &err,
+        &format!("rollback hook of `use` (in container `{name}`)"),
+    );
+    has(&err, "the preflight found 3 problems");
+    assert!(!docker(&["inspect", &name]).status.success(), "nothing ran");
+    let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
+    assert_eq!(preview.status, 4, "{}", preview.stdout);
+    has(
+        &preview.stdout,
+        &format!("`/app/bin/tool` is not in image `{without}`"),
+    );
+    // The looks ran in throwaway containers, all gone.
+    let left = docker_ok(&["ps", "-aq", "--filter", "label=runner.preflight=true"]);
+    assert_eq!(left.trim(), "", "a look's container was left behind");
+
+    // A step that builds that image anew: what the image lacks now is left
+    // to the run, and said.
+    std::fs::write(
+        test.path_of("plan.toml"),
+        plan(&named(&without), &without).replace(
+            "[steps.start]",
+            &format!(
+                "[steps.build]\nkind = \"shell\"\nrun = \"true\"\ncreates = {{ images = [\"{without}\"] }}\n\n[steps.start]\nneeds = [\"build\"]"
+            ),
+        ),
+    )
+    .expect("plan");
+    let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
+    assert_eq!(preview.status, 0, "{}", preview.stdout);
+    has(
+        &preview.stdout,
+        &format!(
+            "`/app/bin/tool` is not in image `{without}` as it is now, and step `build` makes that image anew"
+        ),
+    );
+
+    // No image named: one line for the container, naming every step and hook
+    // that runs there.
+    std::fs::write(
+        test.path_of("plan.toml"),
+        plan(&format!("{{ containers = [\"{name}\"] }}"), &without),
+    )
+    .expect("plan");
+    let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
+    assert_eq!(preview.status, 0, "{}", preview.stdout);
+    let left: Vec<&str> = preview
+        .stdout
+        .lines()
+        .filter(|l| l.contains("left to the run:"))
+        .collect();
+    assert_eq!(left.len(), 1, "{}", preview.stdout);
+    has(
+        left[0],
+        &format!(
+            "container `{name}` is made by step `start`, so what steps `use`, `again` and the rollback hook of `use` run there is left to the run"
+        ),
+    );
+
+    // The image that has it: checked, and the run goes.
+    std::fs::write(test.path_of("plan.toml"), plan(&named(&with), &with)).expect("plan");
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("tool ran"), "{}", run.stdout);
+}

@@ -34,7 +34,7 @@ fn calls(test: &Test) -> Vec<String> {
 }
 
 /// Whether a recorded docker call only reads: a version, the state of
-/// containers, or the preflight's look for programs (`command -v`).
+/// containers and images, or the preflight's look for programs (`command -v`).
 fn read_only(call: &str) -> bool {
     let words = call
         .split_whitespace()
@@ -45,6 +45,13 @@ fn read_only(call: &str) -> bool {
         Some(&"version" | &"info" | &"inspect" | &"ps") => true,
         Some(&"compose") => words.get(1) == Some(&"version"),
         Some(&"exec") => call.contains("command -v \"$p\""),
+        Some(&"image") => words.get(1) == Some(&"inspect"),
+        // A look into an image a step will make a container from: a
+        // throwaway container, no network, removed when it ends.
+        Some(&"run") => {
+            call.contains("run --rm --network=none --entrypoint=sh --label=runner.preflight=true")
+                && call.contains("command -v \"$p\"")
+        }
         _ => false,
     }
 }

@@ -215,9 +215,18 @@ pub enum Port {
 /// What a step makes for the steps after it, templates unresolved.
 #[derive(Debug, Clone, Default)]
 pub struct Creates {
-    pub containers: Vec<Template>,
+    pub containers: Vec<MadeContainer>,
+    pub images: Vec<Template>,
     pub programs: Vec<String>,
     pub ports: Vec<Port>,
+}
+
+/// A container a step makes, and the image it makes it from when the plan
+/// says which.
+#[derive(Debug, Clone)]
+pub struct MadeContainer {
+    pub name: Template,
+    pub image: Option<Template>,
 }
 
 #[derive(Debug, Clone)]

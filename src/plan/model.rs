@@ -336,15 +336,55 @@ pub struct StepDef {
 #[serde(deny_unknown_fields)]
 pub struct Creates {
     /// Containers it starts or recreates, e.g. `["{{ app }}"]`: what later steps
-    /// run there is checked in the new container, not in the one running now.
+    /// run there is not looked for in the container running now. Name the image
+    /// a container is made from (`[{ name = "{{ app }}", image = "app:{{ version }}" }]`)
+    /// and the preflight looks for it in that image instead.
     #[serde(default)]
-    pub containers: Vec<Sp<Template>>,
+    pub containers: Vec<ContainerDef>,
+    /// Images it builds or pulls, e.g. `["app:{{ version }}"]`: a program missing
+    /// from such an image as it is before the run is left to the run.
+    #[serde(default)]
+    pub images: Vec<Sp<Template>>,
     /// Host programs it installs, e.g. `["jq"]`.
     #[serde(default)]
     pub programs: Vec<Sp<String>>,
     /// Host TCP ports it publishes, e.g. `[8080]` or `["{{ port }}"]`.
     #[serde(default)]
     pub ports: Vec<PortDef>,
+}
+
+/// A container a step makes: its name, and the image it is made from when the
+/// plan says which.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum ContainerDef {
+    /// Its name alone.
+    Name(Sp<Template>),
+    /// Its name and its image.
+    Made(MadeContainer),
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MadeContainer {
+    pub name: Sp<Template>,
+    /// The image the step makes it from, e.g. `"app:{{ version }}"`.
+    pub image: Option<Sp<Template>>,
+}
+
+impl ContainerDef {
+    pub fn name(&self) -> &Sp<Template> {
+        match self {
+            ContainerDef::Name(name) | ContainerDef::Made(MadeContainer { name, .. }) => name,
+        }
+    }
+
+    pub fn image(&self) -> Option<&Sp<Template>> {
+        match self {
+            ContainerDef::Name(_) => None,
+            ContainerDef::Made(made) => made.image.as_ref(),
+        }
+    }
 }
 
 /// A rollback hook: a step without `needs`, `rollback` or `when`.

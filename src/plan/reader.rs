@@ -13,9 +13,9 @@ use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{PlanDiagnostic, Span};
 use super::model::{
-    Action, Command, Creates, DockerSection, Dur, EnvVar, HookDef, HostDef, MaintenanceSection, On,
-    PlanFile, PlanSection, Policy, PortDef, RolloutSection, Share, Sp, StepDef, SudoMode, VarDef,
-    When,
+    Action, Command, ContainerDef, Creates, DockerSection, Dur, EnvVar, HookDef, HostDef,
+    MadeContainer, MaintenanceSection, On, PlanFile, PlanSection, Policy, PortDef, RolloutSection,
+    Share, Sp, StepDef, SudoMode, VarDef, When,
 };
 use super::template::Template;
 use crate::kinds::KINDS;
@@ -60,7 +60,7 @@ const ROOT_FIELDS: &[&str] = &[
     "steps",
 ];
 const POLICY_FIELDS: &[&str] = &["timeout", "retries", "retry_delay", "backoff"];
-const CREATES_FIELDS: &[&str] = &["containers", "programs", "ports"];
+const CREATES_FIELDS: &[&str] = &["containers", "images", "programs", "ports"];
 const MAINTENANCE_FIELDS: &[&str] = &[
     "container",
     "on",
@@ -1094,8 +1094,14 @@ impl Reader<'_> {
         };
         for item in array(self, "containers", "`containers = [\"{{ app }}\"]`").unwrap_or_default()
         {
-            if let Some(t) = self.template(item, "containers") {
-                out.containers.push(t);
+            if let Some(c) = self.created_container(item) {
+                out.containers.push(c);
+            }
+        }
+        for item in array(self, "images", "`images = [\"app:{{ version }}\"]`").unwrap_or_default()
+        {
+            if let Some(t) = self.template(item, "images") {
+                out.images.push(t);
             }
         }
         for item in array(self, "programs", "`programs = [\"jq\"]`").unwrap_or_default() {
@@ -1114,6 +1120,31 @@ impl Reader<'_> {
             }
         }
         out
+    }
+
+    /// A container of `creates`: `"{{ app }}"`, or `{ name = "{{ app }}", image = "app:v2" }`.
+    fn created_container(&mut self, item: &Value<'_>) -> Option<ContainerDef> {
+        let DeValue::Table(table) = item.get_ref() else {
+            return self.template(item, "containers").map(ContainerDef::Name);
+        };
+        self.check_keys(
+            table,
+            &["name", "image"],
+            "a container of `creates`",
+            &|_| None,
+        );
+        let Some(name) = find(table, "name") else {
+            self.missing(
+                item.span(),
+                "a container of `creates`",
+                "name",
+                "\"{{ app }}\"",
+            );
+            return None;
+        };
+        let name = self.template(name, "name")?;
+        let image = find(table, "image").and_then(|v| self.template(v, "image"));
+        Some(ContainerDef::Made(MadeContainer { name, image }))
     }
 
     fn hook(&mut self, id: &str, value: &Value<'_>) -> Option<HookDef> {

@@ -4,8 +4,8 @@ use indexmap::IndexMap;
 
 use super::diagnostic::PlanDiagnostic;
 use super::model::{
-    Action, Command, HookDef, MaintenanceSection, PlanFile, Policy, PortDef, Sp, StepDef, SudoMode,
-    VarDef, When,
+    Action, Command, ContainerDef, HookDef, MaintenanceSection, PlanFile, Policy, PortDef, Sp,
+    StepDef, SudoMode, VarDef, When,
 };
 use super::reader::{RESERVED_NAMES, suggest};
 use super::shell::Place as ShellPlace;
@@ -185,9 +185,13 @@ fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Ste
             containers: def
                 .creates
                 .containers
-                .into_iter()
-                .map(|c| c.value)
+                .iter()
+                .map(|c| super::MadeContainer {
+                    name: c.name().value.clone(),
+                    image: c.image().map(|i| i.value.clone()),
+                })
                 .collect(),
+            images: def.creates.images.into_iter().map(|i| i.value).collect(),
             programs: def.creates.programs.into_iter().map(|p| p.value).collect(),
             ports: def
                 .creates
@@ -550,11 +554,18 @@ fn value_fields(file: &PlanFile) -> (Vec<&Sp<Template>>, Vec<Field<'_>>) {
     }
     for step in file.steps.values() {
         let creates = &step.creates;
+        for c in &creates.containers {
+            fields.push(("creates.containers", c.name(), Rule::Container));
+            fields.extend(
+                c.image()
+                    .map(|i| ("creates.containers.image", i, Rule::Image)),
+            );
+        }
         fields.extend(
             creates
-                .containers
+                .images
                 .iter()
-                .map(|c| ("creates.containers", c, Rule::Container)),
+                .map(|i| ("creates.images", i, Rule::Image)),
         );
         fields.extend(creates.ports.iter().filter_map(|p| match p {
             PortDef::Template(t) => Some(("creates.ports", t, Rule::Port)),
@@ -725,7 +736,14 @@ fn check_templates(
         });
         for t in action_templates(&step.action, &step.env)
             .into_iter()
-            .chain(&step.creates.containers)
+            .chain(step.creates.containers.iter().map(ContainerDef::name))
+            .chain(
+                step.creates
+                    .containers
+                    .iter()
+                    .filter_map(ContainerDef::image),
+            )
+            .chain(&step.creates.images)
             .chain(ports)
         {
             check(t, Place::Step(i), diags);

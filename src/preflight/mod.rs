@@ -13,6 +13,7 @@
 //! The checks only run `docker inspect`, `docker ps`, and `docker exec … sh -c
 //! 'command -v …'`, and open (then close) a TCP connection to loopback ports.
 
+mod image;
 pub(crate) mod script;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -197,9 +198,11 @@ pub(crate) fn run_on(plan: &Plan, docker: &Docker, masker: &Masker, host: Option
         docker,
         creates: Creates::resolve(plan, &scope),
         report: Report::default(),
+        left: BTreeMap::new(),
     };
     check.compose();
     check.subjects(&subjects);
+    check.fold_left();
     let mut report = check.report;
     if let Some(h) = host {
         for f in &mut report.findings {
@@ -226,29 +229,33 @@ pub(crate) fn run_on(plan: &Plan, docker: &Docker, masker: &Masker, host: Option
 /// What each step creates, templates resolved.
 struct Creates {
     containers: Vec<Vec<String>>,
+    /// The image each of those containers is made from, when the plan says.
+    made_from: Vec<Vec<Option<String>>>,
+    images: Vec<Vec<String>>,
     programs: Vec<Vec<String>>,
     ports: Vec<Vec<u16>>,
 }
 
 impl Creates {
     fn resolve(plan: &Plan, scope: &Scope<'_>) -> Self {
+        let each = |f: &dyn Fn(&crate::plan::Creates) -> Vec<String>| -> Vec<Vec<String>> {
+            plan.steps.iter().map(|s| f(&s.creates)).collect()
+        };
         Self {
-            containers: plan
+            containers: each(&|c| c.containers.iter().map(|m| scope.render(&m.name)).collect()),
+            made_from: plan
                 .steps
                 .iter()
                 .map(|s| {
                     s.creates
                         .containers
                         .iter()
-                        .map(|t| scope.render(t))
+                        .map(|m| m.image.as_ref().map(|i| scope.render(i)))
                         .collect()
                 })
                 .collect(),
-            programs: plan
-                .steps
-                .iter()
-                .map(|s| s.creates.programs.clone())
-                .collect(),
+            images: each(&|c| c.images.iter().map(|i| scope.render(i)).collect()),
+            programs: each(&|c| c.programs.clone()),
             ports: plan
                 .steps
                 .iter()
@@ -264,6 +271,12 @@ impl Creates {
                 })
                 .collect(),
         }
+    }
+
+    /// The image step `s` makes `container` from, when the plan says.
+    fn image_of(&self, s: usize, container: &str) -> Option<&String> {
+        let i = self.containers[s].iter().position(|c| c == container)?;
+        self.made_from[s][i].as_ref()
     }
 }
 
@@ -310,6 +323,25 @@ struct Check<'p> {
     docker: &'p Docker,
     creates: Creates,
     report: Report,
+    /// What is left to the run in each container a step makes: one note per
+    /// container and step that makes it, however many steps and hooks run there.
+    left: BTreeMap<(String, usize), Left>,
+}
+
+/// The steps and hooks that run in a container a step makes, left to the run.
+struct Left {
+    who: Vec<(usize, bool)>,
+    why: String,
+}
+
+/// Where what a step runs in a container can be looked for before the run.
+enum Where {
+    /// In the container running now.
+    Container,
+    /// In the image that `maker` makes the container from.
+    Image { image: String, maker: usize },
+    /// Nowhere: reported, or left to the run.
+    Nowhere,
 }
 
 impl Check<'_> {
@@ -327,8 +359,9 @@ impl Check<'_> {
         who(&self.plan.steps[subject.step].id, subject.hook)
     }
 
-    /// The step that creates `what` for `subject` (one it waits for), or one
-    /// that creates it, that `subject` does not wait for but could.
+    /// The step that creates `what` for `subject` (of those it waits for, the
+    /// last: the one no other of them waits for), or one that creates it, that
+    /// `subject` does not wait for but could.
     fn creator<T: PartialEq>(
         &self,
         subject: &Subject,
@@ -342,7 +375,11 @@ impl Check<'_> {
         for (s, made) in all.iter().enumerate() {
             if made.contains(what) {
                 if waits_for.contains(&s) {
-                    waited.get_or_insert(s);
+                    // A later maker (one that waits for this one) wins: the
+                    // release's switch, not the first provisioning.
+                    if waited.is_none_or(|w| before(self.plan, s, false).contains(&w)) {
+                        waited = Some(s);
+                    }
                 } else if s != subject.step && !before(self.plan, s, false).contains(&subject.step)
                 {
                     // A step that runs after this one cannot be waited for.
@@ -417,29 +454,62 @@ impl Check<'_> {
             .collect();
         self.report.checks += states.len();
 
-        // One exec per seat, for every program wanted there.
+        // One exec per seat, for every program wanted there: in the container
+        // running now, or, for a container a step will make from an image the
+        // plan names, in a throwaway container of that image.
         let mut seats: BTreeMap<Seat, BTreeSet<String>> = BTreeMap::new();
+        let mut image_seats: BTreeMap<image::ImageSeat, BTreeSet<String>> = BTreeMap::new();
         for subject in subjects {
-            let (container, user, workdir, programs) = match &subject.need {
-                Need::Container {
-                    container: Some(c),
-                    user,
-                    workdir,
-                    programs,
-                } => (c, user.clone(), workdir.clone(), programs.clone()),
-                Need::Probe {
-                    container: Some(Some(c)),
-                    ..
-                } => (c, None, None, vec!["curl".to_owned(), "wget".to_owned()]),
-                _ => continue,
+            let Some((container, user, workdir, programs)) = wanted(&subject.need) else {
+                continue;
             };
-            if matches!(states.get(container), Some(State::Running)) {
+            let (waited, _) = self.creator(subject, container, |c| &c.containers);
+            if let Some(s) = waited {
+                if let Some(image) = self.creates.image_of(s, container) {
+                    image_seats
+                        .entry((image.clone(), user, workdir))
+                        .or_default()
+                        .extend(programs);
+                }
+            } else if matches!(states.get(container), Some(State::Running)) {
                 seats
                     .entry((container.clone(), user, workdir))
                     .or_default()
                     .extend(programs);
             }
         }
+        let images: Vec<String> = if docker_ok {
+            image_seats
+                .keys()
+                .map(|(image, ..)| image.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let present: BTreeMap<String, Result<bool, String>> = images
+            .iter()
+            .cloned()
+            .zip(parallel::each(images.iter().collect(), AT_ONCE, |image| {
+                image::present(self.docker, image)
+            }))
+            .collect();
+        self.report.checks += present.len();
+        let image_list: Vec<(image::ImageSeat, BTreeSet<String>)> = image_seats
+            .into_iter()
+            .filter(|((image, ..), _)| matches!(present.get(image), Some(Ok(true))))
+            .collect();
+        let in_images: BTreeMap<image::ImageSeat, Looked> = image_list
+            .iter()
+            .map(|(seat, _)| seat.clone())
+            .zip(parallel::each(
+                image_list.iter().collect(),
+                AT_ONCE,
+                |(seat, programs)| image::look(self.docker, seat, programs),
+            ))
+            .collect();
+        self.report.checks += in_images.len();
         let running: Vec<String> = states
             .iter()
             .filter(|(_, s)| matches!(s, State::Running))
@@ -468,6 +538,8 @@ impl Check<'_> {
             looked: &looked,
             running: &running,
             docker_ok,
+            present: &present,
+            in_images: &in_images,
         };
         for (i, subject) in subjects.iter().enumerate() {
             match &subject.need {
@@ -503,35 +575,40 @@ impl Check<'_> {
         }
     }
 
-    /// Whether `container` is there for `subject`: running now, or made by a
-    /// step it waits for. Reports what is wrong; `false` when nothing more can
-    /// be checked in it.
-    fn usable_container(&mut self, subject: &Subject, ctx: &Context<'_>, container: &str) -> bool {
+    /// Where what `subject` runs in `container` can be looked for: the
+    /// container running now, or the image a step it waits for makes it from.
+    /// Reports what is wrong, and what is left to the run.
+    fn usable_container(&mut self, subject: &Subject, ctx: &Context<'_>, container: &str) -> Where {
         let (waited, other) = self.creator(subject, &container.to_owned(), |c| &c.containers);
-        let who = self.who(subject);
-        if let Some(s) = waited {
-            self.report.notes.push(format!(
-                "{who}: container `{container}` is made by step `{}`, so what runs there is left to the run",
-                self.plan.steps[s].id
-            ));
-            return false;
+        if let Some(maker) = waited {
+            if let Some(image) = self.creates.image_of(maker, container) {
+                return Where::Image {
+                    image: image.clone(),
+                    maker,
+                };
+            }
+            let why = format!(
+                "name the image it is made from (`creates = {{ containers = [{{ name = \"{container}\", image = \"…\" }}] }}`) to have them checked before the run"
+            );
+            self.leave(container, maker, subject, why);
+            return Where::Nowhere;
         }
         let state = ctx.states.get(container).cloned();
         let problem = match state {
-            Some(State::Running) => return true,
+            Some(State::Running) => return Where::Container,
             None => {
                 if !ctx.docker_ok {
                     self.report.notes.push(format!(
                         "container `{container}`: docker is not reachable, so it was not looked into"
                     ));
                 }
-                return false;
+                return Where::Nowhere;
             }
             Some(State::Unknown(why)) => {
                 self.report.notes.push(format!(
                     "container `{container}`: its state is unknown ({why}), so it was not looked into"
                 ));
-                return false;
+                return Where::Nowhere;
             }
             Some(State::Stopped(status)) => {
                 format!("container `{container}` is not running (its state: {status})")
@@ -558,7 +635,101 @@ impl Check<'_> {
             fix
         };
         self.finding(subject, format!("container {container}"), problem, fix);
-        false
+        Where::Nowhere
+    }
+
+    /// What the look for `subject`'s programs in `container` found, and where
+    /// it looked; `None` when nothing could be looked into (reported, or left
+    /// to the run).
+    fn found<'c>(
+        &mut self,
+        subject: &Subject,
+        ctx: &'c Context<'_>,
+        container: &str,
+        user: Option<&String>,
+        workdir: Option<&String>,
+    ) -> Option<(&'c Looked, Seen)> {
+        let seat = |place: &str| (place.to_owned(), user.cloned(), workdir.cloned());
+        match self.usable_container(subject, ctx, container) {
+            Where::Nowhere => None,
+            Where::Container => ctx
+                .looked
+                .get(&seat(container))
+                .map(|l| (l, Seen::Container)),
+            Where::Image { image, maker } => {
+                let why = match ctx.present.get(&image) {
+                    Some(Ok(true)) => {
+                        return ctx
+                            .in_images
+                            .get(&seat(&image))
+                            .map(|l| (l, Seen::Image { image, maker }));
+                    }
+                    None => {
+                        format!("its image `{image}` was not looked into: docker is not reachable")
+                    }
+                    Some(Err(why)) => format!("its image `{image}` could not be inspected ({why})"),
+                    Some(Ok(false)) => match self.image_maker(subject, &image) {
+                        Some(b) => format!(
+                            "its image `{image}` is made by step `{}` during the run",
+                            self.plan.steps[b].id
+                        ),
+                        None => format!("its image `{image}` is not on this engine yet"),
+                    },
+                };
+                self.leave(container, maker, subject, why);
+                None
+            }
+        }
+    }
+
+    /// The step `subject` waits for that builds or pulls `image`, if any.
+    fn image_maker(&self, subject: &Subject, image: &str) -> Option<usize> {
+        self.creator(subject, &image.to_owned(), |c| &c.images).0
+    }
+
+    /// Leaves what `subject` runs in `container` (which step `maker` makes)
+    /// to the run, saying why once per container.
+    fn leave(&mut self, container: &str, maker: usize, subject: &Subject, why: String) {
+        let left = self
+            .left
+            .entry((container.to_owned(), maker))
+            .or_insert(Left {
+                who: Vec::new(),
+                why,
+            });
+        if !left.who.contains(&(subject.step, subject.hook)) {
+            left.who.push((subject.step, subject.hook));
+        }
+    }
+
+    /// One note per container whose steps and hooks were left to the run.
+    fn fold_left(&mut self) {
+        for ((container, maker), left) in std::mem::take(&mut self.left) {
+            let id = |s: usize| format!("`{}`", self.plan.steps[s].id);
+            let steps: Vec<String> = left.who.iter().filter(|w| !w.1).map(|w| id(w.0)).collect();
+            let hooks: Vec<String> = left.who.iter().filter(|w| w.1).map(|w| id(w.0)).collect();
+            let mut what = Vec::new();
+            if !steps.is_empty() {
+                what.push(format!(
+                    "{} {}",
+                    if steps.len() == 1 { "step" } else { "steps" },
+                    steps.join(", ")
+                ));
+            }
+            if !hooks.is_empty() {
+                what.push(format!(
+                    "the rollback {} of {}",
+                    if hooks.len() == 1 { "hook" } else { "hooks" },
+                    hooks.join(", ")
+                ));
+            }
+            self.report.notes.push(format!(
+                "container `{container}` is made by step `{}`, so what {} run there is left to the run; {}",
+                self.plan.steps[maker].id,
+                what.join(" and "),
+                left.why
+            ));
+        }
     }
 
     fn container_need(&mut self, subject: &Subject, ctx: &Context<'_>) {
@@ -578,12 +749,13 @@ impl Check<'_> {
             ));
             return;
         };
-        if !self.usable_container(subject, ctx, container) {
+        let Some((looked, seen)) =
+            self.found(subject, ctx, container, user.as_ref(), workdir.as_ref())
+        else {
             return;
-        }
-        let seat = (container.clone(), user.clone(), workdir.clone());
-        match ctx.looked.get(&seat) {
-            Some(Looked::Missing(missing)) => {
+        };
+        match looked {
+            Looked::Missing(missing) => {
                 for program in programs.iter().filter(|p| missing.contains(*p)) {
                     let where_ = match (workdir, program.contains('/')) {
                         (Some(w), true) => format!("no such executable file under {w}"),
@@ -592,21 +764,16 @@ impl Check<'_> {
                         }
                         (_, false) => "not on its PATH".to_owned(),
                     };
-                    let problem =
-                        format!("`{program}` is not in container `{container}` ({where_})");
-                    let fix = if on_host(program, &self.plan.dir, None) {
-                        format!(
-                            "`{program}` is on this host, not in the container: run it with a `shell` step, or install it in the image"
-                        )
-                    } else {
-                        "check the command and the image; if a step of the plan recreates the container with a new image that has it, mark that step with `creates = { containers = [...] }` and make this step need it".to_owned()
-                    };
-                    self.finding(subject, format!("container {container}"), problem, fix);
+                    self.missing_program(subject, container, &seen, program, &where_);
                 }
             }
-            Some(Looked::Failed(why)) => {
-                let (problem, fix) =
-                    exec_failure(why, container, user.as_deref(), workdir.as_deref());
+            Looked::Failed(why) => {
+                let (problem, fix) = exec_failure(
+                    why,
+                    &seen.place(container),
+                    user.as_deref(),
+                    workdir.as_deref(),
+                );
                 if let Some(fix) = fix {
                     self.finding(subject, format!("container {container}"), problem, fix);
                 } else {
@@ -614,8 +781,50 @@ impl Check<'_> {
                     self.report.notes.push(format!("{who}: {problem}"));
                 }
             }
-            None => {}
         }
+    }
+
+    /// A program `subject` runs in `container` that the look did not find.
+    fn missing_program(
+        &mut self,
+        subject: &Subject,
+        container: &str,
+        seen: &Seen,
+        program: &str,
+        where_: &str,
+    ) {
+        let (problem, fix) = match seen {
+            Seen::Container => (
+                format!("`{program}` is not in container `{container}` ({where_})"),
+                if on_host(program, &self.plan.dir, None) {
+                    format!(
+                        "`{program}` is on this host, not in the container: run it with a `shell` step, or install it in the image"
+                    )
+                } else {
+                    "check the command and the image; if a step of the plan recreates the container with a new image that has it, mark that step with `creates = { containers = [{ name = \"…\", image = \"…\" }] }` and make this step need it".to_owned()
+                },
+            ),
+            Seen::Image { image, maker } => {
+                if let Some(b) = self.image_maker(subject, image) {
+                    let who = self.who(subject);
+                    self.report.notes.push(format!(
+                        "{who}: `{program}` is not in image `{image}` as it is now, and step `{}` makes that image anew",
+                        self.plan.steps[b].id
+                    ));
+                    return;
+                }
+                (
+                    format!(
+                        "`{program}` is not in image `{image}`, which step `{}` makes container `{container}` from ({where_})",
+                        self.plan.steps[*maker].id
+                    ),
+                    format!(
+                        "check the command and the image; if a step of the plan builds or pulls that image anew, mark it with `creates = {{ images = [\"{image}\"] }}` and make this step need it"
+                    ),
+                )
+            }
+        };
+        self.finding(subject, format!("container {container}"), problem, fix);
     }
 
     fn host_program(&mut self, subject: &Subject, ctx: &Context<'_>, program: &str) {
@@ -684,37 +893,45 @@ impl Check<'_> {
             ));
             return;
         };
-        if !self.usable_container(subject, ctx, container) {
+        let Some((looked, seen)) = self.found(subject, ctx, container, None, None) else {
             return;
-        }
-        let seat = (container.clone(), None, None);
-        let tools = match ctx.looked.get(&seat) {
-            Some(Looked::Missing(missing)) => ["curl", "wget"]
+        };
+        let place = seen.place(container);
+        let tools = match looked {
+            Looked::Missing(missing) => ["curl", "wget"]
                 .into_iter()
                 .filter(|t| !missing.contains(*t))
                 .count(),
-            Some(Looked::Failed(why)) => {
+            Looked::Failed(why) => {
                 self.report.notes.push(format!(
-                    "{who}: curl and wget were not looked for in container `{container}` ({})",
+                    "{who}: curl and wget were not looked for in {place} ({})",
                     first_line(why)
                 ));
                 return;
             }
-            None => return,
         };
         if tools > 0 {
+            return;
+        }
+        if let Seen::Image { image, .. } = &seen
+            && let Some(b) = self.image_maker(subject, image)
+        {
+            self.report.notes.push(format!(
+                "{who}: image `{image}` has neither curl nor wget as it is now, and step `{}` makes that image anew",
+                self.plan.steps[b].id
+            ));
             return;
         }
         match host_url {
             Some(Some(host_url)) => self.host_url(subject, ctx, host_url, Some(container)),
             Some(None) => self.report.notes.push(format!(
-                "{who}: container `{container}` has neither curl nor wget; its `host_url` is a step's output, decided during the run"
+                "{who}: {place} has neither curl nor wget; its `host_url` is a step's output, decided during the run"
             )),
             None => self.finding(
                 subject,
                 format!("container {container}"),
                 format!(
-                    "the probe has no transport: container `{container}` has neither curl nor wget, and the probe has no `host_url`"
+                    "the probe has no transport: {place} has neither curl nor wget, and the probe has no `host_url`"
                 ),
                 "add `host_url` (the app through the port this host publishes, e.g. the reverse proxy's), or install curl or wget in the image".to_owned(),
             ),
@@ -786,6 +1003,30 @@ struct Context<'a> {
     looked: &'a BTreeMap<Seat, Looked>,
     running: &'a [String],
     docker_ok: bool,
+    /// Whether the engine has each image a container will be made from.
+    present: &'a BTreeMap<String, Result<bool, String>>,
+    /// What a look into each image found.
+    in_images: &'a BTreeMap<image::ImageSeat, Looked>,
+}
+
+/// The container a need runs in, as whom, from where, and the programs it
+/// runs there (for a probe: curl and wget).
+type Wanted<'a> = (&'a String, Option<String>, Option<String>, Vec<String>);
+
+fn wanted(need: &Need) -> Option<Wanted<'_>> {
+    match need {
+        Need::Container {
+            container: Some(c),
+            user,
+            workdir,
+            programs,
+        } => Some((c, user.clone(), workdir.clone(), programs.clone())),
+        Need::Probe {
+            container: Some(Some(c)),
+            ..
+        } => Some((c, None, None, vec!["curl".to_owned(), "wget".to_owned()])),
+        _ => None,
+    }
 }
 
 fn uses_compose(step: &Step) -> bool {
@@ -844,6 +1085,23 @@ fn state(docker: &Docker, name: &str) -> State {
     }
 }
 
+/// Where a look was made: the container running now, or the image a step
+/// makes the container from.
+enum Seen {
+    Container,
+    Image { image: String, maker: usize },
+}
+
+impl Seen {
+    /// Where, in words: "container `app`", "image `app:v2`".
+    fn place(&self, container: &str) -> String {
+        match self {
+            Seen::Container => format!("container `{container}`"),
+            Seen::Image { image, .. } => format!("image `{image}`"),
+        }
+    }
+}
+
 /// Prints each operand the shell cannot find as a program.
 const LOOK: &str = r#"for p; do case $p in */*) [ -f "$p" ] && [ -x "$p" ] || echo "$p" ;; *) command -v "$p" >/dev/null 2>&1 || echo "$p" ;; esac; done; echo "runner-looked""#;
 
@@ -863,7 +1121,15 @@ fn look(docker: &Docker, seat: &Seat, programs: &BTreeSet<String>) -> Looked {
     ];
     argv.extend(programs.iter().cloned());
     let argv = docker.exec_argv(container, &options, &argv);
-    match docker::briefly_with(&argv, &docker.env, CHECK_TIMEOUT) {
+    look_result(
+        docker::briefly_with(&argv, &docker.env, CHECK_TIMEOUT),
+        &argv,
+    )
+}
+
+/// What a look (`LOOK` run by `argv`) found.
+fn look_result(result: Result<std::process::Output, docker::Brief>, argv: &[String]) -> Looked {
+    match result {
         Ok(out) => {
             let stdout = String::from_utf8_lossy(&out.stdout);
             if out.status.success() && stdout.lines().last() == Some("runner-looked") {
@@ -882,7 +1148,7 @@ fn look(docker: &Docker, seat: &Seat, programs: &BTreeSet<String>) -> Looked {
                     .find(|s| !s.is_empty());
                 Looked::Failed(match said {
                     Some(said) => said.to_owned(),
-                    None => format!("`{}` ended with {}", shell_join(&argv), out.status),
+                    None => format!("`{}` ended with {}", shell_join(argv), out.status),
                 })
             }
         }
@@ -894,7 +1160,7 @@ fn look(docker: &Docker, seat: &Seat, programs: &BTreeSet<String>) -> Looked {
 /// when it is the plan's (`None`: the check could not run, e.g. no `sh`).
 fn exec_failure(
     why: &str,
-    container: &str,
+    place: &str,
     user: Option<&str>,
     workdir: Option<&str>,
 ) -> (String, Option<String>) {
@@ -904,7 +1170,7 @@ fn exec_failure(
             || lower.contains("no matching entries in passwd"))
     {
         return (
-            format!("there is no user `{user}` in container `{container}`"),
+            format!("there is no user `{user}` in {place}"),
             Some("check `user`: a name from the container's /etc/passwd, or a uid".to_owned()),
         );
     }
@@ -913,13 +1179,13 @@ fn exec_failure(
         && !lower.contains("\"sh\"")
     {
         return (
-            format!("there is no directory `{workdir}` in container `{container}`"),
+            format!("there is no directory `{workdir}` in {place}"),
             Some("check `workdir`: an absolute path that exists in the container".to_owned()),
         );
     }
     (
         format!(
-            "the programs it runs were not looked for in container `{container}`: {}",
+            "the programs it runs were not looked for in {place}: {}",
             first_line(why)
         ),
         None,
@@ -1053,7 +1319,7 @@ mod tests {
     fn exec_failures_name_the_field() {
         let (problem, fix) = exec_failure(
             "unable to find user deploy: no matching entries in passwd file",
-            "app",
+            "container `app`",
             Some("deploy"),
             None,
         );
@@ -1061,7 +1327,7 @@ mod tests {
         assert!(fix.is_some());
         let (_, fix) = exec_failure(
             "OCI runtime exec failed: exec: \"sh\": executable file not found in $PATH",
-            "app",
+            "container `app`",
             None,
             None,
         );

@@ -311,13 +311,8 @@ impl Preview {
     }
 
     /// The preview with the plan's lock as it is now (`None`: free).
-    pub(crate) fn locked(mut self, holder: Option<Option<crate::lock::Holder>>) -> Self {
-        self.locked_by = holder.map(|h| {
-            h.map_or_else(
-                || "a run that has not written its name yet".to_owned(),
-                |h| h.to_string(),
-            )
-        });
+    pub(crate) fn locked(mut self, holder: Option<String>) -> Self {
+        self.locked_by = holder;
         self.decide();
         self
     }
