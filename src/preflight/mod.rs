@@ -10,10 +10,15 @@
 //! `creates` (a container it recreates, a program it installs, a port it
 //! publishes) is left to the run: it does not exist yet, or not as it will.
 //!
-//! The checks only run `docker inspect`, `docker ps`, and `docker exec … sh -c
-//! 'command -v …'`, and open (then close) a TCP connection to loopback ports.
+//! A container that a step makes from an image the plan names is checked in
+//! that image instead (look.rs), when this engine has it.
+//!
+//! The checks only run `docker inspect`, `docker ps`, `docker image inspect`,
+//! `docker exec … sh -c 'command -v …'` and, for an image, the same look in a
+//! throwaway container of it (`docker run --rm --network=none`), and open
+//! (then close) a TCP connection to loopback ports.
 
-mod image;
+mod look;
 pub(crate) mod script;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,16 +29,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::docker::{self, Docker, ExecOptions};
+use crate::docker::{self, Docker};
 use crate::kinds::Scope;
 use crate::mask::Masker;
 use crate::parallel;
 use crate::plan::model::When;
-use crate::plan::template::shell_join;
 use crate::plan::{Plan, Port, Step};
+use look::{CHECK_TIMEOUT, Looked, Seat, first_line};
 
-/// How long one check may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a TCP connection to a loopback port may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Checks run at once.
@@ -305,19 +308,6 @@ enum State {
     Unknown(String),
 }
 
-/// Who runs in a container, and where: one `docker exec` looks for all the
-/// programs of those that share it.
-type Seat = (String, Option<String>, Option<String>);
-
-/// What one `docker exec` found.
-#[derive(Debug, Clone)]
-enum Looked {
-    /// The programs it did not find.
-    Missing(BTreeSet<String>),
-    /// The exec itself failed: why, as docker says it.
-    Failed(String),
-}
-
 struct Check<'p> {
     plan: &'p Plan,
     docker: &'p Docker,
@@ -458,7 +448,7 @@ impl Check<'_> {
         // running now, or, for a container a step will make from an image the
         // plan names, in a throwaway container of that image.
         let mut seats: BTreeMap<Seat, BTreeSet<String>> = BTreeMap::new();
-        let mut image_seats: BTreeMap<image::ImageSeat, BTreeSet<String>> = BTreeMap::new();
+        let mut image_seats: BTreeMap<look::ImageSeat, BTreeSet<String>> = BTreeMap::new();
         for subject in subjects {
             let Some((container, user, workdir, programs)) = wanted(&subject.need) else {
                 continue;
@@ -492,21 +482,21 @@ impl Check<'_> {
             .iter()
             .cloned()
             .zip(parallel::each(images.iter().collect(), AT_ONCE, |image| {
-                image::present(self.docker, image)
+                look::image_present(self.docker, image)
             }))
             .collect();
         self.report.checks += present.len();
-        let image_list: Vec<(image::ImageSeat, BTreeSet<String>)> = image_seats
+        let image_list: Vec<(look::ImageSeat, BTreeSet<String>)> = image_seats
             .into_iter()
             .filter(|((image, ..), _)| matches!(present.get(image), Some(Ok(true))))
             .collect();
-        let in_images: BTreeMap<image::ImageSeat, Looked> = image_list
+        let in_images: BTreeMap<look::ImageSeat, Looked> = image_list
             .iter()
             .map(|(seat, _)| seat.clone())
             .zip(parallel::each(
                 image_list.iter().collect(),
                 AT_ONCE,
-                |(seat, programs)| image::look(self.docker, seat, programs),
+                |(seat, programs)| look::in_image(self.docker, seat, programs),
             ))
             .collect();
         self.report.checks += in_images.len();
@@ -528,7 +518,7 @@ impl Check<'_> {
             .zip(parallel::each(
                 seat_list.iter().collect(),
                 AT_ONCE,
-                |(seat, programs)| look(self.docker, seat, programs),
+                |(seat, programs)| look::in_container(self.docker, seat, programs),
             ))
             .collect();
         self.report.checks += looked.len();
@@ -1006,7 +996,7 @@ struct Context<'a> {
     /// Whether the engine has each image a container will be made from.
     present: &'a BTreeMap<String, Result<bool, String>>,
     /// What a look into each image found.
-    in_images: &'a BTreeMap<image::ImageSeat, Looked>,
+    in_images: &'a BTreeMap<look::ImageSeat, Looked>,
 }
 
 /// The container a need runs in, as whom, from where, and the programs it
@@ -1102,60 +1092,6 @@ impl Seen {
     }
 }
 
-/// Prints each operand the shell cannot find as a program.
-const LOOK: &str = r#"for p; do case $p in */*) [ -f "$p" ] && [ -x "$p" ] || echo "$p" ;; *) command -v "$p" >/dev/null 2>&1 || echo "$p" ;; esac; done; echo "runner-looked""#;
-
-/// Looks for `programs` in the seat's container, as its user, from its workdir.
-fn look(docker: &Docker, seat: &Seat, programs: &BTreeSet<String>) -> Looked {
-    let (container, user, workdir) = seat;
-    let options = ExecOptions {
-        user: user.as_deref(),
-        workdir: workdir.as_deref(),
-        ..ExecOptions::default()
-    };
-    let mut argv = vec![
-        "sh".to_owned(),
-        "-c".to_owned(),
-        LOOK.to_owned(),
-        "sh".to_owned(),
-    ];
-    argv.extend(programs.iter().cloned());
-    let argv = docker.exec_argv(container, &options, &argv);
-    look_result(
-        docker::briefly_with(&argv, &docker.env, CHECK_TIMEOUT),
-        &argv,
-    )
-}
-
-/// What a look (`LOOK` run by `argv`) found.
-fn look_result(result: Result<std::process::Output, docker::Brief>, argv: &[String]) -> Looked {
-    match result {
-        Ok(out) => {
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            if out.status.success() && stdout.lines().last() == Some("runner-looked") {
-                Looked::Missing(
-                    stdout
-                        .lines()
-                        .filter(|l| *l != "runner-looked")
-                        .map(str::to_owned)
-                        .collect(),
-                )
-            } else {
-                // docker prints some refusals of an exec on stdout.
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let said = [stderr.trim(), stdout.trim()]
-                    .into_iter()
-                    .find(|s| !s.is_empty());
-                Looked::Failed(match said {
-                    Some(said) => said.to_owned(),
-                    None => format!("`{}` ended with {}", shell_join(argv), out.status),
-                })
-            }
-        }
-        Err(why) => Looked::Failed(why.to_string()),
-    }
-}
-
 /// What a failed `docker exec` says about the plan: the problem, and the fix
 /// when it is the plan's (`None`: the check could not run, e.g. no `sh`).
 fn exec_failure(
@@ -1190,13 +1126,6 @@ fn exec_failure(
         ),
         None,
     )
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
 }
 
 /// Whether the host runs `program` from `dir`: a path, or a name on `PATH`.
