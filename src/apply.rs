@@ -48,7 +48,8 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             std::process::id(),
             humantime::format_rfc3339_seconds(started_at)
         );
-        let mut hosts = crate::remote::connect(plan, &holder).map_err(Error::Hosts)?;
+        let mut hosts = crate::remote::connect(plan, &holder, Some(&session.interrupter))
+            .map_err(Error::Hosts)?;
         if hosts_use_compose(plan) {
             // compose runs here, as docker does, with the host's DOCKER_HOST.
             for host in &mut hosts.list {
@@ -109,6 +110,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
                     host: host.name.clone(),
                     engine: masker.mask(&host.engine),
                     docker: masker.mask(&host.docker.reason),
+                    lease: host.note.as_deref().map(|n| masker.mask(n)),
                 },
             );
         }
@@ -244,6 +246,8 @@ pub(crate) struct Session {
     pub(crate) run_id: String,
     runtime: tokio::runtime::Runtime,
     interrupts: tokio::sync::mpsc::UnboundedReceiver<engine::Interrupt>,
+    /// Sends what stops the run as a signal does (a host's lock lost).
+    pub(crate) interrupter: engine::signals::Sender,
 }
 
 impl Session {
@@ -253,7 +257,7 @@ impl Session {
             .enable_all()
             .build()
             .map_err(|e| Error::Start(format!("cannot start the async runtime: {e}")))?;
-        let interrupts = {
+        let (interrupter, interrupts) = {
             let _context = runtime.enter();
             engine::signals::listen()
                 .map_err(|e| Error::Start(format!("cannot install the signal handlers: {e}")))?
@@ -263,6 +267,7 @@ impl Session {
             run_id: run_id(started_at),
             runtime,
             interrupts,
+            interrupter,
         })
     }
 

@@ -46,6 +46,16 @@ pub(crate) enum LockError {
         path: PathBuf,
         holder: Option<Box<Holder>>,
     },
+    /// An engine's lock on this machine, held by another run.
+    #[error("another run holds this machine's lock for the engine {engine} ({}): {holder}", path.display())]
+    EngineHeld {
+        engine: String,
+        path: PathBuf,
+        holder: String,
+    },
+    /// Something stands where an engine's lock goes that runner did not make.
+    #[error("the lock {} cannot be trusted: {why}", path.display())]
+    Untrusted { path: PathBuf, why: String },
     #[error("cannot create the lock file {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -58,7 +68,11 @@ impl LockError {
     /// What the operator can do about it.
     pub(crate) fn help(&self) -> String {
         match self {
-            LockError::Held { .. } => "wait for that run to end; the lock is released when its process exits, even if it crashes".to_owned(),
+            LockError::Held { .. } | LockError::EngineHeld { .. } => "wait for that run to end; the lock is released when its process exits, even if it crashes".to_owned(),
+            LockError::Untrusted { path, .. } => format!(
+                "runner makes that lock as a folder of its own; remove what stands there ({}) as root, and check who put it there",
+                path.display()
+            ),
             LockError::Io { path, .. } => format!(
                 "runner keeps its lock and its run records in {} beside the plan: \
                  run as a user who can write there, or make it writable for this one",
@@ -121,37 +135,179 @@ pub(crate) fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
     Ok(Lock { _file: file })
 }
 
-/// Who holds the lock at `path` now, in words, read without touching it:
-/// `None` when nobody does. The kernel's own table of file locks (`/proc/locks`) is read, so
-/// the preview never takes the lock, not even for an instant a real run could
-/// meet.
-pub(crate) fn held(path: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.is_file() {
-        return None;
+/// Takes this machine's lock for a Docker engine (`unix://…`, `tcp://…`, a
+/// context): one per engine for every user and every copy of a plan, in the
+/// machine's shared lock folder (the first of /run/lock, /var/lock, /tmp that
+/// is root's, sticky and world-writable). The lock is a folder made with
+/// `mkdir`, which never follows a link; one that exists is used only when it
+/// is a real folder nobody else may write, owned by root, this user, or a
+/// member of the docker group. Nothing is written into it.
+pub(crate) fn acquire_engine(engine: &str, holder: &str) -> Result<Lock, LockError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+    let Some(dir) = shared_folder() else {
+        return Err(LockError::Untrusted {
+            path: PathBuf::from("/run/lock"),
+            why: "no folder of this machine is root's, sticky and world-writable (/run/lock, /var/lock, /tmp)".to_owned(),
+        });
+    };
+    let path = dir.join(format!("runner-engine-{}.lock", engine_key(engine)));
+    let io = |source| LockError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::DirBuilder::new().mode(0o755).create(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
     }
+    let untrusted = |why: String| LockError::Untrusted {
+        path: path.clone(),
+        why,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| untrusted(format!("it is not a folder runner made ({e})")))?;
+    let meta = file.metadata().map_err(io)?;
+    if meta.mode() & 0o022 != 0 {
+        return Err(untrusted(format!(
+            "others may write into it (mode {:o})",
+            meta.mode() & 0o7777
+        )));
+    }
+    if !trusted_owner(meta.uid()) {
+        return Err(untrusted(format!(
+            "it belongs to {}, who is not root, you, nor in the docker group",
+            user_of(meta.uid())
+        )));
+    }
+    match file.try_lock() {
+        Ok(()) => {
+            tracing::debug!(path = %path.display(), holder, "engine lock taken");
+            Ok(Lock { _file: file })
+        }
+        Err(TryLockError::WouldBlock) => Err(LockError::EngineHeld {
+            engine: engine.to_owned(),
+            holder: holder_process(&meta)
+                .unwrap_or_else(|| "its holder could not be read".to_owned()),
+            path,
+        }),
+        Err(TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// The machine's folder for locks every user shares, that nobody can replace.
+fn shared_folder() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    ["/run/lock", "/var/lock", "/tmp"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|dir| {
+            std::fs::symlink_metadata(dir)
+                .is_ok_and(|m| m.is_dir() && m.uid() == 0 && m.mode() & 0o7777 == 0o1777)
+        })
+}
+
+/// An engine's address as a file name: readable, and unique (a hash of the
+/// whole address).
+fn engine_key(engine: &str) -> String {
+    let readable: String = engine
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
+    // FNV-1a: stable across builds, unlike the standard hasher.
+    let hash = engine.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{readable}-{hash:016x}")
+}
+
+/// Whether a lock folder of `uid` may be used: root's, this user's, or a
+/// docker group member's (who may run anything as root through docker).
+fn trusted_owner(uid: u32) -> bool {
+    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+        return true;
+    }
+    let Ok(Some(group)) = nix::unistd::Group::from_name("docker") else {
+        return false;
+    };
+    let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) else {
+        return false;
+    };
+    user.gid == group.gid || group.mem.contains(&user.name)
+}
+
+fn user_of(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name)
+}
+
+/// The process that holds a `flock` on the file of `meta`, from the kernel's
+/// table of locks: its pid, user and command line (control characters escaped).
+fn holder_process(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let pid = flock_holder(meta)?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let command: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| crate::remote::printable(&String::from_utf8_lossy(w)))
+        .collect();
+    let uid = std::fs::metadata(format!("/proc/{pid}"))
+        .map(|m| m.uid())
+        .ok();
+    Some(format!(
+        "pid {pid} of user {}: {}",
+        uid.map_or_else(|| "?".to_owned(), user_of),
+        command.join(" ")
+    ))
+}
+
+/// The pid of the process that holds a `flock` on the file of `meta`, read
+/// from `/proc/locks` (`1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`).
+fn flock_holder(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     let (major, minor) = (
         nix::sys::stat::major(meta.dev()),
         nix::sys::stat::minor(meta.dev()),
     );
-    let locked = locks.lines().any(|line| {
-        // `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`; waiters have `->`.
+    locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) == Some(&"->") || fields.get(1) != Some(&"FLOCK") {
-            return false;
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
         }
-        let mut id = fields.get(5).unwrap_or(&"").split(':');
+        let mut id = fields.get(5)?.split(':');
         let number =
             |text: Option<&str>, radix| text.and_then(|t| u64::from_str_radix(t, radix).ok());
-        number(id.next(), 16) == Some(major)
+        (number(id.next(), 16) == Some(major)
             && number(id.next(), 16) == Some(minor)
-            && number(id.next(), 10) == Some(meta.ino())
-    });
-    if !locked {
+            && number(id.next(), 10) == Some(meta.ino()))
+        .then(|| fields.get(4)?.parse().ok())
+        .flatten()
+    })
+}
+
+/// Who holds the lock at `path` now, in words, read without touching it:
+/// `None` when nobody does. The kernel's own table of file locks (`/proc/locks`) is read, so
+/// the preview never takes the lock, not even for an instant a real run could
+/// meet.
+pub(crate) fn held(path: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() {
         return None;
     }
+    flock_holder(&meta)?;
     let text = std::fs::read_to_string(path).unwrap_or_default();
     Some(serde_json::from_str::<Holder>(&text).map_or_else(
         |_| "a run that has not written its name yet".to_owned(),

@@ -297,7 +297,7 @@ mod rolling {
     use std::time::{Duration, Instant};
 
     use crate::common::docker::{Cleanup, Users, busybox_image, unique};
-    use crate::common::hosts::Hosts;
+    use crate::common::hosts::{Hosts, flocked};
     use crate::common::{Run, Test};
 
     /// A proxy in front of the hosts: each request goes to the next host whose
@@ -934,13 +934,8 @@ mod rolling {
             .expect("runner");
         // Wait until it holds both hosts' locks and runs a step.
         let deadline = Instant::now() + Duration::from_secs(30);
-        let holder = |i: usize| {
-            rollout
-                .hosts
-                .run_dir(i)
-                .join("lock/runner-rolling.lock.holder")
-        };
-        while !(holder(1).exists() && holder(2).exists()) {
+        let held = |i: usize| flocked(&rollout.hosts.lock_of(i, "rolling"));
+        while !(held(1) && held(2)) {
             assert!(Instant::now() < deadline, "runner never locked the hosts");
             std::thread::sleep(Duration::from_millis(50));
         }

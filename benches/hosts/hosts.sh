@@ -9,7 +9,9 @@
 #                         (SSHD_EXTRA: lines added to each sshd_config)
 #   hosts.sh down DIR     stop them and remove every trace (cgroups, links)
 #
-# DIR/ssh_config reaches them (`ssh -F DIR/ssh_config 10.77.0.11`).
+# DIR/ssh_config reaches them (`ssh -F DIR/ssh_config 10.77.0.11`); their keys
+# are in DIR/known_hosts. Each host has its own /run (and /run/lock, 1777 as
+# on Debian), but shares this machine's /tmp.
 set -eu
 bridge=rtbr0
 
@@ -72,7 +74,9 @@ CONF
     ready=no
     for _ in $(seq 100); do
       if DOCKER_HOST="unix://$dir/rth$i/run/docker.sock" docker version >/dev/null 2>&1 \
-        && ssh-keyscan -T 1 "10.77.0.1$i" 2>/dev/null | grep -q ssh-; then
+        && keys=$(ssh-keyscan -T 1 "10.77.0.1$i" 2>/dev/null) && [ -n "$keys" ]; then
+        # runner refuses a host whose key is not known, whatever ssh_config says.
+        printf '%s\n' "$keys" >> "$dir/known_hosts"
         ready=yes
         break
       fi

@@ -7,12 +7,22 @@
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-/// A signal that asks the run to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A signal that asks the run to stop, or what else does as one (a host's
+/// lock lost).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Interrupt {
-    /// `SIGINT`, `SIGTERM`, …
-    pub(crate) signal: &'static str,
+    /// `SIGINT`, `SIGTERM`, …, or the loss that stops the run, in words.
+    pub(crate) signal: std::borrow::Cow<'static, str>,
 }
+
+impl Interrupt {
+    pub(crate) fn new(why: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self { signal: why.into() }
+    }
+}
+
+/// Where interrupts that are not signals are sent, into the same stream.
+pub(crate) type Sender = mpsc::UnboundedSender<Interrupt>;
 
 const SIGNALS: [(SignalKind, &str); 4] = [
     (SignalKind::interrupt(), "SIGINT"),
@@ -21,19 +31,20 @@ const SIGNALS: [(SignalKind, &str); 4] = [
     (SignalKind::quit(), "SIGQUIT"),
 ];
 
-/// Installs the handlers (inside a tokio runtime) and returns their stream.
-pub(crate) fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Interrupt>> {
+/// Installs the handlers (inside a tokio runtime) and returns their stream,
+/// with a sender for the interrupts that are not signals.
+pub(crate) fn listen() -> std::io::Result<(Sender, mpsc::UnboundedReceiver<Interrupt>)> {
     let (tx, rx) = mpsc::unbounded_channel();
     for (kind, name) in SIGNALS {
         let mut stream = signal(kind)?;
         let tx = tx.clone();
         tokio::spawn(async move {
             while stream.recv().await.is_some() {
-                if tx.send(Interrupt { signal: name }).is_err() {
+                if tx.send(Interrupt::new(name)).is_err() {
                     break;
                 }
             }
         });
     }
-    Ok(rx)
+    Ok((tx, rx))
 }

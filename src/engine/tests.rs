@@ -157,7 +157,7 @@ impl Plan {
             let start = self.start;
             tokio::spawn(async move {
                 tokio::time::sleep_until(start + Duration::from_millis(at)).await;
-                let _ = tx.send(Interrupt { signal: "SIGINT" });
+                let _ = tx.send(Interrupt::new("SIGINT"));
             });
         }
         let mut sink = Vec::new();

@@ -3,6 +3,7 @@
 //! Pure apart from reading the file: the environment is passed in, so checks are
 //! repeatable and testable.
 
+pub mod address;
 pub mod diagnostic;
 pub mod model;
 pub mod reader;

@@ -1341,64 +1341,7 @@ impl<'t, 'i> Fields<'_, '_, 't, 'i> {
 /// `unix:///path` or `tcp://host:port`. Nothing in it may be read as an
 /// option by ssh or docker.
 fn engine_address(address: &str) -> Result<(), &'static str> {
-    let (scheme, rest) = address
-        .split_once("://")
-        .ok_or("it has no scheme (ssh://, unix:// or tcp://)")?;
-    match scheme {
-        "unix" => {
-            if rest.starts_with('/') {
-                Ok(())
-            } else {
-                Err("a unix socket is an absolute path: unix:///var/run/docker.sock")
-            }
-        }
-        "ssh" | "tcp" => {
-            let authority = rest.split('/').next().unwrap_or_default();
-            let host_port = authority.rsplit_once('@').map_or(authority, |(user, hp)| {
-                if user.is_empty()
-                    || user.starts_with('-')
-                    || !user
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-                {
-                    ""
-                } else {
-                    hp
-                }
-            });
-            // `[v6]:port`, `[v6]`, `host:port` or `host`.
-            let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
-                match bracketed.split_once(']') {
-                    Some((v6, "")) => (v6, None),
-                    Some((v6, tail)) => (v6, Some(tail.strip_prefix(':').unwrap_or("x"))),
-                    None => ("", None),
-                }
-            } else {
-                match host_port.split_once(':') {
-                    Some((h, p)) => (h, Some(p)),
-                    None => (host_port, None),
-                }
-            };
-            if host.is_empty() || host.starts_with('-') {
-                return Err("it names no host, or a host that starts with `-`");
-            }
-            let host_ok = host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
-            if !host_ok {
-                return Err("its host has characters no host name has");
-            }
-            if let Some(port) = port {
-                if port.parse::<u16>().map_or(true, |p| p == 0) {
-                    return Err("its port is not a number from 1 to 65535");
-                }
-            } else if scheme == "tcp" {
-                return Err("a tcp address needs a port: tcp://host:2376");
-            }
-            Ok(())
-        }
-        _ => Err("its scheme is not ssh://, unix:// or tcp://"),
-    }
+    super::address::parse(address).map(|_| ())
 }
 
 /// A docker context name: what `docker context create` accepts.
@@ -1413,34 +1356,10 @@ fn is_context_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{engine_address, is_context_name};
+    use super::is_context_name;
 
     #[test]
-    fn engine_addresses_docker_takes_and_nothing_an_option_parser_would_read() {
-        for good in [
-            "ssh://deploy@10.0.0.11",
-            "ssh://web1",
-            "ssh://deploy@web1.example.com:2222",
-            "ssh://deploy@[fd00::12]:2222",
-            "unix:///var/run/docker.sock",
-            "tcp://10.0.0.11:2376",
-        ] {
-            assert_eq!(engine_address(good), Ok(()), "{good}");
-        }
-        for bad in [
-            "10.0.0.11",
-            "http://web1",
-            "ssh://",
-            "ssh://-oProxyCommand=x",
-            "ssh://-l@web1",
-            "ssh://deploy@web1:0",
-            "ssh://deploy@web1:ssh",
-            "ssh://deploy@web 1",
-            "unix://relative.sock",
-            "tcp://web1",
-        ] {
-            assert!(engine_address(bad).is_err(), "{bad}");
-        }
+    fn context_names_are_plain() {
         assert!(is_context_name("web1.prod_a-b"));
         assert!(!is_context_name("-web1"));
         assert!(!is_context_name(""));

@@ -350,8 +350,12 @@ impl TextView {
                 host,
                 engine,
                 docker,
+                lease,
             } => {
                 Self::println(buf, &format!("  host {host} ({engine}): {docker}"));
+                if let Some(lease) = lease {
+                    Self::println(buf, &format!("  host {host}: {lease}"));
+                }
             }
             Event::DomainFailed {
                 domain,

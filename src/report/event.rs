@@ -138,6 +138,9 @@ pub(crate) enum Event {
         host: String,
         engine: String,
         docker: String,
+        /// What the host said of a run before: whose lease ran out.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lease: Option<String>,
     },
     /// A failure domain (a host) failed within the failure budget: its units
     /// roll back and the others go on.

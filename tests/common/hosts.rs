@@ -100,11 +100,39 @@ impl Hosts {
             .expect("run docker")
     }
 
-    /// The lock files on host `i` (its own /run/lock).
+    /// Host `i`'s own /run (its /run/lock among it).
     pub(crate) fn run_dir(&self, i: usize) -> PathBuf {
         self.dir.join(format!("rth{i}/run"))
     }
+
+    /// Host `i`'s lock folder for `plan` in its /run/lock.
+    pub(crate) fn lock_of(&self, i: usize, plan: &str) -> PathBuf {
+        self.run_dir(i).join(format!("lock/runner-{plan}.lock"))
+    }
 }
+
+/// Whether some process holds a `flock` on `path` now (the kernel's table).
+pub(crate) fn flocked(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let id = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(meta.dev()),
+        nix::sys::stat::minor(meta.dev()),
+        meta.ino()
+    );
+    std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&id.as_str())
+        })
+}
+
+impl Hosts {}
 
 impl Drop for Hosts {
     fn drop(&mut self) {

@@ -1,0 +1,397 @@
+//! The host's lock: one per host and plan, for every deploy user of the host,
+//! held as a lease.
+//!
+//! A session on runner's connection runs [`LOCK_SCRIPT`]: it takes `flock` on
+//! a folder of its own in a folder every user of the host shares (the first
+//! of /run/lock, /var/lock, /tmp that is root's, sticky and world-writable:
+//! the choice depends on the host alone, so every deploy user meets the same
+//! lock). The lock is a folder made with `mkdir`, which never follows a link;
+//! one that exists is used only when it is a real folder that nobody else can
+//! write and that belongs to root, to the user, or to a member of docker's
+//! group. No other file is written, so no host user can make runner create or
+//! overwrite one. Who holds a lock is read from the kernel's own table
+//! (`/proc/locks`, then the holder's command line), never from a file.
+//!
+//! The lock is a lease: runner writes a line to the session every
+//! [`HEARTBEAT`] and the session answers it. A session that hears nothing for
+//! [`LEASE`] (runner killed, the host cut off while sshd keeps the session)
+//! lets the lock go, leaving a note that the next run reads out. A runner that
+//! hears no answer for [`LOST_AFTER`], or whose session ends, has lost the
+//! host: it stops as on an interrupt.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use super::PROBE_TIMEOUT;
+use super::diagnosis::{HELP_SESSIONS, session_refused};
+use super::master::{reap, spawn};
+use super::target::{Target, remote};
+use crate::engine::Interrupt;
+
+/// How often runner tells a host it is still there.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a host keeps a run's lock without hearing from it.
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
+/// How long runner waits for the host's answers before it stops as having
+/// lost the host's lock: shorter than the lease, so that it stops before the
+/// host could give the lock to another run.
+pub(crate) const LOST_AFTER: Duration = Duration::from_secs(15);
+
+/// Where interrupts go: the run's stream, which a lost lock joins.
+pub(crate) type Interrupts = crate::engine::signals::Sender;
+
+/// The lock's name on a host: the plan's name, in characters any file system
+/// takes.
+pub(super) fn lock_name(plan: &str) -> String {
+    plan.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Text from a host, fit for the operator's terminal: control characters
+/// (escape sequences among them) are shown escaped, never sent raw.
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Runs on a host (`sh -c SCRIPT runner-lock NAME LEASE HOLDER`): takes the
+/// lock, says `locked` (with the note a lease that ran out left), then answers
+/// each line runner writes with `alive` until runner closes the session or
+/// stops writing for the lease. Else one line: `held PID USER HOLDER`, `bad
+/// WHY` or `missing TOOL`. The holder is the last argument: the one a second
+/// run reads off the holder's command line.
+const LOCK_SCRIPT: &str = r#"name=$1 lease=$2 holder=$3
+for t in flock timeout stat awk; do
+  command -v "$t" >/dev/null 2>&1 || { echo "missing $t"; exit 69; }
+done
+d=
+for c in /run/lock /var/lock /tmp; do
+  if [ -d "$c" ] && [ ! -L "$c" ] && [ "$(stat -c '%u %a' "$c")" = "0 1777" ]; then d=$c; break; fi
+done
+[ -n "$d" ] || { echo "bad no folder of this host is root's, sticky and world-writable (/run/lock, /var/lock, /tmp)"; exit 76; }
+f="$d/runner-$name.lock"
+mkdir -m 755 "$f" 2>/dev/null
+info=$(stat -c '%u:%a:%F' "$f" 2>/dev/null) || info='-:-:nothing'
+owner=${info%%:*} rest=${info#*:}
+mode=${rest%%:*} kind=${rest#*:}
+[ "$kind" = directory ] || { echo "bad $f is not the folder runner makes: it is a $kind; remove it as root"; exit 76; }
+g=${mode%?} o=${mode#"${mode%?}"}
+g=${g#"${g%?}"}
+case "$g$o" in *[2367]*) echo "bad $f can be written by others (mode $mode): remove it as root"; exit 76;; esac
+if [ "$owner" != 0 ] && [ "$owner" != "$(id -u)" ]; then
+  who=$(stat -c %U "$f")
+  sg=$(stat -L -c %g /var/run/docker.sock 2>/dev/null)
+  case " $(id -G "$who" 2>/dev/null) " in
+    *" $sg "*) [ -n "$sg" ] || { echo "bad $f belongs to $who, who is not root, you, nor in docker's group: remove it as root"; exit 76; } ;;
+    *) echo "bad $f belongs to $who, who is not root, you, nor in docker's group: remove it as root"; exit 76 ;;
+  esac
+fi
+exec 9<"$f" || { echo "bad cannot open $f"; exit 70; }
+if flock -n 9; then
+  note=
+  if [ -f "$f/expired" ] && [ ! -L "$f/expired" ]; then
+    note=$(head -c 600 "$f/expired" | tr -d '\n')
+    rm -f "$f/expired" 2>/dev/null
+  fi
+  echo "locked $note"
+  while :; do
+    beat=$(timeout "$lease" head -n 1)
+    if [ $? -eq 124 ]; then
+      printf '%s\t%s\n' "$holder" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$f/expired.$$" 2>/dev/null \
+        && mv -f "$f/expired.$$" "$f/expired" 2>/dev/null
+      exit 0
+    fi
+    [ -n "$beat" ] || exit 0
+    echo alive
+  done
+fi
+dev=$(stat -c %d "$f") ino=$(stat -c %i "$f")
+pid=$(awk -v dev="$dev" -v ino="$ino" 'BEGIN { id = sprintf("%02x:%02x:%s", int(dev / 256) % 4096, dev % 256 + int(dev / 1048576) * 256, ino) } $2 == "FLOCK" && $6 == id { print $5; exit }' /proc/locks 2>/dev/null)
+if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
+  who=$(stat -c %U "/proc/$pid" 2>/dev/null)
+  line=$(tr '\0' ' ' < "/proc/$pid/cmdline" | head -c 300)
+  case "$line" in
+    *runner-lock*) text=$(tr '\0' '\n' < "/proc/$pid/cmdline" | tail -n 1) ;;
+    *) text="a process that is not runner's: $line" ;;
+  esac
+  printf 'held %s %s %s\n' "$pid" "${who:--}" "$text"
+else
+  echo "held - - (its holder could not be read)"
+fi
+exit 75"#;
+
+/// A lock session: started, then answered; held, it is watched for its lease.
+pub(crate) struct Held {
+    child: Child,
+    closing: Arc<AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+    /// The session's first line, once.
+    answer: Receiver<String>,
+}
+
+impl Held {
+    /// Starts the lock session for `target` over its connection (from the
+    /// main thread: the session ends with runner), and its watcher.
+    pub(super) fn begin(
+        target: &Target,
+        control: &std::path::Path,
+        name: &str,
+        holder: &str,
+        who: Watch,
+    ) -> std::io::Result<Self> {
+        let lease = LEASE.as_secs().to_string();
+        let script = remote(&["sh", "-c", LOCK_SCRIPT, "runner-lock", name, &lease, holder]);
+        let mut argv = target.argv(control, &[]);
+        argv.push(script);
+        let mut child = spawn(&argv, Stdio::piped(), Stdio::piped(), Stdio::piped())?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            reap(&mut child);
+            return Err(std::io::Error::other("no pipe to the lock session"));
+        };
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (answer_tx, answer) = mpsc::channel();
+        let closing = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let closing = Arc::clone(&closing);
+            std::thread::spawn(move || watch(stdin, &lines, &answer_tx, &closing, &who))
+        };
+        Ok(Self {
+            child,
+            closing,
+            watcher: Some(watcher),
+            answer,
+        })
+    }
+
+    /// The session's answer: held, or what went wrong and what to do. A
+    /// lease that ran out before this run is told in the `Ok` note: whose, and
+    /// when.
+    pub(super) fn answer(mut self, plan: &str) -> Result<(Self, Option<String>), (String, String)> {
+        let first = match self.answer.recv_timeout(PROBE_TIMEOUT) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(format!("no answer within {}s", PROBE_TIMEOUT.as_secs()))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err("the session ended at once".to_owned()),
+        };
+        let line = match first {
+            Ok(line) if line == "locked" || line.starts_with("locked ") => {
+                let note = line["locked".len()..].trim();
+                let note = (!note.is_empty()).then(|| {
+                    let (holder, at) = note.split_once('\t').unwrap_or((note, "?"));
+                    format!(
+                        "{}: its lease on the host ran out at {}",
+                        printable(holder),
+                        printable(at)
+                    )
+                });
+                return Ok((self, note));
+            }
+            Ok(line) => line,
+            Err(why) => why,
+        };
+        let stderr = self.stop();
+        if let Some(rest) = line.strip_prefix("held ") {
+            let mut words = rest.splitn(3, ' ');
+            let (pid, user, text) = (
+                words.next().unwrap_or("-"),
+                words.next().unwrap_or("-"),
+                words.next().unwrap_or(""),
+            );
+            let by = if pid == "-" {
+                printable(text)
+            } else {
+                format!(
+                    "{} (pid {} of user {} on the host)",
+                    printable(text),
+                    printable(pid),
+                    printable(user)
+                )
+            };
+            return Err((
+                format!("another run holds this host's lock for plan `{plan}`: {by}"),
+                format!(
+                    "a run that is still going holds it until it ends; one that ended without letting go (killed, or cut off from the host) loses it at most {}s after the host last heard from it: try again then",
+                    LEASE.as_secs()
+                ),
+            ));
+        }
+        if let Some(why) = line.strip_prefix("bad ") {
+            return Err((
+                format!("the host's lock cannot be trusted: {}", printable(why)),
+                "runner's lock on a host is a folder runner makes in /run/lock (else /tmp); something else stands in its place, perhaps planted by another user of the host".to_owned(),
+            ));
+        }
+        if let Some(tool) = line.strip_prefix("missing ") {
+            return Err((
+                format!(
+                    "the host has no `{}`, which runner's lock needs",
+                    printable(tool)
+                ),
+                "install util-linux (flock), coreutils (timeout, stat) and awk on the host"
+                    .to_owned(),
+            ));
+        }
+        if session_refused(&stderr) {
+            return Err((
+                format!(
+                    "the host refuses a session on runner's connection ({})",
+                    printable(&stderr)
+                ),
+                HELP_SESSIONS.into(),
+            ));
+        }
+        Err((
+            format!(
+                "cannot take the lock on the host: {}",
+                printable(if stderr.is_empty() { &line } else { &stderr })
+            ),
+            "the host needs a POSIX `sh`; sshd may refuse sessions (MaxSessions)".into(),
+        ))
+    }
+
+    /// Ends the watcher and the session; what the session said on stderr.
+    fn stop(&mut self) -> String {
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        reap(&mut self.child);
+        stderr.trim().to_owned()
+    }
+
+    /// Lets the lock go: the session's stdin closes, and the host's kernel
+    /// frees the lock.
+    pub(super) fn release(mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Who to tell when the host's lock is lost.
+pub(super) struct Watch {
+    pub(super) host: String,
+    pub(super) interrupts: Option<Interrupts>,
+}
+
+/// The lease, from runner's side: a heartbeat every [`HEARTBEAT`], the first
+/// line handed over, then every answer awaited. A lost lock is an interrupt.
+fn watch(
+    mut stdin: ChildStdin,
+    lines: &Receiver<String>,
+    answer: &mpsc::Sender<String>,
+    closing: &AtomicBool,
+    who: &Watch,
+) {
+    let mut held = false;
+    let mut heard = Instant::now();
+    let mut next_beat = Instant::now() + HEARTBEAT;
+    let lost = |why: String| {
+        if closing.load(Ordering::SeqCst) {
+            return;
+        }
+        tracing::warn!(host = %who.host, %why, "lost the host's lock");
+        if let Some(interrupts) = &who.interrupts {
+            let _ = interrupts.send(Interrupt::new(format!(
+                "the loss of host {}'s lock ({why})",
+                who.host
+            )));
+        }
+    };
+    loop {
+        if closing.load(Ordering::SeqCst) {
+            return;
+        }
+        match lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if !held => {
+                held = line == "locked" || line.starts_with("locked ");
+                let _ = answer.send(line);
+                if !held {
+                    return;
+                }
+                heard = Instant::now();
+            }
+            Ok(_) => heard = Instant::now(),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                if held {
+                    lost("the lock session on the host ended".to_owned());
+                }
+                return;
+            }
+        }
+        if Instant::now() >= next_beat {
+            next_beat += HEARTBEAT;
+            if stdin
+                .write_all(b"beat\n")
+                .and_then(|()| stdin.flush())
+                .is_err()
+            {
+                if held {
+                    lost("the lock session on the host ended".to_owned());
+                }
+                return;
+            }
+        }
+        if held && heard.elapsed() > LOST_AFTER {
+            lost(format!(
+                "no answer from the host for {}s",
+                LOST_AFTER.as_secs()
+            ));
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_text_is_shown_with_its_control_characters_escaped() {
+        assert_eq!(
+            printable("run 1\u{1b}]0;pwned\u{7}\nby é"),
+            "run 1\\u{1b}]0;pwned\\u{7}\\nby é"
+        );
+    }
+
+    #[test]
+    fn lock_names_keep_to_plain_characters() {
+        assert_eq!(lock_name("my app/prod ../x"), "my_app_prod_.._x");
+    }
+}
