@@ -45,8 +45,9 @@ pub struct DockerExec {
     pub workdir: Option<Sp<Template>>,
     /// A host file that receives the command's stdout (written atomically).
     pub stdout: Option<Sp<Template>>,
-    /// A regular expression the output must match for the step to pass.
-    pub expect_output: Option<Sp<String>>,
+    /// A regular expression the output must match for the step to pass;
+    /// templates render, their values matched as plain text.
+    pub expect_output: Option<Sp<Template>>,
 }
 
 fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
@@ -117,6 +118,7 @@ impl StepKind for DockerExec {
                 self.user.as_ref(),
                 self.workdir.as_ref(),
                 self.stdout.as_ref(),
+                self.expect_output.as_ref(),
             ]
             .into_iter()
             .flatten(),
@@ -139,6 +141,11 @@ impl StepKind for DockerExec {
         if let Command::Argv(argv) = &self.command.value {
             out.extend(argv.iter().map(|a| ("command", a, Rule::Argument)));
         }
+        out.extend(
+            self.expect_output
+                .as_ref()
+                .map(|p| ("expect_output", p, Rule::Shown)),
+        );
         out
     }
 
@@ -173,10 +180,10 @@ impl StepKind for DockerExec {
             op = op.note(format!("stdout to {} (written atomically)", path.display()));
         }
         if let Some(pattern) = &self.expect_output {
-            op = op.note(format!(
-                "passes only if the output matches /{}/",
-                pattern.value
-            ));
+            op = op.note(match scope.pattern(&pattern.value) {
+                Ok(regex) => format!("passes only if the output matches /{regex}/"),
+                Err(why) => format!("its expected output cannot be matched: {why}"),
+            });
         }
         vec![op]
     }
@@ -200,11 +207,9 @@ impl StepKind for DockerExec {
                 .as_ref()
                 .and_then(|f| named_folder(&f.value))
                 .map(|f| scope.plan.dir.join(f)),
-            // The plan reader rejects an invalid pattern, so this always compiles.
-            expect_output: self
-                .expect_output
-                .as_ref()
-                .and_then(|p| Regex::new(&p.value).ok()),
+            // The plan reader rejects an invalid pattern, and values are
+            // matched as plain text, so this compiles; if not, the step fails.
+            expect_output: self.expect_output.as_ref().map(|p| scope.pattern(&p.value)),
         })
     }
 }
@@ -220,7 +225,7 @@ struct Exec {
     /// The folder the plan's own text names for it, when a value follows: the
     /// file must end up inside it, symbolic links and all.
     folder: Option<PathBuf>,
-    expect_output: Option<Regex>,
+    expect_output: Option<Result<Regex, String>>,
 }
 
 impl Work for Exec {
@@ -252,14 +257,17 @@ impl Work for Exec {
                 ..Outcome::new(ran.end)
             };
             // Matched against the trimmed stdout: `^PONG$` matches `PONG\n`.
-            if outcome.end.success()
-                && let Some(pattern) = &self.expect_output
-                && !pattern.is_match(ran.stdout.trim())
-            {
-                outcome.end = End::Failed(format!(
-                    "its output does not match /{pattern}/: {}",
-                    excerpt(&ran.stdout)
-                ));
+            if outcome.end.success() {
+                match &self.expect_output {
+                    Some(Ok(pattern)) if !pattern.is_match(ran.stdout.trim()) => {
+                        outcome.end = End::Failed(format!(
+                            "its output does not match /{pattern}/: {}",
+                            excerpt(&ran.stdout)
+                        ));
+                    }
+                    Some(Err(why)) => outcome.end = End::Failed(why.clone()),
+                    _ => {}
+                }
             }
             if let (Some(partial), Some(file)) = (&partial, &self.stdout_file) {
                 if outcome.end.success() {

@@ -52,8 +52,8 @@ pub struct HttpProbe {
     /// The expected HTTP status. Default 200.
     #[schemars(range(min = 100, max = 599))]
     pub expect_status: Option<Sp<u16>>,
-    /// Text the response body must contain.
-    pub expect_body: Option<Sp<String>>,
+    /// Text the response body must contain; templates render (a secret is refused).
+    pub expect_body: Option<Sp<Template>>,
 }
 
 fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
@@ -63,7 +63,7 @@ fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
     let expect_status = fields
         .integer("expect_status", (100, 599))
         .and_then(|n| u16::try_from(n.value).ok().map(|s| Sp::new(s, n.span)));
-    let expect_body = fields.string("expect_body");
+    let expect_body = fields.template("expect_body");
     Some(Action::HttpProbe(HttpProbe {
         url: url?,
         container,
@@ -126,6 +126,7 @@ impl StepKind for HttpProbe {
             Some(&self.url),
             self.container.as_ref(),
             self.host_url.as_ref(),
+            self.expect_body.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -140,6 +141,11 @@ impl StepKind for HttpProbe {
                 .map(|c| ("container", c, Rule::Container)),
         );
         out.extend(self.host_url.as_ref().map(|u| ("host_url", u, Rule::Url)));
+        out.extend(
+            self.expect_body
+                .as_ref()
+                .map(|b| ("expect_body", b, Rule::Shown)),
+        );
         out
     }
 
@@ -159,7 +165,7 @@ impl StepKind for HttpProbe {
         let url = scope.text(&self.url);
         let mut expect = format!("expects status {}", self.expect_status());
         if let Some(body) = &self.expect_body {
-            let _ = write!(expect, " and a body containing {:?}", body.value);
+            let _ = write!(expect, " and a body containing {:?}", scope.text(body));
         }
         let Some(container) = &self.container else {
             return vec![host_get("from the host", &url).note(expect)];
@@ -217,7 +223,7 @@ impl StepKind for HttpProbe {
             transports,
             marker: launch.marker.clone(),
             expect_status: self.expect_status(),
-            expect_body: self.expect_body.as_ref().map(|b| b.value.clone()),
+            expect_body: self.expect_body.as_ref().map(|b| scope.text(b)),
         })
     }
 }

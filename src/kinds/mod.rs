@@ -170,6 +170,9 @@ pub(crate) enum Rule {
     Port,
     /// An image reference: `name[:tag]`, `repo/name@sha256:…`.
     Image,
+    /// Text runner shows when a check fails (`expect_body`, `expect_output`):
+    /// anything but a secret.
+    Shown,
 }
 
 impl Rule {
@@ -198,7 +201,7 @@ impl Rule {
             Rule::Workdir => value.starts_with('/') && !value.chars().any(char::is_control),
             Rule::Url => url_ok(value),
             Rule::Path => !value.chars().any(char::is_control),
-            Rule::Argument => true,
+            Rule::Argument | Rule::Shown => true,
             Rule::Port => value.parse::<u16>().is_ok_and(|p| p > 0),
             Rule::Image => {
                 value
@@ -219,7 +222,7 @@ impl Rule {
             Rule::Workdir => "not an absolute path in the container",
             Rule::Url => "not an http:// or https:// URL",
             Rule::Path => "not a path: it holds control characters",
-            Rule::Argument => "",
+            Rule::Argument | Rule::Shown => "",
             Rule::Port => "not a TCP port (1 to 65535)",
             Rule::Image => "not an image reference: letters, digits, `.`, `_`, `-`, `/`, `:` and `@`, starting with a letter or a digit",
         }
@@ -352,6 +355,19 @@ impl Scope<'_> {
             }
         }
         (script, bound)
+    }
+
+    /// A regular expression whose values match as plain text (escaped): only
+    /// the plan's own text is the pattern.
+    pub(crate) fn pattern(&self, template: &Template) -> Result<regex::Regex, String> {
+        let escaped = template.render(&|name| {
+            self.value(name).map(|value| match value {
+                Value::Text(text) => Value::Text(regex::escape(&text)),
+                Value::Words(words) => Value::Text(regex::escape(&words.join(" "))),
+            })
+        });
+        regex::Regex::new(&escaped)
+            .map_err(|e| format!("/{escaped}/ is not a regular expression: {e}"))
     }
 
     /// A path relative to the plan's folder.

@@ -225,7 +225,30 @@ impl Reader<'_> {
         }
     }
 
+    /// A plain string: one that is not a template. A `{{ name }}` in it is
+    /// refused at its span, never kept as literal text: every string a plan
+    /// holds either renders templates or says it does not.
     fn string(&mut self, value: &Value<'_>, field: &str) -> Option<Sp<String>> {
+        let s = self.raw_string(value, field)?;
+        let parsed = Template::parse(&s.value, self.string_origin(&s.span, &s.value), &s.span);
+        if let Some((_, text, span)) = parsed.refs().next() {
+            self.error(
+                PlanDiagnostic::error(
+                    "runner::not-a-template",
+                    format!("`{field}` does not take templates, and holds `{{{{ {text} }}}}`"),
+                )
+                .label(span.clone(), "not rendered here")
+                .help(format!(
+                    "write `{field}` itself; templates are read in commands, scripts, containers, users, folders, URLs, images, files, `env`, `expect_body` and `expect_output`"
+                )),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A string as written, templates and all.
+    fn raw_string(&mut self, value: &Value<'_>, field: &str) -> Option<Sp<String>> {
         if let DeValue::String(s) = value.get_ref() {
             if s.contains('\0') {
                 self.error(
@@ -246,7 +269,7 @@ impl Reader<'_> {
     }
 
     fn template(&mut self, value: &Value<'_>, field: &str) -> Option<Sp<Template>> {
-        let s = self.string(value, field)?;
+        let s = self.raw_string(value, field)?;
         let origin = self.string_origin(&s.span, &s.value);
         Some(Sp::new(Template::parse(&s.value, origin, &s.span), s.span))
     }
@@ -1217,9 +1240,14 @@ impl Reader<'_> {
         (entry.read)(&mut fields)
     }
 
-    fn regex(&mut self, value: &Value<'_>, field: &str) -> Option<Sp<String>> {
-        let s = self.string(value, field)?;
-        if let Err(e) = regex::Regex::new(&s.value) {
+    /// A regular expression that may use templates: their values are matched
+    /// as plain text (escaped), so only the plan's own text is the pattern.
+    fn regex(&mut self, value: &Value<'_>, field: &str) -> Option<Sp<Template>> {
+        let s = self.template(value, field)?;
+        let pattern = s
+            .value
+            .render(&|_| Some(super::template::Value::Text("x".into())));
+        if let Err(e) = regex::Regex::new(&pattern) {
             let detail = e.to_string();
             let last = detail.lines().last().unwrap_or("invalid").trim().to_owned();
             self.error(
@@ -1305,11 +1333,6 @@ impl<'t, 'i> Fields<'_, '_, 't, 'i> {
         self.reader.command(value, field)
     }
 
-    pub(crate) fn string(&mut self, field: &str) -> Option<Sp<String>> {
-        let value = self.get(field)?;
-        self.reader.string(value, field)
-    }
-
     pub(crate) fn boolean(&mut self, field: &str) -> Option<bool> {
         let value = self.get(field)?;
         self.reader.boolean(value, field)
@@ -1321,7 +1344,7 @@ impl<'t, 'i> Fields<'_, '_, 't, 'i> {
     }
 
     /// A regular expression, checked.
-    pub(crate) fn regex(&mut self, field: &str) -> Option<Sp<String>> {
+    pub(crate) fn regex(&mut self, field: &str) -> Option<Sp<Template>> {
         let value = self.get(field)?;
         self.reader.regex(value, field)
     }
@@ -1357,6 +1380,71 @@ fn is_context_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::is_context_name;
+
+    #[test]
+    fn every_string_field_renders_templates_or_refuses_them() {
+        use crate::kinds::KINDS;
+        // A plan around one step of `kind`, its field `field` set to a value
+        // that holds a template; every other field as the kind needs it.
+        let base = |kind: &str| -> (&str, Vec<(&str, &str)>) {
+            match kind {
+                "shell" => ("", vec![("run", "\"true\"")]),
+                "docker-exec" => ("", vec![("container", "\"c\""), ("command", "[\"true\"]")]),
+                "http-probe" => ("", vec![("url", "\"http://localhost/\"")]),
+                "maintenance-toggle" => (
+                    "[maintenance]\ncontainer = \"c\"\non = [\"on\"]\noff = [\"off\"]\nstatus = [\"s\"]\n\n",
+                    vec![("state", "\"on\"")],
+                ),
+                "image-ship" => (
+                    "[hosts.h1]\ndocker = \"ssh://h1\"\nroles = [\"web\"]\n\n",
+                    vec![("image", "\"app:v1\""), ("on", "\"web\"")],
+                ),
+                other => panic!("kind `{other}` has no base here: add one"),
+            }
+        };
+        const VALUE: &str = "x {{ v }} y";
+        let mut walked = 0;
+        for entry in KINDS {
+            let (head, fields) = base(entry.name);
+            for field in entry.fields.iter().chain(["description"].iter()) {
+                let mut step = format!("[steps.a]\nkind = \"{}\"\n", entry.name);
+                for (name, value) in &fields {
+                    if name != field {
+                        step.push_str(&format!("{name} = {value}\n"));
+                    }
+                }
+                let line = format!("{field} = \"{VALUE}\"\n");
+                step.push_str(&line);
+                let text = format!("[plan]\nname = \"t\"\n\n[vars]\nv = \"1\"\n\n{head}{step}");
+                let at = text.find(&line).expect("the field's line");
+                let span = at..at + line.len();
+                let (file, diags) = super::read(&text);
+                let refused = diags.iter().any(|d| {
+                    d.severity == miette::Severity::Error
+                        && d.labels
+                            .iter()
+                            .any(|(s, _)| s.start < span.end && span.start < s.end)
+                });
+                let rendered = file
+                    .as_ref()
+                    .and_then(|f| f.steps.get("a"))
+                    .is_some_and(|step| {
+                        step.action
+                            .as_kind()
+                            .templates()
+                            .iter()
+                            .any(|t| t.value.raw == VALUE)
+                    });
+                assert!(
+                    refused != rendered,
+                    "`{field}` of `{}` must render templates or refuse them (refused: {refused}, rendered: {rendered}): {diags:?}",
+                    entry.name
+                );
+                walked += 1;
+            }
+        }
+        assert!(walked > 15, "{walked}");
+    }
 
     #[test]
     fn context_names_are_plain() {

@@ -627,10 +627,10 @@ fn check_values(
                 && vars.get(v).is_some_and(|var| var.secret)
             {
                 secret = true;
-                let how = if rule == Rule::Path {
-                    "a file name"
-                } else {
-                    "a command line"
+                let how = match rule {
+                    Rule::Path => "a file name",
+                    Rule::Shown => "text runner prints when the check fails",
+                    _ => "a command line",
                 };
                 diags.push(
                     PlanDiagnostic::error(
