@@ -1383,6 +1383,8 @@ mod tests {
 
     #[test]
     fn every_string_field_renders_templates_or_refuses_them() {
+        use std::fmt::Write as _;
+
         use crate::kinds::KINDS;
         // A plan around one step of `kind`, its field `field` set to a value
         // that holds a template; every other field as the kind needs it.
@@ -1402,7 +1404,7 @@ mod tests {
                 other => panic!("kind `{other}` has no base here: add one"),
             }
         };
-        const VALUE: &str = "x {{ v }} y";
+        let value = "x {{ v }} y";
         let mut walked = 0;
         for entry in KINDS {
             let (head, fields) = base(entry.name);
@@ -1410,10 +1412,10 @@ mod tests {
                 let mut step = format!("[steps.a]\nkind = \"{}\"\n", entry.name);
                 for (name, value) in &fields {
                     if name != field {
-                        step.push_str(&format!("{name} = {value}\n"));
+                        let _ = writeln!(step, "{name} = {value}");
                     }
                 }
-                let line = format!("{field} = \"{VALUE}\"\n");
+                let line = format!("{field} = \"{value}\"\n");
                 step.push_str(&line);
                 let text = format!("[plan]\nname = \"t\"\n\n[vars]\nv = \"1\"\n\n{head}{step}");
                 let at = text.find(&line).expect("the field's line");
@@ -1433,7 +1435,7 @@ mod tests {
                             .as_kind()
                             .templates()
                             .iter()
-                            .any(|t| t.value.raw == VALUE)
+                            .any(|t| t.value.raw == value)
                     });
                 assert!(
                     refused != rendered,
