@@ -1404,7 +1404,7 @@ mod tests {
                 other => panic!("kind `{other}` has no base here: add one"),
             }
         };
-        let value = "x {{ v }} y";
+        let templated = "x {{ v }} y";
         let mut walked = 0;
         for entry in KINDS {
             let (head, fields) = base(entry.name);
@@ -1415,7 +1415,7 @@ mod tests {
                         let _ = writeln!(step, "{name} = {value}");
                     }
                 }
-                let line = format!("{field} = \"{value}\"\n");
+                let line = format!("{field} = \"{templated}\"\n");
                 step.push_str(&line);
                 let text = format!("[plan]\nname = \"t\"\n\n[vars]\nv = \"1\"\n\n{head}{step}");
                 let at = text.find(&line).expect("the field's line");
@@ -1435,7 +1435,7 @@ mod tests {
                             .as_kind()
                             .templates()
                             .iter()
-                            .any(|t| t.value.raw == value)
+                            .any(|t| t.value.raw == templated)
                     });
                 assert!(
                     refused != rendered,
