@@ -36,6 +36,17 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
     let session = Session::start()?;
     let (started_at, run_id) = (session.started_at, session.run_id.clone());
     let lock = lock_plan(plan, &run_id, started_at)?;
+    let report_path = options.report.clone().unwrap_or_else(|| {
+        plan.dir
+            .join(".runner")
+            .join("runs")
+            .join(format!("{run_id}.json"))
+    });
+    // No record, no deploy: a run that could not say what it did must not start.
+    record::writable(&report_path).map_err(|source| Error::Record {
+        path: report_path.clone(),
+        source,
+    })?;
     let docker = usable(docker_for(plan))?;
     // Each host reached, locked and its docker decided, before anything changes.
     let hosts = if plan.hosts.is_empty() {
@@ -63,12 +74,6 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         .as_ref()
         .map(|h| h.list.iter().map(|c| Arc::clone(&c.docker)).collect())
         .unwrap_or_default();
-    let report_path = options.report.clone().unwrap_or_else(|| {
-        plan.dir
-            .join(".runner")
-            .join("runs")
-            .join(format!("{run_id}.json"))
-    });
     let masker = masker(plan);
     let host_engines: Vec<&Docker> = host_dockers.iter().map(AsRef::as_ref).collect();
     let checked = crate::preflight::run_all(plan, &docker, &host_engines, &masker);

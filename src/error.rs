@@ -48,6 +48,13 @@ pub(crate) enum Error {
         crate::plan::diagnostic::plural(.0.findings.len(), "problem")
     )]
     Preflight(Box<crate::preflight::Report>),
+    /// The run's record cannot be written: no run without its record.
+    #[error("cannot write the run's record to {}: {source}; nothing was run", path.display())]
+    Record {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A past run cannot be found or read.
     #[error("{message}")]
     History {
@@ -72,6 +79,7 @@ impl Error {
             | Error::Docker(_)
             | Error::Hosts(_)
             | Error::Preflight(_)
+            | Error::Record { .. }
             | Error::Start(_) => exit_code::CANNOT_START,
         }
     }
@@ -88,6 +96,10 @@ impl Error {
                     .to_owned(),
             ),
             Error::Lock(e) => Some(e.help()),
+            Error::Record { path, .. } => Some(format!(
+                "runner keeps each run's record in {}: make it writable for this user, or give `--report FILE` in a folder it can write",
+                path.parent().unwrap_or(path).display()
+            )),
             Error::Docker(docker) => docker.help.clone(),
             Error::History { help, .. } => help.clone(),
             Error::Preflight(_) => Some(

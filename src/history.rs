@@ -29,10 +29,37 @@ pub(crate) enum ShowFormat {
     Json,
 }
 
-/// A record found beside the plan, or why it could not be read.
+/// A record found beside the plan (and its text), or why it could not be read.
 struct Found {
     path: PathBuf,
-    record: Result<Record, String>,
+    record: Result<(Record, String), String>,
+}
+
+/// The most of a record that is read: records are small, and a huge file in
+/// the runs folder must not take the memory.
+const RECORD_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// A record's text. Only a regular file is read: a FIFO, a device or a folder
+/// in the runs folder is skipped and named, never waited on (it is opened
+/// without blocking, then checked).
+fn read_record(path: &Path) -> Result<(Record, String), String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file, skipped".to_owned());
+    }
+    let mut text = String::new();
+    file.take(RECORD_LIMIT)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    let record = serde_json::from_str::<Record>(&text).map_err(|e| e.to_string())?;
+    Ok((record, text))
 }
 
 /// The folder of a plan's records, and the plan file links resolved.
@@ -64,12 +91,10 @@ fn found(plan: &Path) -> Result<(PathBuf, Vec<Found>), Error> {
         if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
-        let record = std::fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str::<Record>(&text).map_err(|e| e.to_string()));
+        let record = read_record(&path);
         let theirs = match &record {
             // A record of an older runner has no `plan_path`: it is kept.
-            Ok(r) => r.plan_path.is_empty() || Path::new(&r.plan_path) == real,
+            Ok((r, _)) => r.plan_path.is_empty() || Path::new(&r.plan_path) == real,
             Err(_) => true,
         };
         if theirs {
@@ -81,7 +106,7 @@ fn found(plan: &Path) -> Result<(PathBuf, Vec<Found>), Error> {
         let key = |f: &Found| {
             f.record
                 .as_ref()
-                .map_or((1, String::new()), |r| (0, r.started_at.clone()))
+                .map_or((1, String::new()), |(r, _)| (0, r.started_at.clone()))
         };
         key(a).cmp(&key(b)).then_with(|| a.path.cmp(&b.path))
     });
@@ -107,7 +132,7 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
         let rows: Vec<Row<'_>> = found
             .iter()
             .filter_map(|f| {
-                let r = f.record.as_ref().ok()?;
+                let (r, _) = f.record.as_ref().ok()?;
                 Some(Row {
                     run_id: &r.run_id,
                     started_at: &r.started_at,
@@ -140,7 +165,7 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
     );
     for f in &found {
         match &f.record {
-            Ok(r) => {
+            Ok((r, _)) => {
                 let who = if r.host.is_empty() {
                     r.user.clone()
                 } else {
@@ -170,16 +195,21 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
 /// `last` (the default).
 pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32, Error> {
     let (dir, found) = found(plan)?;
-    let readable: Vec<(&Path, &Record)> = found
+    let readable: Vec<(&Path, &Record, &str)> = found
         .iter()
-        .filter_map(|f| f.record.as_ref().ok().map(|r| (f.path.as_path(), r)))
+        .filter_map(|f| {
+            f.record
+                .as_ref()
+                .ok()
+                .map(|(r, text)| (f.path.as_path(), r, text.as_str()))
+        })
         .collect();
     let chosen = if wanted == "last" {
         readable.last().copied()
     } else {
         let matching: Vec<_> = readable
             .iter()
-            .filter(|(_, r)| r.run_id.starts_with(wanted))
+            .filter(|(_, r, _)| r.run_id.starts_with(wanted))
             .collect();
         match matching.as_slice() {
             [one] => Some(**one),
@@ -190,7 +220,7 @@ pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32,
                     help: Some(format!(
                         "give more of it: {}",
                         many.iter()
-                            .map(|(_, r)| r.run_id.as_str())
+                            .map(|(_, r, _)| r.run_id.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
                     )),
@@ -198,7 +228,7 @@ pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32,
             }
         }
     };
-    let Some((path, record)) = chosen else {
+    let Some((path, record, text)) = chosen else {
         return Err(Error::History {
             message: if readable.is_empty() {
                 format!("no runs of {} yet", plan.display())
@@ -211,14 +241,14 @@ pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32,
                 format!(
                     "`runner runs {}` lists them; the last is {}",
                     plan.display(),
-                    readable.last().map_or("", |(_, r)| r.run_id.as_str())
+                    readable.last().map_or("", |(_, r, _)| r.run_id.as_str())
                 )
             }),
         });
     };
     let text = match format {
         ShowFormat::Svg => timeline::svg(record),
-        ShowFormat::Json => std::fs::read_to_string(path).unwrap_or_default(),
+        ShowFormat::Json => text.to_owned(),
         ShowFormat::Text => {
             let mut out = format!(
                 "run {} of \"{}\" ({})\nstarted {} by {}{}\n",

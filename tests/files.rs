@@ -98,3 +98,47 @@ fn a_plan_reached_through_a_link_meets_its_own_lock() {
     first.signal("KILL");
     let _ = first.finish();
 }
+
+/// No record, no deploy: a runs folder the user cannot write (here read-only
+/// for a user who is not root) stops the run before its first step, naming
+/// the folder and the fix; so does a `--report` into a folder it cannot write.
+#[test]
+fn a_record_that_cannot_be_written_stops_the_run_before_any_change() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let users = crate::common::docker::Users::create();
+    let test = Test::new().plan(
+        "[plan]\nname = \"recorded\"\n\n[steps.change]\nkind = \"shell\"\nrun = \"touch changed\"\n",
+    );
+    let runs = test.path_of(".runner/runs");
+    std::fs::create_dir_all(&runs).expect("runs");
+    let test = test.args(&["apply", "plan.toml"]);
+    let chmod = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    chmod(&runs, 0o555);
+    let run = crate::common::docker::run_as(&test, &users.nobody, &[]);
+    assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("cannot write the run's record to")
+            && run.stderr.contains(".runner/runs")
+            && run.stderr.contains("nothing was run")
+            && run.stderr.contains("make it writable for this user"),
+        "{}",
+        run.stderr
+    );
+    assert!(!test.path_of("changed").exists(), "a step ran");
+    // The same into a `--report` folder it cannot write.
+    chmod(&runs, 0o755);
+    let closed = test.path_of("closed");
+    std::fs::create_dir_all(&closed).expect("folder");
+    let mut command = crate::common::docker::command_as(&test, &users.nobody, &[]);
+    chmod(&closed, 0o555);
+    command.args(["--report", closed.join("r.json").to_str().expect("utf-8")]);
+    let run = crate::common::output(command);
+    assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+    assert!(!test.path_of("changed").exists(), "a step ran");
+    // Writable: it runs.
+    let run = crate::common::docker::run_as(&test, &users.nobody, &[]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(test.path_of("changed").exists());
+}

@@ -272,3 +272,99 @@ fn the_summary_and_the_picture_tell_what_the_rollback_undid() {
         .unwrap_or_default();
     assert!(!style.contains(".rollback-failed"), "{style}");
 }
+
+/// A record as runner wrote it, to be bent by the tests below.
+fn one_record(test: &Test) -> (std::path::PathBuf, serde_json::Value) {
+    let run = test.run_with(&["apply", "plan.toml", "--var", "fail=yes"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    let runs = test.path_of(".runner/runs");
+    let path = std::fs::read_dir(&runs)
+        .expect("runs")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a record");
+    let record =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("record")).expect("JSON");
+    (path, record)
+}
+
+/// Runs runner, killed if it takes more than 20 s (it must never hang).
+fn bounded(test: &Test, args: &[&str]) -> crate::common::Run {
+    let mut child = test
+        .command()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runner");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("runner {args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    crate::common::Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// What is not a regular file in the runs folder (a FIFO named like a
+/// record) is skipped and named, never waited on; a record whose durations
+/// are near 2^64 is drawn, not looped over.
+#[test]
+fn runs_and_show_skip_what_is_not_a_record_and_never_hang_or_overflow() {
+    let test = Test::new().plan(PLAN);
+    let (path, mut record) = one_record(&test);
+    let fifo = test.path_of(".runner/runs/a-fifo.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let runs = bounded(&test, &["runs", "plan.toml"]);
+    assert_eq!(runs.status, 0, "{}", runs.stderr);
+    assert!(
+        runs.stdout
+            .contains("a-fifo.json: unreadable record: not a regular file, skipped"),
+        "{}",
+        runs.stdout
+    );
+    let near = u64::MAX - 1;
+    record["duration_ms"] = near.into();
+    record["steps"][0]["started_ms"] = (near / 2).into();
+    record["steps"][0]["ended_ms"] = near.into();
+    std::fs::write(&path, record.to_string()).expect("record");
+    for format in ["svg", "text", "json"] {
+        let show = bounded(&test, &["show", "plan.toml", "last", "--format", format]);
+        assert_eq!(show.status, 0, "{format}: {}", show.stderr);
+        if format == "svg" {
+            crate::common::svg_texts(&show.stdout);
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Whatever text a record holds (a plan name with U+FFFF, control
+    /// characters, markup), `show --format svg` is well-formed XML.
+    #[test]
+    fn the_svg_is_well_formed_for_any_text(
+        texts in proptest::collection::vec(proptest::prelude::any::<String>(), 6),
+    ) {
+        let test = Test::new().plan(PLAN);
+        let (path, mut record) = one_record(&test);
+        record["plan"] = texts[0].clone().into();
+        record["user"] = texts[1].clone().into();
+        record["host"] = texts[2].clone().into();
+        record["steps"][0]["id"] = texts[3].clone().into();
+        record["steps"][1]["id"] = format!("{}\u{ffff}<&>\"", texts[4]).into();
+        record["run_id"] = texts[5].clone().into();
+        std::fs::write(&path, record.to_string()).expect("record");
+        let show = bounded(&test, &["show", "plan.toml", "last", "--format", "svg"]);
+        proptest::prop_assert_eq!(show.status, 0, "{}", show.stderr);
+        let parsed = roxmltree::Document::parse(&show.stdout);
+        proptest::prop_assert!(parsed.is_ok(), "{:?}\n{}", parsed.err(), show.stdout);
+    }
+}

@@ -55,10 +55,10 @@ pub(crate) enum Need {
         workdir: Option<String>,
         programs: Vec<String>,
     },
-    /// Programs a host script runs by name (`None`: the script could not be
-    /// read), from `dir`, with `path` as its `PATH` when the step sets one.
+    /// Programs a host script runs by name (or why the script was not read),
+    /// from `dir`, with `path` as its `PATH` when the step sets one.
     Host {
-        programs: Option<Vec<String>>,
+        programs: Result<Vec<String>, script::Unread>,
         dir: PathBuf,
         path: Option<String>,
     },
@@ -408,7 +408,7 @@ impl Check<'_> {
         let mut host_missing: Vec<(usize, String)> = Vec::new();
         for (i, subject) in subjects.iter().enumerate() {
             if let Need::Host {
-                programs: Some(programs),
+                programs: Ok(programs),
                 dir,
                 path,
             } = &subject.need
@@ -534,12 +534,27 @@ impl Check<'_> {
         for (i, subject) in subjects.iter().enumerate() {
             match &subject.need {
                 Need::Container { .. } => self.container_need(subject, &ctx),
-                Need::Host { programs: None, .. } => {
+                Need::Host {
+                    programs: Err(script::Unread::Syntax),
+                    ..
+                } => {
                     let who = self.who(subject);
                     self.report.notes.push(format!(
                         "{who}: its script could not be read, so the programs it runs were not looked for"
                     ));
                 }
+                Need::Host {
+                    programs: Err(script::Unread::TooDeep(depth)),
+                    ..
+                } => self.finding(
+                    subject,
+                    "host".to_owned(),
+                    format!(
+                        "its script nests blocks about {depth} deep, more than the preflight reads ({}), so what it runs cannot be checked",
+                        script::MAX_NESTING
+                    ),
+                    "split the script: move its inner blocks into functions or a script file of their own".to_owned(),
+                ),
                 Need::Host { .. } => {
                     let missing: Vec<String> = host_missing
                         .iter()

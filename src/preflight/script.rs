@@ -27,9 +27,49 @@ const BUILTINS: &[&str] = &[
 /// Builtins whose first operand is the program they run.
 const RUNS_ITS_OPERAND: &[&str] = &["exec", "command", "builtin"];
 
-/// The programs `script` runs by name, in order of first use; `None` when the
-/// parser cannot read it (the shell will say what is wrong when it runs).
-pub(crate) fn programs(script: &str) -> Option<Vec<String>> {
+/// Why a script's programs were not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unread {
+    /// The parser cannot read it (the shell will say what is wrong when it runs).
+    Syntax,
+    /// Its blocks nest about this deep, past [`MAX_NESTING`]: the parser
+    /// recurses, and is not asked.
+    TooDeep(usize),
+}
+
+/// How deep blocks may nest in a script the preflight reads.
+pub(crate) const MAX_NESTING: usize = 100;
+
+/// The stack of the thread that parses: room for [`MAX_NESTING`] levels and
+/// more (only the pages the parser touches are used).
+const PARSER_STACK: usize = 64 * 1024 * 1024;
+
+/// The programs `script` runs by name, in order of first use.
+pub(crate) fn programs(script: &str) -> Result<Vec<String>, Unread> {
+    let depth = nesting(script);
+    if depth > MAX_NESTING {
+        return Err(Unread::TooDeep(depth));
+    }
+    let walked = if depth <= SHALLOW {
+        walk(script)
+    } else {
+        // Deep enough that the caller's stack might not do: a thread of its own.
+        let script = script.to_owned();
+        std::thread::Builder::new()
+            .name("runner-script".to_owned())
+            .stack_size(PARSER_STACK)
+            .spawn(move || walk(&script))
+            .ok()
+            .and_then(|thread| thread.join().ok())
+            .flatten()
+    };
+    walked.ok_or(Unread::Syntax)
+}
+
+/// Nesting any thread's stack parses (a spawned thread has 2 MiB).
+const SHALLOW: usize = 12;
+
+fn walk(script: &str) -> Option<Vec<String>> {
     let mut walk = Walk::default();
     walk.script(script, 0)?;
     let Walk {
@@ -38,6 +78,45 @@ pub(crate) fn programs(script: &str) -> Option<Vec<String>> {
     } = walk;
     found.retain(|name| !functions.contains(name));
     Some(found)
+}
+
+/// How deep a script's blocks nest, at most: every `(`, `{`, `$(` and
+/// `if`/`case`/`while`/`until`/`for` opens a level, every `)`, `}`, `fi`,
+/// `esac` and `done` closes one. Quotes and comments are not told apart, so
+/// it may count more than the shell would: never less.
+fn nesting(script: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut word = String::new();
+    let close_word = |word: &mut String, depth: &mut usize, deepest: &mut usize| {
+        match word.as_str() {
+            "if" | "case" | "while" | "until" | "for" => {
+                *depth += 1;
+                *deepest = (*deepest).max(*depth);
+            }
+            "fi" | "esac" | "done" => *depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        word.clear();
+    };
+    for c in script.chars() {
+        match c {
+            '(' | '{' => {
+                close_word(&mut word, &mut depth, &mut deepest);
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | '}' => {
+                close_word(&mut word, &mut depth, &mut deepest);
+                depth = depth.saturating_sub(1);
+            }
+            c if c.is_whitespace() || ";&|<>`".contains(c) => {
+                close_word(&mut word, &mut depth, &mut deepest);
+            }
+            c => word.push(c),
+        }
+    }
+    close_word(&mut word, &mut depth, &mut deepest);
+    deepest
 }
 
 /// How deep command substitutions may nest before the walk stops reading.
@@ -245,7 +324,29 @@ fn literal_pieces(pieces: &[WordPieceWithSource], out: &mut String) -> Option<()
 
 #[cfg(test)]
 mod tests {
-    use super::programs;
+    #[test]
+    fn a_script_too_deep_to_parse_is_said_so_not_parsed() {
+        let deep = |n: usize| format!("{}true{}", "{ ".repeat(n), " ; }".repeat(n));
+        assert_eq!(programs(&deep(1500)), Err(Unread::TooDeep(1500)));
+        let depth = format!(
+            "{}true{}",
+            "if true; then ".repeat(2000),
+            "; fi".repeat(2000)
+        );
+        assert!(matches!(programs(&depth), Err(Unread::TooDeep(2000))));
+        // At the limit, the parser reads it on its own stack; below, on the
+        // caller's (a test thread's 2 MiB, unoptimised).
+        assert_eq!(programs(&deep(MAX_NESTING)), Ok(Vec::new()));
+        assert_eq!(programs(&deep(SHALLOW)), Ok(Vec::new()));
+        let nested = format!(
+            "{}git pull{}",
+            "$(".repeat(MAX_NESTING - 1),
+            ")".repeat(MAX_NESTING - 1)
+        );
+        assert!(programs(&nested).is_ok());
+    }
+
+    use super::{MAX_NESTING, SHALLOW, Unread, programs};
 
     fn found(script: &str) -> Vec<String> {
         programs(script).expect("readable")
@@ -286,6 +387,6 @@ mod tests {
 
     #[test]
     fn an_unreadable_script_is_none() {
-        assert_eq!(programs("if then fi ("), None);
+        assert_eq!(programs("if then fi ("), Err(Unread::Syntax));
     }
 }

@@ -375,10 +375,45 @@ fn write_through(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.flush()
 }
 
+/// Whether a record can be written at `path`, tried before the run changes
+/// anything: a file is made beside it (as the atomic write does) and removed.
+/// Into what is not a regular file (`--report /dev/stdout`) the record is
+/// written through, at the end.
+pub(crate) fn writable(path: &Path) -> std::io::Result<()> {
+    if is_stream(path) {
+        return Ok(());
+    }
+    // The folder the record goes to, or the nearest one that exists (what the
+    // run would make below it is made only when the record is written).
+    let mut folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    while !folder.exists() {
+        match folder.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => folder = parent,
+            None => break,
+        }
+    }
+    let probe = folder.join(format!(".runner-probe.{}", std::process::id()));
+    new_file(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// A file made here and now: never one that stands there already, nor the
+/// target of a link planted in its place.
+fn new_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
 /// Writes a regular file atomically: a reader never sees half a record.
 fn atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
     let tmp = temp_path(path);
-    std::fs::write(&tmp, text)?;
+    new_file(&tmp).and_then(|mut file| file.write_all(text.as_bytes()))?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })

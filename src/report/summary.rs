@@ -182,14 +182,13 @@ fn maintenance_line(record: &Record) -> Option<String> {
     if windows.is_empty() {
         return None;
     }
-    let total: u64 = windows
-        .iter()
-        .map(|w| {
+    let total: u64 = windows.iter().fold(0, |sum, w| {
+        sum.saturating_add(
             w.to_ms
                 .unwrap_or(record.duration_ms)
-                .saturating_sub(w.from_ms)
-        })
-        .sum();
+                .saturating_sub(w.from_ms),
+        )
+    });
     let left_on = windows.last().is_some_and(|w| w.to_ms.is_none());
     Some(format!(
         "maintenance page: {}{}{}",

@@ -273,22 +273,35 @@ pub(crate) fn text(record: &Record) -> String {
     out
 }
 
-/// Text fit for an SVG text node: no control characters.
+/// Text fit for an SVG text node: only characters XML 1.0 allows (no control
+/// characters, no U+FFFE or U+FFFF), the others shown as U+FFFD.
 fn clean(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).collect()
+    text.chars()
+        .filter(|c| !c.is_control())
+        .map(|c| match c {
+            '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'.. => c,
+            _ => '\u{FFFD}',
+        })
+        .collect()
 }
 
 /// A round step for the axis' ticks: 1, 2 or 5 times a power of ten, at most
 /// ten ticks.
 fn tick(total: u64) -> u64 {
-    let mut step = 1;
+    let mut step: u64 = 1;
     loop {
         for m in [1, 2, 5] {
-            if total / (step * m) <= 10 {
-                return step * m;
+            let Some(candidate) = step.checked_mul(m) else {
+                return step;
+            };
+            if total / candidate <= 10 {
+                return candidate;
             }
         }
-        step *= 10;
+        match step.checked_mul(10) {
+            Some(next) => step = next,
+            None => return step,
+        }
     }
 }
 
@@ -419,7 +432,10 @@ pub(crate) fn svg(record: &Record) -> String {
                     .set("y", top - 14.0)
                     .set("text-anchor", "middle"),
             );
-        at += step;
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
     for (i, bar) in bars.iter().enumerate() {
         #[allow(clippy::cast_precision_loss)]
