@@ -493,7 +493,12 @@ impl<'a> Dispatcher<'a> {
         } else {
             "then the run ends"
         };
-        let reason = if stops.no_retry.is_cancelled() {
+        let reason = if interrupt.at_once {
+            // Nothing running may go on: as after a second signal.
+            stops.no_retry.cancel();
+            stops.kill.cancel();
+            format!("interrupted by {signal}: killing {running} running step(s), {next}")
+        } else if stops.no_retry.is_cancelled() {
             stops.kill.cancel();
             format!("interrupted again by {signal}: killing {running} running step(s), {next}")
         } else {

@@ -13,11 +13,25 @@ use tokio::sync::mpsc;
 pub(crate) struct Interrupt {
     /// `SIGINT`, `SIGTERM`, …, or the loss that stops the run, in words.
     pub(crate) signal: std::borrow::Cow<'static, str>,
+    /// Running steps are ended at once, as a second signal does: what they
+    /// act on may no longer be this run's (a host's lock lost).
+    pub(crate) at_once: bool,
 }
 
 impl Interrupt {
     pub(crate) fn new(why: impl Into<std::borrow::Cow<'static, str>>) -> Self {
-        Self { signal: why.into() }
+        Self {
+            signal: why.into(),
+            at_once: false,
+        }
+    }
+
+    /// An interrupt that ends the running steps at once.
+    pub(crate) fn at_once(why: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self {
+            at_once: true,
+            ..Self::new(why)
+        }
     }
 }
 

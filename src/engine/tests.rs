@@ -149,15 +149,24 @@ impl Plan {
         self.works.insert(Task::Hook(unit), self.fake(name, acts));
     }
 
-    /// Runs the plan with interrupts at these offsets (ms).
+    /// Runs the plan with SIGINT at these offsets (ms).
     async fn run(&self, interrupts: &[u64]) -> (Report, Vec<Event>) {
+        let sigints: Vec<(u64, Interrupt)> = interrupts
+            .iter()
+            .map(|&at| (at, Interrupt::new("SIGINT")))
+            .collect();
+        self.run_with(sigints).await
+    }
+
+    /// Runs the plan with these interrupts at their offsets (ms).
+    async fn run_with(&self, interrupts: Vec<(u64, Interrupt)>) -> (Report, Vec<Event>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        for &at in interrupts {
+        for (at, interrupt) in interrupts {
             let tx = tx.clone();
             let start = self.start;
             tokio::spawn(async move {
                 tokio::time::sleep_until(start + Duration::from_millis(at)).await;
-                let _ = tx.send(Interrupt::new("SIGINT"));
+                let _ = tx.send(interrupt);
             });
         }
         let mut sink = Vec::new();
@@ -352,6 +361,24 @@ async fn a_second_interrupt_cancels_running_attempts() {
     );
     let run = report.units[hang].run.as_ref().expect("ran");
     assert_eq!(run.attempts[0].duration_ms, 2500);
+    assert_eq!(report.units[first].status, Status::RolledBack);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_lock_ends_running_attempts_at_once_then_rolls_back() {
+    let mut plan = Plan::new();
+    let first = plan.step("first", &[], &[Act::Pass(0)]);
+    plan.hook(first, HookRole::Undo, &[Act::Pass(0)]);
+    let hang = plan.step("hang", &[first], &[Act::Hang]);
+    let lost = Interrupt::at_once("the loss of host web1's lock");
+    let (report, _) = plan.run_with(vec![(1000, lost)]).await;
+    assert_eq!(report.status, RunStatus::Interrupted);
+    assert_eq!(
+        report.stopped.as_deref(),
+        Some("interrupted by the loss of host web1's lock")
+    );
+    let run = report.units[hang].run.as_ref().expect("ran");
+    assert_eq!(run.attempts[0].duration_ms, 1500);
     assert_eq!(report.units[first].status, Status::RolledBack);
 }
 

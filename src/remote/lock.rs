@@ -327,7 +327,7 @@ fn watch(
         }
         tracing::warn!(host = %who.host, %why, "lost the host's lock");
         if let Some(interrupts) = &who.interrupts {
-            let _ = interrupts.send(Interrupt::new(format!(
+            let _ = interrupts.send(Interrupt::at_once(format!(
                 "the loss of host {}'s lock ({why})",
                 who.host
             )));
