@@ -290,15 +290,16 @@ fn the_graph_draws_each_host_instance_in_its_batch() {
 mod rolling {
     use std::io::{Read as _, Write as _};
     use std::net::{TcpListener, TcpStream};
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
+    use crate::common::Test;
     use crate::common::docker::{Cleanup, Users, busybox_image, unique};
     use crate::common::hosts::{Hosts, flocked};
-    use crate::common::{Run, Test};
+    use crate::common::rollout::Rollout;
 
     /// A proxy in front of the hosts: each request goes to the next host whose
     /// file is in `pool` (the plan takes a host out while it deploys it).
@@ -454,90 +455,6 @@ mod rolling {
             .ok_or_else(|| format!("no status in {answer:?}"))?;
         let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
         Ok((status, body))
-    }
-
-    /// Two releases of an app that says its version, and the plan that rolls
-    /// it out: each host leaves the proxy's pool, gets the image, switches
-    /// (the old container kept to roll back to), is checked, and comes back.
-    struct Rollout {
-        hosts: Hosts,
-        test: Test,
-        image: String,
-        pool: PathBuf,
-        _cleanup: Cleanup,
-    }
-
-    /// The plan, shared with benches/hosts/bench.py.
-    fn template() -> String {
-        std::fs::read_to_string(crate::common::repo().join("benches/hosts/rolling.template.toml"))
-            .expect("benches/hosts/rolling.template.toml")
-    }
-
-    impl Rollout {
-        fn new(count: usize, user: &str, max_fail: &str) -> Self {
-            Self::with_serial(count, user, max_fail, 1)
-        }
-
-        fn with_serial(count: usize, user: &str, max_fail: &str, serial: usize) -> Self {
-            let hosts = Hosts::up(count);
-            let image = unique("roll");
-            let mut cleanup = Cleanup::default();
-            for version in ["v1", "v2"] {
-                let tag = format!("{image}:{version}");
-                busybox_image(
-                    &tag,
-                    r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/srv"]"#,
-                    &[("rootfs/srv/index.html", version.as_bytes())],
-                );
-                cleanup.images.push(tag);
-            }
-            let test = Test::new();
-            let pool = test.path_of("pool");
-            std::fs::create_dir_all(&pool).expect("pool");
-            let plan = template()
-                .replace("IMAGE", &image)
-                .replace("POOL", &pool.display().to_string())
-                .replace("HOSTS", &hosts.section(user))
-                .replace("MAX_FAIL", max_fail)
-                .replace("SERIAL", &serial.to_string());
-            let test = test
-                .plan(&plan)
-                .env("RUNNER_SSH_COMMAND", &hosts.ssh_command());
-            Self {
-                hosts,
-                test,
-                image,
-                pool,
-                _cleanup: cleanup,
-            }
-        }
-
-        fn apply(&self, vars: &[&str]) -> Run {
-            let mut args = vec!["apply", "plan.toml"];
-            for var in vars {
-                args.extend(["--var", var]);
-            }
-            self.test.run_with(&args)
-        }
-
-        /// What each host's `app` container serves, read on the host itself.
-        fn versions(&self) -> Vec<String> {
-            (1..=self.hosts.count)
-                .map(|i| {
-                    let out = self.hosts.docker(
-                        i,
-                        &["exec", "app", "wget", "-q", "-O-", "http://127.0.0.1:8080/"],
-                    );
-                    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-                })
-                .collect()
-        }
-
-        fn in_pool(&self) -> Vec<bool> {
-            (1..=self.hosts.count)
-                .map(|i| self.pool.join(format!("rth{i}")).exists())
-                .collect()
-        }
     }
 
     fn rolls_out_with_no_error(count: usize) {

@@ -17,4 +17,5 @@ mod properties;
 mod rollback;
 mod schema;
 mod secrets;
+mod trust;
 mod validate;

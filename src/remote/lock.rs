@@ -8,9 +8,10 @@
 //! lock). The lock is a folder made with `mkdir`, which never follows a link;
 //! one that exists is used only when it is a real folder that nobody else can
 //! write and that belongs to root, to the user, or to a member of docker's
-//! group. No other file is written, so no host user can make runner create or
-//! overwrite one. Who holds a lock is read from the kernel's own table
-//! (`/proc/locks`, then the holder's command line), never from a file.
+//! group. Nothing is written outside that folder, so no host user can make
+//! runner create or overwrite a file. Who holds a lock is read from the
+//! kernel's own table (`/proc/locks`, then the command line of the `flock`
+//! that holds it), never from a file anyone could write.
 //!
 //! The lock is a lease: runner writes a line to the session every
 //! [`HEARTBEAT`] and the session answers it. A session that hears nothing for
@@ -72,13 +73,12 @@ pub(crate) fn printable(text: &str) -> String {
     out
 }
 
-/// Runs on a host (`sh -c SCRIPT runner-lock NAME LEASE HOLDER`): takes the
-/// lock, says `locked` (with the note a lease that ran out left), then answers
-/// each line runner writes with `alive` until runner closes the session or
-/// stops writing for the lease. Else one line: `held PID USER HOLDER`, `bad
-/// WHY` or `missing TOOL`. The holder is the last argument: the one a second
-/// run reads off the holder's command line.
-const LOCK_SCRIPT: &str = r#"name=$1 lease=$2 holder=$3
+/// Runs on a host (`sh -c SCRIPT runner-lock NAME LEASE HOLD HOLDER`): checks
+/// the lock's folder, then holds the lock with `flock` while [`HOLD_SCRIPT`]
+/// runs under it. Else one line: `held PID USER HOLDER`, `bad WHY` or `missing
+/// TOOL`. The holder is the last argument: the one a second run reads off the
+/// command line of the `flock` process that holds the lock.
+const LOCK_SCRIPT: &str = r#"name=$1 lease=$2 hold=$3 holder=$4
 for t in flock timeout stat awk; do
   command -v "$t" >/dev/null 2>&1 || { echo "missing $t"; exit 69; }
 done
@@ -104,25 +104,9 @@ if [ "$owner" != 0 ] && [ "$owner" != "$(id -u)" ]; then
     *) echo "bad $f belongs to $who, who is not root, you, nor in docker's group: remove it as root"; exit 76 ;;
   esac
 fi
-exec 9<"$f" || { echo "bad cannot open $f"; exit 70; }
-if flock -n 9; then
-  note=
-  if [ -f "$f/expired" ] && [ ! -L "$f/expired" ]; then
-    note=$(head -c 600 "$f/expired" | tr -d '\n')
-    rm -f "$f/expired" 2>/dev/null
-  fi
-  echo "locked $note"
-  while :; do
-    beat=$(timeout "$lease" head -n 1)
-    if [ $? -eq 124 ]; then
-      printf '%s\t%s\n' "$holder" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$f/expired.$$" 2>/dev/null \
-        && mv -f "$f/expired.$$" "$f/expired" 2>/dev/null
-      exit 0
-    fi
-    [ -n "$beat" ] || exit 0
-    echo alive
-  done
-fi
+flock -n -o -E 75 "$f" sh -c "$hold" runner-lock "$f" "$lease" "$holder"
+s=$?
+[ "$s" -eq 75 ] || exit "$s"
 dev=$(stat -c %d "$f") ino=$(stat -c %i "$f")
 pid=$(awk -v dev="$dev" -v ino="$ino" 'BEGIN { id = sprintf("%02x:%02x:%s", int(dev / 256) % 4096, dev % 256 + int(dev / 1048576) * 256, ino) } $2 == "FLOCK" && $6 == id { print $5; exit }' /proc/locks 2>/dev/null)
 if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
@@ -137,6 +121,29 @@ else
   echo "held - - (its holder could not be read)"
 fi
 exit 75"#;
+
+/// Runs under the host's lock (`sh -c HOLD runner-lock FOLDER LEASE HOLDER`):
+/// says `locked` (with the note a lease that ran out left), then answers each
+/// line runner writes with `alive`, until runner closes the session, stops
+/// writing for the lease, or the `flock` that holds the lock is gone.
+const HOLD_SCRIPT: &str = r#"f=$1 lease=$2 holder=$3
+note=
+if [ -f "$f/expired" ] && [ ! -L "$f/expired" ]; then
+  note=$(head -c 600 "$f/expired" | tr -d '\n')
+  rm -f "$f/expired" 2>/dev/null
+fi
+echo "locked $note"
+while :; do
+  beat=$(timeout "$lease" head -n 1)
+  if [ $? -eq 124 ]; then
+    printf '%s\t%s\n' "$holder" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$f/expired.$$" 2>/dev/null \
+      && mv -f "$f/expired.$$" "$f/expired" 2>/dev/null
+    exit 0
+  fi
+  [ -n "$beat" ] || exit 0
+  kill -0 "$PPID" 2>/dev/null || exit 0
+  echo alive
+done"#;
 
 /// A lock session: started, then answered; held, it is watched for its lease.
 pub(crate) struct Held {
@@ -158,7 +165,16 @@ impl Held {
         who: Watch,
     ) -> std::io::Result<Self> {
         let lease = LEASE.as_secs().to_string();
-        let script = remote(&["sh", "-c", LOCK_SCRIPT, "runner-lock", name, &lease, holder]);
+        let script = remote(&[
+            "sh",
+            "-c",
+            LOCK_SCRIPT,
+            "runner-lock",
+            name,
+            &lease,
+            HOLD_SCRIPT,
+            holder,
+        ]);
         let mut argv = target.argv(control, &[]);
         argv.push(script);
         let mut child = spawn(&argv, Stdio::piped(), Stdio::piped(), Stdio::piped())?;

@@ -95,7 +95,7 @@ pub(crate) fn ssh_command() -> Result<Vec<String>, String> {
             None => {
                 return Err(format!(
                     "{SSH_COMMAND_ENV} `{}` does not read as a command line (an unclosed quote, or a trailing `\\`)",
-                    text.escape_debug()
+                    super::lock::printable(&text)
                 ));
             }
         },

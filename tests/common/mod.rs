@@ -4,6 +4,7 @@ pub(crate) mod docker;
 pub(crate) mod hosts;
 pub(crate) mod machine;
 pub(crate) mod process;
+pub(crate) mod rollout;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
