@@ -304,3 +304,35 @@ fn a_value_for_an_undeclared_variable_is_refused_with_the_closest_name() {
         "v2\n"
     );
 }
+
+/// `expect_body` and `expect_output` render templates; a secret there would
+/// be printed when the check fails, so it is refused as on a command line.
+#[test]
+fn expectations_render_templates_and_refuse_secrets() {
+    let plan = |field: &str| {
+        format!(
+            "{HEAD}[vars]\nversion = \"v2\"\ntoken = {{ env = \"RUNNER_TEST_TOKEN\", secret = true, default = \"s\" }}\n\n\
+             [steps.probe]\nkind = \"http-probe\"\nurl = \"http://localhost/\"\n{field}\n\n\
+             [steps.exec]\nkind = \"docker-exec\"\ncontainer = \"app\"\ncommand = [\"cat\", \"/version\"]\nexpect_output = \"^{{{{ version }}}}$\"\n"
+        )
+    };
+    let ok = Test::new()
+        .plan(&plan("expect_body = \"up {{ version }}\""))
+        .args(&["validate", "plan.toml"])
+        .run();
+    assert_eq!(ok.status, 0, "{}", ok.stderr);
+    let secret = invalid(&plan("expect_body = \"{{ token }}\""));
+    assert!(
+        secret.contains("the secret `token` would stand in text runner prints when the check fails (`expect_body`)"),
+        "{secret}"
+    );
+    let unknown = invalid(&plan("expect_body = \"{{ versoin }}\""));
+    assert!(unknown.contains("versoin"), "{unknown}");
+    // A plain string holding a template is refused where it stands.
+    let described = invalid(&plan("description = \"deploy {{ version }}\""));
+    assert!(
+        described.contains("`description` does not take templates")
+            && described.contains("plan.toml:11:23"),
+        "{described}"
+    );
+}
