@@ -70,7 +70,7 @@ impl LockError {
         match self {
             LockError::Held { .. } | LockError::EngineHeld { .. } => "wait for that run to end; the lock is released when its process exits, even if it crashes".to_owned(),
             LockError::Untrusted { path, .. } => format!(
-                "runner makes that lock as a folder of its own; remove what stands there ({}) as root, and check who put it there",
+                "something that is not runner's lock stands at {}: remove it (as root if need be), and check who put it there",
                 path.display()
             ),
             LockError::Io { path, .. } => format!(
@@ -92,13 +92,34 @@ pub(crate) fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
     // Not truncated on open: the holder's name must survive a failed attempt.
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io)?;
+    // Never through a link, and only into a regular file: what is planted in
+    // its place is not written through.
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                    LockError::Untrusted {
+                        path: path.to_owned(),
+                        why: "it is a symbolic link".to_owned(),
+                    }
+                } else {
+                    io(e)
+                }
+            })?
+    };
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(LockError::Untrusted {
+            path: path.to_owned(),
+            why: "it is not a regular file".to_owned(),
+        });
+    }
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {

@@ -142,3 +142,21 @@ fn a_record_that_cannot_be_written_stops_the_run_before_any_change() {
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
     assert!(test.path_of("changed").exists());
 }
+
+/// The plan's lock is never written through a link planted in its place.
+#[test]
+fn a_link_planted_as_the_plan_s_lock_is_refused_not_followed() {
+    let test = Test::new().plan(HELLO);
+    let victim = test.path_of("victim");
+    std::fs::create_dir_all(test.path_of(".runner")).expect("state");
+    std::os::unix::fs::symlink(&victim, test.path_of(".runner/plan.toml.lock")).expect("link");
+    let run = test.run_with(&["apply", "plan.toml"]);
+    assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot be trusted: it is a symbolic link"),
+        "{}",
+        run.stderr
+    );
+    assert!(!victim.exists(), "runner wrote through the link");
+}
