@@ -14,24 +14,13 @@ use serde_json::Value;
 
 use crate::common::docker::{Cleanup, docker_ok, sleeper};
 use crate::common::process::{
-    Background, INTERRUPTIBLE, PATIENCE, alive, marker_sleep, read, record, started,
+    Background, INTERRUPTIBLE, PATIENCE, alive, exit_within, marker_sleep, read, record, started,
 };
 use crate::common::{Test, output, script, step};
 
 /// Waits for `child` to exit, killing it (and failing) after `PATIENCE`.
 fn exit_code(child: &mut Child) -> i32 {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("runner did not exit within {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    exit_within(child, PATIENCE)
 }
 
 /// The one attempt of a step in the record: its reason and duration.

@@ -297,14 +297,7 @@ fn bounded(test: &Test, args: &[&str]) -> crate::common::Run {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("runner");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("runner {args:?} hung");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    crate::common::process::exit_within(&mut child, std::time::Duration::from_secs(20));
     let out = child.wait_with_output().expect("output");
     crate::common::Run {
         status: out.status.code().unwrap_or(-1),

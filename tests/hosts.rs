@@ -298,7 +298,7 @@ mod rolling {
 
     use crate::common::Test;
     use crate::common::docker::{Cleanup, Users, busybox_image, unique};
-    use crate::common::hosts::{Hosts, flocked};
+    use crate::common::hosts::{Hosts, flocked, socket_folders};
     use crate::common::rollout::Rollout;
 
     /// A proxy in front of the hosts: each request goes to the next host whose
@@ -696,20 +696,10 @@ mod rolling {
                 ),
             )
             .env("RUNNER_SSH_COMMAND", &hosts.ssh_command());
-        let before = temporary_socket_folders();
+        let before = socket_folders();
         let run = test.run_with(&["apply", &deep]);
         assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
-        assert_eq!(temporary_socket_folders(), before);
-    }
-
-    fn temporary_socket_folders() -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-            .expect("temp dir")
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.starts_with("runner-ssh-"))
-            .collect();
-        names.sort();
-        names
+        assert_eq!(socket_folders(), before);
     }
 
     #[test]

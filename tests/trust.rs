@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::docker::Users;
-use crate::common::hosts::{Hosts, flocked};
+use crate::common::hosts::{Hosts, flock_holder, flocked, socket_folders};
+use crate::common::process::exit_within;
 use crate::common::rollout::Rollout;
 use crate::common::{Run, Test};
 
@@ -58,45 +59,9 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Waits for `child`, killed past `limit`; its exit code.
-fn finish(child: &mut std::process::Child, limit: Duration) -> i32 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("runner did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn output_of(test: &Test) -> String {
     std::fs::read_to_string(test.path_of("bg.out")).unwrap_or_default()
         + &std::fs::read_to_string(test.path_of("bg.err")).unwrap_or_default()
-}
-
-/// The pid of the process holding a `flock` on `path` (the kernel's table).
-fn holder_pid(path: &Path) -> Option<i32> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    let id = format!(
-        "{:02x}:{:02x}:{}",
-        nix::sys::stat::major(meta.dev()),
-        nix::sys::stat::minor(meta.dev()),
-        meta.ino()
-    );
-    std::fs::read_to_string("/proc/locks")
-        .ok()?
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&id.as_str()))
-                .then(|| f.get(4)?.parse().ok())
-                .flatten()
-        })
 }
 
 #[test]
@@ -328,14 +293,14 @@ fn a_run_that_loses_its_lock_session_stops_as_on_an_interrupt() {
     });
     // The session that holds the lock on the host dies (the OOM killer, an
     // admin): the lock is free for another run, so this one must stop.
-    let pid = holder_pid(&lock).expect("the lock's holder");
+    let pid = flock_holder(&lock).expect("the lock's holder");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill");
     let killed = Instant::now();
-    let code = finish(&mut run, Duration::from_secs(60));
+    let code = exit_within(&mut run, Duration::from_secs(60));
     let out = output_of(&rollout.test);
     assert_eq!(code, 130, "{out}");
     assert!(
@@ -365,7 +330,7 @@ fn a_host_cut_off_gives_its_lock_up_within_the_lease_and_says_whose_it_was() {
     // nothing but the lease frees the lock.
     let cut = Instant::now();
     iptables(1, "-A");
-    let code = finish(&mut run, Duration::from_secs(90));
+    let code = exit_within(&mut run, Duration::from_secs(90));
     let noticed = cut.elapsed();
     let out = output_of(&rollout.test);
     assert!(
@@ -561,14 +526,4 @@ fn a_host_script_too_deep_to_check_is_a_finding_and_leaves_nothing_behind() {
     );
     assert_eq!(socket_folders(), before, "a socket folder was left behind");
     assert_eq!(rollout.in_pool(), [false]);
-}
-
-fn socket_folders() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .expect("temp dir")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("runner-ssh-"))
-        .collect();
-    names.sort();
-    names
 }

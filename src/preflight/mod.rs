@@ -490,15 +490,9 @@ impl Check<'_> {
             .into_iter()
             .filter(|((image, ..), _)| matches!(present.get(image), Some(Ok(true))))
             .collect();
-        let in_images: BTreeMap<look::ImageSeat, Looked> = image_list
-            .iter()
-            .map(|(seat, _)| seat.clone())
-            .zip(parallel::each(
-                image_list.iter().collect(),
-                AT_ONCE,
-                |(seat, programs)| look::in_image(self.docker, seat, programs),
-            ))
-            .collect();
+        let in_images = look_all(image_list, |seat, programs| {
+            look::in_image(self.docker, seat, programs)
+        });
         self.report.checks += in_images.len();
         let running: Vec<String> = states
             .iter()
@@ -512,15 +506,9 @@ impl Check<'_> {
                 .extend(host_missing.iter().map(|(_, p)| p.clone()));
         }
         let seat_list: Vec<(Seat, BTreeSet<String>)> = seats.into_iter().collect();
-        let looked: BTreeMap<Seat, Looked> = seat_list
-            .iter()
-            .map(|(seat, _)| seat.clone())
-            .zip(parallel::each(
-                seat_list.iter().collect(),
-                AT_ONCE,
-                |(seat, programs)| look::in_container(self.docker, seat, programs),
-            ))
-            .collect();
+        let looked = look_all(seat_list, |seat, programs| {
+            look::in_container(self.docker, seat, programs)
+        });
         self.report.checks += looked.len();
 
         let ctx = Context {
@@ -1000,6 +988,17 @@ impl Check<'_> {
         };
         self.finding(subject, "host".to_owned(), problem, fix);
     }
+}
+
+/// Looks into every seat at once (a few at a time): what each look found.
+fn look_all<S: Clone + Ord + Sync>(
+    seats: Vec<(S, BTreeSet<String>)>,
+    look: impl Fn(&S, &BTreeSet<String>) -> Looked + Sync,
+) -> BTreeMap<S, Looked> {
+    let found = parallel::each(seats.iter().collect(), AT_ONCE, |(seat, programs)| {
+        look(seat, programs)
+    });
+    seats.into_iter().map(|(seat, _)| seat).zip(found).collect()
 }
 
 /// What the checks found out, for the findings.

@@ -113,10 +113,13 @@ impl Hosts {
 
 /// Whether some process holds a `flock` on `path` now (the kernel's table).
 pub(crate) fn flocked(path: &std::path::Path) -> bool {
+    flock_holder(path).is_some()
+}
+
+/// The pid of the process that holds a `flock` on `path` (the kernel's table).
+pub(crate) fn flock_holder(path: &std::path::Path) -> Option<i32> {
     use std::os::unix::fs::MetadataExt as _;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
+    let meta = std::fs::symlink_metadata(path).ok()?;
     let id = format!(
         "{:02x}:{:02x}:{}",
         nix::sys::stat::major(meta.dev()),
@@ -124,12 +127,26 @@ pub(crate) fn flocked(path: &std::path::Path) -> bool {
         meta.ino()
     );
     std::fs::read_to_string("/proc/locks")
-        .unwrap_or_default()
+        .ok()?
         .lines()
-        .any(|l| {
+        .find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&id.as_str())
+            (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&id.as_str()))
+                .then(|| f.get(4)?.parse().ok())
+                .flatten()
         })
+}
+
+/// The private folders runner made for its ssh sockets, still in the
+/// temporary folder (each run removes its own).
+pub(crate) fn socket_folders() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("runner-ssh-"))
+        .collect();
+    names.sort();
+    names
 }
 
 impl Hosts {}

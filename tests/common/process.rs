@@ -176,3 +176,20 @@ run = "touch next.ran"
 pub(crate) fn started(step: &'static str) -> impl Fn(&Value) -> bool {
     move |e| e["event"] == "step_started" && e["step"] == step
 }
+
+/// Waits for `child` to exit, killing it (and failing) after `limit`: its
+/// exit code. runner must never hang.
+pub(crate) fn exit_within(child: &mut std::process::Child, limit: Duration) -> i32 {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("runner did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
