@@ -148,6 +148,8 @@ done"#;
 /// A lock session: started, then answered; held, it is watched for its lease.
 pub(crate) struct Held {
     child: Child,
+    /// The session's stdin, written by the watcher; closed (taken) to let go.
+    stdin: Arc<std::sync::Mutex<Option<ChildStdin>>>,
     closing: Arc<AtomicBool>,
     watcher: Option<std::thread::JoinHandle<()>>,
     /// The session's first line, once.
@@ -194,12 +196,15 @@ impl Held {
         });
         let (answer_tx, answer) = mpsc::channel();
         let closing = Arc::new(AtomicBool::new(false));
+        let stdin = Arc::new(std::sync::Mutex::new(Some(stdin)));
         let watcher = {
             let closing = Arc::clone(&closing);
-            std::thread::spawn(move || watch(stdin, &lines, &answer_tx, &closing, &who))
+            let stdin = Arc::clone(&stdin);
+            std::thread::spawn(move || watch(&stdin, &lines, &answer_tx, &closing, &who))
         };
         Ok(Self {
             child,
+            stdin,
             closing,
             watcher: Some(watcher),
             answer,
@@ -296,9 +301,13 @@ impl Held {
     /// Ends the watcher and the session; what the session said on stderr.
     fn stop(&mut self) -> String {
         self.closing.store(true, Ordering::SeqCst);
-        if let Some(watcher) = self.watcher.take() {
-            let _ = watcher.join();
-        }
+        // The session's stdin closes now: the host lets the lock go at once.
+        drop(
+            self.stdin
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
             std::thread::sleep(Duration::from_millis(10));
@@ -309,6 +318,10 @@ impl Held {
             let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
         }
         reap(&mut self.child);
+        // Its session is over: the watcher sees its output end.
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
         stderr.trim().to_owned()
     }
 
@@ -328,7 +341,7 @@ pub(super) struct Watch {
 /// The lease, from runner's side: a heartbeat every [`HEARTBEAT`], the first
 /// line handed over, then every answer awaited. A lost lock is an interrupt.
 fn watch(
-    mut stdin: ChildStdin,
+    stdin: &std::sync::Mutex<Option<ChildStdin>>,
     lines: &Receiver<String>,
     answer: &mpsc::Sender<String>,
     closing: &AtomicBool,
@@ -373,11 +386,16 @@ fn watch(
         }
         if Instant::now() >= next_beat {
             next_beat += HEARTBEAT;
-            if stdin
-                .write_all(b"beat\n")
-                .and_then(|()| stdin.flush())
-                .is_err()
-            {
+            let written = stdin
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_mut()
+                .is_some_and(|pipe| {
+                    pipe.write_all(b"beat\n")
+                        .and_then(|()| pipe.flush())
+                        .is_ok()
+                });
+            if !written {
                 if held {
                     lost("the lock session on the host ended".to_owned());
                 }
