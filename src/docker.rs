@@ -608,7 +608,10 @@ impl Docker {
                 .find(|l| !l.trim().is_empty())
                 .is_some_and(|l| refused(l))
         {
-            ran.end = End::Failed(self.diagnose(container, &spec.dir).await);
+            ran.end = End::Refused(format!(
+                "docker refused the exec: {}",
+                self.diagnose(container, &spec.dir).await
+            ));
         }
         (ran, None)
     }

@@ -684,6 +684,7 @@ impl<'a> Dispatcher<'a> {
                 reason: reason.clone(),
                 duration_ms: millis(duration),
                 transport,
+                never_started: outcome.end.never_started(),
             });
         }
         if let Some(reason) = reason {
@@ -762,9 +763,14 @@ impl<'a> Dispatcher<'a> {
                 };
                 self.status[i] = Some(status);
                 // A step that failed partway is rolled back too when its hook
-                // asks for it: it counts as completed now, its hook first.
-                let partway =
-                    !done.succeeded && self.units[i].hook.is_some_and(|h| h.also_if_failed);
+                // asks for it: it counts as completed now, its hook first. One
+                // whose command never started changed nothing: no hook.
+                let never_started = self
+                    .progress(task)
+                    .is_some_and(|p| p.report.never_started());
+                let partway = !done.succeeded
+                    && !never_started
+                    && self.units[i].hook.is_some_and(|h| h.also_if_failed);
                 if phase == Phase::Plan && (done.succeeded || partway) {
                     self.completed.push(i);
                 }

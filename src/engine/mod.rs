@@ -165,6 +165,11 @@ impl TaskReport {
     pub(crate) fn succeeded(&self) -> bool {
         self.attempts.last().is_some_and(|a| a.succeeded)
     }
+
+    /// Whether no attempt's command ever started: it changed nothing.
+    pub(crate) fn never_started(&self) -> bool {
+        !self.attempts.is_empty() && self.attempts.iter().all(|a| a.never_started)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,6 +184,10 @@ pub(crate) struct AttemptRecord {
     /// The way the attempt went, when its kind has several (which transport).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) transport: Option<String>,
+    /// Its command never started (docker refused the exec, or the process
+    /// could not start): it changed nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) never_started: bool,
 }
 
 /// A hook that was not run.

@@ -23,6 +23,8 @@ enum Act {
     /// Runs until cancelled and never ends its cleanup.
     Deaf,
     Panic,
+    /// What was to run it refused it: it never started.
+    Refuse,
 }
 
 type Log = Arc<Mutex<Vec<(u64, String)>>>;
@@ -66,6 +68,7 @@ impl Work for Fake {
                 }
                 Act::Deaf => std::future::pending().await,
                 Act::Panic => panic!("boom"),
+                Act::Refuse => Outcome::new(End::Refused("no such container".into())),
             }
         })
     }
@@ -497,6 +500,33 @@ async fn a_hook_that_asks_for_it_undoes_its_own_failed_step_first() {
             .as_ref()
             .is_some_and(TaskReport::succeeded)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_that_never_started_is_not_undone_by_its_own_hook() {
+    let mut plan = Plan::new();
+    let a = plan.step("a", &[], &[Act::Pass(0)]);
+    plan.hook(a, HookRole::Undo, &[Act::Pass(0)]);
+    let migrate = plan.unit(
+        "migrate",
+        &[a],
+        When::Success,
+        (60_000, 1, 0, 1.0),
+        &[Act::Refuse, Act::Refuse],
+    );
+    plan.hook(migrate, HookRole::Undo, &[Act::Pass(0)]);
+    if let Some(hook) = plan.units[migrate].hook.as_mut() {
+        hook.also_if_failed = true;
+    }
+    let (report, _) = plan.run(&[]).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    // Only `a` is undone: `migrate` changed nothing.
+    assert_eq!(hook_ids(&plan, &report), ["a"]);
+    assert_eq!(report.units[migrate].status, Status::Failed);
+    assert!(report.units[migrate].hook.is_none());
+    let run = report.units[migrate].run.as_ref().expect("ran");
+    assert!(run.never_started());
+    assert!(reason(&report, migrate).contains("never started"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -105,6 +105,9 @@ pub(crate) enum End {
     Killed,
     /// The process could not start.
     SpawnFailed(String),
+    /// What was to run it refused it (docker: no such container, not
+    /// running): the command never started, so it changed nothing.
+    Refused(String),
     /// The step's own check failed (expected output, status, confirmation).
     Failed(String),
     /// runner itself failed (a panic in the step's task).
@@ -114,6 +117,11 @@ pub(crate) enum End {
 impl End {
     pub(crate) fn success(&self) -> bool {
         *self == End::Exited(0)
+    }
+
+    /// Whether the command never started: nothing it would do was done.
+    pub(crate) fn never_started(&self) -> bool {
+        matches!(self, End::SpawnFailed(_) | End::Refused(_))
     }
 
     pub(crate) fn exit_code(&self) -> Option<i32> {
@@ -137,6 +145,7 @@ impl End {
             ),
             End::Killed => "killed by a second interrupt".to_owned(),
             End::SpawnFailed(why) => format!("could not start: {why}"),
+            End::Refused(why) => format!("{why}: the command never started"),
             End::Failed(why) => why.clone(),
             End::Internal(why) => format!("internal error in runner: {why}"),
         }

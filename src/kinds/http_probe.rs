@@ -394,6 +394,7 @@ impl Probe {
         let code = match ran.end {
             End::Exited(code) => code,
             // docker refused the exec: `exec` said why (the container's state).
+            End::Refused(why) => return Found::Unavailable(why),
             End::Failed(why) if refused(&first) => return Found::Unavailable(why),
             other => return Found::Failed(other.reason()),
         };

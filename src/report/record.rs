@@ -127,6 +127,10 @@ pub(crate) struct StepRecord {
     pub(crate) output_tail: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) rollback: Option<HookRecord>,
+    /// Why its hook did not run though it runs also when its step fails
+    /// (`also_if_failed`): the step's command never started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rollback_not_run: Option<String>,
 }
 
 /// How a step ended, all told: its own status and, for a failed step whose
@@ -271,6 +275,14 @@ impl Record {
                         .as_ref()
                         .map(|r| r.tail.iter().cloned().collect())
                         .unwrap_or_default(),
+                    rollback_not_run: (unit.status == Status::Failed
+                        && unit.hook.is_none()
+                        && step.rollback.as_ref().is_some_and(|h| h.also_if_failed)
+                        && unit.run.as_ref().is_some_and(crate::engine::TaskReport::never_started))
+                    .then(|| {
+                        "its command never started (nothing was changed), so there was nothing to undo"
+                            .to_owned()
+                    }),
                     rollback: unit.hook.as_ref().map(|hook| HookRecord {
                         command: hook.command.clone(),
                         succeeded: hook.succeeded(),

@@ -146,6 +146,21 @@ fn hooks_text(record: &Record) -> String {
             Some((step, step.rollback.as_ref()?))
         })
         .collect();
+    let not_run: Vec<_> = record
+        .steps
+        .iter()
+        .filter_map(|s| Some((s, s.rollback_not_run.as_ref()?)))
+        .collect();
+    if ran.is_empty() && not_run.is_empty() {
+        return out;
+    }
+    for (step, why) in not_run {
+        let _ = writeln!(
+            out,
+            "\n`{}` failed before it changed anything; its rollback hook was not run: {why}",
+            step.id
+        );
+    }
     if ran.is_empty() {
         return out;
     }
