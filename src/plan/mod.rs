@@ -4,6 +4,7 @@
 //! repeatable and testable.
 
 pub mod address;
+pub mod condition;
 pub mod diagnostic;
 pub mod model;
 pub mod reader;

@@ -401,11 +401,11 @@ pub(crate) fn writable(path: &Path) -> std::io::Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    while !folder.exists() {
-        match folder.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(parent) => folder = parent,
-            None => break,
-        }
+    while !folder.exists() && folder != Path::new(".") {
+        folder = folder
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
     }
     let probe = folder.join(format!(".runner-probe.{}", std::process::id()));
     new_file(&probe)?;
