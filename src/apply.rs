@@ -463,6 +463,21 @@ impl Tasks for PlanTasks<'_> {
             command: self.masker.mask(&kind.summary(&operations)),
         }
     }
+
+    fn skip(&self, unit: usize, outputs: &HashMap<String, String>) -> Option<String> {
+        let unit = &self.units[unit];
+        let condition = self.plan.steps[unit.step].condition.as_ref()?;
+        let output = |id: &str| outputs.get(id).cloned();
+        let scope = self.scope_on(unit.host, false, &output);
+        let value = |t: &Template| scope.render(t);
+        (!condition.holds(&value)).then(|| {
+            format!(
+                "its condition `{}` does not hold ({})",
+                condition.text,
+                condition.values(&value)
+            )
+        })
+    }
 }
 
 /// Why a value that a step's output gives breaks the rule of its field (the

@@ -4,6 +4,7 @@ mod common;
 
 mod apply;
 mod cli;
+mod conditions;
 mod docker;
 mod faults;
 mod files;

@@ -82,6 +82,8 @@ pub(super) struct Dispatcher<'a> {
     interrupts: mpsc::UnboundedReceiver<Interrupt>,
     clock: Instant,
     status: Vec<Option<Status>>,
+    /// Why a unit was skipped on its condition.
+    skipped: Vec<Option<String>>,
     runs: Vec<Option<Progress>>,
     hooks: Vec<Option<Progress>>,
     /// Units that need each unit.
@@ -135,6 +137,7 @@ impl<'a> Dispatcher<'a> {
             interrupts: run.interrupts,
             clock: Instant::now(),
             status: vec![None; units.len()],
+            skipped: vec![None; units.len()],
             runs: units.iter().map(|_| None).collect(),
             hooks: units.iter().map(|_| None).collect(),
             dependents,
@@ -199,10 +202,12 @@ impl<'a> Dispatcher<'a> {
                 .status
                 .into_iter()
                 .zip(self.runs.into_iter().zip(self.hooks))
-                .map(|(status, (run, hook))| UnitReport {
+                .zip(self.skipped)
+                .map(|((status, (run, hook)), skipped)| UnitReport {
                     status: status.unwrap_or(Status::Skipped),
                     run: run.map(|p| p.report),
                     hook: hook.map(|p| p.report),
+                    skipped,
                 })
                 .collect(),
             rollback: self.rollback,
@@ -319,6 +324,28 @@ impl<'a> Dispatcher<'a> {
                 else {
                     break;
                 };
+                if let Some(why) = self.tasks.skip(i, &self.outputs) {
+                    // Its condition does not hold: it changes nothing, and
+                    // what needs it goes on.
+                    let why = self.masker.mask(&why);
+                    self.status[i] = Some(Status::Skipped);
+                    self.sink.event(Event::StepSkipped {
+                        step: self.units[i].id.clone(),
+                        phase,
+                        reason: why.clone(),
+                    });
+                    self.skipped[i] = Some(why);
+                    released[i] = true;
+                    for &d in &self.dependents[i] {
+                        if member[d] {
+                            waiting[d] -= 1;
+                            if waiting[d] == 0 {
+                                queue.push(ready(d));
+                            }
+                        }
+                    }
+                    continue;
+                }
                 if let Some(d) = self.units[i].domain {
                     if dead[d] {
                         continue;

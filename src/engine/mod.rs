@@ -81,6 +81,13 @@ impl Task {
 /// Prepares a task's work when it starts, with the step outputs captured so far.
 pub(crate) trait Tasks {
     fn prepare(&self, task: Task, outputs: &HashMap<String, String>) -> Prepared;
+
+    /// Why unit `unit`, ready to start, does not run (its condition does not
+    /// hold), with the outputs captured so far; `None`: it runs.
+    fn skip(&self, unit: usize, outputs: &HashMap<String, String>) -> Option<String> {
+        let _ = (unit, outputs);
+        None
+    }
 }
 
 /// A task ready to run.
@@ -142,6 +149,8 @@ pub(crate) struct UnitReport {
     pub(crate) status: Status,
     pub(crate) run: Option<TaskReport>,
     pub(crate) hook: Option<TaskReport>,
+    /// Why it was skipped though it was ready: its condition did not hold.
+    pub(crate) skipped: Option<String>,
 }
 
 /// A step's or a hook's run.

@@ -88,7 +88,8 @@ impl Condition {
     /// plan when the TOML string maps onto its source, else errors point at
     /// `whole`.
     pub fn parse(text: &str, origin: Option<usize>, whole: &Span) -> Result<Self, Error> {
-        let at = |from: usize, to: usize| origin.map_or_else(|| whole.clone(), |o| o + from..o + to);
+        let at =
+            |from: usize, to: usize| origin.map_or_else(|| whole.clone(), |o| o + from..o + to);
         let tokens = tokenize(text).map_err(|(why, from, to)| (why, at(from, to)))?;
         let mut parser = Parser {
             tokens: &tokens,
@@ -99,7 +100,10 @@ impl Condition {
         };
         let expr = parser.or(0)?;
         if let Some((_, from, to)) = tokens.get(parser.next) {
-            return Err(("more follows where the condition should end".to_owned(), at(*from, *to)));
+            return Err((
+                "more follows where the condition should end".to_owned(),
+                at(*from, *to),
+            ));
         }
         Ok(Self {
             text: text.to_owned(),
@@ -141,8 +145,11 @@ impl Condition {
     }
 }
 
-/// Tokens with their byte offsets in the text.
-fn tokenize(text: &str) -> Result<Vec<(Token, usize, usize)>, (String, usize, usize)> {
+/// A token and where it stands: its first byte, and the byte after it.
+type Placed = (Token, usize, usize);
+
+/// Tokens with their byte offsets in the text; why not, and where.
+fn tokenize(text: &str) -> Result<Vec<Placed>, (String, usize, usize)> {
     let mut out = Vec::new();
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let mut i = 0;
@@ -186,10 +193,9 @@ fn tokenize(text: &str) -> Result<Vec<(Token, usize, usize)>, (String, usize, us
             }
             c if c.is_ascii_alphanumeric() || c == '_' => {
                 let mut j = i;
-                while chars
-                    .get(j)
-                    .is_some_and(|&(_, d)| d.is_ascii_alphanumeric() || matches!(d, '_' | '-' | '.'))
-                {
+                while chars.get(j).is_some_and(|&(_, d)| {
+                    d.is_ascii_alphanumeric() || matches!(d, '_' | '-' | '.')
+                }) {
                     j += 1;
                 }
                 let word: String = chars[i..j].iter().map(|&(_, d)| d).collect();
@@ -219,7 +225,7 @@ fn end_of(chars: &[(usize, char)], j: usize, text: &str) -> usize {
 }
 
 struct Parser<'a> {
-    tokens: &'a [(Token, usize, usize)],
+    tokens: &'a [Placed],
     next: usize,
     refs: Vec<Sp<Template>>,
     at: &'a dyn Fn(usize, usize) -> Span,
@@ -232,9 +238,10 @@ impl Parser<'_> {
     }
 
     fn here(&self) -> Span {
-        self.tokens
-            .get(self.next)
-            .map_or_else(|| (self.at)(self.end, self.end), |(_, from, to)| (self.at)(*from, *to))
+        self.tokens.get(self.next).map_or_else(
+            || (self.at)(self.end, self.end),
+            |(_, from, to)| (self.at)(*from, *to),
+        )
     }
 
     fn or(&mut self, depth: usize) -> Result<Expr, Error> {
@@ -257,7 +264,10 @@ impl Parser<'_> {
 
     fn not(&mut self, depth: usize) -> Result<Expr, Error> {
         if depth > MAX_DEPTH {
-            return Err((format!("the condition nests more than {MAX_DEPTH} deep"), self.here()));
+            return Err((
+                format!("the condition nests more than {MAX_DEPTH} deep"),
+                self.here(),
+            ));
         }
         match self.peek() {
             Some(Token::Not) => {
@@ -290,26 +300,37 @@ impl Parser<'_> {
 
     fn operand(&mut self) -> Result<Operand, Error> {
         let Some((token, from, to)) = self.tokens.get(self.next).cloned() else {
-            return Err(("a value or a name is missing at the end".to_owned(), self.here()));
+            return Err((
+                "a value or a name is missing at the end".to_owned(),
+                self.here(),
+            ));
         };
         self.next += 1;
         match token {
             Token::Text(text) => Ok(Operand::Text(text)),
-            Token::Word(word) if word.chars().all(|c| c.is_ascii_digit()) => Ok(Operand::Text(word)),
+            Token::Word(word) if word.chars().all(|c| c.is_ascii_digit()) => {
+                Ok(Operand::Text(word))
+            }
             Token::Word(word) if word == "true" || word == "false" => Ok(Operand::Text(word)),
             Token::Word(word) => {
                 let name = word.strip_prefix("vars.").unwrap_or(&word);
                 let span = (self.at)(from, to);
                 let template = Template::parse(&format!("{{{{ {name} }}}}"), None, &span);
                 if template.refs().next().is_none()
-                    || matches!(template.refs().next(), Some((Name::Docker | Name::Compose, ..)))
+                    || matches!(
+                        template.refs().next(),
+                        Some((Name::Docker | Name::Compose, ..))
+                    )
                 {
                     return Err((format!("`{word}` is not a name a condition reads"), span));
                 }
                 self.refs.push(Sp::new(template, span));
                 Ok(Operand::Ref(self.refs.len() - 1))
             }
-            _ => Err(("a value or a name is expected here".to_owned(), (self.at)(from, to))),
+            _ => Err((
+                "a value or a name is expected here".to_owned(),
+                (self.at)(from, to),
+            )),
         }
     }
 }
@@ -338,9 +359,15 @@ mod tests {
         let pending = [("steps.pending.output", "2\n"), ("expand_only", "")];
         assert!(holds("steps.pending.output != '0'", &pending));
         assert!(holds("steps.pending.output != 0 && !expand_only", &pending));
-        assert!(!holds("steps.pending.output == '0' || vars.expand_only == 'yes'", &pending));
+        assert!(!holds(
+            "steps.pending.output == '0' || vars.expand_only == 'yes'",
+            &pending
+        ));
         assert!(holds("(steps.pending.output == 2)", &pending));
-        assert!(!holds("steps.pending.output", &[("steps.pending.output", "0")]));
+        assert!(!holds(
+            "steps.pending.output",
+            &[("steps.pending.output", "0")]
+        ));
         assert!(holds("v == 'it''s'", &[("v", "it's")]));
         // A value is data: whatever it holds, it is only compared.
         assert!(!holds("v == 'x'", &[("v", "x' || 'a' == 'a")]));

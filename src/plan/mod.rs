@@ -183,6 +183,8 @@ pub struct Step {
     pub needs: Vec<usize>,
     pub settings: Settings,
     pub when: When,
+    /// Run only when it holds (`if`), decided when the step is ready.
+    pub condition: Option<condition::Condition>,
     pub env: IndexMap<String, Template>,
     /// What it makes for the steps after it (see the preflight).
     pub creates: Creates,

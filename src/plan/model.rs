@@ -317,6 +317,12 @@ pub struct StepDef {
     pub rollback: Option<Box<HookDef>>,
     /// When the step runs. Default "success".
     pub when: Option<Sp<When>>,
+    /// Run it only when this holds, decided when it is ready (as GitHub
+    /// Actions' `if:`): `"steps.pending.output != '0'"`. A step skipped on its
+    /// condition changed nothing (no hook) and does not hold back the steps
+    /// that need it.
+    #[serde(rename = "if")]
+    pub condition: Option<Sp<super::condition::Condition>>,
     /// Extra environment for the step's process; values may use templates.
     #[serde(default)]
     pub env: IndexMap<String, Sp<Template>>,

@@ -27,6 +27,7 @@ type Key<'i> = Spanned<Cow<'i, str>>;
 pub const STEP_FIELDS: &[&str] = &[
     "kind",
     "needs",
+    "if",
     "description",
     "timeout",
     "retries",
@@ -1054,6 +1055,7 @@ impl Reader<'_> {
                 ],
             )
         });
+        let condition = find(table, "if").and_then(|v| self.condition(v));
         let rollback = find(table, "rollback")
             .and_then(|v| self.hook(id, v))
             .map(Box::new);
@@ -1089,11 +1091,29 @@ impl Reader<'_> {
             policy,
             rollback,
             when,
+            condition,
             env,
             creates,
             on,
             kind_span: kind.span,
         })
+    }
+
+    /// `if = "…"`: a condition, its mistakes pointed at where they stand.
+    fn condition(&mut self, value: &Value<'_>) -> Option<Sp<super::condition::Condition>> {
+        let s = self.raw_string(value, "if")?;
+        let origin = self.string_origin(&s.span, &s.value);
+        match super::condition::Condition::parse(&s.value, origin, &s.span) {
+            Ok(condition) => Some(Sp::new(condition, s.span)),
+            Err((why, span)) => {
+                self.error(
+                    PlanDiagnostic::error("runner::bad-condition", format!("`if` does not read: {why}"))
+                        .label(span, why)
+                        .help("write a condition such as `if = \"steps.pending.output != '0' && expand_only != 'yes'\"`: names, 'text', numbers, ==, !=, !, &&, ||, parentheses"),
+                );
+                None
+            }
+        }
     }
 
     fn creates(&mut self, value: &Value<'_>) -> Creates {

@@ -180,6 +180,7 @@ fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Ste
         action: def.action,
         needs,
         when: def.when.map_or(When::Success, |w| w.value),
+        condition: def.condition.map(|c| c.value),
         env: def.env.into_iter().map(|(k, v)| (k, v.value)).collect(),
         creates: Creates {
             containers: def
@@ -736,6 +737,7 @@ fn check_templates(
         });
         for t in action_templates(&step.action, &step.env)
             .into_iter()
+            .chain(step.condition.iter().flat_map(|c| c.value.refs.iter()))
             .chain(step.creates.containers.iter().map(ContainerDef::name))
             .chain(
                 step.creates

@@ -274,6 +274,20 @@ impl TextView {
                 );
                 self.spin(step, *phase, *attempt);
             }
+            Event::StepSkipped {
+                step,
+                phase,
+                reason,
+            } => {
+                Self::println(
+                    buf,
+                    &format!(
+                        "{} {} skipped: {reason}",
+                        style("⤼").dim(),
+                        self.name(step, *phase)
+                    ),
+                );
+            }
             Event::Output {
                 step,
                 phase,

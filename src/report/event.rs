@@ -129,6 +129,12 @@ pub(crate) enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A step was ready and did not run: its condition does not hold.
+    StepSkipped {
+        step: String,
+        phase: Phase,
+        reason: String,
+    },
     /// The run stops scheduling: a step failed for good, or an interrupt came.
     Stopping {
         reason: String,

@@ -77,6 +77,9 @@ pub struct VarView {
 #[derive(Debug, Serialize)]
 pub struct StepView {
     pub(crate) id: String,
+    /// Its condition (`if`), decided when it is ready.
+    #[serde(rename = "if", skip_serializing_if = "Option::is_none")]
+    pub(crate) condition: Option<String>,
     pub(crate) kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) description: Option<String>,
@@ -166,6 +169,7 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
             .map(|&n| plan.steps[n].id.clone())
             .collect(),
         when: step.when,
+        condition: step.condition.as_ref().map(|c| c.text.clone()),
         on: step
             .on
             .iter()
@@ -500,6 +504,12 @@ fn step_text(out: &mut String, step: &StepView) {
         let _ = write!(head, " on {}", step.on.join(", "));
     }
     let _ = writeln!(out, "{head}");
+    if let Some(condition) = &step.condition {
+        let _ = writeln!(
+            out,
+            "      if {condition}: decided when it is ready; skipped, it changes nothing and the steps that need it go on"
+        );
+    }
     if !step.on.is_empty() {
         let _ = writeln!(
             out,

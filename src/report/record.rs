@@ -131,6 +131,9 @@ pub(crate) struct StepRecord {
     /// (`also_if_failed`): the step's command never started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) rollback_not_run: Option<String>,
+    /// Why it was skipped when it was ready: its condition (`if`) did not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) skipped: Option<String>,
 }
 
 /// How a step ended, all told: its own status and, for a failed step whose
@@ -275,6 +278,7 @@ impl Record {
                         .as_ref()
                         .map(|r| r.tail.iter().cloned().collect())
                         .unwrap_or_default(),
+                    skipped: unit.skipped.clone(),
                     rollback_not_run: (unit.status == Status::Failed
                         && unit.hook.is_none()
                         && step.rollback.as_ref().is_some_and(|h| h.also_if_failed)

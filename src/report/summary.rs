@@ -46,6 +46,11 @@ pub(crate) fn text(record: &Record) -> String {
             took
         );
     }
+    for step in &record.steps {
+        if let Some(why) = &step.skipped {
+            let _ = writeln!(out, "  {} skipped: {why}", step.id);
+        }
+    }
     out.push_str(&hooks_text(record));
     if !record.hosts.is_empty() {
         let width = record
