@@ -3,13 +3,20 @@
 
     cargo build --release && python3 benches/docker.py [--runs N]
 
-1. Zero hard downtime: the demo app (plans/demo.toml) is provisioned and
-   deployed once, then deployed again (to v3) while a client on loopback GETs the
-   proxy every 20 ms. Every answer is counted: 200, the 503 maintenance page,
-   anything else, connection errors. The client is bounded (at most 3,000
-   requests) and stops when the deploy ends. From that deploy's record: the
-   maintenance window, over the time of the steps that need it (switch and
-   migrate), and what else ran inside it.
+1. Gapless releases: the demo app (plans/demo.toml) is provisioned and
+   released at v2, then released four ways while a client on loopback GETs the
+   proxy every 20 ms, each answer counted (200, the 503 maintenance page,
+   anything else, connection errors) and the times of the maintenance pages
+   kept (the window the client saw):
+   - v2 -> v3, a release with no migration to run: 0 answers but 200;
+   - v4 whose container never serves (DEMO_COMMAND="exit 3"): exit 1, the
+     old release serves throughout;
+   - v5 whose second migration fails (DEMO_FAIL_MIGRATION=4): exit 1, back
+     on v3 and its schema;
+   - v3 -> v5, two migrations: the window, beside the migration's own time
+     and two `docker exec` round trips (the budget: 1.3 x the migration +
+     two round trips).
+   The client is bounded (at most 3,000 requests per release).
 2. docker-exec overhead: a plan of 20 `docker-exec` steps (`true` in a running
    container) in a chain with --jobs 1, beside a shell loop of the same 20 bare
    `docker exec` commands. The ratio is runner's time over the loop's, whole
@@ -35,8 +42,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "target", "release", "runner")
 EXEC_STEPS = 20
-# The demo's steps that need users kept out: the app is replaced, the schema changes.
-NEED_WINDOW = ("switch", "migrate")
 
 
 def sh(cmd, **kw):
@@ -50,10 +55,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def poll(port, stop, counts):
+def poll(port, stop, seen):
+    """GETs the proxy every 20 ms: (time, what) for each answer."""
     for _ in range(3000):
         if stop.is_set():
             return
+        at = time.perf_counter()
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             conn.request("GET", "/cgi-bin/up")
@@ -61,18 +68,74 @@ def poll(port, stop, counts):
             body = resp.read().decode(errors="replace")
             conn.close()
             if resp.status == 200:
-                counts["200"] += 1
+                seen.append((at, "200", body.strip()))
             elif resp.status == 503 and "right back" in body:
-                counts["503 maintenance page"] += 1
+                seen.append((at, "503 maintenance page", ""))
             else:
-                counts[f"other ({resp.status})"] = counts.get(f"other ({resp.status})", 0) + 1
+                seen.append((at, f"other ({resp.status})", body[:80]))
         except OSError as e:
-            counts["connection errors"] += 1
-            counts.setdefault("errors seen", []).append(str(e))
+            seen.append((at, "connection error", str(e)))
         time.sleep(0.02)
 
 
-def downtime(work):
+def release(work, env, port, args, label):
+    """Runs `runner apply demo.toml ARGS` while the client polls: what it saw."""
+    seen = []
+    stop = threading.Event()
+    client = threading.Thread(target=poll, args=(port, stop, seen))
+    client.start()
+    time.sleep(0.2)
+    start = time.perf_counter()
+    code = subprocess.run([RUNNER, "apply", "demo.toml", *args], cwd=work, env=env,
+                          stdout=subprocess.DEVNULL).returncode
+    took = time.perf_counter() - start
+    time.sleep(1.0)
+    stop.set()
+    client.join()
+    counts = {}
+    for _, what, _ in seen:
+        counts[what] = counts.get(what, 0) + 1
+    pages = [at for at, what, _ in seen if what == "503 maintenance page"]
+    window_ms = (pages[-1] - pages[0]) * 1000 + 20 if pages else 0
+    bodies = sorted({body for _, what, body in seen if what == "200"})
+    record = last_record(work)
+    steps = {s["id"]: s for s in record["steps"]}
+    migrate = steps.get("migrate", {})
+    migrate_ms = (migrate.get("ended_ms", 0) or 0) - (migrate.get("started_ms", 0) or 0)
+    print(f"{label}: exit {code}, {took:.1f} s, {len(seen)} answers: "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"  served: {' | '.join(bodies)}")
+    runs = []
+    for _, what, body in seen:
+        key = body if what == "200" else what
+        if runs and runs[-1][0] == key:
+            runs[-1][1] += 1
+        else:
+            runs.append([key, 1])
+    print("  in order: " + ", then ".join(f"{n} x {k}" for k, n in runs))
+    if pages:
+        print(f"  maintenance pages seen for {window_ms:.0f} ms; migrate took {migrate_ms} ms")
+    return code, counts, window_ms, migrate_ms
+
+
+def last_record(work):
+    last = sorted(glob.glob(os.path.join(work, ".runner", "runs", "*.json")),
+                  key=os.path.getmtime)[-1]
+    with open(last) as f:
+        return json.load(f)
+
+
+def exec_round_trip(name, env):
+    """The median time of a bare `docker exec NAME true`, in ms."""
+    times = []
+    for _ in range(9):
+        start = time.perf_counter()
+        subprocess.run(["docker", "exec", name, "true"], env=env, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def gapless(work):
     name = f"bench-{os.getpid()}"
     port = free_port()
     shutil.copy(os.path.join(ROOT, "plans", "demo.toml"), work)
@@ -82,37 +145,21 @@ def downtime(work):
     try:
         subprocess.run([RUNNER, "apply", "demo.toml"], cwd=work, env=env, check=True,
                        stdout=subprocess.DEVNULL)
-        counts = {"200": 0, "503 maintenance page": 0, "connection errors": 0}
-        stop = threading.Event()
-        client = threading.Thread(target=poll, args=(port, stop, counts))
-        client.start()
-        start = time.perf_counter()
-        subprocess.run([RUNNER, "apply", "demo.toml", "--var", "version=v3"], cwd=work,
-                       env=env, check=True, stdout=subprocess.DEVNULL)
-        took = time.perf_counter() - start
-        stop.set()
-        client.join()
-        return took, counts, window(work)
+        rt = exec_round_trip(name, env)
+        print(f"a bare `docker exec {name} true`: {rt:.0f} ms (median of 9)")
+        release(work, env, port, ["--var", "version=v3"], "v2 -> v3, no migration")
+        release(work, env, port, ["--var", "version=v4", "--var", "command=exit 3"],
+                "v3 -> v4 that never serves")
+        release(work, env, port, ["--var", "version=v5", "--var", "fail_migration=4"],
+                "v3 -> v5, its second migration fails")
+        _, _, window_ms, migrate_ms = release(work, env, port, ["--var", "version=v5"],
+                                              "v3 -> v5, two migrations")
+        budget = 1.3 * migrate_ms + 2 * rt
+        print(f"  window {window_ms:.0f} ms; budget 1.3 x {migrate_ms} + 2 x {rt:.0f} = "
+              f"{budget:.0f} ms: {'met' if window_ms <= budget else 'NOT met'}")
     finally:
         subprocess.run([os.path.join(work, "demo", "teardown.sh"), name, name],
                        env=dict(env, DOCKER_CMD="docker"), stdout=subprocess.DEVNULL)
-
-
-def window(work):
-    """The last run's maintenance window (ms), the time of the steps that need
-    it, and every step (or hook) that ran inside it, from its record."""
-    last = sorted(glob.glob(os.path.join(work, ".runner", "runs", "*.json")))[-1]
-    with open(last) as f:
-        record = json.load(f)
-    (w,) = record["maintenance"]
-    inside = []
-    for step in record["steps"]:
-        if step.get("started_ms") is None or step.get("ended_ms") is None:
-            continue
-        if step["started_ms"] >= w["from_ms"] and step["ended_ms"] <= w["to_ms"]:
-            inside.append((step["id"], step["ended_ms"] - step["started_ms"]))
-    needed = sum(ms for sid, ms in inside if sid in NEED_WINDOW)
-    return w["to_ms"] - w["from_ms"], needed, inside
 
 
 def exec_overhead(work, runs):
@@ -154,28 +201,15 @@ def exec_overhead(work, runs):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--only", choices=["gapless", "exec"])
     args = parser.parse_args()
     if not os.path.exists(RUNNER):
         sys.exit("build first: cargo build --release")
-    with tempfile.TemporaryDirectory() as work:
-        took, counts, (window_ms, needed_ms, inside) = downtime(work)
-        errors = counts.pop("errors seen", [])
-        total = sum(counts.values())
-        print(f"zero downtime: deploy to v3 took {took:.1f} s; {total} requests every 20 ms:")
-        for k, v in counts.items():
-            print(f"  {k:>22}: {v}")
-        for e in errors[:5]:
-            print(f"  error: {e}")
-        print(f"maintenance window: {window_ms} ms; the steps that need it "
-              f"({' + '.join(NEED_WINDOW)}) took {needed_ms} ms: "
-              f"ratio {window_ms / max(needed_ms, 1):.2f}")
-        toggles = sum(ms for sid, ms in inside if sid.startswith("maintenance-"))
-        others = [(sid, ms) for sid, ms in inside
-                  if sid not in NEED_WINDOW and not sid.startswith("maintenance-")]
-        print(f"  = toggles (on, off) {toggles} ms + needed {needed_ms} ms + "
-              f"{window_ms - toggles - needed_ms} ms between steps")
-        print("  also inside, in parallel: "
-              + (", ".join(f"{sid} {ms} ms" for sid, ms in others) or "nothing"))
+    if args.only != "exec":
+        with tempfile.TemporaryDirectory() as work:
+            gapless(work)
+    if args.only == "gapless":
+        return
     with tempfile.TemporaryDirectory() as work:
         runner_t, bare_t = exec_overhead(work, args.runs)
         print(f"docker-exec, {EXEC_STEPS} steps in a chain (median of {args.runs}):")

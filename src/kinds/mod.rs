@@ -10,6 +10,7 @@ pub(crate) mod docker_exec;
 pub(crate) mod http_probe;
 pub(crate) mod image_ship;
 pub(crate) mod maintenance_toggle;
+pub(crate) mod release;
 pub(crate) mod shell;
 
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ pub(crate) const KINDS: &[Entry] = &[
     http_probe::ENTRY,
     maintenance_toggle::ENTRY,
     image_ship::ENTRY,
+    release::ENTRY,
 ];
 
 /// What a kind does with its fields.
@@ -127,6 +129,7 @@ impl Action {
             Action::HttpProbe(kind) => kind,
             Action::MaintenanceToggle(kind) => kind,
             Action::ImageShip(kind) => kind,
+            Action::Release(kind) => kind,
         }
     }
 
@@ -173,6 +176,8 @@ pub(crate) enum Rule {
     /// Text runner shows when a check fails (`expect_body`, `expect_output`):
     /// anything but a secret.
     Shown,
+    /// A volume as `docker run -v` takes it: `name:/path[:ro]`.
+    Volume,
 }
 
 impl Rule {
@@ -202,6 +207,11 @@ impl Rule {
             Rule::Url => url_ok(value),
             Rule::Path => !value.chars().any(char::is_control),
             Rule::Argument | Rule::Shown => true,
+            Rule::Volume => {
+                !value.starts_with('-')
+                    && value.contains(':')
+                    && !value.chars().any(|c| c.is_control() || c.is_whitespace())
+            }
             Rule::Port => value.parse::<u16>().is_ok_and(|p| p > 0),
             Rule::Image => {
                 value
@@ -223,6 +233,7 @@ impl Rule {
             Rule::Url => "not an http:// or https:// URL",
             Rule::Path => "not a path: it holds control characters",
             Rule::Argument | Rule::Shown => "",
+            Rule::Volume => "not a volume: `name:/path` or `/host/path:/path`, with no space, not starting with `-`",
             Rule::Port => "not a TCP port (1 to 65535)",
             Rule::Image => "not an image reference: letters, digits, `.`, `_`, `-`, `/`, `:` and `@`, starting with a letter or a digit",
         }

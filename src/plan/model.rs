@@ -431,6 +431,8 @@ pub enum Action {
     MaintenanceToggle(kinds::maintenance_toggle::MaintenanceToggle),
     /// An image from this machine's engine to a host's: `docker save | docker load`.
     ImageShip(kinds::image_ship::ImageShip),
+    /// A new release of an app's container, switched in without a gap.
+    Release(kinds::release::Release),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema, serde::Serialize)]

@@ -1378,6 +1378,39 @@ impl<'t, 'i> Fields<'_, '_, 't, 'i> {
         let value = self.required(field, example)?;
         self.reader.choice(value, field, options)
     }
+
+    /// Reports `field` missing, with `example` as the fix.
+    pub(crate) fn missing(&mut self, field: &str, example: &str) {
+        self.reader
+            .missing(self.at.clone(), self.what, field, example);
+    }
+
+    /// An optional command: an array (argv) or a string (`sh -c`).
+    pub(crate) fn command(&mut self, field: &str) -> Option<Sp<Command>> {
+        let value = self.get(field)?;
+        self.reader.command(value, field)
+    }
+
+    /// An optional array of template strings (empty when absent).
+    pub(crate) fn templates(&mut self, field: &str, example: &str) -> Vec<Sp<Template>> {
+        let Some(value) = self.get(field) else {
+            return Vec::new();
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            self.reader.wrong_type(value, field, "an array of strings", example);
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|item| self.reader.template(item, field))
+            .collect()
+    }
+
+    /// An optional duration (`"30s"`).
+    pub(crate) fn duration(&mut self, field: &str) -> Option<Sp<Dur>> {
+        let value = self.get(field)?;
+        self.reader.duration(value, field)
+    }
 }
 
 /// Checks a `DOCKER_HOST`-style address: `ssh://[user@]host[:port]`,

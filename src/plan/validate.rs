@@ -173,6 +173,21 @@ fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Ste
         let settings = settings(&hook.policy, Some(defaults));
         Box::new(Hook::from_def(*hook, settings))
     });
+    // A release undoes itself, also when it failed partway.
+    let rollback = rollback.or_else(|| match &def.action {
+        Action::Release(release) => Some(Box::new(Hook {
+            description: None,
+            action: Action::Release(release.undoing()),
+            also_if_failed: true,
+            settings: settings(&def.policy, Some(defaults)),
+            env: def
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        })),
+        _ => None,
+    });
     Step {
         id,
         description: def.description.map(|d| d.value),
