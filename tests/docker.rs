@@ -23,7 +23,7 @@ fn demo_deploy_succeeds_and_the_proxy_never_fails_a_request() {
     let record = record(&demo.test);
     assert_eq!(record["status"], "succeeded");
     let steps = record["steps"].as_array().expect("steps");
-    assert_eq!(steps.len(), 13);
+    assert_eq!(steps.len(), 15);
     for s in steps {
         let expected = if s["phase"] == "plan" {
             "succeeded"
@@ -45,8 +45,9 @@ fn demo_deploy_succeeds_and_the_proxy_never_fails_a_request() {
     let (status, body) = demo.up().expect("the proxy answers");
     assert_eq!((status, body.trim()), (200, "up v2 schema=2"));
 
-    // Deploy v3 while a client hits the proxy every 20 ms: every answer is a
-    // 200 or the 503 maintenance page, never a connection error or another status.
+    // Release v3, which brings no migration, while a client hits the proxy
+    // every 20 ms: every answer is a 200, from v2 then v3; no maintenance page,
+    // no connection error, no other status.
     let url = format!("http://127.0.0.1:{}/cgi-bin/up", demo.port);
     let stop = Arc::new(Mutex::new(false));
     let seen = Arc::new(Mutex::new(Vec::<Result<(u16, bool), String>>::new()));
@@ -81,13 +82,30 @@ fn demo_deploy_succeeds_and_the_proxy_never_fails_a_request() {
         .filter(|a| !matches!(a, Ok((200, false) | (503, true))))
         .collect();
     assert!(other.is_empty(), "errors or other answers: {other:?}");
-    assert!(
-        maintenance > 0,
-        "the maintenance page was served during the deploy"
+    assert_eq!(
+        maintenance, 0,
+        "a release with no migration needs no window"
     );
     assert!(ok > 0, "the app was served before and after");
     let (status, body) = demo.up().expect("the proxy answers");
     assert_eq!((status, body.trim()), (200, "up v3 schema=2"));
+    let released = crate::common::docker::record(&demo.test);
+    for skipped in ["maintenance-on", "migrate", "maintenance-off"] {
+        assert_eq!(step(&released, skipped)["status"], "skipped", "{skipped}");
+    }
+    assert!(
+        released["maintenance"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    // The previous release is kept, stopped, for a rollback.
+    let previous = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.Config.Image}}",
+        &format!("{}-previous", demo.name),
+    ]);
+    assert_eq!(previous.trim(), format!("exited {}:v2", demo.name));
 }
 
 #[test]
@@ -99,23 +117,20 @@ fn a_failed_migration_rolls_back_behind_the_maintenance_page() {
     assert_eq!(step(&record, "migrate")["status"], "failed");
     assert_eq!(
         record["rollback"],
-        serde_json::json!(["migrate", "switch", "maintenance-on"])
+        serde_json::json!(["migrate", "start", "maintenance-on"])
     );
     // The migration failed before changing anything: its hook found nothing
     // to undo, and the step after the rollback saw the schema as it was.
     let after = step(&record, "schema-after-rollback");
     assert_eq!(after["status"], "succeeded");
     assert_eq!(after["output_tail"][0], "[stdout] db ok schema=1");
-    // The app went back to v1 while maintenance was still on…
-    let switch = &step(&record, "switch")["rollback"];
-    assert_eq!(switch["succeeded"], true);
-    let tail = switch["output_tail"].to_string();
+    // The release never took traffic: v1 stayed in place, and the new
+    // container started beside it is gone…
+    assert_eq!(step(&record, "switch")["status"], "skipped");
     assert!(
-        tail.contains(&format!(
-            "{} runs {}:v1 again; maintenance: true",
-            demo.name, demo.name
-        )),
-        "{tail}"
+        !crate::common::docker::docker(&["inspect", &format!("{}-next", demo.name)])
+            .status
+            .success()
     );
     // …and maintenance is off after the rollback.
     assert_eq!(demo.maintenance_status(), "maintenance is off");
@@ -157,7 +172,7 @@ fn a_failed_rollback_hook_exits_3_and_leaves_maintenance_on() {
     );
     let record = record(&demo.test);
     assert_eq!(record["status"], "rollback_incomplete");
-    assert_eq!(step(&record, "switch")["status"], "rollback_failed");
+    assert_eq!(step(&record, "migrate")["rollback"]["succeeded"], false);
     assert_eq!(record["rollback_held"][0]["step"], "maintenance-on");
     assert_eq!(demo.maintenance_status(), "maintenance is on");
     let (status, body) = demo.up().expect("the proxy answers");

@@ -15,6 +15,7 @@ mod injection;
 mod preflight;
 mod preview;
 mod properties;
+mod release;
 mod rollback;
 mod schema;
 mod secrets;

@@ -21,7 +21,7 @@ fn a_migration_that_fails_partway_is_undone_by_its_own_hook() {
     assert_eq!(migrate["rollback"]["succeeded"], true);
     assert_eq!(
         record["rollback"],
-        serde_json::json!(["migrate", "switch", "maintenance-on"])
+        serde_json::json!(["migrate", "start", "maintenance-on"])
     );
     // The step after the rollback needs `migrate`, which failed: it ran and
     // saw the schema back where the deploy found it.
@@ -156,7 +156,7 @@ fn a_release_that_changes_how_the_app_runs_rolls_back_to_the_served_previous_one
     ]);
     assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
     let record = crate::common::docker::record(&demo.test);
-    assert_eq!(step(&record, "switch")["rollback"]["succeeded"], true);
+    assert_eq!(step(&record, "start")["rollback"]["succeeded"], true);
     assert_eq!(step(&record, "migrate")["rollback"]["succeeded"], true);
     assert!(
         run.stdout
@@ -175,9 +175,6 @@ fn a_release_that_changes_how_the_app_runs_rolls_back_to_the_served_previous_one
     ]);
     assert_eq!(
         image.trim(),
-        format!(
-            "{}:v2 [\"httpd\",\"-f\",\"-p\",\"3000\",\"-h\",\"/app/public\"]",
-            demo.name
-        )
+        format!("{}:v2 [\"/app/bin/run\",\"\"]", demo.name)
     );
 }

@@ -176,14 +176,21 @@ impl Release {
                 .as_ref()
                 .map_or_else(|| container.clone(), |a| scope.text(a)),
             container,
-            image: self.image.as_ref().map(|i| scope.text(i)).unwrap_or_default(),
+            image: self
+                .image
+                .as_ref()
+                .map(|i| scope.text(i))
+                .unwrap_or_default(),
             command,
             bound,
             network: scope.text(&self.network),
             networks: self.networks.iter().map(|n| scope.text(n)).collect(),
             volumes: self.volumes.iter().map(|v| scope.text(v)).collect(),
             health: scope.text(&self.health),
-            health_timeout: self.health_timeout.as_ref().map_or(HEALTH_TIMEOUT, |d| d.value.0),
+            health_timeout: self
+                .health_timeout
+                .as_ref()
+                .map_or(HEALTH_TIMEOUT, |d| d.value.0),
             drain: self.drain.as_ref().map_or(DRAIN, |d| d.value.0),
         }
     }
@@ -290,7 +297,11 @@ impl StepKind for Release {
         ];
         out.extend(self.image.as_ref().map(|i| ("image", i, Rule::Image)));
         out.extend(self.alias.as_ref().map(|a| ("alias", a, Rule::Container)));
-        out.extend(self.networks.iter().map(|n| ("networks", n, Rule::Container)));
+        out.extend(
+            self.networks
+                .iter()
+                .map(|n| ("networks", n, Rule::Container)),
+        );
         out.extend(self.volumes.iter().map(|v| ("volumes", v, Rule::Volume)));
         if let Some(Command::Argv(items)) = self.command.as_ref().map(|c| &c.value) {
             out.extend(items.iter().map(|a| ("command", a, Rule::Argument)));
@@ -364,11 +375,8 @@ impl StepKind for Release {
                         ])),
                     )
                     .note("both releases answer for a moment"),
-                    Operation::process(
-                        "clear",
-                        docker(words(&["rm", "-f", "--", &r.previous])),
-                    )
-                    .note("the release before the running one"),
+                    Operation::process("clear", docker(words(&["rm", "-f", "--", &r.previous])))
+                        .note("the release before the running one"),
                     Operation::process(
                         "keep the running one",
                         docker(words(&["rename", &r.container, &r.previous])),
@@ -385,12 +393,17 @@ impl StepKind for Release {
                             &r.previous,
                         ])),
                     )
-                    .note("SIGTERM, requests in flight finish; it is kept, stopped, for a rollback"),
+                    .note(
+                        "SIGTERM, requests in flight finish; it is kept, stopped, for a rollback",
+                    ),
                 ]);
                 ops
             }
             (Stage::Switch, true) => vec![
-                Operation::process("start the previous one", docker(words(&["start", &r.previous]))),
+                Operation::process(
+                    "start the previous one",
+                    docker(words(&["start", &r.previous])),
+                ),
                 Operation::process("probe inside", docker(r.health_check(&r.previous))),
                 Operation::process(
                     "set the new one aside",
@@ -476,7 +489,10 @@ impl ReleaseWork {
         let said = self.docker(args, attempt).await;
         attempt
             .output
-            .info(format!("{what}: {}", if said.ok { "done" } else { "failed" }))
+            .info(format!(
+                "{what}: {}",
+                if said.ok { "done" } else { "failed" }
+            ))
             .await;
         if said.ok {
             Ok(())
@@ -534,7 +550,9 @@ impl ReleaseWork {
 
     async fn start(&self, attempt: &Attempt) -> Result<(), String> {
         let r = &self.r;
-        let _ = self.docker(words(&["rm", "-f", "--", &r.next]), attempt).await;
+        let _ = self
+            .docker(words(&["rm", "-f", "--", &r.next]), attempt)
+            .await;
         self.must("start the new release beside", r.run(&self.env), attempt)
             .await?;
         for network in r.networks.iter().skip(1) {
@@ -572,7 +590,9 @@ impl ReleaseWork {
         .await?;
         let running = self.exists(&r.container, attempt).await;
         if running {
-            let _ = self.docker(words(&["rm", "-f", "--", &r.previous]), attempt).await;
+            let _ = self
+                .docker(words(&["rm", "-f", "--", &r.previous]), attempt)
+                .await;
             self.must(
                 "keep the running release",
                 words(&["rename", &r.container, &r.previous]),
@@ -609,13 +629,20 @@ impl ReleaseWork {
             // leaves the traffic (the start's undo removes it).
             if self.exists(&r.next, attempt).await {
                 let _ = self
-                    .docker(words(&["network", "disconnect", &r.network, &r.next]), attempt)
+                    .docker(
+                        words(&["network", "disconnect", &r.network, &r.next]),
+                        attempt,
+                    )
                     .await;
             }
             return Ok(());
         }
-        self.must("start the previous release", words(&["start", &r.previous]), attempt)
-            .await?;
+        self.must(
+            "start the previous release",
+            words(&["start", &r.previous]),
+            attempt,
+        )
+        .await?;
         self.healthy(&r.previous, attempt).await?;
         let new = if self.exists(&r.next, attempt).await {
             r.next.clone()
@@ -643,8 +670,12 @@ impl ReleaseWork {
                 attempt,
             )
             .await;
-        self.must("remove the new release", words(&["rm", "-f", "--", &new]), attempt)
-            .await
+        self.must(
+            "remove the new release",
+            words(&["rm", "-f", "--", &new]),
+            attempt,
+        )
+        .await
     }
 }
 

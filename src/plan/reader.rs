@@ -1397,7 +1397,8 @@ impl<'t, 'i> Fields<'_, '_, 't, 'i> {
             return Vec::new();
         };
         let DeValue::Array(items) = value.get_ref() else {
-            self.reader.wrong_type(value, field, "an array of strings", example);
+            self.reader
+                .wrong_type(value, field, "an array of strings", example);
             return Vec::new();
         };
         items

@@ -366,3 +366,46 @@ impl Demo {
 }
 
 pub(crate) const MAINTENANCE_PAGE: &str = "We'll be right back";
+
+/// A client that GETs the demo's proxy every 20 ms (at most 3,000 times)
+/// until it is finished: every answer, in order.
+pub(crate) struct Poller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Result<(u16, String), String>>>,
+}
+
+impl Poller {
+    pub(crate) fn start(port: u16) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let url = format!("http://127.0.0.1:{port}/cgi-bin/up");
+        let thread = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                for _ in 0..3000 {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    seen.push(get(&url).map(|(s, body)| (s, body.trim().to_owned())));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                seen
+            })
+        };
+        Self { stop, thread }
+    }
+
+    /// Every answer; a few more after the run, so its end is seen too.
+    pub(crate) fn finish(self) -> Vec<Result<(u16, String), String>> {
+        std::thread::sleep(Duration::from_millis(300));
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("poller")
+    }
+}
+
+/// The answers that were not a 200.
+pub(crate) fn not_ok(
+    seen: &[Result<(u16, String), String>],
+) -> Vec<&Result<(u16, String), String>> {
+    seen.iter().filter(|a| !matches!(a, Ok((200, _)))).collect()
+}
