@@ -145,3 +145,54 @@ fn the_preview_shows_each_command_of_a_release() {
         assert!(out.contains(want), "{want:?} is not in:\n{out}");
     }
 }
+
+/// A step whose command never started (docker refused the exec: the
+/// container is not running) changed nothing: its `also_if_failed` hook does
+/// not run, and the summary says why.
+#[test]
+fn a_step_docker_refused_changed_nothing_and_its_hook_does_not_run() {
+    let mut cleanup = crate::common::docker::Cleanup::default();
+    let image = crate::common::docker::unique("refused") + ":t";
+    crate::common::docker::busybox_image(&image, "CMD [\"sleep\", \"3600\"]", &[]);
+    cleanup.images.push(image.clone());
+    let name = crate::common::docker::unique("refused");
+    cleanup.containers.push(name.clone());
+    let test = crate::common::Test::new().plan(&format!(
+        r#"
+[plan]
+name = "refused"
+
+[steps.create]
+kind = "shell"
+run = "docker create --name {name} {image} >/dev/null"
+creates = {{ containers = ["{name}"] }}
+
+[steps.migrate]
+kind = "docker-exec"
+needs = ["create"]
+container = "{name}"
+command = ["true"]
+rollback = {{ kind = "shell", run = "touch undone", also_if_failed = true }}
+"#
+    ));
+    let run = test.run_with(&["apply", "plan.toml"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(!test.path_of("undone").exists(), "the hook ran");
+    assert!(
+        run.stdout.contains(&format!(
+            "docker refused the exec: container `{name}` is not running (its state: created)"
+        )) && run.stdout.contains("the command never started"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "`migrate` failed before it changed anything; its rollback hook was not run: its command never started"
+        ),
+        "{}",
+        run.stdout
+    );
+    let record = record(&test);
+    assert!(step(&record, "migrate")["rollback"].is_null());
+    assert!(step(&record, "migrate")["rollback_not_run"].is_string());
+}
