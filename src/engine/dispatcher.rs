@@ -65,6 +65,21 @@ impl Progress {
     }
 }
 
+/// A unit is done (or skipped) for the units that need it: one need fewer
+/// each; those that need nothing more can start.
+fn release(dependents: &[usize], member: &[bool], waiting: &mut [usize]) -> Vec<usize> {
+    let mut free = Vec::new();
+    for &d in dependents {
+        if member[d] {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                free.push(d);
+            }
+        }
+    }
+    free
+}
+
 /// Units that can start: the longest remaining chain first, then the order given,
 /// so the critical path never waits behind a short branch.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -336,14 +351,8 @@ impl<'a> Dispatcher<'a> {
                     });
                     self.skipped[i] = Some(why);
                     released[i] = true;
-                    for &d in &self.dependents[i] {
-                        if member[d] {
-                            waiting[d] -= 1;
-                            if waiting[d] == 0 {
-                                queue.push(ready(d));
-                            }
-                        }
-                    }
+                    let free = release(&self.dependents[i], &member, &mut waiting);
+                    queue.extend(free.into_iter().map(ready));
                     continue;
                 }
                 if let Some(d) = self.units[i].domain {
@@ -394,14 +403,8 @@ impl<'a> Dispatcher<'a> {
                     let dead_domain = domain.filter(|&d| dead[d]);
                     if succeeded && dead_domain.is_none() {
                         released[i] = true;
-                        for &d in &self.dependents[i] {
-                            if member[d] {
-                                waiting[d] -= 1;
-                                if waiting[d] == 0 {
-                                    queue.push(ready(d));
-                                }
-                            }
-                        }
+                        let free = release(&self.dependents[i], &member, &mut waiting);
+                        queue.extend(free.into_iter().map(ready));
                     } else if !succeeded
                         && phase == Phase::Plan
                         && !stops.no_retry.is_cancelled()

@@ -1455,6 +1455,16 @@ mod tests {
                     "[hosts.h1]\ndocker = \"ssh://h1\"\nroles = [\"web\"]\n\n",
                     vec![("image", "\"app:v1\""), ("on", "\"web\"")],
                 ),
+                "release" => (
+                    "",
+                    vec![
+                        ("stage", "\"start\""),
+                        ("container", "\"app\""),
+                        ("image", "\"app:v2\""),
+                        ("network", "\"app-net\""),
+                        ("health", "\"http://localhost:3000/up\""),
+                    ],
+                ),
                 other => panic!("kind `{other}` has no base here: add one"),
             }
         };
