@@ -60,6 +60,9 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 const DRAIN: Duration = Duration::from_secs(10);
 /// How often the health check is asked.
 const HEALTH_EVERY: Duration = Duration::from_millis(250);
+/// How long docker's DNS may take to follow a connect or a rename: a release
+/// leaves the name only once the other one answers to it.
+const SETTLE: Duration = Duration::from_millis(300);
 
 /// Which half of a release a step is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
@@ -588,6 +591,7 @@ impl ReleaseWork {
             attempt,
         )
         .await?;
+        tokio::time::sleep(SETTLE).await;
         let running = self.exists(&r.container, attempt).await;
         if running {
             let _ = self
@@ -661,6 +665,7 @@ impl ReleaseWork {
             attempt,
         )
         .await?;
+        tokio::time::sleep(SETTLE).await;
         let _ = self
             .docker(words(&["network", "disconnect", &r.network, &new]), attempt)
             .await;
