@@ -12,15 +12,28 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::diagnosis::Problem;
 use super::diagnosis::{HELP_SESSIONS, help_for, session_refused};
 use super::master::Ssh;
 use super::relay::{MAX_SESSIONS, relay};
-use super::target::Target;
-use super::{Connected, PROBE_TIMEOUT, Problem};
+use super::target::{PROBE_TIMEOUT, Target};
 use crate::docker::{self, Docker, Failure, Outcome, Probe};
 
 /// The docker socket on a host, forwarded when its user may read it.
 const REMOTE_SOCKET: &str = "/var/run/docker.sock";
+
+/// A host, ready: its docker, and what keeps it reached.
+pub(crate) struct Connected {
+    pub(crate) name: String,
+    /// How it is reached, as the plan gives it.
+    pub(crate) engine: String,
+    pub(crate) docker: Arc<Docker>,
+    /// What the host said of the run before: a lease that ran out.
+    pub(crate) note: Option<String>,
+    pub(super) ssh: Option<Ssh>,
+    /// The lock of a host not reached over ssh: this machine's.
+    pub(super) _lock: Option<crate::lock::Lock>,
+}
 
 /// A host reached by docker itself, its lock (this machine's) held; its
 /// docker is decided next.

@@ -1,7 +1,7 @@
 //! What ssh's and docker's own words say went wrong on a host, and what to do.
 
 use super::target::{CONNECT_TIMEOUT, Target};
-use crate::docker::Failure;
+use crate::docker::{Failure, Probe};
 
 /// What ssh's own words say went wrong, and what to do.
 pub(super) fn ssh_failure(target: &Target, said: &str, timed_out: bool) -> (String, String) {
@@ -101,6 +101,35 @@ pub(super) fn help_for(failure: Failure) -> String {
         Failure::NotFound => "install Docker Engine on the host".into(),
         Failure::TimedOut => "the host answers ssh but docker does not answer in time: check its daemon; sudo on a host whose own name does not resolve waits for DNS (add it to /etc/hosts)".into(),
         _ => "start the Docker daemon on the host (`sudo systemctl start docker`)".into(),
+    }
+}
+
+/// Why a host cannot be used.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    pub(crate) host: String,
+    pub(crate) engine: String,
+    pub(crate) what: String,
+    pub(crate) help: String,
+    pub(crate) tried: Vec<Probe>,
+}
+
+impl Problem {
+    /// A problem of every host: nothing could be tried.
+    pub(super) fn all(what: String, help: &str) -> Vec<Self> {
+        vec![Problem {
+            host: "(all)".into(),
+            engine: String::new(),
+            what,
+            help: help.into(),
+            tried: Vec::new(),
+        }]
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host {} ({}): {}", self.host, self.engine, self.what)
     }
 }
 

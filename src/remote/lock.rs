@@ -27,10 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use super::PROBE_TIMEOUT;
 use super::diagnosis::{HELP_SESSIONS, session_refused};
-use super::master::{reap, spawn};
-use super::target::{Target, remote};
+use super::target::{PROBE_TIMEOUT, Target, printable, reap, remote, spawn};
 use crate::engine::Interrupt;
 
 /// How often runner tells a host it is still there.
@@ -57,20 +55,6 @@ pub(super) fn lock_name(plan: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Text from a host, fit for the operator's terminal: control characters
-/// (escape sequences among them) are shown escaped, never sent raw.
-pub(crate) fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Runs on a host (`sh -c SCRIPT runner-lock NAME LEASE HOLD HOLDER`): checks
@@ -415,14 +399,6 @@ fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_text_is_shown_with_its_control_characters_escaped() {
-        assert_eq!(
-            printable("run 1\u{1b}]0;pwned\u{7}\nby é"),
-            "run 1\\u{1b}]0;pwned\\u{7}\\nby é"
-        );
-    }
 
     #[test]
     fn lock_names_keep_to_plain_characters() {

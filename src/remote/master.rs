@@ -6,12 +6,12 @@
 //! parent-death signal).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
+use super::diagnosis::Problem;
 use super::diagnosis::ssh_failure;
 use super::lock::Held;
-use super::target::Target;
-use super::{PROBE_TIMEOUT, Problem};
+use super::target::{PROBE_TIMEOUT, Target, reap, spawn};
 use crate::docker;
 use crate::plan::{Engine, Host};
 
@@ -191,41 +191,6 @@ fn context_ssh(context: &str) -> Option<String> {
     let out = docker::briefly(&argv, PROBE_TIMEOUT).ok()?;
     let host = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     (out.status.success() && host.starts_with("ssh://")).then_some(host)
-}
-
-/// Starts a helper process in a process group of its own (a Ctrl-C on the
-/// terminal is runner's to handle), ended by the kernel when runner ends.
-pub(super) fn spawn(
-    argv: &[String],
-    stdin: Stdio,
-    stdout: Stdio,
-    stderr: Stdio,
-) -> std::io::Result<Child> {
-    use std::os::unix::process::CommandExt as _;
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| std::io::Error::other("empty command"))?;
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0);
-    // SAFETY: `set_pdeathsig` is a single prctl(2) call, async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                .map_err(std::io::Error::from)
-        });
-    }
-    crate::process::spawn_helper(|| command.spawn(), |c| Some(c.id()))
-}
-
-/// Waits for a helper and lets its process id go.
-pub(super) fn reap(child: &mut Child) {
-    let _ = child.wait();
-    crate::process::forget_helper(child.id());
 }
 
 impl Starting {

@@ -26,23 +26,22 @@ mod master;
 mod relay;
 mod target;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::docker::{Docker, Probe};
 use crate::plan::Plan;
 
-pub(crate) use lock::{Interrupts, printable};
+pub(crate) use lock::Interrupts;
 pub(crate) use target::CONNECT_TIMEOUT;
+pub(crate) use target::printable;
 
+pub(crate) use decision::Connected;
 use decision::{Locked, decide_ssh};
+pub(crate) use diagnosis::Problem;
 use lock::{Held, Watch, lock_name};
 use master::{How, SocketDir, Ssh, Starting, start};
 
 /// How long a host may take to log runner in, past the connect timeout.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the lock's answer and the docker probes may take on a host.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The hosts of a run, connected and locked; dropping it closes every
 /// connection, which frees the locks.
@@ -50,42 +49,6 @@ pub(crate) struct Hosts {
     pub(crate) list: Vec<Connected>,
     /// Where the control sockets and local sockets live; removed at the end.
     _dir: SocketDir,
-}
-
-/// A host, ready: its docker, and what keeps it reached.
-pub(crate) struct Connected {
-    pub(crate) name: String,
-    /// How it is reached, as the plan gives it.
-    pub(crate) engine: String,
-    pub(crate) docker: Arc<Docker>,
-    /// What the host said of the run before: a lease that ran out.
-    pub(crate) note: Option<String>,
-    ssh: Option<Ssh>,
-    /// The lock of a host not reached over ssh: this machine's.
-    _lock: Option<crate::lock::Lock>,
-}
-
-/// Why a host cannot be used.
-#[derive(Debug)]
-pub(crate) struct Problem {
-    pub(crate) host: String,
-    pub(crate) engine: String,
-    pub(crate) what: String,
-    pub(crate) help: String,
-    pub(crate) tried: Vec<Probe>,
-}
-
-impl Problem {
-    /// A problem of every host: nothing could be tried.
-    fn all(what: String, help: &str) -> Vec<Self> {
-        vec![Problem {
-            host: "(all)".into(),
-            engine: String::new(),
-            what,
-            help: help.into(),
-            tried: Vec::new(),
-        }]
-    }
 }
 
 /// Connects every host of the plan at once; every host that cannot be used is
@@ -320,11 +283,5 @@ impl Drop for Hosts {
                 ssh.close();
             }
         }
-    }
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "host {} ({}): {}", self.host, self.engine, self.what)
     }
 }

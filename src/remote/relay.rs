@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::master::{reap, spawn};
+use super::target::{reap, spawn};
 
 /// Relay sessions at once on one connection: below sshd's `MaxSessions` (10 by
 /// default), with room for the lock and a probe.

@@ -9,6 +9,7 @@
 //! option wins.
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use crate::plan::address::{Address, Authority};
 
@@ -18,6 +19,8 @@ pub(crate) const SSH_COMMAND_ENV: &str = "RUNNER_SSH_COMMAND";
 
 /// How long the TCP connection and the SSH handshake may take.
 pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the lock's answer and the docker probes may take on a host.
+pub(super) const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What no configuration may change: host keys are checked against
 /// `known_hosts` and nothing else (no DNS), and none is ever accepted on its own.
@@ -95,7 +98,7 @@ pub(crate) fn ssh_command() -> Result<Vec<String>, String> {
             None => {
                 return Err(format!(
                     "{SSH_COMMAND_ENV} `{}` does not read as a command line (an unclosed quote, or a trailing `\\`)",
-                    super::lock::printable(&text)
+                    printable(&text)
                 ));
             }
         },
@@ -116,6 +119,55 @@ fn guarded(mut words: Vec<String>) -> Vec<String> {
     words
 }
 
+/// Starts a helper process in a process group of its own (a Ctrl-C on the
+/// terminal is runner's to handle), ended by the kernel when runner ends.
+pub(super) fn spawn(
+    argv: &[String],
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt as _;
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty command"))?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+    // SAFETY: `set_pdeathsig` is a single prctl(2) call, async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    crate::process::spawn_helper(|| command.spawn(), |c| Some(c.id()))
+}
+
+/// Waits for a helper and lets its process id go.
+pub(super) fn reap(child: &mut Child) {
+    let _ = child.wait();
+    crate::process::forget_helper(child.id());
+}
+
+/// Text from a host (or the operator's environment), fit for the operator's terminal: control characters
+/// (escape sequences among them) are shown escaped, never sent raw.
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A command for the host's shell, its words quoted.
 pub(crate) fn remote(words: &[&str]) -> String {
     shlex::try_join(words.iter().copied()).unwrap_or_default()
@@ -124,6 +176,14 @@ pub(crate) fn remote(words: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_text_is_shown_with_its_control_characters_escaped() {
+        assert_eq!(
+            printable("run 1\u{1b}]0;pwned\u{7}\nby é"),
+            "run 1\\u{1b}]0;pwned\\u{7}\\nby é"
+        );
+    }
 
     #[test]
     fn the_host_goes_after_a_double_dash() {
