@@ -527,3 +527,22 @@ fn a_host_script_too_deep_to_check_is_a_finding_and_leaves_nothing_behind() {
     assert_eq!(socket_folders(), before, "a socket folder was left behind");
     assert_eq!(rollout.in_pool(), [false]);
 }
+
+/// No record, no deploy, on hosts too: a runs folder runner cannot write stops
+/// the run before it reaches any host, and leaves no host locked.
+#[test]
+fn a_deploy_to_hosts_that_cannot_write_its_record_changes_nothing() {
+    let rollout = Rollout::new(1, "root", "0");
+    // As root no mode keeps runner out: a file where the folder goes does.
+    std::fs::create_dir_all(rollout.test.path_of(".runner")).expect("state");
+    std::fs::write(rollout.test.path_of(".runner/runs"), "").expect("a file");
+    let run = rollout.apply(&[]);
+    assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+    has(&run.stderr, "cannot write the run's record to");
+    has(&run.stderr, "nothing was run");
+    assert_eq!(rollout.in_pool(), [false], "a step ran");
+    assert!(
+        !flocked(&rollout.hosts.lock_of(1, PLAN)),
+        "a host stayed locked"
+    );
+}

@@ -31,7 +31,6 @@ use crate::engine::{Attempt, Attempted, End, Outcome, Work};
 use crate::plan::model::{Action, Command, Dur, Sp};
 use crate::plan::reader::Fields;
 use crate::plan::template::Template;
-use crate::preflight::Need;
 use crate::process::{self, Pipe, Spec};
 
 const NAME: &str = "release";
@@ -314,13 +313,6 @@ impl StepKind for Release {
 
     fn uses_docker(&self) -> bool {
         true
-    }
-
-    fn needs(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Need> {
-        // What runs in the new container is its image's: checked when the
-        // plan names that image for it; the old one is looked at by `switch`.
-        let _ = scope;
-        Vec::new()
     }
 
     fn operations(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Operation> {
