@@ -634,11 +634,12 @@ pub(crate) fn step_mentions(step: &Step, name: &Name, var: &str) -> bool {
     let in_template = |t: &Template| t.raw.contains(var) || t.refs().any(|(n, ..)| n == name);
     let in_action = |action: &crate::plan::model::Action,
                      env: &indexmap::IndexMap<String, Template>| {
-        action
-            .as_kind()
-            .templates()
-            .into_iter()
-            .any(|t| in_template(&t.value))
+        (*name == Name::Compose && action.as_kind().uses_compose())
+            || action
+                .as_kind()
+                .templates()
+                .into_iter()
+                .any(|t| in_template(&t.value))
             || env.values().any(in_template)
     };
     in_action(&step.action, &step.env)

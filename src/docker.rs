@@ -194,10 +194,23 @@ pub(crate) fn briefly_with(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<std::process::Output, Brief> {
+    briefly_in(argv, env, None, timeout)
+}
+
+/// [`briefly_with`], in the folder `dir`.
+pub(crate) fn briefly_in(
+    argv: &[String],
+    env: &[(String, String)],
+    dir: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<std::process::Output, Brief> {
     let Some((program, args)) = argv.split_first() else {
         return Err(Brief::Other("empty command".into()));
     };
     let mut expression = duct::cmd(program, args);
+    if let Some(dir) = dir {
+        expression = expression.dir(dir);
+    }
     for (name, value) in env {
         expression = expression.env(name, value);
     }

@@ -70,6 +70,12 @@ pub(crate) trait StepKind: Send + Sync {
     /// Whether it talks to docker (a plan where nothing does skips the probe).
     fn uses_docker(&self) -> bool;
 
+    /// Whether it runs compose itself (not through `{{ compose }}` in a
+    /// template): the run then decides the compose command.
+    fn uses_compose(&self) -> bool {
+        false
+    }
+
     /// Whether it also uses this machine's engine when it runs for a host.
     fn uses_local_docker(&self) -> bool {
         false
@@ -129,7 +135,7 @@ impl Action {
             Action::HttpProbe(kind) => kind,
             Action::MaintenanceToggle(kind) => kind,
             Action::ImageShip(kind) => kind,
-            Action::Release(kind) => kind,
+            Action::Release(kind) => kind.as_ref(),
         }
     }
 

@@ -432,7 +432,7 @@ pub enum Action {
     /// An image from this machine's engine to a host's: `docker save | docker load`.
     ImageShip(kinds::image_ship::ImageShip),
     /// A new release of an app's container, switched in without a gap.
-    Release(kinds::release::Release),
+    Release(Box<kinds::release::Release>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema, serde::Serialize)]

@@ -1385,6 +1385,21 @@ impl<'t, 'i> Fields<'_, '_, 't, 'i> {
             .missing(self.at.clone(), self.what, field, example);
     }
 
+    /// Reports `field`, when the step has it, as not allowed here: `why` says
+    /// what gives it instead. Whether the step is whole without it.
+    pub(crate) fn refuse(&mut self, field: &str, why: &str) -> bool {
+        let Some(value) = self.get(field) else {
+            return true;
+        };
+        let message = format!("{} cannot have `{field}`: {why}", self.what);
+        self.reader.error(
+            PlanDiagnostic::error("runner::field-not-here", message)
+                .label(value.span(), "not allowed here")
+                .help(format!("remove `{field}`")),
+        );
+        false
+    }
+
     /// An optional command: an array (argv) or a string (`sh -c`).
     pub(crate) fn command(&mut self, field: &str) -> Option<Sp<Command>> {
         let value = self.get(field)?;

@@ -175,17 +175,19 @@ fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Ste
     });
     // A release undoes itself, also when it failed partway.
     let rollback = rollback.or_else(|| match &def.action {
-        Action::Release(release) => Some(Box::new(Hook {
-            description: None,
-            action: Action::Release(release.undoing()),
-            also_if_failed: true,
-            settings: settings(&def.policy, Some(defaults)),
-            env: def
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone()))
-                .collect(),
-        })),
+        Action::Release(release) => release.undoing().map(|undo| {
+            Box::new(Hook {
+                description: None,
+                action: Action::Release(Box::new(undo)),
+                also_if_failed: true,
+                settings: settings(&def.policy, Some(defaults)),
+                env: def
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect(),
+            })
+        }),
         _ => None,
     });
     Step {

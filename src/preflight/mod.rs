@@ -69,6 +69,9 @@ pub(crate) enum Need {
         url: Known,
         host_url: Option<Known>,
     },
+    /// A compose service that must be able to run a second container beside
+    /// the first (a release): the compose file in `dir` as it is now.
+    Compose { service: Known, dir: PathBuf },
 }
 
 /// A problem the run would meet, found before it.
@@ -345,6 +348,69 @@ impl Check<'_> {
         });
     }
 
+    /// Whether the compose file in `dir` lets `service` run a second
+    /// container beside the first: read with `compose config`, which changes
+    /// nothing.
+    fn compose_service(&mut self, subject: &Subject, service: Option<&str>, dir: &Path) {
+        let who = self.who(subject);
+        let (Some(service), Some(compose)) = (service, &self.docker.compose) else {
+            self.report.notes.push(format!(
+                "{who}: its compose service is decided during the run, so the compose file was not read"
+            ));
+            return;
+        };
+        if !compose.available {
+            return;
+        }
+        self.report.checks += 1;
+        let mut argv = compose.command.clone();
+        argv.push("config".to_owned());
+        let read = docker::briefly_in(&argv, &self.docker.env, Some(dir), CHECK_TIMEOUT);
+        let config = match read {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Ok(out) => {
+                let said = String::from_utf8_lossy(&out.stderr);
+                self.finding(
+                    subject,
+                    "host".to_owned(),
+                    format!(
+                        "`{}` in {} fails: {}",
+                        argv.join(" "),
+                        dir.display(),
+                        first_line(&said)
+                    ),
+                    "give the release's `dir` the folder of the compose file, and make `compose config` read it".to_owned(),
+                );
+                return;
+            }
+            Err(why) => {
+                self.report.notes.push(format!(
+                    "{who}: the compose file in {} was not read ({why})",
+                    dir.display()
+                ));
+                return;
+            }
+        };
+        match crate::kinds::release::compose_problems(&config, service) {
+            Ok(problems) => {
+                for problem in problems {
+                    self.finding(
+                        subject,
+                        "host".to_owned(),
+                        format!("in the compose file in {}: {problem}", dir.display()),
+                        format!(
+                            "a release starts a second container of `{service}` beside the running one: give it no `container_name` and no host port (the proxy reaches it by the name `{service}`)"
+                        ),
+                    );
+                }
+            }
+            Err(why) => self.report.notes.push(format!(
+                "{who}: the compose file in {} was not read ({why})",
+                dir.display()
+            )),
+        }
+    }
+
     fn who(&self, subject: &Subject) -> String {
         who(&self.plan.steps[subject.step].id, subject.hook)
     }
@@ -552,6 +618,9 @@ impl Check<'_> {
                     for program in missing {
                         self.host_program(subject, &ctx, &program);
                     }
+                }
+                Need::Compose { service, dir } => {
+                    self.compose_service(subject, service.as_deref(), dir);
                 }
                 Need::Probe {
                     container,

@@ -1,0 +1,574 @@
+//! What each stage of a release does, as the preview shows it
+//! ([`operations`]) and as a run carries it out ([`ReleaseWork`]).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{HEALTH_EVERY, Resolved, Stage, Way, compose, words};
+use crate::docker::Docker;
+use crate::engine::{Attempt, Attempted, End, Outcome, Work};
+use crate::kinds::{Operation, excerpt};
+use crate::process::{self, Pipe, Spec};
+
+/// The commands of a stage, in order, for the preview.
+pub(super) fn operations(
+    r: &Resolved,
+    stage: Stage,
+    undo: bool,
+    docker_words: &[String],
+    env: &[(String, String)],
+) -> Vec<Operation> {
+    let docker = |args: &[&str]| {
+        let mut argv = docker_words.to_vec();
+        argv.extend(words(args));
+        argv
+    };
+    let drain = format!("--time={}", r.drain.as_secs());
+    let mut ops = Vec::new();
+    match (stage, undo) {
+        (Stage::Start, false) => {
+            ops.push(
+                Operation::process("clear", docker(&["rm", "-f", "--", &r.next, &r.previous]))
+                    .note("what an earlier run left"),
+            );
+            match &r.way {
+                Way::Run { networks, .. } => {
+                    let mut run = docker_words.to_vec();
+                    run.extend(r.run(env));
+                    ops.push(Operation::process("start beside", run));
+                    for network in networks.iter().skip(1) {
+                        ops.push(Operation::process(
+                            "join",
+                            docker(&["network", "connect", network, &r.next]),
+                        ));
+                    }
+                }
+                Way::Compose {
+                    service,
+                    compose: words_of_compose,
+                    dir,
+                } => {
+                    let compose = |args: &[&str]| {
+                        let mut argv = words_of_compose.clone();
+                        argv.extend(words(args));
+                        argv
+                    };
+                    ops.push(
+                        Operation::process("read the compose file", compose(&["config"])).note(
+                            format!(
+                                "in {}: `{service}` has no `container_name` and publishes no host port",
+                                dir.display()
+                            ),
+                        ),
+                    );
+                    ops.push(
+                        Operation::process(
+                            "name the running one",
+                            docker(&[
+                                "rename",
+                                &format!("<the one container of {service}>"),
+                                &r.container,
+                            ]),
+                        )
+                        .note(format!("when no container is named {} yet", r.container)),
+                    );
+                    ops.push(
+                        Operation::process(
+                            "make one beside",
+                            compose(&[
+                                "up",
+                                "--no-start",
+                                "--no-deps",
+                                "--no-build",
+                                "--no-recreate",
+                                "--scale",
+                                &format!("{service}=2"),
+                                service,
+                            ]),
+                        )
+                        .note("one more than run now, from the compose file as it is now"),
+                    );
+                    ops.push(Operation::process(
+                        "name it",
+                        docker(&["rename", "<the new container>", &r.next]),
+                    ));
+                    ops.push(
+                        Operation::process(
+                            "keep it out of traffic",
+                            docker(&["network", "disconnect", "<each of its networks>", &r.next]),
+                        )
+                        .note(format!(
+                            "then `network connect` again, without the name {service}, until the switch"
+                        )),
+                    );
+                    ops.push(Operation::process("start it", docker(&["start", &r.next])));
+                }
+            }
+            ops.push(
+                Operation::process(
+                    "probe inside",
+                    docker_argv(docker_words, r.health_check(&r.next)),
+                )
+                .note(format!(
+                    "until it answers, for {} at most (every {}ms)",
+                    humantime::format_duration(r.health_timeout),
+                    HEALTH_EVERY.as_millis()
+                )),
+            );
+        }
+        (Stage::Start, true) => ops.push(Operation::process(
+            "remove the new release",
+            docker(&["rm", "-f", "--", &r.next]),
+        )),
+        (Stage::Switch, false) => {
+            let alias = format!("--alias={}", r.alias());
+            let network = traffic_network(r);
+            if rejoins(r) {
+                ops.push(Operation::process(
+                    "leave (to come back named)",
+                    docker(&["network", "disconnect", &network, &r.next]),
+                ));
+            }
+            ops.push(
+                Operation::process(
+                    "take traffic",
+                    docker(&["network", "connect", &alias, &network, &r.next]),
+                )
+                .note(format!(
+                    "both releases answer for a moment ({} for the proxy to see it)",
+                    humantime::format_duration(r.settle)
+                )),
+            );
+            ops.extend([
+                Operation::process("clear", docker(&["rm", "-f", "--", &r.previous]))
+                    .note("the release before the running one"),
+                Operation::process(
+                    "keep the running one",
+                    docker(&["rename", &r.container, &r.previous]),
+                ),
+                Operation::process(
+                    "name the new one",
+                    docker(&["rename", &r.next, &r.container]),
+                ),
+                Operation::process(
+                    "drain the previous one",
+                    docker(&["stop", &drain, &r.previous]),
+                )
+                .note("SIGTERM, requests in flight finish; it is kept, stopped, for a rollback"),
+            ]);
+        }
+        (Stage::Switch, true) => {
+            let network = traffic_network(r);
+            ops.extend([
+                Operation::process("start the previous one", docker(&["start", &r.previous])),
+                Operation::process(
+                    "probe inside",
+                    docker_argv(docker_words, r.health_check(&r.previous)),
+                ),
+                Operation::process(
+                    "set the new one aside",
+                    docker(&["rename", &r.container, &r.next]),
+                ),
+                Operation::process(
+                    "give the name back",
+                    docker(&["rename", &r.previous, &r.container]),
+                ),
+                Operation::process(
+                    "the new one leaves the traffic",
+                    docker(&["network", "disconnect", &network, &r.next]),
+                )
+                .note(if rejoins(r) {
+                    "then `network connect` again without the name: the hooks before the start's undo may still use it"
+                } else {
+                    "the start's undo removes it"
+                }),
+            ]);
+        }
+        (Stage::Finish, _) => ops.push(
+            Operation::process(
+                "remove the previous release",
+                docker(&["rm", "-f", "--", &r.previous]),
+            )
+            .note("kept, stopped, until now for a rollback"),
+        ),
+    }
+    ops
+}
+
+fn docker_argv(docker_words: &[String], args: Vec<String>) -> Vec<String> {
+    let mut argv = docker_words.to_vec();
+    argv.extend(args);
+    argv
+}
+
+/// The network the proxy reaches the release on, as the preview names it.
+fn traffic_network(r: &Resolved) -> String {
+    match &r.way {
+        Way::Run { network, .. } => network.clone(),
+        Way::Compose { .. } => format!("<each network of {}>", r.next),
+    }
+}
+
+/// Whether the new release is on the proxy's network before it takes traffic
+/// (without the name): it then leaves and joins again, named.
+fn rejoins(r: &Resolved) -> bool {
+    match &r.way {
+        Way::Run { networks, .. } => networks.is_empty(),
+        Way::Compose { .. } => true,
+    }
+}
+
+pub(super) struct ReleaseWork {
+    pub(super) stage: Stage,
+    pub(super) undo: bool,
+    pub(super) r: Resolved,
+    pub(super) docker: Arc<Docker>,
+    /// The step's own variables, for the new container.
+    pub(super) env: Vec<(String, String)>,
+    /// The plan's folder.
+    pub(super) dir: PathBuf,
+}
+
+/// What one docker command did.
+pub(super) struct Said {
+    pub(super) ok: bool,
+    /// Its output.
+    pub(super) out: String,
+    /// Its error output, else its output: what to tell.
+    pub(super) text: String,
+}
+
+impl ReleaseWork {
+    async fn command(&self, argv: Vec<String>, attempt: &Attempt) -> Said {
+        let mut spec = Spec::new(argv, self.r.dir(&self.dir));
+        spec.env.extend(self.docker.env.iter().cloned());
+        spec.env.extend(self.env.iter().cloned());
+        spec.env.extend(self.r.bound().iter().cloned());
+        spec.stdout = Pipe::kept();
+        spec.stderr = Pipe::kept();
+        let ran = process::run(&spec, None, &attempt.cancel).await;
+        let mut text = ran.stderr.join("\n");
+        if text.trim().is_empty() {
+            text.clone_from(&ran.stdout);
+        }
+        Said {
+            ok: ran.end.success(),
+            out: ran.stdout,
+            text: text.trim().to_owned(),
+        }
+    }
+
+    pub(super) async fn docker(&self, args: Vec<String>, attempt: &Attempt) -> Said {
+        self.command(docker_argv(&self.docker.command, args), attempt)
+            .await
+    }
+
+    pub(super) async fn compose(&self, args: Vec<String>, attempt: &Attempt) -> Said {
+        let mut argv = self.docker.compose_command();
+        argv.extend(args);
+        self.command(argv, attempt).await
+    }
+
+    /// Runs a docker command that must succeed; the reason when it does not.
+    pub(super) async fn must(
+        &self,
+        what: &str,
+        args: Vec<String>,
+        attempt: &Attempt,
+    ) -> Result<(), String> {
+        let said = self.docker(args, attempt).await;
+        told(what, &said, attempt).await
+    }
+
+    async fn exists(&self, name: &str, attempt: &Attempt) -> bool {
+        self.docker(words(&["container", "inspect", "--", name]), attempt)
+            .await
+            .ok
+    }
+
+    /// Asks the health URL inside `container` until it answers, or the
+    /// container stops, or the time is out.
+    async fn healthy(&self, container: &str, attempt: &Attempt) -> Result<(), String> {
+        let until = Instant::now() + self.r.health_timeout;
+        let mut asked = 0u32;
+        loop {
+            asked += 1;
+            let said = self.docker(self.r.health_check(container), attempt).await;
+            if said.ok {
+                attempt
+                    .output
+                    .info(format!(
+                        "{container} answers {} (asked {asked} time{})",
+                        self.r.health,
+                        if asked == 1 { "" } else { "s" }
+                    ))
+                    .await;
+                return Ok(());
+            }
+            if crate::docker::refused(&said.text) || attempt.cancel.is_cancelled() {
+                let logs = self
+                    .docker(words(&["logs", "--tail", "20", "--", container]), attempt)
+                    .await;
+                let mut why = format!("{container} stopped before it answered {}", self.r.health);
+                if !logs.text.is_empty() {
+                    let _ = write!(why, "; its last words: {}", excerpt(&logs.text));
+                }
+                return Err(why);
+            }
+            if Instant::now() >= until {
+                return Err(format!(
+                    "{container} did not answer {} within {} ({})",
+                    self.r.health,
+                    humantime::format_duration(self.r.health_timeout),
+                    excerpt(&said.text)
+                ));
+            }
+            tokio::time::sleep(HEALTH_EVERY).await;
+        }
+    }
+
+    /// The networks on which `name` takes traffic, and whether it is on each
+    /// already (without the name).
+    async fn traffic_networks(&self, name: &str, attempt: &Attempt) -> Result<Vec<String>, String> {
+        match &self.r.way {
+            Way::Run { network, .. } => Ok(vec![network.clone()]),
+            Way::Compose { .. } => self.networks_of(name, attempt).await,
+        }
+    }
+
+    /// The networks a container is on.
+    pub(super) async fn networks_of(
+        &self,
+        name: &str,
+        attempt: &Attempt,
+    ) -> Result<Vec<String>, String> {
+        let said = self
+            .docker(
+                words(&[
+                    "container",
+                    "inspect",
+                    "--format",
+                    "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}\n{{end}}",
+                    "--",
+                    name,
+                ]),
+                attempt,
+            )
+            .await;
+        if !said.ok {
+            return Err(format!("the networks of {name}: {}", excerpt(&said.text)));
+        }
+        Ok(said
+            .out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// `name` answers to the release's alias on the proxy's network(s).
+    async fn take_traffic(&self, name: &str, attempt: &Attempt) -> Result<(), String> {
+        let alias = self.r.alias().to_owned();
+        for network in self.traffic_networks(name, attempt).await? {
+            if rejoins(&self.r) {
+                self.must(
+                    &format!("leave {network} (to come back named)"),
+                    words(&["network", "disconnect", &network, name]),
+                    attempt,
+                )
+                .await?;
+            }
+            self.must(
+                &format!("take traffic as {alias} on {network}"),
+                words(&[
+                    "network",
+                    "connect",
+                    &format!("--alias={alias}"),
+                    &network,
+                    name,
+                ]),
+                attempt,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `name` no longer answers to the alias; it keeps the networks it needs
+    /// for anything else (its database's) when they are the proxy's too.
+    pub(super) async fn leave_traffic(&self, name: &str, attempt: &Attempt) -> Result<(), String> {
+        for network in self.traffic_networks(name, attempt).await? {
+            let _ = self
+                .docker(words(&["network", "disconnect", &network, name]), attempt)
+                .await;
+            if rejoins(&self.r) {
+                self.must(
+                    &format!("join {network} without the name"),
+                    words(&["network", "connect", &network, name]),
+                    attempt,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn start(&self, attempt: &Attempt) -> Result<(), String> {
+        let r = &self.r;
+        let _ = self
+            .docker(words(&["rm", "-f", "--", &r.next, &r.previous]), attempt)
+            .await;
+        match &r.way {
+            Way::Run { networks, .. } => {
+                self.must("start the new release beside", r.run(&self.env), attempt)
+                    .await?;
+                for network in networks.iter().skip(1) {
+                    self.must(
+                        &format!("join {network}"),
+                        words(&["network", "connect", network, &r.next]),
+                        attempt,
+                    )
+                    .await?;
+                }
+            }
+            Way::Compose { service, .. } => {
+                compose::make_beside(self, service, attempt).await?;
+            }
+        }
+        self.healthy(&r.next, attempt).await
+    }
+
+    async fn switch(&self, attempt: &Attempt) -> Result<(), String> {
+        let r = &self.r;
+        self.take_traffic(&r.next, attempt).await?;
+        tokio::time::sleep(r.settle).await;
+        let running = self.exists(&r.container, attempt).await;
+        if running {
+            let _ = self
+                .docker(words(&["rm", "-f", "--", &r.previous]), attempt)
+                .await;
+            self.must(
+                "keep the running release",
+                words(&["rename", &r.container, &r.previous]),
+                attempt,
+            )
+            .await?;
+        }
+        self.must(
+            "name the new release",
+            words(&["rename", &r.next, &r.container]),
+            attempt,
+        )
+        .await?;
+        if running {
+            self.must(
+                "drain the previous release",
+                words(&[
+                    "stop",
+                    &format!("--time={}", r.drain.as_secs()),
+                    &r.previous,
+                ]),
+                attempt,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The switch backwards, from wherever it stopped. The new release stays,
+    /// out of traffic, as `NEXT`: the start's undo removes it.
+    async fn switch_back(&self, attempt: &Attempt) -> Result<(), String> {
+        let r = &self.r;
+        if !self.exists(&r.previous, attempt).await {
+            // The running release was never set aside: the new one only
+            // leaves the traffic.
+            if self.exists(&r.next, attempt).await {
+                self.leave_traffic(&r.next, attempt).await?;
+            }
+            return Ok(());
+        }
+        self.must(
+            "start the previous release",
+            words(&["start", &r.previous]),
+            attempt,
+        )
+        .await?;
+        self.healthy(&r.previous, attempt).await?;
+        if !self.exists(&r.next, attempt).await {
+            self.must(
+                "set the new release aside",
+                words(&["rename", &r.container, &r.next]),
+                attempt,
+            )
+            .await?;
+        }
+        self.must(
+            "give the previous release its name back",
+            words(&["rename", &r.previous, &r.container]),
+            attempt,
+        )
+        .await?;
+        tokio::time::sleep(r.settle).await;
+        self.leave_traffic(&r.next, attempt).await
+    }
+}
+
+/// Tells how a command went; the reason when it failed.
+pub(super) async fn told(what: &str, said: &Said, attempt: &Attempt) -> Result<(), String> {
+    attempt
+        .output
+        .info(format!(
+            "{what}: {}",
+            if said.ok { "done" } else { "failed" }
+        ))
+        .await;
+    if said.ok {
+        Ok(())
+    } else {
+        Err(format!("{what}: {}", excerpt(&said.text)))
+    }
+}
+
+/// Container ids, one a line.
+pub(super) fn ids(out: &str) -> BTreeSet<String> {
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Work for ReleaseWork {
+    fn attempt(&self, attempt: Attempt) -> Attempted<'_> {
+        Box::pin(async move {
+            let r = &self.r;
+            let done = match (self.stage, self.undo) {
+                (Stage::Start, false) => self.start(&attempt).await,
+                (Stage::Start, true) => {
+                    let _ = self
+                        .docker(words(&["rm", "-f", "--", &r.next]), &attempt)
+                        .await;
+                    Ok(())
+                }
+                (Stage::Switch, false) => self.switch(&attempt).await,
+                (Stage::Switch, true) => self.switch_back(&attempt).await,
+                (Stage::Finish, _) => {
+                    self.must(
+                        "remove the previous release",
+                        words(&["rm", "-f", "--", &r.previous]),
+                        &attempt,
+                    )
+                    .await
+                }
+            };
+            Outcome::new(match done {
+                Ok(()) => End::Exited(0),
+                Err(why) => End::Failed(why),
+            })
+        })
+    }
+}
