@@ -196,3 +196,241 @@ rollback = {{ kind = "shell", run = "touch undone", also_if_failed = true }}
     assert!(step(&record, "migrate")["rollback"].is_null());
     assert!(step(&record, "migrate")["rollback_not_run"].is_string());
 }
+
+/// A release that is a compose service (`service`, `dir`): compose makes the
+/// second container of the service, as docker-rollout does, and the proxy's
+/// name for it (the service's) moves from one release to the other.
+mod compose {
+    use std::process::Command;
+
+    use crate::common::Test;
+    use crate::common::docker::{Cleanup, busybox_image, docker, docker_ok, unique};
+
+    /// Two releases of a service that says its version on port 8080, under
+    /// this machine's compose, in the project `project`; `down` at the end.
+    struct Stack {
+        test: Test,
+        project: String,
+        image: String,
+        _cleanup: Cleanup,
+    }
+
+    impl Stack {
+        fn new(tag: &str, service_extra: &str) -> Self {
+            let image = unique(tag);
+            let mut cleanup = Cleanup::default();
+            for version in ["v1", "v2"] {
+                let tagged = format!("{image}:{version}");
+                busybox_image(
+                    &tagged,
+                    r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/srv"]"#,
+                    &[("rootfs/srv/index.html", version.as_bytes())],
+                );
+                cleanup.images.push(tagged);
+            }
+            let project = unique(tag).replace(['-', '.'], "");
+            let stack = Self {
+                test: Test::new().env("COMPOSE_PROJECT_NAME", &project),
+                project,
+                image,
+                _cleanup: cleanup,
+            };
+            stack.compose_file("v1", service_extra);
+            let up = stack.compose(&["up", "-d"]);
+            assert!(
+                up.status.success(),
+                "{}",
+                String::from_utf8_lossy(&up.stderr)
+            );
+            stack
+        }
+
+        /// The compose file as a release brings it.
+        fn compose_file(&self, version: &str, service_extra: &str) {
+            let dir = self.test.path_of("srv");
+            std::fs::create_dir_all(&dir).expect("srv");
+            std::fs::write(
+                dir.join("docker-compose.yml"),
+                format!(
+                    "version: \"2.4\"\nservices:\n  web:\n    image: {}:{version}\n{service_extra}",
+                    self.image
+                )
+                .replace("PROJECT", &self.project),
+            )
+            .expect("compose file");
+        }
+
+        fn compose(&self, args: &[&str]) -> std::process::Output {
+            Command::new("docker-compose")
+                .args(args)
+                .current_dir(self.test.path_of("srv"))
+                .env("COMPOSE_PROJECT_NAME", &self.project)
+                .output()
+                .expect("docker-compose")
+        }
+
+        /// `app`, `app-next` and `app-previous`: whether each exists, and runs.
+        fn state(&self, name: &str) -> Option<bool> {
+            let out = docker(&["inspect", "--format", "{{.State.Running}}", name]);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim() == "true")
+        }
+
+        fn version(&self, name: &str) -> String {
+            docker_ok(&["exec", name, "cat", "/srv/index.html"])
+        }
+
+        /// The addresses the service's name stands for on its network, as a
+        /// proxy on that network resolves it, and the address of `name`.
+        fn web_and(&self, name: &str) -> (Vec<String>, String) {
+            let out = docker_ok(&["exec", name, "nslookup", "web"]);
+            let mut named = false;
+            let mut web: Vec<String> = Vec::new();
+            for line in out.lines() {
+                if line.starts_with("Name:") {
+                    named = true;
+                } else if named && let Some(address) = line.strip_prefix("Address:") {
+                    web.push(address.trim().split(' ').next().unwrap_or("").to_owned());
+                }
+            }
+            web.sort();
+            let own = docker_ok(&[
+                "inspect",
+                "--format",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                name,
+            ]);
+            (web, own.trim().to_owned())
+        }
+    }
+
+    impl Drop for Stack {
+        fn drop(&mut self) {
+            let _ = self.compose(&["down", "-v", "--remove-orphans"]);
+            for suffix in ["", "-next", "-previous"] {
+                let _ = docker(&["rm", "-f", &format!("{}{suffix}", self.project)]);
+            }
+        }
+    }
+
+    fn plan(app: &str, after_switch: &str) -> String {
+        format!(
+            r#"
+[plan]
+name = "compose release"
+
+[steps.start]
+kind = "release"
+stage = "start"
+service = "web"
+dir = "srv"
+container = "{app}"
+health = "http://localhost:8080/"
+health_timeout = "20s"
+drain = "2s"
+settle = "300ms"
+
+[steps.switch]
+kind = "release"
+stage = "switch"
+needs = ["start"]
+service = "web"
+dir = "srv"
+container = "{app}"
+health = "http://localhost:8080/"
+drain = "2s"
+settle = "300ms"
+{after_switch}
+"#
+        )
+    }
+
+    #[test]
+    fn a_compose_service_is_released_beside_the_running_one_and_rolled_back_by_the_reverse_switch()
+    {
+        let stack = Stack::new("cmp", "");
+        let app = stack.project.clone();
+        // The release's compose file, as a git pull would bring it.
+        stack.compose_file("v2", "");
+        // A check after the switch fails: the reverse switch.
+        let failing = "[steps.smoke]\nkind = \"shell\"\nneeds = [\"switch\"]\nrun = \"exit 1\"\n";
+        let test = &stack.test;
+        std::fs::write(test.path_of("plan.toml"), plan(&app, failing)).expect("plan");
+        let run = test.run_with(&["apply", "plan.toml"]);
+        assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+        // The running container was adopted under the app's name, and serves
+        // again, alone under the service's name; the new one is gone.
+        assert_eq!(stack.state(&app), Some(true), "{}", run.stdout);
+        assert_eq!(stack.version(&app), "v1");
+        let (web, own) = stack.web_and(&app);
+        assert_eq!(web, vec![own], "{}", run.stdout);
+        assert_eq!(stack.state(&format!("{app}-next")), None, "{}", run.stdout);
+        let ps = stack.compose(&["ps", "-q", "web"]);
+        assert_eq!(String::from_utf8_lossy(&ps.stdout).lines().count(), 1);
+
+        // The same release without the failing check.
+        std::fs::write(test.path_of("plan.toml"), plan(&app, "")).expect("plan");
+        let run = test.run_with(&["apply", "plan.toml"]);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        assert_eq!(stack.version(&app), "v2");
+        let (web, own) = stack.web_and(&app);
+        assert_eq!(web, vec![own], "{}", run.stdout);
+        // The old release is kept, stopped, for a rollback…
+        assert_eq!(stack.state(&format!("{app}-previous")), Some(false));
+        // …until a finish removes it.
+        let finish = format!(
+            "{}\n[steps.finish]\nkind = \"release\"\nstage = \"finish\"\ncontainer = \"{app}\"\n",
+            "[plan]\nname = \"compose release\""
+        );
+        std::fs::write(test.path_of("plan.toml"), finish).expect("plan");
+        let run = test.run_with(&["apply", "plan.toml"]);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        assert_eq!(stack.state(&format!("{app}-previous")), None);
+        assert_eq!(stack.state(&app), Some(true));
+    }
+
+    #[test]
+    fn a_compose_service_that_cannot_run_twice_is_a_preflight_finding_before_any_change() {
+        let port = crate::common::docker::free_port();
+        let extra = format!(
+            "    container_name: PROJECT-fixed\n    ports:\n      - \"127.0.0.1:{port}:8080\"\n"
+        );
+        let stack = Stack::new("cmpbad", &extra);
+        // The running container's name is the fixed one.
+        let app = stack.project.clone();
+        let fixed = format!("{app}-fixed");
+        let _gone = scopeguard(&fixed);
+        std::fs::write(stack.test.path_of("plan.toml"), plan(&app, "")).expect("plan");
+        let run = stack.test.run_with(&["apply", "plan.toml"]);
+        assert_eq!(run.status, 4, "{}{}", run.stdout, run.stderr);
+        let said = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            said.contains(&format!("service `web` has `container_name: {fixed}`")),
+            "{said}"
+        );
+        assert!(
+            // Compose v1 prints the short syntax, v2 the long one.
+            said.lines()
+                .any(|l| l.contains("service `web` publishes port")
+                    && l.contains(&port.to_string())
+                    && l.contains("on the host")),
+            "{said}"
+        );
+        // Nothing changed: the one container, under its own name.
+        assert_eq!(stack.state(&fixed), Some(true));
+        assert_eq!(stack.state(&app), None);
+        assert_eq!(stack.state(&format!("{app}-next")), None);
+    }
+
+    /// Removes a container by name at the end.
+    fn scopeguard(name: &str) -> impl Drop {
+        struct Gone(String);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = docker(&["rm", "-f", &self.0]);
+            }
+        }
+        Gone(name.to_owned())
+    }
+}
