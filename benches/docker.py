@@ -30,6 +30,7 @@ import argparse
 import glob
 import http.client
 import json
+from datetime import datetime
 import os
 import shutil
 import statistics
@@ -60,7 +61,7 @@ def poll(port, stop, seen):
     for _ in range(3000):
         if stop.is_set():
             return
-        at = time.perf_counter()
+        at = time.time()
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             conn.request("GET", "/cgi-bin/up")
@@ -78,15 +79,15 @@ def poll(port, stop, seen):
         time.sleep(0.02)
 
 
-def release(work, env, port, args, label):
-    """Runs `runner apply demo.toml ARGS` while the client polls: what it saw."""
+def release(work, env, port, args, label, plan="demo.toml"):
+    """Runs `runner apply PLAN ARGS` while the client polls: what it saw."""
     seen = []
     stop = threading.Event()
     client = threading.Thread(target=poll, args=(port, stop, seen))
     client.start()
     time.sleep(0.2)
     start = time.perf_counter()
-    code = subprocess.run([RUNNER, "apply", "demo.toml", *args], cwd=work, env=env,
+    code = subprocess.run([RUNNER, "apply", plan, *args], cwd=work, env=env,
                           stdout=subprocess.DEVNULL).returncode
     took = time.perf_counter() - start
     time.sleep(1.0)
@@ -115,6 +116,18 @@ def release(work, env, port, args, label):
     print("  in order: " + ", then ".join(f"{n} x {k}" for k, n in runs))
     if pages:
         print(f"  maintenance pages seen for {window_ms:.0f} ms; migrate took {migrate_ms} ms")
+    back = steps.get("switch", {}).get("rollback")
+    if back:
+        # The reverse switch: from its start (the record's clock) to the
+        # first answer of the old release after the last of the new one.
+        began = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00")).timestamp()
+        hook_at = began + back["started_ms"] / 1000
+        new = [at for at, what, body in seen if what == "200" and " v6 " in f" {body} "]
+        old = [at for at, what, body in seen if what == "200" and at > max(new, default=0)
+               and " v6 " not in f" {body} "]
+        if old:
+            print(f"  reverse switch: the old release answers {(old[0] - hook_at) * 1000:.0f} ms "
+                  f"after it began (the whole hook took {back['ended_ms'] - back['started_ms']} ms)")
     return code, counts, window_ms, migrate_ms
 
 
@@ -157,6 +170,14 @@ def gapless(work):
         budget = 1.3 * migrate_ms + 2 * rt
         print(f"  window {window_ms:.0f} ms; budget 1.3 x {migrate_ms} + 2 x {rt:.0f} = "
               f"{budget:.0f} ms: {'met' if window_ms <= budget else 'NOT met'}")
+        # A check after the switch fails: the reverse switch, v6 back to v5.
+        with open(os.path.join(work, "demo.toml")) as f:
+            smoke = f.read() + ('\n[steps.smoke]\nkind = "shell"\nneeds = ["switch"]\n'
+                                'run = "sleep 1 && exit 1"\n')
+        with open(os.path.join(work, "demo-smoke.toml"), "w") as f:
+            f.write(smoke)
+        release(work, env, port, ["--var", "version=v6"],
+                "v5 -> v6, a check after the switch fails", plan="demo-smoke.toml")
     finally:
         subprocess.run([os.path.join(work, "demo", "teardown.sh"), name, name],
                        env=dict(env, DOCKER_CMD="docker"), stdout=subprocess.DEVNULL)

@@ -176,15 +176,20 @@ pub(super) fn operations(
                     "give the name back",
                     docker(&["rename", &r.previous, &r.container]),
                 ),
+                Operation::process("drain the new one", docker(&["stop", &drain, &r.next]))
+                    .note("SIGTERM, with its name: requests in flight finish"),
                 Operation::process(
                     "the new one leaves the traffic",
                     docker(&["network", "disconnect", &network, &r.next]),
                 )
                 .note(if rejoins(r) {
-                    "then `network connect` again without the name: the hooks before the start's undo may still use it"
+                    "then `network connect` again, without the name"
                 } else {
-                    "the start's undo removes it"
+                    "off the proxy's network"
                 }),
+                Operation::process("start it again", docker(&["start", &r.next])).note(
+                    "out of traffic, for the hooks before the start's undo (which removes it)",
+                ),
             ]);
         }
         (Stage::Finish, _) => ops.push(
@@ -374,14 +379,11 @@ impl ReleaseWork {
     async fn take_traffic(&self, name: &str, attempt: &Attempt) -> Result<(), String> {
         let alias = self.r.alias().to_owned();
         for network in self.traffic_networks(name, attempt).await? {
-            if rejoins(&self.r) {
-                self.must(
-                    &format!("leave {network} (to come back named)"),
-                    words(&["network", "disconnect", &network, name]),
-                    attempt,
-                )
-                .await?;
-            }
+            // Off the network first, wherever it was left (on it without
+            // the name, on it with it, not on it): it comes back named.
+            let _ = self
+                .docker(words(&["network", "disconnect", &network, name]), attempt)
+                .await;
             self.must(
                 &format!("take traffic as {alias} on {network}"),
                 words(&[
@@ -465,6 +467,9 @@ impl ReleaseWork {
         )
         .await?;
         if running {
+            // It keeps the name while it drains: on SIGTERM it stops taking
+            // connections (the proxy passes over it) and finishes those in
+            // flight. Taken off the network, it would drop them.
             self.must(
                 "drain the previous release",
                 words(&[
@@ -497,6 +502,7 @@ impl ReleaseWork {
             attempt,
         )
         .await?;
+        // It kept its name on the network: started, it answers to it again.
         self.healthy(&r.previous, attempt).await?;
         if !self.exists(&r.next, attempt).await {
             self.must(
@@ -513,7 +519,27 @@ impl ReleaseWork {
         )
         .await?;
         tokio::time::sleep(r.settle).await;
-        self.leave_traffic(&r.next, attempt).await
+        // Drained with its name, as the old one is on the way forward; then
+        // off the name and started again, out of traffic, for the hooks that
+        // still use it (a migration's way down).
+        self.must(
+            "drain the new release",
+            words(&["stop", &format!("--time={}", r.drain.as_secs()), &r.next]),
+            attempt,
+        )
+        .await?;
+        self.leave_traffic(&r.next, attempt).await?;
+        let started = self.docker(words(&["start", &r.next]), attempt).await;
+        if !started.ok {
+            attempt
+                .output
+                .info(format!(
+                    "the new release, out of traffic, did not start again for the hooks: {}",
+                    excerpt(&started.text)
+                ))
+                .await;
+        }
+        Ok(())
     }
 }
 
