@@ -212,10 +212,10 @@ fn host_records(
                 || mine.iter().any(|r| r.status == engine::Status::Failed);
             let deployed = batch(h).is_some()
                 && !failed
-                && mine
-                    .iter()
-                    .zip(&of_plan)
-                    .all(|(r, &plan_step)| !plan_step || r.status == engine::Status::Succeeded);
+                && mine.iter().zip(&of_plan).all(|(r, &plan_step)| {
+                    // A step whose condition did not hold is done too.
+                    !plan_step || r.status == engine::Status::Succeeded || r.skipped.is_some()
+                });
             let rolled_back = mine.iter().any(|r| r.hook.is_some());
             let hooks_ok = mine
                 .iter()
