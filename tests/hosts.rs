@@ -486,6 +486,14 @@ mod rolling {
                 .unwrap_or_else(|| panic!("{text:?} is not in:\n{out}"))
         };
         assert!(position("undrain@rth1 succeeded") < position("▶ switch@rth2"));
+        // Gapless on each host: no host left the pool for it.
+        let record = crate::common::records(&rollout.test)
+            .pop()
+            .expect("a record");
+        for i in 1..=count {
+            let drain = crate::common::step(&record, &format!("drain@rth{i}"));
+            assert_eq!(drain["status"], "skipped", "{drain}");
+        }
         // The image went over the connection; the first deploy had sent v1.
         assert!(out.contains("Loaded image"), "{out}");
         for i in 1..=count {
@@ -789,7 +797,7 @@ mod rolling {
             .test
             .command()
             .args(["apply", "plan.toml", "--var", "version=v2"])
-            .args(["--var", "hang=rth2"])
+            .args(["--var", "hang=rth2", "--var", "leave_pool=yes"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .process_group(0)

@@ -28,8 +28,10 @@ fn edit(rollout: &Rollout, from: &str, to: &str) {
     std::fs::write(&path, plan.replace(from, to)).expect("plan");
 }
 
-/// The drain of every host waits `seconds`: a run that holds its locks a while.
+/// Every host leaves the pool, and its drain waits `seconds`: a run that
+/// holds its locks a while.
 fn slow_drain(rollout: &Rollout, seconds: u32) {
+    edit(rollout, "leave_pool = \"no\"", "leave_pool = \"yes\"");
     edit(
         rollout,
         "&& sleep 0.3\"\nrollback",

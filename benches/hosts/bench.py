@@ -61,6 +61,7 @@ def image(tag, cmd, files):
             os.makedirs(os.path.dirname(f"{ctx}/rootfs{path}"), exist_ok=True)
             with open(f"{ctx}/rootfs{path}", "w") as f:
                 f.write(text)
+            os.chmod(f"{ctx}/rootfs{path}", 0o755)
         with open(f"{ctx}/Dockerfile", "w") as f:
             f.write(f"FROM scratch\nCOPY rootfs/ /\nCMD {json.dumps(cmd)}\n")
         sh(f"docker build -q -t {tag} {ctx}")
@@ -139,6 +140,8 @@ def exec_bench(work, hosts, runs, base_env, bench_image):
 # The tests' rolling deploy (benches/hosts/rolling.template.toml).
 with open(os.path.join(HERE, "rolling.template.toml")) as f:
     ROLL = f.read()
+with open(os.path.join(HERE, "front.cgi")) as f:
+    FRONT = f.read()
 
 
 def roll_bench(work, runs, env, app):
@@ -259,7 +262,7 @@ def main():
         image(f"{tag}-exec", ["sleep", "3600"], {})
         for version in ("v1", "v2"):
             image(f"{tag}-app:{version}", ["httpd", "-f", "-p", "8080", "-h", "/srv"],
-                  {"/srv/index.html": version})
+                  {"/srv/index.html": version, "/front/cgi-bin/index.cgi": FRONT})
         sh(f"docker save {tag}-exec | DOCKER_HOST=unix://{hosts}/rth1/run/docker.sock docker load")
         ex = exec_bench(work, hosts, runs, env, f"{tag}-exec")
         roll = roll_bench(work, runs, env, f"{tag}-app")

@@ -8,9 +8,11 @@ use super::docker::{Cleanup, busybox_image, unique};
 use super::hosts::Hosts;
 use super::{Run, Test};
 
-/// Two releases of an app that says its version, and the plan that rolls
-/// it out: each host leaves the proxy's pool, gets the image, switches
-/// (the old container kept to roll back to), is checked, and comes back.
+/// Two releases of an app that says its version (and carries each host's
+/// front), and the plan that rolls it out: each host gets the image, starts
+/// the release beside the running one, switches without a gap (the old
+/// container kept to roll back to), and is checked; it leaves the proxy's
+/// pool only with `leave_pool=yes`.
 pub(crate) struct Rollout {
     pub(crate) hosts: Hosts,
     pub(crate) test: Test,
@@ -34,12 +36,17 @@ impl Rollout {
         let hosts = Hosts::up(count);
         let image = unique("roll");
         let mut cleanup = Cleanup::default();
+        let front = std::fs::read(crate::common::repo().join("benches/hosts/front.cgi"))
+            .expect("benches/hosts/front.cgi");
         for version in ["v1", "v2"] {
             let tag = format!("{image}:{version}");
             busybox_image(
                 &tag,
                 r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/srv"]"#,
-                &[("rootfs/srv/index.html", version.as_bytes())],
+                &[
+                    ("rootfs/srv/index.html", version.as_bytes()),
+                    ("rootfs/front/cgi-bin/index.cgi", &front),
+                ],
             );
             cleanup.images.push(tag);
         }
