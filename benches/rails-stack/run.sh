@@ -118,7 +118,7 @@ state() {
   echo "code: $(git -C "$lab/srv" log -1 --format=%s)"
   echo "web runs: $(docker inspect --format '{{json .Config.Cmd}}' shop-web)"
   echo "services: $(docker ps --format '{{.Names}}' --filter name=shop- | sort | tr '\n' ' ')"
-  echo "web containers: $(docker ps -a --format '{{.Names}}' --filter label=com.docker.compose.service=web | tr '\n' ' ')"
+  echo "web containers: $(docker ps -a --format '{{.Names}}' --filter label=com.docker.compose.project=srv --filter label=com.docker.compose.service=web | tr '\n' ' ')"
   echo "schema: $(docker exec shop-web bin/rails db:version 2>/dev/null | sed -n 's/^Current version: //p')"
   echo "columns: $(docker exec shop-db psql -U shop shop_production -Atc \
     "select string_agg(column_name, ',' order by column_name) from information_schema.columns where table_name = 'members'")"
@@ -151,6 +151,16 @@ if expect == "no-page":
     ok = ok and pages == 0
 elif expect == "window":
     ok = ok and poll["window_ms"] <= 1.3 * need + 2 * exec_ms
+if poll["odd"] or expect == "window":
+    # The steps on the client's clock, to tell what an odd answer met.
+    from datetime import datetime
+    began = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00")).timestamp()
+    shift = (began - poll["began"]) * 1000
+    for s in record["steps"]:
+        if s.get("started_ms") is not None and s.get("ended_ms") is not None:
+            print(f"    {s['started_ms'] + shift:8.0f} – {s['ended_ms'] + shift:8.0f} ms  {s['id']}")
+    for line in poll["odd"]:
+        print(f"    odd: {line}")
 print("  ok    answers" if ok else "  WRONG answers")
 sys.exit(0 if ok else 1)
 PY
