@@ -104,7 +104,9 @@ fn plan_only_runs_no_step_and_only_read_only_docker_commands() {
     assert!(out.contains(
         "docker exec --env RAILS_ENV --env RUNNER_RUN_ID --env RUNNER_STEP --env RUNNER_ATTEMPT --env RUNNER_EXEC_ID -- grenoble-roller-production bundle exec whenever --update-crontab --set 'environment=production'"
     ));
-    assert!(out.contains("Critical path (10 steps): clean-orphans -> record-revision -> git-pull"));
+    assert!(out.contains(
+        "Critical path (12 steps): clean-orphans -> record-revision -> git-pull -> build -> start -> pending -> maintenance-on -> migrate -> switch"
+    ));
     assert!(
         !test.path_of(".runner").exists(),
         "a preview writes no state"
@@ -252,14 +254,14 @@ fn json_preview_is_one_document_with_the_same_content() {
     assert_eq!(json["jobs"], 2);
     assert_eq!(json["docker"]["command"], serde_json::json!(["docker"]));
     let waves = json["waves"].as_array().unwrap();
-    assert_eq!(waves.len(), 10);
-    let migrate = waves[6]
+    assert_eq!(waves.len(), 12);
+    let migrate = waves[7]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["id"] == "migrate")
         .unwrap();
-    assert_eq!(migrate["needs"], serde_json::json!(["restart-app"]));
+    assert_eq!(migrate["needs"], serde_json::json!(["maintenance-on"]));
     assert_eq!(migrate["settings"]["retries"], 0);
     assert_eq!(migrate["rollback"]["also_if_failed"], true);
     assert_eq!(
@@ -278,7 +280,7 @@ fn json_preview_is_one_document_with_the_same_content() {
             "--env",
             "RUNNER_EXEC_ID",
             "--",
-            "grenoble-roller-production",
+            "grenoble-roller-production-next",
             "bin/rails",
             "db:migrate",
             "VERSION=<steps.schema-version.output>"
