@@ -85,7 +85,18 @@ fn a_rollback_after_the_switch_is_the_reverse_switch_with_no_page_and_no_error()
 #[test]
 fn backward_compatible_migrations_run_while_the_old_release_serves() {
     let demo = Demo::new("expand");
-    assert_eq!(demo.apply(&[]).status, 0);
+    // v1 -> v2 brings a migration: inside the window the new release joins
+    // the name early, and the switch finds it there.
+    let first = demo.apply(&[]);
+    assert_eq!(first.status, 0, "{}", first.stdout);
+    assert_eq!(step(&record(&demo.test), "join")["status"], "succeeded");
+    assert!(
+        first
+            .stdout
+            .contains("(joined earlier): no wait for the proxy"),
+        "{}",
+        first.stdout
+    );
     let poller = Poller::start(demo.port);
     let run = demo
         .test
@@ -107,6 +118,7 @@ fn backward_compatible_migrations_run_while_the_old_release_serves() {
     let record = record(&demo.test);
     assert_eq!(step(&record, "migrate")["status"], "succeeded");
     assert_eq!(step(&record, "maintenance-on")["status"], "skipped");
+    assert_eq!(step(&record, "join")["status"], "skipped");
     assert!(
         step(&record, "maintenance-on")["skipped"]
             .as_str()

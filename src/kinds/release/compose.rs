@@ -78,6 +78,22 @@ fn published(port: &Yaml) -> Option<String> {
     }
 }
 
+/// The compose arguments that make the service `count` containers, the new
+/// ones made but not started, nothing else touched.
+pub(super) fn scale_up(service: &str, count: usize) -> Vec<String> {
+    let scale = format!("{service}={count}");
+    words(&[
+        "up",
+        "--no-start",
+        "--no-deps",
+        "--no-build",
+        "--no-recreate",
+        "--scale",
+        &scale,
+        service,
+    ])
+}
+
 /// One container of the service, as docker sees it.
 struct Member {
     id: String,
@@ -189,21 +205,8 @@ pub(super) async fn make_beside(
         }
     }
 
-    let scale = format!("{service}={}", before.len() + 1);
     let made = work
-        .compose(
-            words(&[
-                "up",
-                "--no-start",
-                "--no-deps",
-                "--no-build",
-                "--no-recreate",
-                "--scale",
-                &scale,
-                service,
-            ]),
-            attempt,
-        )
+        .compose(scale_up(service, before.len() + 1), attempt)
         .await;
     let after = members(work, service, attempt).await?;
     let new: Vec<&Member> = after

@@ -14,6 +14,10 @@
 //!   starts, is probed, takes the name back, and the new one leaves the
 //!   traffic (it stays `CONTAINER-next`, for the hooks of the steps between
 //!   the two stages, until the start's undo removes it): no page, no error.
+//! - `stage = "join"` (optional, between the two): the new release answers to
+//!   the app's name beside the running one, while a maintenance window hides
+//!   which of them answers; the switch then finds it there and need not wait
+//!   for the proxy to see it. Undone: it leaves the name.
 //! - `stage = "finish"`: the kept previous release is removed, once nothing
 //!   after the switch can fail.
 //!
@@ -88,6 +92,10 @@ const FROM_COMPOSE: &[&str] = &[
 pub enum Stage {
     /// Start the new release beside the running one, and probe it.
     Start,
+    /// Let it answer to the app's name beside the running one, early: while
+    /// a maintenance window hides which of the two answers, so that the
+    /// switch after the migrations need not wait for the proxy to see it.
+    Join,
     /// Move the traffic to it, and drain the previous one.
     Switch,
     /// Remove the previous release, kept until now for a rollback.
@@ -96,7 +104,8 @@ pub enum Stage {
 
 #[derive(Debug, Clone, JsonSchema)]
 pub struct Release {
-    /// `start` (beside the running release, probed), `switch` (traffic
+    /// `start` (beside the running release, probed), `join` (it answers to
+    /// the name too, early, inside a maintenance window), `switch` (traffic
     /// moved, the previous release drained and kept) or `finish` (the
     /// previous release removed).
     pub stage: Sp<Stage>,
@@ -147,6 +156,7 @@ fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
         "\"start\"",
         &[
             ("start", Stage::Start),
+            ("join", Stage::Join),
             ("switch", Stage::Switch),
             ("finish", Stage::Finish),
         ],
@@ -177,7 +187,7 @@ fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
         whole &= fields.refuse("dir", "it is where compose runs: give `service` too");
     }
     if stage.value != Stage::Finish {
-        if health.is_none() {
+        if health.is_none() && stage.value != Stage::Join {
             fields.missing("health", "\"http://localhost:3000/up\"");
             whole = false;
         }

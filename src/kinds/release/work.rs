@@ -78,16 +78,7 @@ pub(super) fn operations(
                     ops.push(
                         Operation::process(
                             "make one beside",
-                            compose(&[
-                                "up",
-                                "--no-start",
-                                "--no-deps",
-                                "--no-build",
-                                "--no-recreate",
-                                "--scale",
-                                &format!("{service}=2"),
-                                service,
-                            ]),
+                            [words_of_compose.clone(), compose::scale_up(service, 2)].concat(),
                         )
                         .note("one more than run now, from the compose file as it is now"),
                     );
@@ -123,15 +114,50 @@ pub(super) fn operations(
             "remove the new release",
             docker(&["rm", "-f", "--", &r.next]),
         )),
+        (Stage::Join, false) => {
+            let network = traffic_network(r);
+            ops.push(Operation::process(
+                "off the network (to come back named)",
+                docker(&["network", "disconnect", &network, &r.next]),
+            ));
+            ops.push(
+                Operation::process(
+                    "answer to the name beside the running one",
+                    docker(&[
+                        "network",
+                        "connect",
+                        &format!("--alias={}", r.alias()),
+                        &network,
+                        &r.next,
+                    ]),
+                )
+                .note(format!(
+                    "then {} for the proxy to see it; the switch finds it there",
+                    humantime::format_duration(r.settle)
+                )),
+            );
+        }
+        (Stage::Join, true) => ops.push(
+            Operation::process(
+                "leave the name",
+                docker(&["network", "disconnect", &traffic_network(r), &r.next]),
+            )
+            .note(if rejoins(r) {
+                "then `network connect` again, without the name"
+            } else {
+                "off the proxy's network"
+            }),
+        ),
         (Stage::Switch, false) => {
             let alias = format!("--alias={}", r.alias());
             let network = traffic_network(r);
-            if rejoins(r) {
-                ops.push(Operation::process(
-                    "leave (to come back named)",
+            ops.push(
+                Operation::process(
+                    "off the network (to come back named)",
                     docker(&["network", "disconnect", &network, &r.next]),
-                ));
-            }
+                )
+                .note("with the connect and the wait: not when a `join` stage put it there"),
+            );
             ops.push(
                 Operation::process(
                     "take traffic",
@@ -444,44 +470,102 @@ impl ReleaseWork {
         self.healthy(&r.next, attempt).await
     }
 
+    /// The new release answers to the name beside the running one, and the
+    /// proxy has had time to see it.
+    async fn join(&self, attempt: &Attempt) -> Result<(), String> {
+        self.take_traffic(&self.r.next, attempt).await?;
+        tokio::time::sleep(self.r.settle).await;
+        Ok(())
+    }
+
+    /// Whether `name` answers to the release's alias on each network the
+    /// proxy reaches it on (a `join` stage put it there).
+    async fn answers_to_name(&self, name: &str, attempt: &Attempt) -> bool {
+        let said = self
+            .docker(
+                words(&[
+                    "container",
+                    "inspect",
+                    "--format",
+                    "{{range $name, $e := .NetworkSettings.Networks}}{{$name}} {{range $e.Aliases}}{{.}} {{end}}\n{{end}}",
+                    "--",
+                    name,
+                ]),
+                attempt,
+            )
+            .await;
+        if !said.ok {
+            return false;
+        }
+        let Ok(networks) = self.traffic_networks(name, attempt).await else {
+            return false;
+        };
+        let alias = self.r.alias();
+        !networks.is_empty()
+            && networks.iter().all(|network| {
+                said.out.lines().any(|line| {
+                    let mut words = line.split_whitespace();
+                    words.next() == Some(network.as_str()) && words.any(|a| a == alias)
+                })
+            })
+    }
+
     async fn switch(&self, attempt: &Attempt) -> Result<(), String> {
         let r = &self.r;
-        self.take_traffic(&r.next, attempt).await?;
-        tokio::time::sleep(r.settle).await;
+        if self.answers_to_name(&r.next, attempt).await {
+            attempt
+                .output
+                .info(format!(
+                    "{} already answers to {} (joined earlier): no wait for the proxy",
+                    r.next,
+                    r.alias()
+                ))
+                .await;
+        } else {
+            self.take_traffic(&r.next, attempt).await?;
+            tokio::time::sleep(r.settle).await;
+        }
         let running = self.exists(&r.container, attempt).await;
         if running {
             let _ = self
                 .docker(words(&["rm", "-f", "--", &r.previous]), attempt)
                 .await;
-            self.must(
+            self.rename(
                 "keep the running release",
-                words(&["rename", &r.container, &r.previous]),
+                &r.container,
+                &r.previous,
                 attempt,
             )
             .await?;
         }
-        self.must(
-            "name the new release",
-            words(&["rename", &r.next, &r.container]),
-            attempt,
-        )
-        .await?;
+        self.rename("name the new release", &r.next, &r.container, attempt)
+            .await?;
         if running {
             // It keeps the name while it drains: on SIGTERM it stops taking
             // connections (the proxy passes over it) and finishes those in
             // flight. Taken off the network, it would drop them.
-            self.must(
-                "drain the previous release",
-                words(&[
-                    "stop",
-                    &format!("--time={}", r.drain.as_secs()),
-                    &r.previous,
-                ]),
-                attempt,
-            )
-            .await?;
+            self.drain("drain the previous release", &r.previous, attempt)
+                .await?;
         }
         Ok(())
+    }
+
+    async fn rename(
+        &self,
+        what: &str,
+        from: &str,
+        to: &str,
+        attempt: &Attempt,
+    ) -> Result<(), String> {
+        self.must(what, words(&["rename", from, to]), attempt).await
+    }
+
+    /// `docker stop` with the release's grace: SIGTERM, requests in flight
+    /// finish, then SIGKILL.
+    async fn drain(&self, what: &str, name: &str, attempt: &Attempt) -> Result<(), String> {
+        let grace = format!("--time={}", self.r.drain.as_secs());
+        self.must(what, words(&["stop", &grace, name]), attempt)
+            .await
     }
 
     /// The switch backwards, from wherever it stopped. The new release stays,
@@ -505,16 +589,13 @@ impl ReleaseWork {
         // It kept its name on the network: started, it answers to it again.
         self.healthy(&r.previous, attempt).await?;
         if !self.exists(&r.next, attempt).await {
-            self.must(
-                "set the new release aside",
-                words(&["rename", &r.container, &r.next]),
-                attempt,
-            )
-            .await?;
+            self.rename("set the new release aside", &r.container, &r.next, attempt)
+                .await?;
         }
-        self.must(
+        self.rename(
             "give the previous release its name back",
-            words(&["rename", &r.previous, &r.container]),
+            &r.previous,
+            &r.container,
             attempt,
         )
         .await?;
@@ -522,12 +603,8 @@ impl ReleaseWork {
         // Drained with its name, as the old one is on the way forward; then
         // off the name and started again, out of traffic, for the hooks that
         // still use it (a migration's way down).
-        self.must(
-            "drain the new release",
-            words(&["stop", &format!("--time={}", r.drain.as_secs()), &r.next]),
-            attempt,
-        )
-        .await?;
+        self.drain("drain the new release", &r.next, attempt)
+            .await?;
         self.leave_traffic(&r.next, attempt).await?;
         let started = self.docker(words(&["start", &r.next]), attempt).await;
         if !started.ok {
@@ -579,6 +656,14 @@ impl Work for ReleaseWork {
                         .docker(words(&["rm", "-f", "--", &r.next]), &attempt)
                         .await;
                     Ok(())
+                }
+                (Stage::Join, false) => self.join(&attempt).await,
+                (Stage::Join, true) => {
+                    if self.exists(&r.next, &attempt).await {
+                        self.leave_traffic(&r.next, &attempt).await
+                    } else {
+                        Ok(())
+                    }
                 }
                 (Stage::Switch, false) => self.switch(&attempt).await,
                 (Stage::Switch, true) => self.switch_back(&attempt).await,
