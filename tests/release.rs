@@ -271,8 +271,20 @@ mod compose {
             .expect("compose file");
         }
 
+        /// This host's compose: the plugin, else docker-compose (as runner picks).
         fn compose(&self, args: &[&str]) -> std::process::Output {
-            Command::new("docker-compose")
+            let plugin = Command::new("docker")
+                .args(["compose", "version"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            let mut command = if plugin {
+                let mut c = Command::new("docker");
+                c.arg("compose");
+                c
+            } else {
+                Command::new("docker-compose")
+            };
+            command
                 .args(args)
                 .current_dir(self.test.path_of("srv"))
                 .env("COMPOSE_PROJECT_NAME", &self.project)

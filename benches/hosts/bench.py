@@ -17,8 +17,8 @@ its own dockerd and sshd) and everything goes at the end.
    - no reuse:  `DOCKER_HOST=ssh://…`, docker's own ssh transport: two new
                 ssh connections per `docker exec`.
    Target: reuse <= 1.3 x local.
-2. Wall time of a rolling deploy (ship the image, take the host out of the
-   pool, switch the container, probe it, put it back) to one host, then to
+2. Wall time of a rolling deploy (ship the image, start the release beside
+   the running one, switch without a gap, probe it) to one host, then to
    three hosts with serial = 1 and with serial = 3; each deploy alternates
    between two releases the hosts already have (the image is not sent again),
    median of --runs. Target: serial = 3 <= 1.2 x one host. Beside it, the
@@ -184,12 +184,18 @@ export DOCKER_HOST=unix://HOSTS/rthN/run/docker.sock
 i=IMAGE:VERSION
 docker image inspect --format '{{.Id}}' -- $i >/dev/null
 DOCKER_HOST= docker image inspect --format '{{.Id}}' -- $i >/dev/null
-rm -f POOL/rthN && sleep 0.3
-docker rm -f app-previous >/dev/null 2>&1 || true
-if docker container inspect app >/dev/null 2>&1; then
-  docker stop -t 0 app >/dev/null && docker rename app app-previous
-fi
-docker run -d --name app -p 8080:8080 $i >/dev/null
+docker network inspect app-net >/dev/null 2>&1 || docker network create app-net >/dev/null
+docker container inspect app-front >/dev/null 2>&1 ||
+  docker run -d --name app-front --network app-net -p 8080:8080 $i httpd -f -p 8080 -h /front >/dev/null
+docker rm -f app-next app-previous >/dev/null 2>&1 || true
+docker run -d --init --name app-next --network app-net $i >/dev/null
+until docker exec app-next wget -q -O /dev/null http://127.0.0.1:8080/; do sleep 0.25; done
+docker network disconnect app-net app-next
+docker network connect --alias app app-net app-next
+sleep 0.3
+if docker container inspect app >/dev/null 2>&1; then docker rename app app-previous; fi
+docker rename app-next app
+docker stop --time=2 app-previous >/dev/null 2>&1 || true
 docker exec app wget -q -O /dev/null http://127.0.0.1:8080/
 touch POOL/rthN
 """
