@@ -1485,9 +1485,19 @@ mod tests {
         };
         let templated = "x {{ v }} y";
         let mut walked = 0;
+        // A compose release: `service` instead of `image` and `network`.
+        let compose_release = vec![
+            ("stage", "\"start\""),
+            ("container", "\"app\""),
+            ("service", "\"web\""),
+            ("health", "\"http://localhost:3000/up\""),
+        ];
         for entry in KINDS {
-            let (head, fields) = base(entry.name);
             for field in entry.fields.iter().chain(["description"].iter()) {
+                let (head, fields) = match (entry.name, *field) {
+                    ("release", "service" | "dir") => ("", compose_release.clone()),
+                    _ => base(entry.name),
+                };
                 let mut step = format!("[steps.a]\nkind = \"{}\"\n", entry.name);
                 for (name, value) in &fields {
                     if name != field {
