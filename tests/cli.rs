@@ -14,7 +14,7 @@ fn validate_says_in_one_line_what_it_checked() {
     assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
     assert!(
         run.stdout.starts_with(&format!(
-            "{}: valid (15 steps, 5 rollback hooks, 8 variables;",
+            "{}: valid (16 steps, 6 rollback hooks, 8 variables;",
             plan.display()
         )),
         "{}",
