@@ -291,41 +291,41 @@ mod compose {
                 .output()
                 .expect("docker-compose")
         }
+    }
 
-        /// `app`, `app-next` and `app-previous`: whether each exists, and runs.
-        fn state(&self, name: &str) -> Option<bool> {
-            let out = docker(&["inspect", "--format", "{{.State.Running}}", name]);
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).trim() == "true")
-        }
+    /// `app`, `app-next` and `app-previous`: whether each exists, and runs.
+    fn state(name: &str) -> Option<bool> {
+        let out = docker(&["inspect", "--format", "{{.State.Running}}", name]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim() == "true")
+    }
 
-        fn version(&self, name: &str) -> String {
-            docker_ok(&["exec", name, "cat", "/srv/index.html"])
-        }
+    fn version(name: &str) -> String {
+        docker_ok(&["exec", name, "cat", "/srv/index.html"])
+    }
 
-        /// The addresses the service's name stands for on its network, as a
-        /// proxy on that network resolves it, and the address of `name`.
-        fn web_and(&self, name: &str) -> (Vec<String>, String) {
-            let out = docker_ok(&["exec", name, "nslookup", "web"]);
-            let mut named = false;
-            let mut web: Vec<String> = Vec::new();
-            for line in out.lines() {
-                if line.starts_with("Name:") {
-                    named = true;
-                } else if named && let Some(address) = line.strip_prefix("Address:") {
-                    web.push(address.trim().split(' ').next().unwrap_or("").to_owned());
-                }
+    /// The addresses the service's name stands for on its network, as a
+    /// proxy on that network resolves it, and the address of `name`.
+    fn web_and(name: &str) -> (Vec<String>, String) {
+        let out = docker_ok(&["exec", name, "nslookup", "web"]);
+        let mut named = false;
+        let mut web: Vec<String> = Vec::new();
+        for line in out.lines() {
+            if line.starts_with("Name:") {
+                named = true;
+            } else if named && let Some(address) = line.strip_prefix("Address:") {
+                web.push(address.trim().split(' ').next().unwrap_or("").to_owned());
             }
-            web.sort();
-            let own = docker_ok(&[
-                "inspect",
-                "--format",
-                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                name,
-            ]);
-            (web, own.trim().to_owned())
         }
+        web.sort();
+        let own = docker_ok(&[
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            name,
+        ]);
+        (web, own.trim().to_owned())
     }
 
     impl Drop for Stack {
@@ -384,11 +384,11 @@ settle = "300ms"
         assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
         // The running container was adopted under the app's name, and serves
         // again, alone under the service's name; the new one is gone.
-        assert_eq!(stack.state(&app), Some(true), "{}", run.stdout);
-        assert_eq!(stack.version(&app), "v1");
-        let (web, own) = stack.web_and(&app);
+        assert_eq!(state(&app), Some(true), "{}", run.stdout);
+        assert_eq!(version(&app), "v1");
+        let (web, own) = web_and(&app);
         assert_eq!(web, vec![own], "{}", run.stdout);
-        assert_eq!(stack.state(&format!("{app}-next")), None, "{}", run.stdout);
+        assert_eq!(state(&format!("{app}-next")), None, "{}", run.stdout);
         let ps = stack.compose(&["ps", "-q", "web"]);
         assert_eq!(String::from_utf8_lossy(&ps.stdout).lines().count(), 1);
 
@@ -396,11 +396,11 @@ settle = "300ms"
         std::fs::write(test.path_of("plan.toml"), plan(&app, "")).expect("plan");
         let run = test.run_with(&["apply", "plan.toml"]);
         assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
-        assert_eq!(stack.version(&app), "v2");
-        let (web, own) = stack.web_and(&app);
+        assert_eq!(version(&app), "v2");
+        let (web, own) = web_and(&app);
         assert_eq!(web, vec![own], "{}", run.stdout);
         // The old release is kept, stopped, for a rollback…
-        assert_eq!(stack.state(&format!("{app}-previous")), Some(false));
+        assert_eq!(state(&format!("{app}-previous")), Some(false));
         // …until a finish removes it.
         let finish = format!(
             "{}\n[steps.finish]\nkind = \"release\"\nstage = \"finish\"\ncontainer = \"{app}\"\n",
@@ -409,8 +409,8 @@ settle = "300ms"
         std::fs::write(test.path_of("plan.toml"), finish).expect("plan");
         let run = test.run_with(&["apply", "plan.toml"]);
         assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
-        assert_eq!(stack.state(&format!("{app}-previous")), None);
-        assert_eq!(stack.state(&app), Some(true));
+        assert_eq!(state(&format!("{app}-previous")), None);
+        assert_eq!(state(&app), Some(true));
     }
 
     #[test]
@@ -441,9 +441,9 @@ settle = "300ms"
             "{said}"
         );
         // Nothing changed: the one container, under its own name.
-        assert_eq!(stack.state(&fixed), Some(true));
-        assert_eq!(stack.state(&app), None);
-        assert_eq!(stack.state(&format!("{app}-next")), None);
+        assert_eq!(state(&fixed), Some(true));
+        assert_eq!(state(&app), None);
+        assert_eq!(state(&format!("{app}-next")), None);
     }
 
     /// Removes a container by name at the end.
