@@ -20,7 +20,7 @@ use crate::plan::model::When;
 use crate::plan::template::{Name, Template, Value, shell_join};
 use crate::plan::{Plan, Step};
 use crate::process::{self, MARKER};
-use crate::report::console::{Console, Style, print_err};
+use crate::report::console::{Console, Style};
 use crate::report::{record, summary};
 
 /// What the command line adds to the plan.
@@ -137,7 +137,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         &masker,
         &mut console,
     );
-    let code = report.status.exit_code();
+    let code = crate::error::of_run(report.status);
     let record = record::Record::new(record::Parts {
         plan,
         run_id: &run_id,
@@ -175,13 +175,14 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
     drop(hosts);
     drop(lock);
     console.finish();
-    if let Err(e) = written {
-        print_err(&format!(
-            "error: cannot write the run record {}: {e}\n",
-            report_path.display()
-        ));
+    match written {
+        Ok(()) => Ok(code),
+        Err(source) => Err(Error::RecordLost {
+            path: report_path,
+            source,
+            run_code: code,
+        }),
     }
-    Ok(code)
 }
 
 /// How each host ended, for the record and the summary.
@@ -318,7 +319,7 @@ fn units(plan: &Plan, plan_units: &[crate::plan::PlanUnit]) -> Vec<Unit> {
             Unit {
                 id: u.id.clone(),
                 needs: u.needs.clone(),
-                when: step.when,
+                when: step.when.into(),
                 settings: step.settings,
                 hook: step.rollback.as_ref().map(|hook| engine::Hook {
                     settings: hook.settings,

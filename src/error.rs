@@ -8,10 +8,36 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::docker::Docker;
-use crate::exit_code;
+use crate::engine::RunStatus;
 use crate::lock::LockError;
 use crate::plan::Diagnostics;
 use crate::report::console::print_err;
+
+/// The exit codes of `runner`, in one place (DESIGN.md, "Exit codes").
+pub(crate) mod exit_code {
+    /// The run succeeded, or the plan is valid.
+    pub(crate) const SUCCESS: i32 = 0;
+    /// A step failed and every rollback hook succeeded.
+    pub(crate) const STEP_FAILED: i32 = 1;
+    /// The plan or the command line is invalid.
+    pub(crate) const INVALID: i32 = 2;
+    /// A rollback hook failed: the system needs a human.
+    pub(crate) const ROLLBACK_INCOMPLETE: i32 = 3;
+    /// The run could not start: docker unreachable, sudo needs a password, lock held.
+    pub(crate) const CANNOT_START: i32 = 4;
+    /// The run was interrupted (after rollback).
+    pub(crate) const INTERRUPTED: i32 = 130;
+}
+
+/// The exit code of a run that ended so.
+pub(crate) fn of_run(status: RunStatus) -> i32 {
+    match status {
+        RunStatus::Succeeded => exit_code::SUCCESS,
+        RunStatus::Failed | RunStatus::Partial => exit_code::STEP_FAILED,
+        RunStatus::RollbackIncomplete => exit_code::ROLLBACK_INCOMPLETE,
+        RunStatus::Interrupted => exit_code::INTERRUPTED,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -55,6 +81,18 @@ pub(crate) enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The run ended, but its record could not be written: the run's own
+    /// exit code stands.
+    #[error("cannot write the run record {}: {source}", path.display())]
+    RecordLost {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        run_code: i32,
+    },
+    /// `maintenance on|off|status` ran and did not get what it asked for.
+    #[error("{message}")]
+    Maintenance { message: String, interrupted: bool },
     /// A past run cannot be found or read.
     #[error("{message}")]
     History {
@@ -81,13 +119,26 @@ impl Error {
             | Error::Preflight(_)
             | Error::Record { .. }
             | Error::Start(_) => exit_code::CANNOT_START,
+            Error::RecordLost { run_code, .. } => *run_code,
+            Error::Maintenance { interrupted, .. } => {
+                if *interrupted {
+                    exit_code::INTERRUPTED
+                } else {
+                    exit_code::STEP_FAILED
+                }
+            }
         }
     }
 
     /// What the operator can do about it.
     fn help(&self) -> Option<String> {
         match self {
-            Error::Usage(_) | Error::Plan(_) | Error::Start(_) | Error::Hosts(_) => None,
+            Error::Usage(_)
+            | Error::Plan(_)
+            | Error::Start(_)
+            | Error::Hosts(_)
+            | Error::RecordLost { .. }
+            | Error::Maintenance { .. } => None,
             Error::PlanRead { .. } => Some(
                 "check the path; plans are TOML files such as plans/production.toml".to_owned(),
             ),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::exit_code;
+use crate::error::exit_code;
 use crate::report::console::{duration, print_out};
 use crate::report::record::Record;
 use crate::report::{summary, timeline};

@@ -8,7 +8,6 @@ mod cli;
 pub mod docker;
 mod engine;
 mod error;
-mod exit_code;
 mod graph;
 mod history;
 mod kinds;

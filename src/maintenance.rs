@@ -13,12 +13,11 @@ use std::time::Duration;
 use crate::apply::{self, PlanTasks, Session};
 use crate::engine::{Prepared, RunStatus, Status, Task, Tasks, Unit, Work};
 use crate::error::Error;
-use crate::exit_code;
 use crate::kinds::StepKind;
 use crate::kinds::maintenance_toggle::{self, MaintenanceToggle, expected_status};
-use crate::plan::model::{Sp, Toggle, When};
+use crate::plan::model::{Sp, Toggle};
 use crate::plan::{Plan, Settings};
-use crate::report::console::{Console, Style, print_err};
+use crate::report::console::{Console, Style};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Request {
@@ -56,7 +55,7 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
     let units = [Unit {
         id: ID.to_owned(),
         needs: Vec::new(),
-        when: When::Success,
+        when: crate::engine::When::Success,
         settings: Settings {
             timeout: TIMEOUT,
             retries: 0,
@@ -84,11 +83,6 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
         .and_then(|a| a.reason.clone())
         .unwrap_or_default();
     let interrupted = report.status == RunStatus::Interrupted;
-    let mut code = if interrupted {
-        exit_code::INTERRUPTED
-    } else {
-        exit_code::SUCCESS
-    };
     let mut error = None;
     match (request, unit.status) {
         (_, Status::Failed | Status::Skipped) => {
@@ -118,15 +112,15 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
             console.text(format!("maintenance is {state} (confirmed by `status`)\n"));
         }
     }
-    if error.is_some() && !interrupted {
-        code = exit_code::STEP_FAILED;
-    }
     drop(lock);
     console.finish();
-    if let Some(error) = error {
-        print_err(&format!("error: {}\n", masker.mask(&error)));
+    match error {
+        Some(error) => Err(Error::Maintenance {
+            message: masker.mask(&error),
+            interrupted,
+        }),
+        None => Ok(crate::error::of_run(report.status)),
     }
-    Ok(code)
 }
 
 /// The one task of a maintenance command.

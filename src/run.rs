@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, GraphFormat, Output};
 use crate::error::Error;
-use crate::exit_code;
+use crate::error::exit_code;
 use crate::plan::{self, Inputs, LoadError, Loaded};
 use crate::report;
 use crate::report::console::{STALL, print_err, print_out};

@@ -8,10 +8,10 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
+use super::Settings;
 use super::dispatcher::{Done, Msg};
 use super::work::{Attempt, End, Outcome, Output, Work};
 use super::{Task, retry};
-use crate::plan::Settings;
 
 /// After the engine cancels an attempt, how long the kind may take to end what
 /// it started (SIGTERM, a grace, SIGKILL; in a container too) before the engine

@@ -19,10 +19,9 @@ use super::attempt::{Stops, attempts};
 use super::work::{End, Line, Outcome};
 use super::{
     AttemptRecord, Event, Held, HookRole, Interrupt, Phase, Report, Run, RunStatus, Sink, Status,
-    Task, TaskReport, Tasks, Unit, UnitReport, millis,
+    Task, TaskReport, Tasks, Unit, UnitReport, When, millis,
 };
 use crate::mask::Masker;
-use crate::plan::model::When;
 
 /// Output lines kept per task for the record.
 const TAIL_LINES: usize = 40;

@@ -9,6 +9,7 @@
 
 mod attempt;
 mod dispatcher;
+mod event;
 mod retry;
 pub(crate) mod signals;
 #[cfg(test)]
@@ -22,13 +23,31 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-pub(crate) use crate::report::event::{Event, Phase, RunStatus, Status};
+pub(crate) use event::{Event, Phase, RunStatus, Status};
 pub(crate) use signals::Interrupt;
 pub(crate) use work::{Attempt, Attempted, End, Outcome, Output, Stream, Work};
 
 use crate::mask::Masker;
-use crate::plan::Settings;
-use crate::plan::model::When;
+
+/// Retry and timeout settings of a unit or a hook, with defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub backoff: f64,
+}
+
+/// When a unit runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum When {
+    /// In the plan, once its needs succeeded.
+    Success,
+    /// After a failed run (and its rollback).
+    Failure,
+    /// After the run, failed or not.
+    Always,
+}
 
 /// A step as the engine sees it.
 #[derive(Debug, Clone)]

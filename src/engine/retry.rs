@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::plan::Settings;
+use super::Settings;
 
 /// The longest wait between two attempts, whatever the backoff says.
 const MAX: Duration = Duration::from_secs(3600);

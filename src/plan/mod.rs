@@ -166,14 +166,8 @@ pub enum VarOrigin {
     CommandLine,
 }
 
-/// Retry and timeout settings, with defaults applied.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
-    pub timeout: Duration,
-    pub retries: u32,
-    pub retry_delay: Duration,
-    pub backoff: f64,
-}
+/// Retry and timeout settings, with defaults applied: the engine's own.
+pub use crate::engine::Settings;
 
 #[derive(Debug, Clone)]
 pub struct Step {

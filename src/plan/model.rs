@@ -290,6 +290,16 @@ pub enum When {
     Always,
 }
 
+impl From<When> for crate::engine::When {
+    fn from(when: When) -> Self {
+        match when {
+            When::Success => Self::Success,
+            When::Failure => Self::Failure,
+            When::Always => Self::Always,
+        }
+    }
+}
+
 impl When {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -2,7 +2,6 @@
 //! of a run (and the writer behind it), its summary, its record and its timeline.
 
 pub(crate) mod console;
-pub(crate) mod event;
 pub mod graph;
 pub(crate) mod logs;
 pub(crate) mod lossy;

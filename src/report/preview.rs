@@ -237,7 +237,7 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         hosts,
         rollout,
         locked_by: None,
-        exit_code: crate::exit_code::SUCCESS,
+        exit_code: crate::error::exit_code::SUCCESS,
         plan: plan.name.clone(),
         file: plan.path.display().to_string(),
         executes: false,
@@ -341,9 +341,9 @@ impl Preview {
 
     fn decide(&mut self) {
         self.exit_code = if self.stoppers().is_empty() {
-            crate::exit_code::SUCCESS
+            crate::error::exit_code::SUCCESS
         } else {
-            crate::exit_code::CANNOT_START
+            crate::error::exit_code::CANNOT_START
         };
     }
 

@@ -232,7 +232,7 @@ impl Record {
             user: crate::lock::user_name(),
             host: crate::lock::host_name(),
             status: report.status,
-            exit_code: report.status.exit_code(),
+            exit_code: crate::error::of_run(report.status),
             stopped: report.stopped.clone(),
             jobs: plan.jobs,
             docker: run.docker,

@@ -3,8 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Stream;
-use crate::exit_code;
+use super::work::Stream;
 
 /// The status of a step at the end of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,16 +56,6 @@ impl RunStatus {
             RunStatus::RollbackIncomplete => "rollback incomplete",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Partial => "partly deployed",
-        }
-    }
-
-    /// The exit code of a run that ended so (DESIGN.md, "Exit codes").
-    pub(crate) fn exit_code(self) -> i32 {
-        match self {
-            RunStatus::Succeeded => exit_code::SUCCESS,
-            RunStatus::Failed | RunStatus::Partial => exit_code::STEP_FAILED,
-            RunStatus::RollbackIncomplete => exit_code::ROLLBACK_INCOMPLETE,
-            RunStatus::Interrupted => exit_code::INTERRUPTED,
         }
     }
 }
