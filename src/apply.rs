@@ -91,6 +91,15 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             color: live && color_allowed(),
         }
     };
+    // From here on the run acts: its journal first (nothing runs without it).
+    let mut journal = crate::journal::Journal::create(
+        &plan.dir,
+        &crate::journal::Header::new(&run_id, plan, started_at),
+    )
+    .map_err(|source| Error::Record {
+        path: crate::journal::folder(&plan.dir),
+        source,
+    })?;
     let mut console = Console::new(&style)
         .map_err(|e| Error::Start(format!("cannot start the output thread: {e}")))?;
     let docker_shown = masker.mask(&shell_join(&docker.command));
@@ -107,10 +116,16 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             started_at: humantime::format_rfc3339_millis(started_at).to_string(),
         },
     );
+    let stop = session.interrupter.clone();
+    let mut journaled = crate::journal::Journaled {
+        journal: &mut journal,
+        inner: &mut console,
+        stop: Some(stop),
+    };
     if let Some(hosts) = &hosts {
         for host in &hosts.list {
             engine::Sink::event(
-                &mut console,
+                &mut journaled,
                 Event::HostReady {
                     host: host.name.clone(),
                     engine: masker.mask(&host.engine),
@@ -135,7 +150,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         (&domains, budget),
         &tasks,
         &masker,
-        &mut console,
+        &mut journaled,
     );
     let code = crate::error::of_run(report.status);
     let record = record::Record::new(record::Parts {
@@ -159,6 +174,22 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         console.drain();
     }
     let written = record::write(&record, &report_path);
+    // The record says it all now: the journal goes (kept when the record
+    // could not be written, as the run's only account).
+    let journal_path = journal.path().to_owned();
+    let journal_kept = if written.is_ok() {
+        journal.remove().err().map(|e| {
+            format!(
+                "warning: the run's journal {} could not be removed ({e}): the next runs see an unfinished run; remove it\n",
+                journal_path.display()
+            )
+        })
+    } else {
+        Some(format!(
+            "the run's journal stays, as its only account: {}\n",
+            journal_path.display()
+        ))
+    };
     engine::Sink::event(
         &mut console,
         Event::RunFinished {
@@ -169,8 +200,11 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             record: report_path.display().to_string(),
         },
     );
-    console
-        .text(summary::text(&record) + &summary::record_line(&report_path, written.as_ref().err()));
+    console.text(
+        summary::text(&record)
+            + &summary::record_line(&report_path, written.as_ref().err())
+            + journal_kept.as_deref().unwrap_or(""),
+    );
     // Released before waiting for a slow reader of stdout: the run is over.
     drop(hosts);
     drop(lock);

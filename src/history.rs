@@ -120,14 +120,42 @@ struct Row<'a> {
     user: &'a str,
     host: &'a str,
     status: &'a str,
-    exit_code: i32,
-    duration_ms: u64,
+    /// None for a run that did not finish.
+    exit_code: Option<i32>,
+    duration_ms: Option<u64>,
+    /// Its record, or the journal of a run that did not finish.
     record: String,
+}
+
+/// The runs of the plan that did not finish: their journals.
+fn unfinished(plan: &Path) -> Result<Vec<crate::journal::Unfinished>, Error> {
+    let (dir, real) = folder(plan)?;
+    // `.runner/runs` -> the plan's folder.
+    let plan_dir = dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
+    Ok(crate::journal::unfinished(plan_dir, &real))
+}
+
+/// What a run that did not finish did last, from its journal.
+fn last_event(run: &crate::journal::Unfinished) -> String {
+    run.events.last().map_or_else(
+        || "nothing: it died before its first step".to_owned(),
+        |e| {
+            let what = e["event"].as_str().unwrap_or("?").replace('_', " ");
+            match e["step"].as_str() {
+                Some(step) => format!("`{step}` {}", what.trim_start_matches("step ")),
+                None => what,
+            }
+        },
+    )
 }
 
 /// `runner runs PLAN`: one line per run, oldest first.
 pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
     let (dir, found) = found(plan)?;
+    let dead = unfinished(plan)?;
     if json {
         let rows: Vec<Row<'_>> = found
             .iter()
@@ -139,11 +167,21 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
                     user: &r.user,
                     host: &r.host,
                     status: r.status.as_str(),
-                    exit_code: r.exit_code,
-                    duration_ms: r.duration_ms,
+                    exit_code: Some(r.exit_code),
+                    duration_ms: Some(r.duration_ms),
                     record: f.path.display().to_string(),
                 })
             })
+            .chain(dead.iter().map(|u| Row {
+                run_id: &u.header.run_id,
+                started_at: &u.header.started_at,
+                user: &u.header.user,
+                host: &u.header.host,
+                status: "did not finish",
+                exit_code: None,
+                duration_ms: None,
+                record: u.path.display().to_string(),
+            }))
             .collect();
         print_out(&format!(
             "{}\n",
@@ -151,7 +189,7 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
         ));
         return Ok(exit_code::SUCCESS);
     }
-    if found.is_empty() {
+    if found.is_empty() && dead.is_empty() {
         print_out(&format!(
             "no runs of {} yet (records go to {})\n",
             plan.display(),
@@ -187,6 +225,29 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
             }
         }
     }
+    for u in &dead {
+        let h = &u.header;
+        let _ = writeln!(
+            out,
+            "{:<22}  {:<24}  {:<12}  {:<19}  {:>4}  {:>8}",
+            h.run_id,
+            h.started_at,
+            format!("{}@{}", h.user, h.host),
+            "DID NOT FINISH",
+            "-",
+            "-"
+        );
+    }
+    for u in &dead {
+        let _ = writeln!(
+            out,
+            "run {} did not finish (pid {} died, or its machine): last, {}; its journal: {}",
+            u.header.run_id,
+            u.header.pid,
+            last_event(u),
+            u.path.display()
+        );
+    }
     print_out(&out);
     Ok(exit_code::SUCCESS)
 }
@@ -195,6 +256,22 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
 /// `last` (the default).
 pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32, Error> {
     let (dir, found) = found(plan)?;
+    let dead = unfinished(plan)?;
+    let newest_record = found
+        .iter()
+        .filter_map(|f| f.record.as_ref().ok())
+        .map(|(r, _)| r.started_at.as_str())
+        .max()
+        .unwrap_or("");
+    let dead_one = if wanted == "last" {
+        dead.last()
+            .filter(|u| u.header.started_at.as_str() > newest_record)
+    } else {
+        dead.iter().find(|u| u.header.run_id.starts_with(wanted))
+    };
+    if let Some(run) = dead_one {
+        return show_unfinished(run, format);
+    }
     let readable: Vec<(&Path, &Record, &str)> = found
         .iter()
         .filter_map(|f| {
@@ -271,4 +348,73 @@ pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32,
     };
     print_out(&text);
     Ok(exit_code::SUCCESS)
+}
+
+/// `runner show` of a run that did not finish: what its journal says.
+fn show_unfinished(run: &crate::journal::Unfinished, format: ShowFormat) -> Result<i32, Error> {
+    let h = &run.header;
+    let text = match format {
+        ShowFormat::Svg => {
+            return Err(Error::History {
+                message: format!("run {} did not finish: it has no record to draw", h.run_id),
+                help: Some("`--format text` or `--format json` show its journal".to_owned()),
+            });
+        }
+        ShowFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "header": h,
+                "events": run.events,
+                "journal": run.path.display().to_string(),
+            }))
+            .unwrap_or_default()
+        ),
+        ShowFormat::Text => {
+            let mut out = format!(
+                "run {} of \"{}\" ({})\nstarted {} by {} on {}\n",
+                h.run_id, h.plan, h.plan_file, h.started_at, h.user, h.host
+            );
+            let _ = writeln!(
+                out,
+                "DID NOT FINISH: runner (pid {}) died before the end of the run (kill -9, the OOM killer, a reboot), so it wrote no record. What its journal says, in order:",
+                h.pid
+            );
+            for e in &run.events {
+                let _ = writeln!(out, "  {}", journal_line(e));
+            }
+            let _ = writeln!(out, "\njournal: {}", run.path.display());
+            out
+        }
+    };
+    print_out(&text);
+    Ok(exit_code::SUCCESS)
+}
+
+/// One event of a journal, in words.
+fn journal_line(e: &serde_json::Value) -> String {
+    let step = e["step"].as_str().unwrap_or("");
+    match e["event"].as_str().unwrap_or("") {
+        "step_started" => format!("▶ {step} started (attempt {})", e["attempt"]),
+        "step_finished" => format!("{} {step} {}", "■", e["status"].as_str().unwrap_or("")),
+        "step_skipped" => format!("⤼ {step} skipped: {}", e["reason"].as_str().unwrap_or("")),
+        "attempt_failed" => format!(
+            "✗ {step} attempt {} failed: {}",
+            e["attempt"],
+            e["reason"].as_str().unwrap_or("")
+        ),
+        "rollback_started" => format!("↩ rollback of {step} started"),
+        "rollback_finished" => format!(
+            "↩ rollback of {step} {}",
+            if e["succeeded"] == true {
+                "succeeded"
+            } else {
+                "failed"
+            }
+        ),
+        "rollback_held" => format!("↩ rollback of {step} held back"),
+        "stopping" => format!("! {}", e["reason"].as_str().unwrap_or("")),
+        "host_ready" => format!("host {} ready", e["host"].as_str().unwrap_or("")),
+        "domain_failed" => format!("! host {} failed", e["domain"].as_str().unwrap_or("")),
+        other => other.to_owned(),
+    }
 }

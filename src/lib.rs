@@ -10,6 +10,7 @@ mod engine;
 mod error;
 mod graph;
 mod history;
+mod journal;
 mod kinds;
 mod lock;
 mod maintenance;

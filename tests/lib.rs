@@ -12,6 +12,7 @@ mod graph;
 mod history;
 mod hosts;
 mod injection;
+mod journal;
 mod preflight;
 mod preview;
 mod properties;

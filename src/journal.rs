@@ -1,0 +1,315 @@
+//! A run's journal: each event that changes what a rollback must do, on disk
+//! before runner acts on what follows it (write-ahead), so that a run that dies
+//! (`kill -9`, the OOM killer, a reboot) leaves an account of what it did.
+//!
+//! One file per run, `.runner/journal/RUN.jsonl` beside the plan: a header
+//! line, then one event a line (the engine's events, masked, without the
+//! output lines). Every line is written (`write(2)`: it outlives runner's
+//! death) as the event happens; before runner acts (a step or a hook starts)
+//! the file is synced (`fdatasync`), so the events before it are on disk too:
+//! one sync per act, never an act ahead of its journal. The run removes its
+//! journal once its record is written: a journal that is left is a run that
+//! did not finish.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Event, Sink};
+
+/// The format of a journal's lines, in its header.
+const VERSION: u32 = 1;
+
+/// The first line of a journal: whose run it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Header {
+    pub(crate) journal: u32,
+    pub(crate) run_id: String,
+    pub(crate) plan: String,
+    pub(crate) plan_file: String,
+    /// The plan file, links resolved.
+    pub(crate) plan_path: String,
+    pub(crate) started_at: String,
+    pub(crate) pid: u32,
+    pub(crate) user: String,
+    pub(crate) host: String,
+}
+
+impl Header {
+    pub(crate) fn new(
+        run_id: &str,
+        plan: &crate::plan::Plan,
+        started_at: std::time::SystemTime,
+    ) -> Self {
+        Self {
+            journal: VERSION,
+            run_id: run_id.to_owned(),
+            plan: plan.name.clone(),
+            plan_file: plan.path.display().to_string(),
+            plan_path: std::fs::canonicalize(&plan.path)
+                .unwrap_or_else(|_| plan.path.clone())
+                .display()
+                .to_string(),
+            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+            pid: std::process::id(),
+            user: crate::lock::user_name(),
+            host: crate::lock::host_name(),
+        }
+    }
+}
+
+/// The folder of a plan's journals.
+pub(crate) fn folder(plan_dir: &Path) -> PathBuf {
+    plan_dir.join(".runner").join("journal")
+}
+
+/// An open journal.
+pub(crate) struct Journal {
+    file: File,
+    path: PathBuf,
+    /// The first write or sync that failed: the run must not act on.
+    failed: Option<String>,
+}
+
+impl Journal {
+    /// Makes the run's journal (never a file that stands there already, nor
+    /// the target of a link planted in its place), its header on disk.
+    pub(crate) fn create(plan_dir: &Path, header: &Header) -> std::io::Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        let dir = folder(plan_dir);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        // runner's own folder: never a link planted in its place, nor a
+        // folder of another user's.
+        let meta = std::fs::symlink_metadata(&dir)?;
+        if !meta.is_dir()
+            || std::os::unix::fs::MetadataExt::uid(&meta) != nix::unistd::geteuid().as_raw()
+        {
+            return Err(std::io::Error::other(format!(
+                "{} is not a folder of this user's (a link, or another user's): runner keeps its journals only in its own",
+                dir.display()
+            )));
+        }
+        let path = dir.join(format!("{}.jsonl", header.run_id));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)?;
+        let mut journal = Self {
+            file,
+            path,
+            failed: None,
+        };
+        journal.append(&serde_json::to_string(header).map_err(std::io::Error::other)?)?;
+        journal.file.sync_data()?;
+        // The file's name is on disk too.
+        File::open(&dir)?.sync_all()?;
+        Ok(journal)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn append(&mut self, line: &str) -> std::io::Result<()> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.file.write_all(&bytes)
+    }
+
+    /// Writes an event; with `sync`, everything written is on disk when it
+    /// returns. The first failure is kept: see [`Journal::failed`].
+    fn record(&mut self, event: &Event, sync: bool) {
+        if self.failed.is_some() {
+            return;
+        }
+        let written = serde_json::to_string(event)
+            .map_err(std::io::Error::other)
+            .and_then(|line| self.append(&line))
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            self.failed = Some(format!(
+                "cannot write the run's journal {}: {e}",
+                self.path.display()
+            ));
+        }
+    }
+
+    /// Why the journal stopped keeping up, if it did.
+    pub(crate) fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// The run is over and its record written: the journal goes.
+    pub(crate) fn remove(self) -> std::io::Result<()> {
+        std::fs::remove_file(&self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether an event goes into the journal, and whether the file is synced
+/// after it: `Some(true)` before runner acts (a step or a hook starts).
+fn kept(event: &Event) -> Option<bool> {
+    match event {
+        Event::StepStarted { .. } | Event::RollbackStarted { .. } => Some(true),
+        Event::StepFinished { .. }
+        | Event::StepSkipped { .. }
+        | Event::AttemptFailed { .. }
+        | Event::Stopping { .. }
+        | Event::HostReady { .. }
+        | Event::DomainFailed { .. }
+        | Event::RollbackHeld { .. }
+        | Event::RollbackFinished { .. } => Some(false),
+        Event::RunStarted { .. } | Event::Output { .. } | Event::RunFinished { .. } => None,
+    }
+}
+
+/// A sink that journals what matters, then passes every event on. When the
+/// journal cannot be written, the run is told to stop, as on an interrupt.
+pub(crate) struct Journaled<'a> {
+    pub(crate) journal: &'a mut Journal,
+    pub(crate) inner: &'a mut dyn Sink,
+    pub(crate) stop: Option<crate::engine::signals::Sender>,
+}
+
+impl Sink for Journaled<'_> {
+    fn event(&mut self, event: Event) {
+        if let Some(sync) = kept(&event) {
+            let before = self.journal.failed.is_some();
+            self.journal.record(&event, sync);
+            if !before
+                && let Some(why) = self.journal.failed()
+                && let Some(stop) = &self.stop
+            {
+                let _ = stop.send(crate::engine::Interrupt::new(why.to_owned()));
+            }
+        }
+        self.inner.event(event);
+    }
+}
+
+/// A run that left its journal: it did not finish.
+#[derive(Debug)]
+pub(crate) struct Unfinished {
+    pub(crate) path: PathBuf,
+    pub(crate) header: Header,
+    /// Its events, in the order they happened (a last line cut short by the
+    /// run's death is left out).
+    pub(crate) events: Vec<serde_json::Value>,
+}
+
+/// The journals a plan's runs left, oldest first; only this plan's (plans of
+/// one folder share it), and only regular files.
+pub(crate) fn unfinished(plan_dir: &Path, plan_path: &Path) -> Vec<Unfinished> {
+    let Ok(entries) = std::fs::read_dir(folder(plan_dir)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Unfinished> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .filter_map(|path| read(&path).map(|(header, events)| (path, header, events)))
+        .filter(|(_, header, _)| Path::new(&header.plan_path) == plan_path)
+        .map(|(path, header, events)| Unfinished {
+            path,
+            header,
+            events,
+        })
+        .collect();
+    out.sort_by(|a, b| a.header.started_at.cmp(&b.header.started_at));
+    out
+}
+
+/// The most of a journal that is read.
+const LIMIT: u64 = 64 * 1024 * 1024;
+
+fn read(path: &Path) -> Option<(Header, Vec<serde_json::Value>)> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(LIMIT).read_to_string(&mut text).ok()?;
+    let mut lines = text.lines();
+    let header: Header = serde_json::from_str(lines.next()?).ok()?;
+    let events = lines.filter_map(|l| serde_json::from_str(l).ok()).collect();
+    Some((header, events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Phase;
+
+    struct Nothing;
+    impl Sink for Nothing {
+        fn event(&mut self, _: Event) {}
+    }
+
+    fn header(plan_path: &str) -> Header {
+        Header {
+            journal: VERSION,
+            run_id: "20261204T000000Z-abcd".to_owned(),
+            plan: "p".to_owned(),
+            plan_file: "plan.toml".to_owned(),
+            plan_path: plan_path.to_owned(),
+            started_at: "2026-12-04T00:00:00.000Z".to_owned(),
+            pid: 1,
+            user: "u".to_owned(),
+            host: "h".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_journal_keeps_what_a_rollback_needs_and_goes_when_the_run_ends() {
+        let dir = tempfile::tempdir().expect("dir");
+        let plan = dir.path().join("plan.toml");
+        let mut journal =
+            Journal::create(dir.path(), &header(&plan.display().to_string())).expect("journal");
+        let mut inner = Nothing;
+        let mut sink = Journaled {
+            journal: &mut journal,
+            inner: &mut inner,
+            stop: None,
+        };
+        sink.event(Event::StepStarted {
+            step: "a".to_owned(),
+            phase: Phase::Plan,
+            attempt: 1,
+            command: "true".to_owned(),
+        });
+        sink.event(Event::Output {
+            step: "a".to_owned(),
+            phase: Phase::Plan,
+            stream: crate::engine::Stream::Stdout,
+            line: "noise".to_owned(),
+        });
+        let found = unfinished(dir.path(), &plan);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].header.run_id, "20261204T000000Z-abcd");
+        assert_eq!(found[0].events.len(), 1, "{:?}", found[0].events);
+        assert_eq!(found[0].events[0]["event"], "step_started");
+        // Another plan's journal in the same folder is not this plan's.
+        assert!(unfinished(dir.path(), &dir.path().join("other.toml")).is_empty());
+        // A second run cannot take the same file, nor a planted one.
+        assert!(Journal::create(dir.path(), &header("x")).is_err());
+        journal.remove().expect("remove");
+        assert!(unfinished(dir.path(), &plan).is_empty());
+    }
+}

@@ -1,0 +1,110 @@
+//! The run's journal (issue 19): what a run did is on disk before it acts on
+//! what follows, so a run killed with SIGKILL leaves its account, which
+//! `runner runs` and `runner show` read; a run that ends removes it.
+
+use std::time::{Duration, Instant};
+
+use crate::common::Test;
+
+const PLAN: &str = r#"
+[plan]
+name = "dies"
+
+[steps.first]
+kind = "shell"
+run = "echo one"
+
+[steps.second]
+kind = "shell"
+needs = ["first"]
+run = "echo $$ > pid && touch started && exec sleep 37"
+"#;
+
+fn journals(test: &Test) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(test.path_of(".runner/journal"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_run_killed_with_sigkill_leaves_its_journal_and_runs_and_show_name_it() {
+    let test = Test::new().plan(PLAN);
+    let mut child = test
+        .command()
+        .args(["apply", "plan.toml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runner");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !test.path_of("started").exists() {
+        assert!(Instant::now() < deadline, "the second step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    // The step's own process outlives runner: end it.
+    if let Ok(pid) = std::fs::read_to_string(test.path_of("pid")) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status();
+    }
+    let found = journals(&test);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let text = std::fs::read_to_string(&found[0]).expect("journal");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines[0]["journal"], 1, "{text}");
+    let events: Vec<(String, String)> = lines[1..]
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap_or("").to_owned(),
+                e["step"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let pos = |event: &str, step: &str| {
+        events
+            .iter()
+            .position(|(e, s)| e == event && s == step)
+            .unwrap_or_else(|| panic!("{event} {step} is not in {events:?}"))
+    };
+    assert!(pos("step_started", "first") < pos("step_finished", "first"));
+    assert!(pos("step_finished", "first") < pos("step_started", "second"));
+    assert!(
+        !events
+            .iter()
+            .any(|(e, s)| e == "step_finished" && s == "second"),
+        "{events:?}"
+    );
+    // No record: the journal is the run's account, and runs and show say so.
+    let runs = test.run_with(&["runs", "plan.toml"]);
+    assert_eq!(runs.status, 0, "{}", runs.stderr);
+    assert!(runs.stdout.contains("DID NOT FINISH"), "{}", runs.stdout);
+    assert!(
+        runs.stdout.contains("last, `second` started"),
+        "{}",
+        runs.stdout
+    );
+    let show = test.run_with(&["show", "plan.toml"]);
+    assert_eq!(show.status, 0, "{}", show.stderr);
+    assert!(
+        show.stdout.contains("DID NOT FINISH") && show.stdout.contains("▶ second started"),
+        "{}",
+        show.stdout
+    );
+}
+
+#[test]
+fn a_run_that_ends_removes_its_journal() {
+    let test =
+        Test::new().plan(&PLAN.replace("echo $$ > pid && touch started && exec sleep 37", "true"));
+    let run = test.run_with(&["apply", "plan.toml"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(journals(&test).is_empty(), "{:?}", journals(&test));
+    let runs = test.run_with(&["runs", "plan.toml"]);
+    assert!(!runs.stdout.contains("DID NOT FINISH"), "{}", runs.stdout);
+}
