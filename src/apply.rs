@@ -116,11 +116,10 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
             started_at: humantime::format_rfc3339_millis(started_at).to_string(),
         },
     );
-    let stop = session.interrupter.clone();
     let mut journaled = crate::journal::Journaled {
         journal: &mut journal,
         inner: &mut console,
-        stop: Some(stop),
+        stop: Some(session.interrupter.clone()),
     };
     if let Some(hosts) = &hosts {
         for host in &hosts.list {
@@ -177,7 +176,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
     // The record says it all now: the journal goes (kept when the record
     // could not be written, as the run's only account).
     let journal_path = journal.path().to_owned();
-    let journal_kept = if written.is_ok() {
+    let journal_note = if written.is_ok() {
         journal.remove().err().map(|e| {
             format!(
                 "warning: the run's journal {} could not be removed ({e}): the next runs see an unfinished run; remove it\n",
@@ -203,7 +202,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
     console.text(
         summary::text(&record)
             + &summary::record_line(&report_path, written.as_ref().err())
-            + journal_kept.as_deref().unwrap_or(""),
+            + journal_note.as_deref().unwrap_or(""),
     );
     // Released before waiting for a slow reader of stdout: the run is over.
     drop(hosts);

@@ -72,12 +72,15 @@ fn folder(plan: &Path) -> Result<(PathBuf, PathBuf), Error> {
     Ok((dir.join(".runner").join("runs"), real))
 }
 
-/// The plan's records, oldest first.
-fn found(plan: &Path) -> Result<(PathBuf, Vec<Found>), Error> {
+/// The plan's records, oldest first, their folder, and the plan file, links
+/// resolved.
+fn found(plan: &Path) -> Result<(PathBuf, PathBuf, Vec<Found>), Error> {
     let (dir, real) = folder(plan)?;
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((dir, Vec::new())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((dir, real, Vec::new()));
+        }
         Err(e) => {
             return Err(Error::History {
                 message: format!("cannot read {}: {e}", dir.display()),
@@ -110,7 +113,7 @@ fn found(plan: &Path) -> Result<(PathBuf, Vec<Found>), Error> {
         };
         key(a).cmp(&key(b)).then_with(|| a.path.cmp(&b.path))
     });
-    Ok((dir, out))
+    Ok((dir, real, out))
 }
 
 #[derive(Serialize)]
@@ -127,15 +130,10 @@ struct Row<'a> {
     record: String,
 }
 
-/// The runs of the plan that did not finish: their journals.
-fn unfinished(plan: &Path) -> Result<Vec<crate::journal::Unfinished>, Error> {
-    let (dir, real) = folder(plan)?;
-    // `.runner/runs` -> the plan's folder.
-    let plan_dir = dir
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("/"));
-    Ok(crate::journal::unfinished(plan_dir, &real))
+/// The runs of the plan (`real`: its file, links resolved) that did not
+/// finish: their journals.
+fn unfinished(real: &Path) -> Vec<crate::journal::Unfinished> {
+    crate::journal::unfinished(real.parent().unwrap_or(Path::new("/")), real)
 }
 
 /// What a run that did not finish did last, from its journal.
@@ -154,8 +152,8 @@ fn last_event(run: &crate::journal::Unfinished) -> String {
 
 /// `runner runs PLAN`: one line per run, oldest first.
 pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
-    let (dir, found) = found(plan)?;
-    let dead = unfinished(plan)?;
+    let (dir, real, found) = found(plan)?;
+    let dead = unfinished(&real);
     if json {
         let rows: Vec<Row<'_>> = found
             .iter()
@@ -255,8 +253,8 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
 /// `runner show PLAN [RUN]`: `RUN` is a run id, a unique start of one, or
 /// `last` (the default).
 pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32, Error> {
-    let (dir, found) = found(plan)?;
-    let dead = unfinished(plan)?;
+    let (dir, real, found) = found(plan)?;
+    let dead = unfinished(&real);
     let newest_record = found
         .iter()
         .filter_map(|f| f.record.as_ref().ok())

@@ -48,10 +48,7 @@ impl Header {
             run_id: run_id.to_owned(),
             plan: plan.name.clone(),
             plan_file: plan.path.display().to_string(),
-            plan_path: std::fs::canonicalize(&plan.path)
-                .unwrap_or_else(|_| plan.path.clone())
-                .display()
-                .to_string(),
+            plan_path: plan.real_path().display().to_string(),
             started_at: humantime::format_rfc3339_millis(started_at).to_string(),
             pid: std::process::id(),
             user: crate::lock::user_name(),

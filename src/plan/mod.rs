@@ -121,6 +121,12 @@ pub struct PlanUnit {
 }
 
 impl Plan {
+    /// The plan file, links resolved: what tells its runs from another plan's
+    /// in a shared folder.
+    pub fn real_path(&self) -> PathBuf {
+        std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone())
+    }
+
     /// The units of the run: the steps, or with `[hosts]` their instances.
     pub fn units(&self) -> Vec<PlanUnit> {
         match &self.instances {

@@ -223,9 +223,7 @@ impl Record {
             run_id: run.run_id.to_owned(),
             plan: plan.name.clone(),
             plan_file: plan.path.display().to_string(),
-            plan_path: std::fs::canonicalize(&plan.path)
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            plan_path: plan.real_path().display().to_string(),
             started_at: humantime::format_rfc3339_millis(run.started_at).to_string(),
             finished_at: humantime::format_rfc3339_millis(finished).to_string(),
             duration_ms: millis(report.duration),

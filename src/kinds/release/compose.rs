@@ -8,8 +8,6 @@
 //! host port (two containers of it cannot both bind it); the proxy reaches it
 //! by the service's name.
 
-use std::fmt::Write as _;
-
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::words;
@@ -182,25 +180,22 @@ pub(super) async fn make_beside(
         match before.as_slice() {
             [] => {}
             [one] => {
-                work.must(
+                work.rename(
                     &format!("name {} {}", one.name, r.container),
-                    words(&["rename", &one.id, &r.container]),
+                    &one.id,
+                    &r.container,
                     attempt,
                 )
                 .await?;
             }
             many => {
-                let mut why = format!(
-                    "service `{service}` runs {} containers and none is named {}: which one serves cannot be told (",
+                let names: Vec<&str> = many.iter().map(|m| m.name.as_str()).collect();
+                return Err(format!(
+                    "service `{service}` runs {} containers and none is named {}: which one serves cannot be told ({}); scale it to one",
                     many.len(),
-                    r.container
-                );
-                for m in many {
-                    let _ = write!(why, "{}, ", m.name);
-                }
-                why.truncate(why.len() - 2);
-                why.push_str("); scale it to one");
-                return Err(why);
+                    r.container,
+                    names.join(", ")
+                ));
             }
         }
     }
@@ -240,10 +235,7 @@ pub(super) async fn make_beside(
         .output
         .info(format!("compose made {}", &id[..id.len().min(12)]))
         .await;
-    if let Err(why) = work
-        .must("name it", words(&["rename", &id, &r.next]), attempt)
-        .await
-    {
+    if let Err(why) = work.rename("name it", &id, &r.next, attempt).await {
         let _ = work.docker(words(&["rm", "-f", "--", &id]), attempt).await;
         return Err(why);
     }

@@ -11,9 +11,10 @@
 //!   exec CONTAINER` reaches it), and the previous one is drained (`docker
 //!   stop` with `drain` of grace: SIGTERM, requests in flight finish) and
 //!   kept, stopped, for a rollback. Undone, the reverse: the previous one
-//!   starts, is probed, takes the name back, and the new one leaves the
-//!   traffic (it stays `CONTAINER-next`, for the hooks of the steps between
-//!   the two stages, until the start's undo removes it): no page, no error.
+//!   starts, is probed, takes the name back, and the new one is drained with
+//!   its name, then taken off it and started again out of traffic (as
+//!   `CONTAINER-next`, for the hooks of the steps between the two stages,
+//!   until the start's undo removes it): no page, no error.
 //! - `stage = "join"` (optional, between the two): the new release answers to
 //!   the app's name beside the running one, while a maintenance window hides
 //!   which of them answers; the switch then finds it there and need not wait
@@ -26,8 +27,8 @@
 //! compose file itself (`compose.rs`): one more container of that service,
 //! as docker-rollout scales it, named and switched the same way.
 //!
-//! Each stage undoes itself (also when it failed partway): a `release` step
-//! needs no `rollback` of its own.
+//! Each stage but `finish` undoes itself (also when it failed partway): a
+//! `release` step needs no `rollback` of its own.
 
 mod compose;
 mod work;

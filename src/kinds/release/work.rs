@@ -21,11 +21,7 @@ pub(super) fn operations(
     docker_words: &[String],
     env: &[(String, String)],
 ) -> Vec<Operation> {
-    let docker = |args: &[&str]| {
-        let mut argv = docker_words.to_vec();
-        argv.extend(words(args));
-        argv
-    };
+    let docker = |args: &[&str]| prefixed(docker_words, words(args));
     let drain = format!("--time={}", r.drain.as_secs());
     let mut ops = Vec::new();
     match (stage, undo) {
@@ -51,18 +47,15 @@ pub(super) fn operations(
                     compose: words_of_compose,
                     dir,
                 } => {
-                    let compose = |args: &[&str]| {
-                        let mut argv = words_of_compose.clone();
-                        argv.extend(words(args));
-                        argv
-                    };
                     ops.push(
-                        Operation::process("read the compose file", compose(&["config"])).note(
-                            format!(
-                                "in {}: `{service}` has no `container_name` and publishes no host port",
-                                dir.display()
-                            ),
-                        ),
+                        Operation::process(
+                            "read the compose file",
+                            prefixed(words_of_compose, words(&["config"])),
+                        )
+                        .note(format!(
+                            "in {}: `{service}` has no `container_name` and publishes no host port",
+                            dir.display()
+                        )),
                     );
                     ops.push(
                         Operation::process(
@@ -78,7 +71,7 @@ pub(super) fn operations(
                     ops.push(
                         Operation::process(
                             "make one beside",
-                            [words_of_compose.clone(), compose::scale_up(service, 2)].concat(),
+                            prefixed(words_of_compose, compose::scale_up(service, 2)),
                         )
                         .note("one more than run now, from the compose file as it is now"),
                     );
@@ -101,7 +94,7 @@ pub(super) fn operations(
             ops.push(
                 Operation::process(
                     "probe inside",
-                    docker_argv(docker_words, r.health_check(&r.next)),
+                    prefixed(docker_words, r.health_check(&r.next)),
                 )
                 .note(format!(
                     "until it answers, for {} at most (every {}ms)",
@@ -114,59 +107,12 @@ pub(super) fn operations(
             "remove the new release",
             docker(&["rm", "-f", "--", &r.next]),
         )),
-        (Stage::Join, false) => {
-            let network = traffic_network(r);
-            ops.push(Operation::process(
-                "off the network (to come back named)",
-                docker(&["network", "disconnect", &network, &r.next]),
-            ));
-            ops.push(
-                Operation::process(
-                    "answer to the name beside the running one",
-                    docker(&[
-                        "network",
-                        "connect",
-                        &format!("--alias={}", r.alias()),
-                        &network,
-                        &r.next,
-                    ]),
-                )
-                .note(format!(
-                    "then {} for the proxy to see it; the switch finds it there",
-                    humantime::format_duration(r.settle)
-                )),
-            );
-        }
-        (Stage::Join, true) => ops.push(
-            Operation::process(
-                "leave the name",
-                docker(&["network", "disconnect", &traffic_network(r), &r.next]),
-            )
-            .note(if rejoins(r) {
-                "then `network connect` again, without the name"
-            } else {
-                "off the proxy's network"
-            }),
-        ),
+        (Stage::Join, false) => ops.extend(take_traffic_ops(r, docker)),
+        (Stage::Join, true) => ops.push(leave_traffic_op(r, docker)),
         (Stage::Switch, false) => {
-            let alias = format!("--alias={}", r.alias());
-            let network = traffic_network(r);
-            ops.push(
-                Operation::process(
-                    "off the network (to come back named)",
-                    docker(&["network", "disconnect", &network, &r.next]),
-                )
-                .note("with the connect and the wait: not when a `join` stage put it there"),
-            );
-            ops.push(
-                Operation::process(
-                    "take traffic",
-                    docker(&["network", "connect", &alias, &network, &r.next]),
-                )
-                .note(format!(
-                    "both releases answer for a moment ({} for the proxy to see it)",
-                    humantime::format_duration(r.settle)
-                )),
+            ops.extend(
+                take_traffic_ops(r, docker)
+                    .map(|op| op.note("not when a `join` stage gave it the name already")),
             );
             ops.extend([
                 Operation::process("clear", docker(&["rm", "-f", "--", &r.previous]))
@@ -187,12 +133,11 @@ pub(super) fn operations(
             ]);
         }
         (Stage::Switch, true) => {
-            let network = traffic_network(r);
             ops.extend([
                 Operation::process("start the previous one", docker(&["start", &r.previous])),
                 Operation::process(
                     "probe inside",
-                    docker_argv(docker_words, r.health_check(&r.previous)),
+                    prefixed(docker_words, r.health_check(&r.previous)),
                 ),
                 Operation::process(
                     "set the new one aside",
@@ -204,15 +149,7 @@ pub(super) fn operations(
                 ),
                 Operation::process("drain the new one", docker(&["stop", &drain, &r.next]))
                     .note("SIGTERM, with its name: requests in flight finish"),
-                Operation::process(
-                    "the new one leaves the traffic",
-                    docker(&["network", "disconnect", &network, &r.next]),
-                )
-                .note(if rejoins(r) {
-                    "then `network connect` again, without the name"
-                } else {
-                    "off the proxy's network"
-                }),
+                leave_traffic_op(r, docker),
                 Operation::process("start it again", docker(&["start", &r.next])).note(
                     "out of traffic, for the hooks before the start's undo (which removes it)",
                 ),
@@ -229,10 +166,50 @@ pub(super) fn operations(
     ops
 }
 
-fn docker_argv(docker_words: &[String], args: Vec<String>) -> Vec<String> {
-    let mut argv = docker_words.to_vec();
+/// A command's words after its program's (`docker`, `sudo -n docker`, a compose).
+fn prefixed(program: &[String], args: Vec<String>) -> Vec<String> {
+    let mut argv = program.to_vec();
     argv.extend(args);
     argv
+}
+
+/// How the new release takes the name (`join`, or `switch` without one): off
+/// the proxy's network(s), back on as the alias.
+fn take_traffic_ops(r: &Resolved, docker: impl Fn(&[&str]) -> Vec<String>) -> [Operation; 2] {
+    let network = traffic_network(r);
+    [
+        Operation::process(
+            "off the network (to come back named)",
+            docker(&["network", "disconnect", &network, &r.next]),
+        ),
+        Operation::process(
+            "take traffic",
+            docker(&[
+                "network",
+                "connect",
+                &format!("--alias={}", r.alias()),
+                &network,
+                &r.next,
+            ]),
+        )
+        .note(format!(
+            "both releases answer for a moment ({} for the proxy to see it)",
+            humantime::format_duration(r.settle)
+        )),
+    ]
+}
+
+/// How the new release leaves the name (undoing `join`, or the switch).
+fn leave_traffic_op(r: &Resolved, docker: impl Fn(&[&str]) -> Vec<String>) -> Operation {
+    Operation::process(
+        "the new one leaves the name",
+        docker(&["network", "disconnect", &traffic_network(r), &r.next]),
+    )
+    .note(if rejoins(r) {
+        "then `network connect` again, without the name"
+    } else {
+        "off the proxy's network"
+    })
 }
 
 /// The network the proxy reaches the release on, as the preview names it.
@@ -293,14 +270,13 @@ impl ReleaseWork {
     }
 
     pub(super) async fn docker(&self, args: Vec<String>, attempt: &Attempt) -> Said {
-        self.command(docker_argv(&self.docker.command, args), attempt)
+        self.command(prefixed(&self.docker.command, args), attempt)
             .await
     }
 
     pub(super) async fn compose(&self, args: Vec<String>, attempt: &Attempt) -> Said {
-        let mut argv = self.docker.compose_command();
-        argv.extend(args);
-        self.command(argv, attempt).await
+        self.command(prefixed(&self.docker.compose_command(), args), attempt)
+            .await
     }
 
     /// Runs a docker command that must succeed; the reason when it does not.
@@ -361,8 +337,8 @@ impl ReleaseWork {
         }
     }
 
-    /// The networks on which `name` takes traffic, and whether it is on each
-    /// already (without the name).
+    /// The networks on which `name` takes traffic: the proxy's, or, for a
+    /// compose service, each network compose gave it.
     async fn traffic_networks(&self, name: &str, attempt: &Attempt) -> Result<Vec<String>, String> {
         match &self.r.way {
             Way::Run { network, .. } => Ok(vec![network.clone()]),
@@ -479,7 +455,8 @@ impl ReleaseWork {
     }
 
     /// Whether `name` answers to the release's alias on each network the
-    /// proxy reaches it on (a `join` stage put it there).
+    /// proxy reaches it on (a `join` stage put it there): one inspect, which
+    /// lists its networks and their aliases.
     async fn answers_to_name(&self, name: &str, attempt: &Attempt) -> bool {
         let said = self
             .docker(
@@ -494,20 +471,21 @@ impl ReleaseWork {
                 attempt,
             )
             .await;
-        if !said.ok {
-            return false;
-        }
-        let Ok(networks) = self.traffic_networks(name, attempt).await else {
-            return false;
-        };
         let alias = self.r.alias();
-        !networks.is_empty()
-            && networks.iter().all(|network| {
-                said.out.lines().any(|line| {
-                    let mut words = line.split_whitespace();
-                    words.next() == Some(network.as_str()) && words.any(|a| a == alias)
-                })
+        // Each network it is on, and whether it has the alias there.
+        let on: Vec<(&str, bool)> = said
+            .out
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                Some((words.next()?, words.any(|a| a == alias)))
             })
+            .collect();
+        said.ok
+            && match &self.r.way {
+                Way::Run { network, .. } => on.contains(&(network.as_str(), true)),
+                Way::Compose { .. } => !on.is_empty() && on.iter().all(|&(_, named)| named),
+            }
     }
 
     async fn switch(&self, attempt: &Attempt) -> Result<(), String> {
@@ -550,7 +528,7 @@ impl ReleaseWork {
         Ok(())
     }
 
-    async fn rename(
+    pub(super) async fn rename(
         &self,
         what: &str,
         from: &str,
