@@ -33,9 +33,40 @@ pub(crate) struct Options {
 
 /// Runs the plan; the exit code says how the run ended.
 pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
+    deploy(plan, options, None)
+}
+
+/// A run that died, taken over by `runner recover` under the plan's lock.
+pub(crate) struct Recovery {
+    pub(crate) dead: crate::journal::Unfinished,
+    pub(crate) lock: Lock,
+}
+
+/// A new run of the plan, or the recovery of one that died: the same set-up
+/// (lock, record, docker, hosts, journal), then the engine.
+pub(crate) fn deploy(
+    plan: &Plan,
+    options: &Options,
+    recovery: Option<Recovery>,
+) -> Result<i32, Error> {
     let session = Session::start()?;
-    let (started_at, run_id) = (session.started_at, session.run_id.clone());
-    let lock = lock_plan(plan, &run_id, started_at)?;
+    let (lock, dead) = if let Some(Recovery { dead, lock }) = recovery {
+        (lock, Some(dead))
+    } else {
+        let lock = lock_plan(plan, &session.run_id, session.started_at)?;
+        // A run that died and was not recovered: nothing new on top of it.
+        if let Some(dead) = crate::journal::unfinished(&plan.dir, &plan.real_path()).pop() {
+            return Err(unfinished_error(plan, &dead));
+        }
+        (lock, None)
+    };
+    let (started_at, run_id) = match &dead {
+        Some(dead) => (
+            humantime::parse_rfc3339(&dead.header.started_at).unwrap_or(session.started_at),
+            dead.header.run_id.clone(),
+        ),
+        None => (session.started_at, session.run_id.clone()),
+    };
     let report_path = options.report.clone().unwrap_or_else(|| {
         plan.dir
             .join(".runner")
@@ -75,10 +106,14 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         .map(|h| h.list.iter().map(|c| Arc::clone(&c.docker)).collect())
         .unwrap_or_default();
     let masker = masker(plan);
-    let host_engines: Vec<&Docker> = host_dockers.iter().map(AsRef::as_ref).collect();
-    let checked = crate::preflight::run_all(plan, &docker, &host_engines, &masker);
-    if !checked.findings.is_empty() {
-        return Err(Error::Preflight(Box::new(checked)));
+    // A recovery undoes what was done: the preflight's checks are of a run
+    // about to start, and must not stand in its way.
+    if dead.is_none() {
+        let host_engines: Vec<&Docker> = host_dockers.iter().map(AsRef::as_ref).collect();
+        let checked = crate::preflight::run_all(plan, &docker, &host_engines, &masker);
+        if !checked.findings.is_empty() {
+            return Err(Error::Preflight(Box::new(checked)));
+        }
     }
     let plan_units = plan.units();
     let style = if options.json {
@@ -92,14 +127,22 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         }
     };
     // From here on the run acts: its journal first (nothing runs without it).
-    let mut journal = crate::journal::Journal::create(
-        &plan.dir,
-        &crate::journal::Header::new(&run_id, plan, started_at),
-    )
-    .map_err(|source| Error::Record {
-        path: crate::journal::folder(&plan.dir),
-        source,
-    })?;
+    let mut journal = match &dead {
+        None => crate::journal::Journal::create(
+            &plan.dir,
+            &crate::journal::Header::new(&run_id, plan, started_at),
+        )
+        .map_err(|source| Error::Journal {
+            path: crate::journal::folder(&plan.dir),
+            source,
+        })?,
+        Some(dead) => {
+            crate::journal::Journal::reopen(&dead.path).map_err(|source| Error::Journal {
+                path: dead.path.clone(),
+                source,
+            })?
+        }
+    };
     let mut console = Console::new(&style)
         .map_err(|e| Error::Start(format!("cannot start the output thread: {e}")))?;
     let docker_shown = masker.mask(&shell_join(&docker.command));
@@ -143,14 +186,36 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         .as_ref()
         .map_or(0, |x| x.batch.iter().flatten().count());
     let budget = plan.max_fail.map_or(0, |share| share.of(used, false));
-    let report = session.run(
-        &units,
-        plan.jobs,
-        (&domains, budget),
-        &tasks,
-        &masker,
-        &mut journaled,
-    );
+    let resume = dead
+        .as_ref()
+        .map(|dead| take_over(dead, &units, &domains, started_at, &mut journaled));
+    let tasks = match &resume {
+        Some(resume) => tasks.with_lost_outputs(resume.lost_outputs.clone()),
+        None => tasks,
+    };
+    let killed = dead.as_ref().zip(resume.as_ref()).map(|(dead, resume)| {
+        (
+            record::Killed {
+                pid: dead.header.pid,
+                last_event_ms: millis(resume.last_event),
+                recovered_at: humantime::format_rfc3339_seconds(session.started_at).to_string(),
+                recovered_by: format!("{}@{}", lock::user_name(), lock::host_name()),
+                finished: resume.finished,
+            },
+            dead.header.clone(),
+        )
+    });
+    let report = session.run(|interrupts| engine::Run {
+        units: &units,
+        jobs: plan.jobs,
+        tasks: &tasks,
+        masker: &masker,
+        sink: &mut journaled,
+        interrupts,
+        domains: &domains,
+        budget,
+        resume,
+    });
     let code = crate::error::of_run(report.status);
     let record = record::Record::new(record::Parts {
         plan,
@@ -167,6 +232,7 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         hosts: host_records(plan, hosts.as_ref(), &plan_units, &report, &masker),
         masker: &masker,
         report: &report,
+        killed,
     });
     if record::is_stream(&report_path) {
         // `--report /dev/stdout`: the events written first, then the record.
@@ -217,6 +283,68 @@ pub(crate) fn apply(plan: &Plan, options: &Options) -> Result<i32, Error> {
         }),
     }
 }
+
+/// The refusal of a new run while one of the plan's died unrecovered.
+fn unfinished_error(plan: &Plan, dead: &crate::journal::Unfinished) -> Error {
+    Error::Unfinished {
+        run: Box::new(dead.header.clone()),
+        journal: dead.path.clone(),
+        plan: plan.path.clone(),
+    }
+}
+
+/// `runner recover` takes over a dead run: it ends what the run left running
+/// here (a step must not go on while it is undone), says so in the journal,
+/// and replays the journal into the state the engine goes on from.
+fn take_over(
+    dead: &crate::journal::Unfinished,
+    units: &[Unit],
+    domains: &[String],
+    started_at: SystemTime,
+    sink: &mut dyn engine::Sink,
+) -> engine::replay::Resume {
+    let start = crate::journal::epoch_ms(started_at);
+    let events: Vec<(std::time::Duration, Event)> = dead
+        .events
+        .iter()
+        .map(|e| {
+            (
+                std::time::Duration::from_millis(e.at.saturating_sub(start)),
+                e.event.clone(),
+            )
+        })
+        .collect();
+    let mut resume = engine::replay::replay(units, domains, &events);
+    resume.since = SystemTime::now()
+        .duration_since(started_at)
+        .unwrap_or_default()
+        .max(resume.last_event);
+    let left = process::end_leftovers(&dead.header.run_id, LEFTOVER_GRACE);
+    let what = if resume.finished {
+        "its plan's last step had succeeded: the run is finished, and nothing is undone".to_owned()
+    } else {
+        "the rollback it owed runs now, as the run would have run it".to_owned()
+    };
+    let leftovers = if left > 0 {
+        format!("; {left} process(es) it left running here were ended first")
+    } else {
+        String::new()
+    };
+    sink.event(Event::Stopping {
+        reason: format!(
+            "runner recover (pid {}, {}@{}) takes over run {}, whose runner (pid {}) died: {what}{leftovers}",
+            std::process::id(),
+            lock::user_name(),
+            lock::host_name(),
+            dead.header.run_id,
+            dead.header.pid,
+        ),
+    });
+    resume
+}
+
+/// How long what a dead run left running has to end on SIGTERM.
+const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How each host ended, for the record and the summary.
 fn host_records(
@@ -284,7 +412,7 @@ pub(crate) struct Session {
     pub(crate) started_at: SystemTime,
     pub(crate) run_id: String,
     runtime: tokio::runtime::Runtime,
-    interrupts: tokio::sync::mpsc::UnboundedReceiver<engine::Interrupt>,
+    interrupts: engine::Interrupts,
     /// Sends what stops the run as a signal does (a host's lock lost).
     pub(crate) interrupter: engine::signals::Sender,
 }
@@ -310,29 +438,15 @@ impl Session {
         })
     }
 
-    /// Runs `units` to the end of the run; nothing they started outlives it.
-    pub(crate) fn run(
+    /// Runs the engine to the end of the run (`run` is given the session's
+    /// interrupts); nothing the units started outlives it.
+    pub(crate) fn run<'a>(
         self,
-        units: &[Unit],
-        jobs: u32,
-        domains: (&[String], usize),
-        tasks: &dyn Tasks,
-        masker: &Masker,
-        sink: &mut dyn engine::Sink,
+        run: impl FnOnce(engine::Interrupts) -> engine::Run<'a>,
     ) -> engine::Report {
         process::adopt_orphans();
         let report = self.runtime.block_on(async {
-            let report = engine::run(engine::Run {
-                units,
-                jobs,
-                tasks,
-                masker,
-                sink,
-                interrupts: self.interrupts,
-                domains: domains.0,
-                budget: domains.1,
-            })
-            .await;
+            let report = engine::run(run(self.interrupts)).await;
             process::end_adopted().await;
             report
         });
@@ -380,6 +494,9 @@ pub(crate) struct PlanTasks<'p> {
     /// `sh`, resolved on PATH once: a child that searches PATH for it pays a
     /// failed exec per PATH entry, every step.
     sh: String,
+    /// In a recovery, the steps whose captured output held a secret: the
+    /// journal has it masked, so a task whose template needs it is refused.
+    lost_outputs: Vec<String>,
 }
 
 impl<'p> PlanTasks<'p> {
@@ -398,6 +515,15 @@ impl<'p> PlanTasks<'p> {
             run_id: run_id.to_owned(),
             masker,
             sh: which::which("sh").map_or_else(|_| "sh".to_owned(), |p| p.display().to_string()),
+            lost_outputs: Vec::new(),
+        }
+    }
+
+    /// Steps whose output a recovery does not have (see `lost_outputs`).
+    pub(crate) fn with_lost_outputs(self, lost_outputs: Vec<String>) -> Self {
+        Self {
+            lost_outputs,
+            ..self
         }
     }
 
@@ -483,12 +609,26 @@ impl Tasks for PlanTasks<'_> {
             _ => (&step.action, &step.env),
         };
         let kind = action.as_kind();
-        let output = |id: &str| outputs.get(id).cloned();
+        // An output the journal has masked, asked for by this task's templates.
+        let lost = std::cell::RefCell::new(None::<String>);
+        let output = |id: &str| {
+            if self.lost_outputs.iter().any(|l| l == id) {
+                lost.borrow_mut().get_or_insert_with(|| id.to_owned());
+            }
+            outputs.get(id).cloned()
+        };
         let real = self.scope_on(unit.host, false, &output);
         let shown = self.scope_on(unit.host, true, &output);
         let launch = self.launch(&real, &unit.id, real.env(env), task);
         let operations = kind.operations(&shown, &shown.env(env));
-        let work = match refused(kind, &real) {
+        let refusal = refused(kind, &real).or_else(|| {
+            lost.borrow().as_ref().map(|id| {
+                format!(
+                    "it needs the output of `{id}`, which held a secret: runner never writes a secret, so the run's journal has it masked and this cannot be run as the run would have run it; do it by hand"
+                )
+            })
+        });
+        let work = match refusal {
             Some(why) => Arc::new(Refused(self.masker.mask(&why))) as Arc<dyn Work>,
             None => kind.work(&launch),
         };

@@ -39,6 +39,25 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
+    /// Undo what a run of the plan did before runner died (`kill -9`, the OOM
+    /// killer, a reboot), from its journal: the rollback it owed, as the run
+    /// would have run it. Exits 0 when the app is back whole (or the run had
+    /// finished), 3 when a hook failed.
+    Recover {
+        /// The plan file of the run that died.
+        plan: PathBuf,
+        /// Set a variable (repeatable): the run's own values come from its
+        /// journal; its secrets, never written, come from here or the
+        /// environment, as for apply.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Output format: text (a live view on a terminal), or json (one event per line).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Write the run's JSON record here (default: .`runner/runs/RUN_ID.json` beside the plan).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
     /// Check a plan: print its diagnostics, exit 0 if it is valid, 2 if not.
     Validate {
         plan: PathBuf,
@@ -102,7 +121,8 @@ Exit codes:
   2    invalid plan or usage (an unknown --var included)
   3    rollback incomplete: a hook failed, the system needs a human
   4    could not start: docker unreachable, sudo needs a password, the lock held, a host
-       unusable, the preflight found a problem (--plan-only exits 4 for the same)
+       unusable, the preflight found a problem, a run of the plan died and was not
+       recovered (`runner recover PLAN`) (--plan-only exits 4 for the same)
   130  interrupted (after rollback)";
 
 /// The command line as clap sees it: for completions and manual pages.

@@ -5,7 +5,7 @@
 //! is not an error of runner: it is the run's status and exit code.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::docker::Docker;
 use crate::engine::RunStatus;
@@ -32,7 +32,7 @@ pub(crate) mod exit_code {
 /// The exit code of a run that ended so.
 pub(crate) fn of_run(status: RunStatus) -> i32 {
     match status {
-        RunStatus::Succeeded => exit_code::SUCCESS,
+        RunStatus::Succeeded | RunStatus::Recovered => exit_code::SUCCESS,
         RunStatus::Failed | RunStatus::Partial => exit_code::STEP_FAILED,
         RunStatus::RollbackIncomplete => exit_code::ROLLBACK_INCOMPLETE,
         RunStatus::Interrupted => exit_code::INTERRUPTED,
@@ -81,6 +81,25 @@ pub(crate) enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A run of this plan died and was not recovered: a new one would start
+    /// from a half-done system.
+    #[error(
+        "run {} of this plan did not finish (started {} by {} on {}, runner pid {}): runner died before the end and left its journal {}; nothing was run",
+        run.run_id, run.started_at, run.user, run.host, run.pid, journal.display()
+    )]
+    Unfinished {
+        run: Box<crate::journal::Header>,
+        journal: PathBuf,
+        plan: PathBuf,
+    },
+    /// The run's journal cannot be made (or a dead run's taken over): no act
+    /// without its journal.
+    #[error("cannot write the run's journal in {}: {source}; nothing was run", path.display())]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The run ended, but its record could not be written: the run's own
     /// exit code stands.
     #[error("cannot write the run record {}: {source}", path.display())]
@@ -118,6 +137,8 @@ impl Error {
             | Error::Hosts(_)
             | Error::Preflight(_)
             | Error::Record { .. }
+            | Error::Unfinished { .. }
+            | Error::Journal { .. }
             | Error::Start(_) => exit_code::CANNOT_START,
             Error::RecordLost { run_code, .. } => *run_code,
             Error::Maintenance { interrupted, .. } => {
@@ -147,6 +168,18 @@ impl Error {
                     .to_owned(),
             ),
             Error::Lock(e) => Some(e.help()),
+            Error::Unfinished { plan, run, .. } => Some(format!(
+                "run `runner recover {}`: it undoes what run {} did (its rollback, as the run would have done it), or finds it finished; `runner show {} {}` tells what its journal says",
+                plan.display(),
+                run.run_id,
+                plan.display(),
+                run.run_id
+            )),
+            Error::Journal { path, .. } => Some(format!(
+                "runner journals each run in {}, a folder of this user's alone: make {} writable for this user",
+                path.display(),
+                path.parent().and_then(Path::parent).unwrap_or(path).display()
+            )),
             Error::Record { path, .. } => Some(format!(
                 "runner keeps each run's record in {}: make it writable for this user, or give `--report FILE` in a folder it can write",
                 path.parent().unwrap_or(path).display()

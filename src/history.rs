@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::engine::Event;
 use crate::error::Error;
 use crate::error::exit_code;
 use crate::report::console::{duration, print_out};
@@ -140,13 +141,7 @@ fn unfinished(real: &Path) -> Vec<crate::journal::Unfinished> {
 fn last_event(run: &crate::journal::Unfinished) -> String {
     run.events.last().map_or_else(
         || "nothing: it died before its first step".to_owned(),
-        |e| {
-            let what = e["event"].as_str().unwrap_or("?").replace('_', " ");
-            match e["step"].as_str() {
-                Some(step) => format!("`{step}` {}", what.trim_start_matches("step ")),
-                None => what,
-            }
-        },
+        |e| journal_line(&e.event),
     )
 }
 
@@ -377,8 +372,14 @@ fn show_unfinished(run: &crate::journal::Unfinished, format: ShowFormat) -> Resu
                 "DID NOT FINISH: runner (pid {}) died before the end of the run (kill -9, the OOM killer, a reboot), so it wrote no record. What its journal says, in order:",
                 h.pid
             );
+            let start = run.events.first().map_or(0, |e| e.at);
             for e in &run.events {
-                let _ = writeln!(out, "  {}", journal_line(e));
+                let _ = writeln!(
+                    out,
+                    "  {:>9}  {}",
+                    duration(Duration::from_millis(e.at.saturating_sub(start))),
+                    journal_line(&e.event)
+                );
             }
             let _ = writeln!(out, "\njournal: {}", run.path.display());
             out
@@ -389,30 +390,33 @@ fn show_unfinished(run: &crate::journal::Unfinished, format: ShowFormat) -> Resu
 }
 
 /// One event of a journal, in words.
-fn journal_line(e: &serde_json::Value) -> String {
-    let step = e["step"].as_str().unwrap_or("");
-    match e["event"].as_str().unwrap_or("") {
-        "step_started" => format!("▶ {step} started (attempt {})", e["attempt"]),
-        "step_finished" => format!("{} {step} {}", "■", e["status"].as_str().unwrap_or("")),
-        "step_skipped" => format!("⤼ {step} skipped: {}", e["reason"].as_str().unwrap_or("")),
-        "attempt_failed" => format!(
-            "✗ {step} attempt {} failed: {}",
-            e["attempt"],
-            e["reason"].as_str().unwrap_or("")
+fn journal_line(e: &Event) -> String {
+    match e {
+        Event::StepStarted { step, attempt, .. } => {
+            format!("`{step}` started (attempt {attempt})")
+        }
+        Event::StepFinished { step, status, .. } => format!("`{step}` {}", status.as_str()),
+        Event::StepSkipped { step, reason, .. } => format!("`{step}` skipped: {reason}"),
+        Event::AttemptFailed {
+            step,
+            attempt,
+            reason,
+            ..
+        } => format!("`{step}` attempt {attempt} failed: {reason}"),
+        Event::Captured { step, .. } => format!("`{step}` output captured"),
+        Event::RollbackStarted { step, .. } => format!("rollback of `{step}` started"),
+        Event::RollbackFinished {
+            step, succeeded, ..
+        } => format!(
+            "rollback of `{step}` {}",
+            if *succeeded { "succeeded" } else { "failed" }
         ),
-        "rollback_started" => format!("↩ rollback of {step} started"),
-        "rollback_finished" => format!(
-            "↩ rollback of {step} {}",
-            if e["succeeded"] == true {
-                "succeeded"
-            } else {
-                "failed"
-            }
-        ),
-        "rollback_held" => format!("↩ rollback of {step} held back"),
-        "stopping" => format!("! {}", e["reason"].as_str().unwrap_or("")),
-        "host_ready" => format!("host {} ready", e["host"].as_str().unwrap_or("")),
-        "domain_failed" => format!("! host {} failed", e["domain"].as_str().unwrap_or("")),
-        other => other.to_owned(),
+        Event::RollbackHeld { step, .. } => format!("rollback of `{step}` held back"),
+        Event::Stopping { reason } => reason.clone(),
+        Event::HostReady { host, .. } => format!("host {host} ready"),
+        Event::DomainFailed { domain, .. } => format!("host {domain} failed"),
+        Event::RunStarted { .. } | Event::Output { .. } | Event::RunFinished { .. } => {
+            String::new()
+        }
     }
 }

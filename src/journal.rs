@@ -35,6 +35,26 @@ pub(crate) struct Header {
     pub(crate) pid: u32,
     pub(crate) user: String,
     pub(crate) host: String,
+    /// The run's variables but its secrets (never written): `runner recover`
+    /// undoes the run with the values it ran with.
+    #[serde(default)]
+    pub(crate) vars: std::collections::BTreeMap<String, String>,
+}
+
+/// A line of the journal after its header: an event, and when it happened
+/// (milliseconds since the Unix epoch: a recover that takes the journal over
+/// later goes on on the same clock).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub(crate) at: u64,
+    #[serde(flatten)]
+    pub(crate) event: Event,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn epoch_ms(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Header {
@@ -53,6 +73,12 @@ impl Header {
             pid: std::process::id(),
             user: crate::lock::user_name(),
             host: crate::lock::host_name(),
+            vars: plan
+                .vars
+                .iter()
+                .filter(|(_, v)| !v.secret)
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
         }
     }
 }
@@ -110,6 +136,39 @@ impl Journal {
         Ok(journal)
     }
 
+    /// Takes over the journal of a run that died, to append a recovery's
+    /// events to it: a `recover` that dies too leaves them for the next.
+    pub(crate) fn reopen(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::FileExt as _;
+        use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
+            return Err(std::io::Error::other(format!(
+                "{} is not a journal of this user's",
+                path.display()
+            )));
+        }
+        let mut journal = Self {
+            file,
+            path: path.to_owned(),
+            failed: None,
+        };
+        // A line the death cut short ends here, so the next is whole.
+        let mut last = [0u8; 1];
+        if meta.len() > 0
+            && journal.file.read_at(&mut last, meta.len() - 1)? == 1
+            && last[0] != b'\n'
+        {
+            journal.file.write_all(b"\n")?;
+        }
+        Ok(journal)
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -127,7 +186,11 @@ impl Journal {
         if self.failed.is_some() {
             return;
         }
-        let written = serde_json::to_string(event)
+        let entry = Entry {
+            at: epoch_ms(std::time::SystemTime::now()),
+            event: event.clone(),
+        };
+        let written = serde_json::to_string(&entry)
             .map_err(std::io::Error::other)
             .and_then(|line| self.append(&line))
             .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
@@ -166,7 +229,8 @@ fn kept(event: &Event) -> Option<bool> {
         | Event::HostReady { .. }
         | Event::DomainFailed { .. }
         | Event::RollbackHeld { .. }
-        | Event::RollbackFinished { .. } => Some(false),
+        | Event::RollbackFinished { .. }
+        | Event::Captured { .. } => Some(false),
         Event::RunStarted { .. } | Event::Output { .. } | Event::RunFinished { .. } => None,
     }
 }
@@ -202,7 +266,7 @@ pub(crate) struct Unfinished {
     pub(crate) header: Header,
     /// Its events, in the order they happened (a last line cut short by the
     /// run's death is left out).
-    pub(crate) events: Vec<serde_json::Value>,
+    pub(crate) events: Vec<Entry>,
 }
 
 /// The journals a plan's runs left, oldest first; only this plan's (plans of
@@ -230,7 +294,7 @@ pub(crate) fn unfinished(plan_dir: &Path, plan_path: &Path) -> Vec<Unfinished> {
 /// The most of a journal that is read.
 const LIMIT: u64 = 64 * 1024 * 1024;
 
-fn read(path: &Path) -> Option<(Header, Vec<serde_json::Value>)> {
+fn read(path: &Path) -> Option<(Header, Vec<Entry>)> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let file = std::fs::OpenOptions::new()
@@ -270,6 +334,7 @@ mod tests {
             pid: 1,
             user: "u".to_owned(),
             host: "h".to_owned(),
+            vars: std::collections::BTreeMap::new(),
         }
     }
 
@@ -301,7 +366,11 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].header.run_id, "20261204T000000Z-abcd");
         assert_eq!(found[0].events.len(), 1, "{:?}", found[0].events);
-        assert_eq!(found[0].events[0]["event"], "step_started");
+        assert!(
+            matches!(&found[0].events[0].event, Event::StepStarted { step, .. } if step == "a"),
+            "{:?}",
+            found[0].events
+        );
         // Another plan's journal in the same folder is not this plan's.
         assert!(unfinished(dir.path(), &dir.path().join("other.toml")).is_empty());
         // A second run cannot take the same file, nor a planted one.

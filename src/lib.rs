@@ -19,6 +19,7 @@ mod parallel;
 pub mod plan;
 mod preflight;
 mod process;
+mod recover;
 mod remote;
 pub mod report;
 mod run;

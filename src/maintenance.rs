@@ -74,7 +74,17 @@ pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
             tasks.shown()
         ));
     }
-    let report = session.run(&units, 1, (&[], 0), &tasks, &masker, &mut console);
+    let report = session.run(|interrupts| crate::engine::Run {
+        units: &units,
+        jobs: 1,
+        tasks: &tasks,
+        masker: &masker,
+        sink: &mut console,
+        interrupts,
+        domains: &[],
+        budget: 0,
+        resume: None,
+    });
     let unit = &report.units[0];
     let reason = unit
         .run

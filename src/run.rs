@@ -37,11 +37,20 @@ fn stderr_color() -> bool {
 
 /// Loads a plan, printing its warnings.
 fn load(path: &Path, vars: &[(String, String)]) -> Result<Loaded, Error> {
+    load_with(path, vars, true)
+}
+
+/// Loads a plan, printing its warnings if `warn`.
+pub(crate) fn load_with(
+    path: &Path,
+    vars: &[(String, String)],
+    warn: bool,
+) -> Result<Loaded, Error> {
     let env = |name: &str| std::env::var(name).ok();
     let inputs = Inputs { vars, env: &env };
     match plan::load(path, &inputs) {
         Ok(loaded) => {
-            if !loaded.warnings.items.is_empty() {
+            if warn && !loaded.warnings.items.is_empty() {
                 print_err(&loaded.warnings.render(stderr_color()));
             }
             Ok(loaded)
@@ -75,6 +84,18 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             let loaded = load(&plan, &vars)?;
             loaded.plan.runnable().map_err(Error::Plan)?;
             crate::maintenance::run(&loaded.plan, request)
+        }
+        Command::Recover {
+            plan,
+            vars,
+            output,
+            report,
+        } => {
+            let options = crate::apply::Options {
+                json: output == Output::Json,
+                report,
+            };
+            crate::recover::recover(&plan, &vars, &options)
         }
         Command::Runs { plan, output } => crate::history::runs(&plan, output == Output::Json),
         Command::Show { plan, run, format } => crate::history::show(&plan, &run, format),
@@ -116,9 +137,16 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             let masker = crate::apply::masker(&loaded.plan);
             let checked = crate::preflight::run(&loaded.plan, &docker, &masker);
             let locked = crate::lock::held(&crate::apply::lock_path(&loaded.plan));
+            // A journal beside a held lock is of the run that holds it.
+            let dead = locked.is_none().then(|| {
+                crate::journal::unfinished(&loaded.plan.dir, &loaded.plan.real_path())
+                    .first()
+                    .map(|u| format!("{} (started {})", u.header.run_id, u.header.started_at))
+            });
             let preview = report::preview::build(&loaded.plan, docker)
                 .checked(checked)
-                .locked(locked);
+                .locked(locked)
+                .unfinished(dead.flatten());
             print_out(&match output {
                 Output::Text => preview.to_text(),
                 Output::Json => format!(

@@ -92,7 +92,7 @@ fn a_run_killed_with_sigkill_leaves_its_journal_and_runs_and_show_name_it() {
     let show = test.run_with(&["show", "plan.toml"]);
     assert_eq!(show.status, 0, "{}", show.stderr);
     assert!(
-        show.stdout.contains("DID NOT FINISH") && show.stdout.contains("▶ second started"),
+        show.stdout.contains("DID NOT FINISH") && show.stdout.contains("`second` started"),
         "{}",
         show.stdout
     );

@@ -95,6 +95,10 @@ pub(super) struct Dispatcher<'a> {
     sink: &'a mut dyn Sink,
     interrupts: mpsc::UnboundedReceiver<Interrupt>,
     clock: Instant,
+    /// Added to the clock: a recovery goes on on its dead run's timeline.
+    base: Duration,
+    /// A recovery: whether the dead run had finished its plan.
+    resumed: Option<bool>,
     status: Vec<Option<Status>>,
     /// Why a unit was skipped on its condition.
     skipped: Vec<Option<String>>,
@@ -141,7 +145,7 @@ impl<'a> Dispatcher<'a> {
                 dependents[need].push(i);
             }
         }
-        Self {
+        let mut dispatcher = Self {
             order: topological(units, &dependents),
             units,
             jobs: usize::try_from(run.jobs).unwrap_or(1).max(1),
@@ -169,12 +173,61 @@ impl<'a> Dispatcher<'a> {
             budget: run.budget,
             failed_domains: Vec::new(),
             domain_hooks_failed: false,
+            base: Duration::ZERO,
+            resumed: None,
+        };
+        if let Some(resume) = run.resume {
+            dispatcher.resume(resume);
+        }
+        dispatcher
+    }
+
+    /// Takes over from a dead run: its state as its journal tells it.
+    fn resume(&mut self, r: super::replay::Resume) {
+        let progress =
+            |report: Option<TaskReport>| report.map(|report| Progress { report, open: None });
+        self.status = r.status;
+        self.skipped = r.skipped;
+        self.runs = r.runs.into_iter().map(progress).collect();
+        self.hooks = r.hooks.into_iter().map(progress).collect();
+        self.completed = r.completed;
+        self.rollback = r.rollback;
+        self.failed_domains = r.failed_domains;
+        self.outputs = r.outputs;
+        self.base = r.since;
+        self.resumed = Some(r.finished);
+        if !r.finished {
+            let cut = if r.cut_short.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " while {} ran",
+                    r.cut_short
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            self.stopped = Some(format!("runner died{cut}"));
         }
     }
 
+    /// Time since the start of the run.
+    fn now(&self) -> Duration {
+        self.base + self.clock.elapsed()
+    }
+
     pub(super) async fn run(mut self) -> Report {
-        let plan = self.members(|w| w == When::Success);
-        self.schedule(&plan, Phase::Plan).await;
+        if self.resumed == Some(true) {
+            // It died after its plan's last step succeeded: it is finished,
+            // and nothing of it is undone.
+            return self.report(RunStatus::Succeeded);
+        }
+        if self.resumed.is_none() {
+            let plan = self.members(|w| w == When::Success);
+            self.schedule(&plan, Phase::Plan).await;
+        }
         let failed = self.stopped.is_some();
         let hooks_ok = !failed || self.roll_back().await;
         // A `failure` step that needs plan steps runs when one of them failed
@@ -182,6 +235,8 @@ impl<'a> Dispatcher<'a> {
         let after: Vec<usize> = self
             .members(|w| w == When::Always || (failed && w == When::Failure))
             .into_iter()
+            // A recovery runs what its dead run had not finished.
+            .filter(|&i| self.status[i].is_none())
             .filter(|&i| {
                 let unit = &self.units[i];
                 let mut plan_needs = unit
@@ -200,6 +255,8 @@ impl<'a> Dispatcher<'a> {
             .any(|&i| self.status[i] == Some(Status::Failed));
         let status = if !hooks_ok || self.domain_hooks_failed {
             RunStatus::RollbackIncomplete
+        } else if self.resumed.is_some() {
+            RunStatus::Recovered
         } else if self.signals > 0 {
             RunStatus::Interrupted
         } else if failed || after_failed {
@@ -209,6 +266,11 @@ impl<'a> Dispatcher<'a> {
         } else {
             RunStatus::Succeeded
         };
+        self.report(status)
+    }
+
+    fn report(self, status: RunStatus) -> Report {
+        let duration = self.now();
         Report {
             status,
             stopped: self.stopped,
@@ -228,7 +290,7 @@ impl<'a> Dispatcher<'a> {
             held: self.held,
             failed_domains: self.failed_domains,
             outputs: self.outputs,
-            duration: self.clock.elapsed(),
+            duration,
         }
     }
 
@@ -604,8 +666,8 @@ impl<'a> Dispatcher<'a> {
             report: TaskReport {
                 command: prepared.command.clone(),
                 attempts: Vec::new(),
-                started: self.clock.elapsed(),
-                ended: self.clock.elapsed(),
+                started: self.now(),
+                ended: self.now(),
                 tail: VecDeque::new(),
             },
             open: None,
@@ -766,7 +828,7 @@ impl<'a> Dispatcher<'a> {
         let task = done.task;
         let i = task.unit();
         let id = self.units[i].id.clone();
-        let now = self.clock.elapsed();
+        let now = self.now();
         let (attempts, duration_ms, reason) = match self.progress(task) {
             Some(progress) => {
                 progress.report.ended = now;
@@ -806,6 +868,12 @@ impl<'a> Dispatcher<'a> {
                 if done.succeeded
                     && let Some(text) = done.captured
                 {
+                    let output = self.masker.mask(&text);
+                    self.sink.event(Event::Captured {
+                        step: id.clone(),
+                        masked: output != text,
+                        output,
+                    });
                     self.outputs.insert(id.clone(), text);
                 }
                 self.sink.event(Event::StepFinished {
@@ -815,6 +883,7 @@ impl<'a> Dispatcher<'a> {
                     attempts,
                     duration_ms,
                     reason,
+                    never_started: !done.succeeded && never_started,
                 });
             }
             Task::Hook(_) => {

@@ -46,6 +46,8 @@ pub(crate) enum RunStatus {
     /// Some hosts failed within the failure budget and were rolled back; the
     /// others were deployed.
     Partial,
+    /// runner died during the run; `runner recover` undid what it had done.
+    Recovered,
 }
 
 impl RunStatus {
@@ -56,6 +58,7 @@ impl RunStatus {
             RunStatus::RollbackIncomplete => "rollback incomplete",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Partial => "partly deployed",
+            RunStatus::Recovered => "killed, recovered",
         }
     }
 }
@@ -72,7 +75,7 @@ pub(crate) enum Phase {
     After,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub(crate) enum Event {
     RunStarted {
@@ -117,6 +120,20 @@ pub(crate) enum Event {
         duration_ms: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// A failed step whose command never started: it changed nothing,
+        /// so its hook does not run even with `also_if_failed`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        never_started: bool,
+    },
+    /// What a step that captures its stdout printed, secrets masked: the
+    /// hooks that template `steps.ID.output` need it to run again.
+    Captured {
+        step: String,
+        output: String,
+        /// The output held a secret, masked here: what templates it cannot
+        /// be made again from this event.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        masked: bool,
     },
     /// A step was ready and did not run: its condition does not hold.
     StepSkipped {

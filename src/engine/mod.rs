@@ -10,6 +10,7 @@
 mod attempt;
 mod dispatcher;
 mod event;
+pub(crate) mod replay;
 mod retry;
 pub(crate) mod signals;
 #[cfg(test)]
@@ -122,6 +123,9 @@ pub(crate) trait Sink {
     fn event(&mut self, event: Event);
 }
 
+/// Where interrupts come from: signals, a host's lock lost, the journal.
+pub(crate) type Interrupts = mpsc::UnboundedReceiver<Interrupt>;
+
 /// What the engine needs besides the units.
 pub(crate) struct Run<'a> {
     pub(crate) units: &'a [Unit],
@@ -129,7 +133,7 @@ pub(crate) struct Run<'a> {
     pub(crate) tasks: &'a dyn Tasks,
     pub(crate) masker: &'a Masker,
     pub(crate) sink: &'a mut dyn Sink,
-    pub(crate) interrupts: mpsc::UnboundedReceiver<Interrupt>,
+    pub(crate) interrupts: Interrupts,
     /// The failure domains' names, indexed by [`Unit::domain`].
     pub(crate) domains: &'a [String],
     /// How many domains may fail: a failure in a domain within this budget rolls
@@ -137,6 +141,9 @@ pub(crate) struct Run<'a> {
     /// dependents outside the domain start once that rollback is done. Any other
     /// failure stops the run.
     pub(crate) budget: usize,
+    /// A recovery: the dead run's state, replayed from its journal; the
+    /// rollback it owed runs, then what was to run after it.
+    pub(crate) resume: Option<replay::Resume>,
 }
 
 /// Runs the units: the plan, its rollback if it failed, then the after-phase.

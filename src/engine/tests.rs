@@ -173,6 +173,7 @@ impl Plan {
         }
         let mut sink = Vec::new();
         let report = super::run(Run {
+            resume: None,
             units: &self.units,
             jobs: 4,
             tasks: self,

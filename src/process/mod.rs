@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 pub(crate) use pipe::Pipe;
-pub(crate) use tree::{MARKER, adopt_orphans, end_adopted, forget_helper, spawn_helper};
+pub(crate) use tree::{
+    MARKER, adopt_orphans, end_adopted, end_leftovers, forget_helper, spawn_helper,
+};
 
 use crate::engine::{End, Output, Stream};
 

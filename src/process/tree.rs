@@ -427,3 +427,36 @@ fn marker(pid: i32) -> Option<String> {
         .find_map(|entry| entry.strip_prefix(prefix.as_bytes()))
         .map(|value| String::from_utf8_lossy(value).into_owned())
 }
+
+/// Ends what a run that died left running on this machine (its commands carry
+/// `RUNNER_EXEC_ID=RUN/…`): SIGTERM, then SIGKILL for what is still there
+/// after `grace`. Returns how many processes it found. A recovery must not
+/// undo a step while the step still runs.
+pub(crate) fn end_leftovers(run_id: &str, grace: std::time::Duration) -> usize {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let prefix = format!("{run_id}/");
+    let me = i32::try_from(std::process::id()).unwrap_or_default();
+    let find = || -> Vec<i32> {
+        all()
+            .into_iter()
+            .filter(|p| !p.zombie && p.pid != me)
+            .filter(|p| marker(p.pid).is_some_and(|m| m.starts_with(&prefix)))
+            .map(|p| p.pid)
+            .collect()
+    };
+    let found = find();
+    for &pid in &found {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + grace;
+    let mut left = found.clone();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        left = find();
+    }
+    for pid in left {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    found.len()
+}

@@ -333,6 +333,7 @@ impl TextView {
                 attempts,
                 duration_ms,
                 reason,
+                ..
             } => {
                 self.unspin(step, *phase);
                 let tries = if *attempts > 1 {
@@ -432,7 +433,7 @@ impl TextView {
                     ),
                 );
             }
-            Event::RunFinished { .. } => {}
+            Event::RunFinished { .. } | Event::Captured { .. } => {}
         }
     }
 

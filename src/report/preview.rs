@@ -39,6 +39,10 @@ pub struct Preview {
     /// Who holds the plan's lock now, when another run does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) locked_by: Option<String>,
+    /// A run of the plan that died and was not recovered: apply refuses to
+    /// start until `runner recover` undid it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) unfinished: Option<String>,
     /// The code `apply` would exit with before running any step (4: docker
     /// unreachable, the lock held, a preflight finding), else 0; `--plan-only`
     /// exits with it, so a CI job can gate on the preview.
@@ -237,6 +241,7 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         hosts,
         rollout,
         locked_by: None,
+        unfinished: None,
         exit_code: crate::error::exit_code::SUCCESS,
         plan: plan.name.clone(),
         file: plan.path.display().to_string(),
@@ -321,6 +326,13 @@ impl Preview {
         self
     }
 
+    /// The preview with the run of the plan that died unrecovered, if any.
+    pub(crate) fn unfinished(mut self, run: Option<String>) -> Self {
+        self.unfinished = run;
+        self.decide();
+        self
+    }
+
     /// What stops `apply` before its first step, in words; empty when nothing does.
     fn stoppers(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -329,6 +341,9 @@ impl Preview {
         }
         if let Some(holder) = &self.locked_by {
             out.push(format!("the plan's lock is held by {holder}"));
+        }
+        if let Some(run) = &self.unfinished {
+            out.push(format!("run {run} died and was not recovered"));
         }
         if let Some(checks) = self.preflight.as_ref().filter(|c| !c.findings.is_empty()) {
             out.push(format!(
@@ -421,6 +436,12 @@ impl Preview {
             let _ = writeln!(
                 out,
                 "Lock: held by {holder}; apply would stop before any step (exit 4)"
+            );
+        }
+        if let Some(run) = &self.unfinished {
+            let _ = writeln!(
+                out,
+                "Unfinished: run {run} of this plan died and left its journal; apply would stop before any step (exit 4) until `runner recover PLAN` undoes it"
             );
         }
         if let Some(checks) = &self.preflight {

@@ -62,6 +62,24 @@ pub(crate) struct Record {
     /// app once the system is repaired.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) repair: Option<String>,
+    /// runner died during this run; `runner recover` wrote this record from
+    /// its journal, and what it did after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) killed: Option<Killed>,
+}
+
+/// A run whose runner died, and its recovery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Killed {
+    /// The pid of the runner that died.
+    pub(crate) pid: u32,
+    /// Its journal's last event, in milliseconds from the start of the run.
+    pub(crate) last_event_ms: u64,
+    /// When `runner recover` took over, and who ran it where.
+    pub(crate) recovered_at: String,
+    pub(crate) recovered_by: String,
+    /// The plan's last step had succeeded: nothing was undone.
+    pub(crate) finished: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +224,8 @@ pub(crate) struct Parts<'a> {
     pub(crate) hosts: Vec<HostRecord>,
     pub(crate) masker: &'a Masker,
     pub(crate) report: &'a Report,
+    /// A recovery: who ran the run that died, and the recovery.
+    pub(crate) killed: Option<(Killed, crate::journal::Header)>,
 }
 
 impl Record {
@@ -227,8 +247,14 @@ impl Record {
             started_at: humantime::format_rfc3339_millis(run.started_at).to_string(),
             finished_at: humantime::format_rfc3339_millis(finished).to_string(),
             duration_ms: millis(report.duration),
-            user: crate::lock::user_name(),
-            host: crate::lock::host_name(),
+            user: run
+                .killed
+                .as_ref()
+                .map_or_else(crate::lock::user_name, |(_, h)| h.user.clone()),
+            host: run
+                .killed
+                .as_ref()
+                .map_or_else(crate::lock::host_name, |(_, h)| h.host.clone()),
             status: report.status,
             exit_code: crate::error::of_run(report.status),
             stopped: report.stopped.clone(),
@@ -302,6 +328,7 @@ impl Record {
                 .map(|&i| units[i].id.clone())
                 .collect(),
             repair: (!report.held.is_empty()).then(|| super::summary::repair(plan)),
+            killed: run.killed.map(|(k, _)| k),
             maintenance: windows(plan, &units, report),
             rollback_held: report
                 .held

@@ -74,7 +74,17 @@ pub(crate) fn text(record: &Record) -> String {
     }
     let stopped = record.stopped.as_deref();
     let verdict = match record.status {
-        RunStatus::Succeeded => "succeeded".to_owned(),
+        RunStatus::Succeeded => match &record.killed {
+            Some(k) => format!(
+                "succeeded: runner (pid {}) died after the plan's last step succeeded, so the run is finished and `runner recover` undid nothing",
+                k.pid
+            ),
+            None => "succeeded".to_owned(),
+        },
+        RunStatus::Recovered => format!(
+            "KILLED, RECOVERED: {}; `runner recover` ran the rollback it owed, and every rollback hook succeeded",
+            stopped.unwrap_or("runner died")
+        ),
         RunStatus::Failed => match stopped {
             Some(why) => format!("FAILED: {why}; every rollback hook succeeded"),
             None => "FAILED: the plan succeeded, then a step after it failed".to_owned(),
@@ -123,6 +133,21 @@ pub(crate) fn text(record: &Record) -> String {
                 .repair
                 .as_deref()
                 .unwrap_or("runner maintenance off PLAN")
+        );
+    }
+    if let Some(k) = &record.killed {
+        let _ = writeln!(
+            out,
+            "\nrunner (pid {}) died {} into the run (its journal's last event); `runner recover` took over at {} ({}){}",
+            k.pid,
+            duration(Duration::from_millis(k.last_event_ms)),
+            k.recovered_at,
+            k.recovered_by,
+            if k.finished {
+                ": the plan's last step had succeeded, so nothing was undone"
+            } else {
+                ""
+            }
         );
     }
     if let Some(line) = maintenance_line(record) {

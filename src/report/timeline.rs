@@ -266,6 +266,17 @@ pub(crate) fn text(record: &Record) -> String {
     if record.maintenance.is_empty() {
         let _ = writeln!(out, "  (no maintenance window: no toggle turned it on)");
     }
+    if let Some(killed) = &record.killed {
+        let _ = writeln!(
+            out,
+            "  {:<width$} |{}| runner (pid {}) died after {}; `runner recover` took over at {}",
+            "runner died",
+            row(killed.last_event_ms, killed.last_event_ms, '!'),
+            killed.pid,
+            duration(std::time::Duration::from_millis(killed.last_event_ms)),
+            killed.recovered_at
+        );
+    }
     let _ = writeln!(
         out,
         "  # a step   = a rollback hook   ~ users get the maintenance page"

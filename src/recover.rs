@@ -1,0 +1,110 @@
+//! `runner recover PLAN`: undoes what a run did before runner died, from the
+//! journal it left (see [`crate::journal`]).
+//!
+//! Under the plan's lock, the oldest journal of the plan is taken over: the
+//! plan is loaded with the values the run used (its secrets, never written,
+//! come from the command line or the environment, as for apply), the journal
+//! is replayed into the engine's state, and the engine runs the rollback the
+//! run owed under the live rules (see [`crate::engine::replay`]). Its events
+//! go to the same journal, so a recover that dies too is taken over by the
+//! next one. The record it writes is the dead run's, marked killed.
+
+use std::path::Path;
+
+use crate::apply::{Options, Recovery};
+use crate::error::{Error, exit_code};
+use crate::journal::Unfinished;
+use crate::report::console::print_out;
+use crate::run::load_with;
+
+pub(crate) fn recover(
+    path: &Path,
+    vars: &[(String, String)],
+    options: &Options,
+) -> Result<i32, Error> {
+    // The plan as it stands: where its lock and journals are, what it declares.
+    let current = load_with(path, vars, true)?;
+    let plan = &current.plan;
+    plan.runnable().map_err(Error::Plan)?;
+    let now = std::time::SystemTime::now();
+    let lock = crate::apply::lock_plan(plan, &format!("recover-{}", std::process::id()), now)?;
+    let mut dead = crate::journal::unfinished(&plan.dir, &plan.real_path());
+    if dead.is_empty() {
+        print_out(&format!(
+            "nothing to recover: no run of {} left a journal (each finished and wrote its record)\n",
+            path.display()
+        ));
+        return Ok(exit_code::SUCCESS);
+    }
+    let run = dead.remove(0);
+    if !dead.is_empty() {
+        print_out(&format!(
+            "{} more run(s) of this plan died too; `runner recover {}` again takes the next\n",
+            dead.len(),
+            path.display()
+        ));
+    }
+    if let Some(code) = recorded(plan, &run, options)? {
+        return Ok(code);
+    }
+    let vars = run_vars(&run, plan, vars);
+    let loaded = load_with(path, &vars, false)?;
+    crate::apply::deploy(&loaded.plan, options, Some(Recovery { dead: run, lock }))
+}
+
+/// A run whose record was written before it died (only its journal's removal
+/// was left): it finished; its journal goes.
+fn recorded(
+    plan: &crate::plan::Plan,
+    run: &Unfinished,
+    options: &Options,
+) -> Result<Option<i32>, Error> {
+    let record = options.report.clone().unwrap_or_else(|| {
+        plan.dir
+            .join(".runner")
+            .join("runs")
+            .join(format!("{}.json", run.header.run_id))
+    });
+    let Ok(text) = std::fs::read_to_string(&record) else {
+        return Ok(None);
+    };
+    let Ok(found) = serde_json::from_str::<crate::report::record::Record>(&text) else {
+        return Ok(None);
+    };
+    if found.run_id != run.header.run_id {
+        return Ok(None);
+    }
+    std::fs::remove_file(&run.path).map_err(|source| Error::Journal {
+        path: run.path.clone(),
+        source,
+    })?;
+    print_out(&format!(
+        "run {} finished and wrote its record {} ({}); only its journal was left, and is removed\n",
+        found.run_id,
+        record.display(),
+        found.status.as_str()
+    ));
+    Ok(Some(exit_code::SUCCESS))
+}
+
+/// The variables to undo the run with: the values it ran with (those the plan
+/// still declares), then the command line's for the rest (its secrets).
+fn run_vars(
+    run: &Unfinished,
+    plan: &crate::plan::Plan,
+    given: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = run
+        .header
+        .vars
+        .iter()
+        .filter(|(k, _)| plan.vars.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in given {
+        if !vars.iter().any(|(known, _)| known == k) {
+            vars.push((k.clone(), v.clone()));
+        }
+    }
+    vars
+}
