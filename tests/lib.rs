@@ -16,6 +16,7 @@ mod journal;
 mod preflight;
 mod preview;
 mod properties;
+mod recover;
 mod release;
 mod rollback;
 mod schema;

@@ -193,3 +193,57 @@ pub(crate) fn exit_within(child: &mut std::process::Child, limit: Duration) -> i
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// How a run that a test meant to kill ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// Killed with SIGKILL once its journal held this many events.
+    Killed(usize),
+    /// It ended first, with this exit code.
+    Exited(i32),
+}
+
+/// Spawns `command` (a runner run of the plan in `dir`) and kills it with
+/// SIGKILL as soon as its journal (`dir/.runner/journal/*.jsonl`, the one
+/// it makes or, for `recover`, the one it takes over) holds more than
+/// `events` events after its header: the run dies right after that event.
+pub(crate) fn kill_after(
+    mut command: std::process::Command,
+    dir: &std::path::Path,
+    events: usize,
+) -> Ended {
+    let journals = dir.join(".runner").join("journal");
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runner");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Ended::Exited(status.code().unwrap_or(-1));
+        }
+        let lines = files(&journals)
+            .into_iter()
+            .map(|p| {
+                std::fs::read(&p)
+                    .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0);
+        if lines > events {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+            return Ended::Killed(lines - 1);
+        }
+        assert!(std::time::Instant::now() < deadline, "the run hung");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
