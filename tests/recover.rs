@@ -195,3 +195,98 @@ fn a_run_killed_after_its_last_plan_step_is_finished_not_undone() {
     assert!(runs.stdout.contains("succeeded"), "{}", runs.stdout);
     assert!(!crate::common::process::alive("sleep 35"));
 }
+
+/// The demo deploy killed with SIGKILL at points spread over it, the
+/// maintenance window included: each time the next apply refuses, recover
+/// brings back one whole release with maintenance off, and the next deploy
+/// succeeds.
+mod demo {
+    use crate::common::docker::{Demo, docker_ok};
+    use crate::common::process::{Ended, kill_after};
+
+    /// What the proxy answers, a few times over half a second: all must be
+    /// the same 200.
+    fn answers(demo: &Demo) -> Vec<String> {
+        (0..10)
+            .map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                match demo.up() {
+                    Ok((200, body)) => body.trim().to_owned(),
+                    other => format!("{other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    /// From the demo at v2 (schema 2), releases that bring two migrations
+    /// (3 and 4), each killed after its journal's `n`-th event. Between two
+    /// points the schema is set back to 2 under the release that runs, so
+    /// the next release brings the same two migrations.
+    fn killed_at(tag: &str, points: &[usize]) {
+        let demo = Demo::new(tag);
+        let first = demo.apply(&[]);
+        assert_eq!(first.status, 0, "{}{}", first.stdout, first.stderr);
+        let mut old = "v2".to_owned();
+        for (k, &n) in points.iter().enumerate() {
+            // v4 brings migrations 3 and 4; so does every later vN.
+            let new = format!("v{}", 4 + k);
+            let version = format!("version={new}");
+            let mut command = demo.test.command();
+            command.args(["apply", "demo.toml", "--var", &version]);
+            let died = match kill_after(command, demo.test.dir.path(), n) {
+                Ended::Killed(events) => events,
+                Ended::Exited(code) => panic!("point {n}: the deploy ended first, exit {code}"),
+            };
+            let at = format!("killed after event {died} (point {n}), {old} -> {new}");
+            let apply = demo.apply(&["--var", &version]);
+            assert_eq!(apply.status, 4, "{at}: {}{}", apply.stdout, apply.stderr);
+            assert!(
+                apply.stderr.contains("runner recover"),
+                "{at}: {}",
+                apply.stderr
+            );
+            let recover = demo.test.run_with(&["recover", "demo.toml"]);
+            assert_eq!(
+                recover.status, 0,
+                "{at}: {}{}",
+                recover.stdout, recover.stderr
+            );
+            // One whole release: the old with its schema, or the new with its own.
+            let whole = [format!("up {old} schema=2"), format!("up {new} schema=4")];
+            let seen = answers(&demo);
+            assert!(
+                seen.iter().all(|a| a == &seen[0]) && whole.contains(&seen[0]),
+                "{at}: {seen:?}\n{}",
+                recover.stdout
+            );
+            assert_eq!(demo.maintenance_status(), "maintenance is off", "{at}");
+            // The next deploy goes ahead and gets there.
+            let next = demo.apply(&["--var", &version]);
+            assert_eq!(next.status, 0, "{at}: {}{}", next.stdout, next.stderr);
+            assert_eq!(answers(&demo)[9], format!("up {new} schema=4"), "{at}");
+            // Back to schema 2 under the running release, for the next point.
+            docker_ok(&["exec", &demo.name, "sh", "-c", "echo 2 > /data/schema"]);
+            old = new;
+        }
+    }
+
+    // The events of the deploy (benches/docker.py has a run's timeline):
+    // 1-8 host-tools, provision, build and backup-db; 9-13 start and
+    // pending; 14-15 maintenance-on; 16-19 migrate and join; 20-21 switch;
+    // 22-25 maintenance-off and crontab; 26-31 health checks.
+
+    #[test]
+    fn killed_before_the_window() {
+        killed_at("kill-before", &[2, 6, 9, 10, 13]);
+    }
+
+    #[test]
+    fn killed_in_the_maintenance_window() {
+        killed_at("kill-window", &[14, 15, 16, 17, 19]);
+    }
+
+    #[test]
+    fn killed_at_the_switch_and_after() {
+        killed_at("kill-after", &[20, 21, 22, 24, 28]);
+    }
+}

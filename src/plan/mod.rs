@@ -237,7 +237,10 @@ pub struct MadeContainer {
 pub struct Hook {
     pub description: Option<String>,
     pub action: Action,
-    /// Runs also when its own step failed.
+    /// Runs also when its own step failed partway (or was cut short by
+    /// runner's death). Always so for a hook that gives the system back to
+    /// its users (maintenance off): its step may have closed it before it
+    /// failed, and opening what is open changes nothing.
     pub also_if_failed: bool,
     pub settings: Settings,
     pub env: IndexMap<String, Template>,
@@ -245,9 +248,10 @@ pub struct Hook {
 
 impl Hook {
     fn from_def(def: HookDef, settings: Settings) -> Self {
+        let reopens = def.action.as_kind().hook_role() == crate::engine::HookRole::Reopen;
         Self {
             description: def.description.map(|d| d.value),
-            also_if_failed: def.also_if_failed,
+            also_if_failed: def.also_if_failed || reopens,
             action: def.action,
             settings,
             env: def.env.into_iter().map(|(k, v)| (k, v.value)).collect(),

@@ -205,12 +205,23 @@ pub(crate) enum Ended {
 
 /// Spawns `command` (a runner run of the plan in `dir`) and kills it with
 /// SIGKILL as soon as its journal (`dir/.runner/journal/*.jsonl`, the one
-/// it makes or, for `recover`, the one it takes over) holds more than
-/// `events` events after its header: the run dies right after that event.
+/// it makes or, for `recover`, the one it takes over) holds `events` events
+/// after its header: the run dies right after that event.
 pub(crate) fn kill_after(
-    mut command: std::process::Command,
+    command: std::process::Command,
     dir: &std::path::Path,
     events: usize,
+) -> Ended {
+    kill_when(command, dir, |journal| journal.len() >= events)
+}
+
+/// Spawns `command` and kills it with SIGKILL as soon as `now` holds for
+/// the events of its journal (see [`kill_after`]); `Killed` says how many
+/// events the journal held then.
+pub(crate) fn kill_when(
+    mut command: std::process::Command,
+    dir: &std::path::Path,
+    now: impl Fn(&[Value]) -> bool,
 ) -> Ended {
     let journals = dir.join(".runner").join("journal");
     let mut child = command
@@ -223,19 +234,20 @@ pub(crate) fn kill_after(
         if let Some(status) = child.try_wait().expect("wait") {
             return Ended::Exited(status.code().unwrap_or(-1));
         }
-        let lines = files(&journals)
-            .into_iter()
-            .map(|p| {
-                std::fs::read(&p)
-                    .map(|b| b.iter().filter(|&&c| c == b'\n').count())
-                    .unwrap_or(0)
-            })
-            .max()
-            .unwrap_or(0);
-        if lines > events {
-            child.kill().expect("SIGKILL");
-            let _ = child.wait();
-            return Ended::Killed(lines - 1);
+        for path in files(&journals) {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // Whole lines only, the header left out.
+            let events: Vec<Value> = text
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .skip(1)
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            if now(&events) {
+                child.kill().expect("SIGKILL");
+                let _ = child.wait();
+                return Ended::Killed(events.len());
+            }
         }
         assert!(std::time::Instant::now() < deadline, "the run hung");
         std::thread::sleep(Duration::from_millis(1));
