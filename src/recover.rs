@@ -25,7 +25,6 @@ pub(crate) fn recover(
     // The plan as it stands: where its lock and journals are, what it declares.
     let current = load_with(path, vars, true)?;
     let plan = &current.plan;
-    plan.runnable().map_err(Error::Plan)?;
     let now = std::time::SystemTime::now();
     let lock = crate::apply::lock_plan(plan, &format!("recover-{}", std::process::id()), now)?;
     let mut dead = crate::journal::unfinished(&plan.dir, &plan.real_path());

@@ -571,6 +571,44 @@ mod rolling {
     }
 
     #[test]
+    fn a_rolling_deploy_killed_between_its_hosts_is_refused_then_recovered_on_both() {
+        use crate::common::process::{Ended, kill_when};
+        let rollout = Rollout::new(2, "root", "0");
+        assert_eq!(rollout.apply(&[]).status, 0);
+        let mut command = rollout.test.command();
+        command.args(["apply", "plan.toml", "--var", "version=v2"]);
+        // Killed once the first host is done, before the second's switch.
+        let ended = kill_when(command, rollout.test.dir.path(), |events| {
+            events
+                .iter()
+                .any(|e| e["event"] == "step_finished" && e["step"] == "undrain@rth1")
+        });
+        assert!(matches!(ended, Ended::Killed(_)), "{ended:?}");
+        assert_eq!(rollout.versions(), ["v2", "v1"]);
+        let apply = rollout.apply(&["version=v2"]);
+        assert_eq!(apply.status, 4, "{}{}", apply.stdout, apply.stderr);
+        assert!(apply.stderr.contains("runner recover"), "{}", apply.stderr);
+        // recover reaches and locks each host over its own connections, and
+        // undoes the first host's release with the run's values.
+        let recover = rollout.test.run_with(&["recover", "plan.toml"]);
+        assert_eq!(recover.status, 0, "{}{}", recover.stdout, recover.stderr);
+        assert!(
+            recover
+                .stdout
+                .contains("switch@rth1 (rollback) rolled back"),
+            "{}",
+            recover.stdout
+        );
+        assert_eq!(rollout.versions(), ["v1", "v1"], "{}", recover.stdout);
+        assert_eq!(rollout.in_pool(), [true, true]);
+        let runs = rollout.test.run_with(&["runs", "plan.toml"]);
+        assert!(runs.stdout.contains("killed, recovered"), "{}", runs.stdout);
+        let next = rollout.apply(&["version=v2"]);
+        assert_eq!(next.status, 0, "{}{}", next.stdout, next.stderr);
+        assert_eq!(rollout.versions(), ["v2", "v2"]);
+    }
+
+    #[test]
     fn within_the_budget_the_deploy_goes_on_and_the_summary_names_the_failed_host() {
         let rollout = Rollout::new(3, "root", "1");
         assert_eq!(rollout.apply(&[]).status, 0);
