@@ -188,23 +188,13 @@ pub(crate) fn deploy(
     let budget = plan.max_fail.map_or(0, |share| share.of(used, false));
     let resume = dead
         .as_ref()
-        .map(|dead| take_over(dead, &units, &domains, started_at, &mut journaled));
+        .map(|dead| take_over(dead, &units, started_at, &mut journaled));
     let tasks = match &resume {
         Some(resume) => tasks.with_lost_outputs(resume.lost_outputs.clone()),
         None => tasks,
     };
-    let killed = dead.as_ref().zip(resume.as_ref()).map(|(dead, resume)| {
-        (
-            record::Killed {
-                pid: dead.header.pid,
-                last_event_ms: millis(resume.last_event),
-                recovered_at: humantime::format_rfc3339_seconds(session.started_at).to_string(),
-                recovered_by: format!("{}@{}", lock::user_name(), lock::host_name()),
-                finished: resume.finished,
-            },
-            dead.header.clone(),
-        )
-    });
+    let died_at = resume.as_ref().map(|r| r.last_event);
+    let recovered_at = humantime::format_rfc3339_seconds(session.started_at).to_string();
     let report = session.run(|interrupts| engine::Run {
         units: &units,
         jobs: plan.jobs,
@@ -232,7 +222,18 @@ pub(crate) fn deploy(
         hosts: host_records(plan, hosts.as_ref(), &plan_units, &report, &masker),
         masker: &masker,
         report: &report,
-        killed,
+        killed: dead.as_ref().zip(died_at).map(|(dead, died_at)| {
+            (
+                record::Killed {
+                    pid: dead.header.pid,
+                    last_event_ms: millis(died_at),
+                    recovered_at,
+                    recovered_by: format!("{}@{}", lock::user_name(), lock::host_name()),
+                    finished: report.status == engine::RunStatus::Succeeded,
+                },
+                dead.header.clone(),
+            )
+        }),
     });
     if record::is_stream(&report_path) {
         // `--report /dev/stdout`: the events written first, then the record.
@@ -299,7 +300,6 @@ fn unfinished_error(plan: &Plan, dead: &crate::journal::Unfinished) -> Error {
 fn take_over(
     dead: &crate::journal::Unfinished,
     units: &[Unit],
-    domains: &[String],
     started_at: SystemTime,
     sink: &mut dyn engine::Sink,
 ) -> engine::replay::Resume {
@@ -314,25 +314,20 @@ fn take_over(
             )
         })
         .collect();
-    let mut resume = engine::replay::replay(units, domains, &events);
+    let mut resume = engine::replay::replay(units, &events);
     resume.since = SystemTime::now()
         .duration_since(started_at)
         .unwrap_or_default()
         .max(resume.last_event);
     let left = process::end_leftovers(&dead.header.run_id, LEFTOVER_GRACE);
-    let what = if resume.finished {
-        "its plan's last step had succeeded: the run is finished, and nothing is undone".to_owned()
-    } else {
-        "the rollback it owed runs now, as the run would have run it".to_owned()
-    };
     let leftovers = if left > 0 {
         format!("; {left} process(es) it left running here were ended first")
     } else {
         String::new()
     };
-    sink.event(Event::Stopping {
+    sink.event(Event::Recovering {
         reason: format!(
-            "runner recover (pid {}, {}@{}) takes over run {}, whose runner (pid {}) died: {what}{leftovers}",
+            "runner recover (pid {}, {}@{}) takes over run {}, whose runner (pid {}) died{leftovers}",
             std::process::id(),
             lock::user_name(),
             lock::host_name(),

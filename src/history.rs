@@ -412,7 +412,7 @@ fn journal_line(e: &Event) -> String {
             if *succeeded { "succeeded" } else { "failed" }
         ),
         Event::RollbackHeld { step, .. } => format!("rollback of `{step}` held back"),
-        Event::Stopping { reason } => reason.clone(),
+        Event::Stopping { reason } | Event::Recovering { reason } => reason.clone(),
         Event::HostReady { host, .. } => format!("host {host} ready"),
         Event::DomainFailed { domain, .. } => format!("host {domain} failed"),
         Event::RunStarted { .. } | Event::Output { .. } | Event::RunFinished { .. } => {

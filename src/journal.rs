@@ -226,6 +226,7 @@ fn kept(event: &Event) -> Option<bool> {
         | Event::StepSkipped { .. }
         | Event::AttemptFailed { .. }
         | Event::Stopping { .. }
+        | Event::Recovering { .. }
         | Event::HostReady { .. }
         | Event::DomainFailed { .. }
         | Event::RollbackHeld { .. }

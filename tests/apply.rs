@@ -489,13 +489,21 @@ run = "{sleep} {{{{ nap }}}}"
         preview.stdout
     );
 
-    // kill -9: the kernel drops the lock with the process.
+    // kill -9: the kernel drops the lock with the process; the run it left
+    // half done stops the next until `runner recover` undid it.
     first.signal("KILL");
     let _ = first.finish();
     drop(reap);
     let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
-    assert_eq!(preview.status, 0, "{}{}", preview.stdout, preview.stderr);
+    assert_eq!(preview.status, 4, "{}{}", preview.stdout, preview.stderr);
     assert!(!preview.stdout.contains("Lock:"), "{}", preview.stdout);
+    assert!(
+        preview.stdout.contains("Unfinished: run "),
+        "{}",
+        preview.stdout
+    );
+    let recover = test.run_with(&["recover", "plan.toml"]);
+    assert_eq!(recover.status, 0, "{}{}", recover.stdout, recover.stderr);
     let run = test.run_with(&second);
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
 }

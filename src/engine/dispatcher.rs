@@ -1,13 +1,11 @@
-//! The dispatcher: one loop owns the run. It starts units the moment their needs
-//! succeeded and a job slot is free, reads what their tasks tell it (output lines,
-//! attempts, their end or their panic), handles interrupts, and reports every
-//! event to the sink. A task never decides anything about the rest of the run.
-//!
-//! The run has three phases: the plan's units; if one failed or an interrupt came,
-//! the rollback hooks of the units that succeeded, one at a time; then the
-//! `when = "failure"` / `"always"` units.
+//! The dispatcher: one loop owns the run's tasks. It carries out what the
+//! engine's core decides ([`Core`]: which step or hook starts, when the run
+//! stops), and feeds the core what happens, from one `select!`: a task's end,
+//! an interrupt. On the way it reads what the tasks tell it (output lines,
+//! attempts) and reports every event to the sink. A task never decides
+//! anything about the rest of the run, nor does this loop.
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -16,10 +14,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::attempt::{Stops, attempts};
+use super::core::{Command, Core, Input};
 use super::work::{End, Line, Outcome};
 use super::{
-    AttemptRecord, Event, Held, HookRole, Interrupt, Phase, Report, Run, RunStatus, Sink, Status,
-    Task, TaskReport, Tasks, Unit, UnitReport, When, millis,
+    AttemptRecord, Event, Interrupts, Phase, Report, Run, RunStatus, Sink, Status, Task,
+    TaskReport, Tasks, Unit, UnitReport, millis,
 };
 use crate::mask::Masker;
 
@@ -49,13 +48,17 @@ pub(crate) struct Done {
     pub(crate) captured: Option<String>,
 }
 
-struct Progress {
-    report: TaskReport,
+pub(super) struct Progress {
+    pub(super) report: TaskReport,
     /// The attempt started and not ended yet.
     open: Option<u32>,
 }
 
 impl Progress {
+    pub(super) fn of(report: TaskReport) -> Self {
+        Self { report, open: None }
+    }
+
     fn line(&mut self, tagged: String) {
         if self.report.tail.len() == TAIL_LINES {
             self.report.tail.pop_front();
@@ -64,153 +67,104 @@ impl Progress {
     }
 }
 
-/// A unit is done (or skipped) for the units that need it: one need fewer
-/// each; those that need nothing more can start.
-fn release(dependents: &[usize], member: &[bool], waiting: &mut [usize]) -> Vec<usize> {
-    let mut free = Vec::new();
-    for &d in dependents {
-        if member[d] {
-            waiting[d] -= 1;
-            if waiting[d] == 0 {
-                free.push(d);
-            }
-        }
+fn stops() -> Stops {
+    Stops {
+        no_retry: CancellationToken::new(),
+        kill: CancellationToken::new(),
     }
-    free
-}
-
-/// Units that can start: the longest remaining chain first, then the order given,
-/// so the critical path never waits behind a short branch.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Ready {
-    height: usize,
-    index: std::cmp::Reverse<usize>,
 }
 
 pub(super) struct Dispatcher<'a> {
+    core: Core<'a>,
     units: &'a [Unit],
-    jobs: usize,
     tasks: &'a dyn Tasks,
     masker: &'a Masker,
     sink: &'a mut dyn Sink,
-    interrupts: mpsc::UnboundedReceiver<Interrupt>,
+    interrupts: Interrupts,
     clock: Instant,
     /// Added to the clock: a recovery goes on on its dead run's timeline.
     base: Duration,
-    /// A recovery: whether the dead run had finished its plan.
-    resumed: Option<bool>,
-    status: Vec<Option<Status>>,
+    /// The phase the core is in: what its commands belong to.
+    phase: Phase,
+    /// The phase's cancellation, as its tasks see it.
+    stops: Stops,
     /// Why a unit was skipped on its condition.
     skipped: Vec<Option<String>>,
     runs: Vec<Option<Progress>>,
     hooks: Vec<Option<Progress>>,
-    /// Units that need each unit.
-    dependents: Vec<Vec<usize>>,
-    /// Units in an order where needs come first.
-    order: Vec<usize>,
     /// Captured outputs, by unit id.
     outputs: HashMap<String, String>,
-    /// Plan units in order of completion (successes only), for the rollback.
-    completed: Vec<usize>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
     running: JoinSet<Done>,
     ids: HashMap<Id, Task>,
-    stopped: Option<String>,
-    held: Vec<Held>,
-    rollback: Vec<usize>,
-    signals: u32,
-    domains: &'a [String],
-    budget: usize,
-    /// Domains that failed within the budget, in order.
-    failed_domains: Vec<usize>,
-    /// Whether a domain's rollback had a hook fail.
-    domain_hooks_failed: bool,
-}
-
-/// A failed domain's rollback, within the plan phase: its hooks one at a time.
-struct DomainRollback {
-    domain: usize,
-    hooks: VecDeque<usize>,
-    ok: bool,
+    /// What the core decided and the loop has not carried out yet.
+    todo: VecDeque<Command>,
 }
 
 impl<'a> Dispatcher<'a> {
     pub(super) fn new(run: Run<'a>) -> Self {
         let units = run.units;
         let (tx, rx) = mpsc::channel(CHANNEL);
-        let mut dependents = vec![Vec::new(); units.len()];
-        for (i, unit) in units.iter().enumerate() {
-            for &need in &unit.needs {
-                dependents[need].push(i);
-            }
-        }
+        let jobs = usize::try_from(run.jobs).unwrap_or(1);
         let mut dispatcher = Self {
-            order: topological(units, &dependents),
+            core: Core::new(units, jobs, run.domains, run.budget),
             units,
-            jobs: usize::try_from(run.jobs).unwrap_or(1).max(1),
             tasks: run.tasks,
             masker: run.masker,
             sink: run.sink,
             interrupts: run.interrupts,
             clock: Instant::now(),
-            status: vec![None; units.len()],
+            base: Duration::ZERO,
+            phase: Phase::Plan,
+            stops: stops(),
             skipped: vec![None; units.len()],
             runs: units.iter().map(|_| None).collect(),
             hooks: units.iter().map(|_| None).collect(),
-            dependents,
             outputs: HashMap::new(),
-            completed: Vec::new(),
             tx,
             rx,
             running: JoinSet::new(),
             ids: HashMap::new(),
-            stopped: None,
-            held: Vec::new(),
-            rollback: Vec::new(),
-            signals: 0,
-            domains: run.domains,
-            budget: run.budget,
-            failed_domains: Vec::new(),
-            domain_hooks_failed: false,
-            base: Duration::ZERO,
-            resumed: None,
+            todo: VecDeque::new(),
         };
         if let Some(resume) = run.resume {
             dispatcher.resume(resume);
+        } else {
+            // An interrupt that came while the run was set up stops it
+            // before anything starts.
+            while let Ok(interrupt) = dispatcher.interrupts.try_recv() {
+                let next = dispatcher.core.handle(Input::Interrupt {
+                    signal: interrupt.signal.into_owned(),
+                    at_once: interrupt.at_once,
+                });
+                dispatcher.todo.extend(next);
+            }
+            let first = dispatcher.core.start();
+            dispatcher.todo.extend(first);
         }
         dispatcher
     }
 
-    /// Takes over from a dead run: its state as its journal tells it.
+    /// Takes over from a dead run: what its journal says it did, replayed
+    /// into the core (its commands then were carried out by the dead run),
+    /// then the run's death; what follows from it is carried out here.
     fn resume(&mut self, r: super::replay::Resume) {
-        let progress =
-            |report: Option<TaskReport>| report.map(|report| Progress { report, open: None });
-        self.status = r.status;
         self.skipped = r.skipped;
-        self.runs = r.runs.into_iter().map(progress).collect();
-        self.hooks = r.hooks.into_iter().map(progress).collect();
-        self.completed = r.completed;
-        self.rollback = r.rollback;
-        self.failed_domains = r.failed_domains;
+        self.runs = r.runs.into_iter().map(|p| p.map(Progress::of)).collect();
+        self.hooks = r.hooks.into_iter().map(|p| p.map(Progress::of)).collect();
         self.outputs = r.outputs;
         self.base = r.since;
-        self.resumed = Some(r.finished);
-        if !r.finished {
-            let cut = if r.cut_short.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " while {} ran",
-                    r.cut_short
-                        .iter()
-                        .map(|s| format!("`{s}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            self.stopped = Some(format!("runner died{cut}"));
+        let replayed = std::iter::once(self.core.start())
+            .chain(r.inputs.into_iter().map(|input| self.core.handle(input)))
+            .collect::<Vec<_>>();
+        for command in replayed.into_iter().flatten() {
+            if let Command::Enter(phase) = command {
+                self.phase = phase;
+            }
         }
+        let next = self.core.handle(Input::Died { started: r.started });
+        self.todo.extend(next);
     }
 
     /// Time since the start of the run.
@@ -219,62 +173,83 @@ impl<'a> Dispatcher<'a> {
     }
 
     pub(super) async fn run(mut self) -> Report {
-        if self.resumed == Some(true) {
-            // It died after its plan's last step succeeded: it is finished,
-            // and nothing of it is undone.
-            return self.report(RunStatus::Succeeded);
+        loop {
+            while let Some(command) = self.todo.pop_front() {
+                if let Some(status) = self.carry_out(command) {
+                    return self.report(status);
+                }
+            }
+            tokio::select! {
+                Some(msg) = self.rx.recv() => self.handle(msg),
+                Some(joined) = self.running.join_next_with_id() => {
+                    let input = self.finish(joined);
+                    let next = self.core.handle(input);
+                    self.todo.extend(next);
+                }
+                Some(interrupt) = self.interrupts.recv() => {
+                    let next = self.core.handle(Input::Interrupt {
+                        signal: interrupt.signal.into_owned(),
+                        at_once: interrupt.at_once,
+                    });
+                    self.todo.extend(next);
+                }
+            }
         }
-        if self.resumed.is_none() {
-            let plan = self.members(|w| w == When::Success);
-            self.schedule(&plan, Phase::Plan).await;
+    }
+
+    /// Carries out one of the core's commands; the run's end gives its status.
+    fn carry_out(&mut self, command: Command) -> Option<RunStatus> {
+        match command {
+            Command::Start(i) => {
+                if let Some(why) = self.tasks.skip(i, &self.outputs) {
+                    // Its condition does not hold: it changes nothing, and
+                    // what needs it goes on.
+                    let why = self.masker.mask(&why);
+                    self.sink.event(Event::StepSkipped {
+                        step: self.units[i].id.clone(),
+                        phase: self.phase,
+                        reason: why.clone(),
+                    });
+                    self.skipped[i] = Some(why);
+                    let next = self.core.handle(Input::Skipped { unit: i });
+                    self.todo.extend(next);
+                } else {
+                    tracing::debug!(step = %self.units[i].id, "start");
+                    let command = self.launch(Task::Step(i));
+                    self.sink.event(Event::StepStarted {
+                        step: self.units[i].id.clone(),
+                        phase: self.phase,
+                        attempt: 1,
+                        command,
+                    });
+                }
+            }
+            Command::Undo(i) => {
+                let command = self.launch(Task::Hook(i));
+                self.sink.event(Event::RollbackStarted {
+                    step: self.units[i].id.clone(),
+                    command,
+                });
+            }
+            Command::Enter(phase) => {
+                self.phase = phase;
+                self.stops = stops();
+            }
+            Command::NoRetry => self.stops.no_retry.cancel(),
+            Command::Kill => self.stops.kill.cancel(),
+            Command::Say(event) => self.sink.event(event),
+            Command::End(status) => return Some(status),
         }
-        let failed = self.stopped.is_some();
-        let hooks_ok = !failed || self.roll_back().await;
-        // A `failure` step that needs plan steps runs when one of them failed
-        // (as in GitHub Actions); without such needs, when the run failed.
-        let after: Vec<usize> = self
-            .members(|w| w == When::Always || (failed && w == When::Failure))
-            .into_iter()
-            // A recovery runs what its dead run had not finished.
-            .filter(|&i| self.status[i].is_none())
-            .filter(|&i| {
-                let unit = &self.units[i];
-                let mut plan_needs = unit
-                    .needs
-                    .iter()
-                    .filter(|&&n| self.units[n].when == When::Success)
-                    .peekable();
-                unit.when != When::Failure
-                    || plan_needs.peek().is_none()
-                    || plan_needs.any(|&n| self.status[n] == Some(Status::Failed))
-            })
-            .collect();
-        self.schedule(&after, Phase::After).await;
-        let after_failed = after
-            .iter()
-            .any(|&i| self.status[i] == Some(Status::Failed));
-        let status = if !hooks_ok || self.domain_hooks_failed {
-            RunStatus::RollbackIncomplete
-        } else if self.resumed.is_some() {
-            RunStatus::Recovered
-        } else if self.signals > 0 {
-            RunStatus::Interrupted
-        } else if failed || after_failed {
-            RunStatus::Failed
-        } else if !self.failed_domains.is_empty() {
-            RunStatus::Partial
-        } else {
-            RunStatus::Succeeded
-        };
-        self.report(status)
+        None
     }
 
     fn report(self, status: RunStatus) -> Report {
         let duration = self.now();
+        let core = self.core;
         Report {
             status,
-            stopped: self.stopped,
-            units: self
+            stopped: core.stopped,
+            units: core
                 .status
                 .into_iter()
                 .zip(self.runs.into_iter().zip(self.hooks))
@@ -286,376 +261,16 @@ impl<'a> Dispatcher<'a> {
                     skipped,
                 })
                 .collect(),
-            rollback: self.rollback,
-            held: self.held,
-            failed_domains: self.failed_domains,
+            rollback: core.rollback,
+            held: core.held,
+            failed_domains: core.failed_domains,
             outputs: self.outputs,
             duration,
         }
     }
 
-    fn members(&self, when: impl Fn(When) -> bool) -> Vec<usize> {
-        (0..self.units.len())
-            .filter(|&i| when(self.units[i].when))
-            .collect()
-    }
-
-    /// Runs `members` as a DAG: each starts once its needs (among `members`)
-    /// succeeded and a slot is free. In the plan phase a failure stops the
-    /// scheduling; after it, a failure only skips the units that need it.
-    async fn schedule(&mut self, members: &[usize], phase: Phase) {
-        if members.is_empty() {
-            return;
-        }
-        let mut member = vec![false; self.units.len()];
-        for &i in members {
-            member[i] = true;
-        }
-        // Longest chain of dependents from each unit, within the phase.
-        let mut height = vec![0usize; self.units.len()];
-        for &i in self.order.iter().rev() {
-            if member[i] {
-                height[i] = 1 + self.dependents[i]
-                    .iter()
-                    .filter(|&&d| member[d])
-                    .map(|&d| height[d])
-                    .max()
-                    .unwrap_or(0);
-            }
-        }
-        let mut waiting: Vec<usize> = (0..self.units.len())
-            .map(|i| self.units[i].needs.iter().filter(|&&n| member[n]).count())
-            .collect();
-        let ready = |i: usize| Ready {
-            height: height[i],
-            index: std::cmp::Reverse(i),
-        };
-        let mut queue: BinaryHeap<Ready> = members
-            .iter()
-            .filter(|&&i| waiting[i] == 0)
-            .map(|&i| ready(i))
-            .collect();
-        let stops = Stops {
-            no_retry: CancellationToken::new(),
-            kill: CancellationToken::new(),
-        };
-        let mut running = 0usize;
-        // Failure domains: which are dead, how many of their steps still run,
-        // which wait for their rollback, and the one rolling back now.
-        let mut dead = vec![false; self.domains.len()];
-        let mut running_in = vec![0usize; self.domains.len()];
-        let mut waiting_rollback: VecDeque<usize> = VecDeque::new();
-        let mut rolling: Option<DomainRollback> = None;
-        // Whether a unit has let its dependents know it is done.
-        let mut released = vec![false; self.units.len()];
-        // An interrupt that came before the phase (while the run was set up)
-        // stops it before anything starts.
-        while let Ok(interrupt) = self.interrupts.try_recv() {
-            self.interrupt(interrupt, phase, running, &stops);
-        }
-        loop {
-            if rolling.is_none()
-                && !stops.no_retry.is_cancelled()
-                && let Some(d) = waiting_rollback.pop_front()
-            {
-                let hooks = self.domain_hooks(d);
-                rolling = Some(DomainRollback {
-                    domain: d,
-                    hooks,
-                    ok: true,
-                });
-            }
-            if let Some(domain) = rolling.as_mut().filter(|_| !stops.no_retry.is_cancelled()) {
-                let ongoing = self.ids.values().any(|t| matches!(t, Task::Hook(_)));
-                if !ongoing {
-                    if let Some(i) = self.next_domain_hook(domain, &stops) {
-                        tracing::debug!(step = %self.units[i].id, "domain hook");
-                        running += 1;
-                    } else {
-                        let d = domain.domain;
-                        rolling = None;
-                        // The domain is settled: what needed it elsewhere goes on.
-                        for u in 0..self.units.len() {
-                            if self.units[u].domain == Some(d) && member[u] && !released[u] {
-                                released[u] = true;
-                                for &dd in &self.dependents[u] {
-                                    if member[dd] && self.units[dd].domain != Some(d) {
-                                        waiting[dd] -= 1;
-                                        if waiting[dd] == 0 {
-                                            queue.push(ready(dd));
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                }
-            }
-            while !stops.no_retry.is_cancelled() && running < self.jobs {
-                let Some(Ready {
-                    index: std::cmp::Reverse(i),
-                    ..
-                }) = queue.pop()
-                else {
-                    break;
-                };
-                if let Some(why) = self.tasks.skip(i, &self.outputs) {
-                    // Its condition does not hold: it changes nothing, and
-                    // what needs it goes on.
-                    let why = self.masker.mask(&why);
-                    self.status[i] = Some(Status::Skipped);
-                    self.sink.event(Event::StepSkipped {
-                        step: self.units[i].id.clone(),
-                        phase,
-                        reason: why.clone(),
-                    });
-                    self.skipped[i] = Some(why);
-                    released[i] = true;
-                    let free = release(&self.dependents[i], &member, &mut waiting);
-                    queue.extend(free.into_iter().map(ready));
-                    continue;
-                }
-                if let Some(d) = self.units[i].domain {
-                    if dead[d] {
-                        continue;
-                    }
-                    running_in[d] += 1;
-                }
-                tracing::debug!(step = %self.units[i].id, height = height[i], running, "start");
-                let command = self.launch(Task::Step(i), &stops);
-                self.sink.event(Event::StepStarted {
-                    step: self.units[i].id.clone(),
-                    phase,
-                    attempt: 1,
-                    command,
-                });
-                running += 1;
-            }
-            if running == 0 {
-                if rolling.is_some() || !waiting_rollback.is_empty() {
-                    if stops.no_retry.is_cancelled() {
-                        // The run's own rollback takes over the hooks not run.
-                        rolling = None;
-                        waiting_rollback.clear();
-                    }
-                    continue;
-                }
-                break;
-            }
-            tokio::select! {
-                Some(msg) = self.rx.recv() => self.handle(msg, phase),
-                Some(joined) = self.running.join_next_with_id() => {
-                    let (task, succeeded) = self.finish(joined, phase);
-                    running -= 1;
-                    let i = task.unit();
-                    tracing::debug!(step = %self.units[i].id, succeeded, running, "done");
-                    if let Task::Hook(_) = task {
-                        if let Some(domain) = rolling.as_mut() {
-                            domain.ok &= succeeded;
-                            self.domain_hooks_failed |= !succeeded;
-                        }
-                        continue;
-                    }
-                    let domain = self.units[i].domain;
-                    if let Some(d) = domain {
-                        running_in[d] -= 1;
-                    }
-                    let dead_domain = domain.filter(|&d| dead[d]);
-                    if succeeded && dead_domain.is_none() {
-                        released[i] = true;
-                        let free = release(&self.dependents[i], &member, &mut waiting);
-                        queue.extend(free.into_iter().map(ready));
-                    } else if !succeeded
-                        && phase == Phase::Plan
-                        && !stops.no_retry.is_cancelled()
-                        && let Some(d) = domain
-                        && (dead[d] || self.failed_domains.len() < self.budget)
-                    {
-                        if !dead[d] {
-                            dead[d] = true;
-                            self.failed_domains.push(d);
-                            self.sink.event(Event::DomainFailed {
-                                domain: self.domains[d].clone(),
-                                step: self.units[i].id.clone(),
-                                failed: self.failed_domains.len(),
-                                allowed: self.budget,
-                            });
-                        }
-                    } else if !succeeded && phase == Phase::Plan && !stops.no_retry.is_cancelled() {
-                        stops.no_retry.cancel();
-                        self.stop(format!("step `{}` failed", self.units[i].id), running);
-                    }
-                    if let Some(d) = dead_domain.or(domain.filter(|&d| dead[d]))
-                        && running_in[d] == 0
-                        && !waiting_rollback.contains(&d)
-                        && rolling.as_ref().is_none_or(|r| r.domain != d)
-                    {
-                        waiting_rollback.push_back(d);
-                    }
-                }
-                Some(interrupt) = self.interrupts.recv() => {
-                    self.interrupt(interrupt, phase, running, &stops);
-                }
-            }
-        }
-    }
-
-    /// A failed domain's hooks, as the run's rollback would order them.
-    fn domain_hooks(&self, d: usize) -> VecDeque<usize> {
-        self.rollback_order()
-            .into_iter()
-            .filter(|&i| self.units[i].domain == Some(d))
-            .collect()
-    }
-
-    /// Starts the next hook of a domain's rollback (a reopening hook is held
-    /// once one failed); returns its unit, or `None` when none is left.
-    fn next_domain_hook(&mut self, domain: &mut DomainRollback, stops: &Stops) -> Option<usize> {
-        while let Some(i) = domain.hooks.pop_front() {
-            let reopens = self.units[i]
-                .hook
-                .is_some_and(|h| h.role == HookRole::Reopen);
-            self.completed.retain(|&c| c != i);
-            if reopens && !domain.ok {
-                self.hold(i);
-                continue;
-            }
-            let command = self.launch(Task::Hook(i), stops);
-            self.rollback.push(i);
-            self.sink.event(Event::RollbackStarted {
-                step: self.units[i].id.clone(),
-                command,
-            });
-            return Some(i);
-        }
-        None
-    }
-
-    fn hold(&mut self, i: usize) {
-        let reason = "an earlier rollback hook failed, so this hook, which gives the system back to its users, is not run: they keep the closed system instead of a half-undone one".to_owned();
-        self.sink.event(Event::RollbackHeld {
-            step: self.units[i].id.clone(),
-            reason: reason.clone(),
-        });
-        self.held.push(Held { unit: i, reason });
-    }
-
-    /// The completed units with hooks, last completed first; hooks that reopen
-    /// the system to users after all others.
-    fn rollback_order(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = self
-            .completed
-            .iter()
-            .rev()
-            .copied()
-            .filter(|&i| self.units[i].hook.is_some())
-            .collect();
-        // Stable: each group keeps the reverse order of completion.
-        order.sort_by_key(|&i| {
-            self.units[i]
-                .hook
-                .is_some_and(|h| h.role == HookRole::Reopen)
-        });
-        order
-    }
-
-    fn stop(&mut self, reason: String, running: usize) {
-        let then = if running > 0 {
-            format!("{running} running step(s) finish, then the rollback runs")
-        } else {
-            "the rollback runs now".to_owned()
-        };
-        self.sink.event(Event::Stopping {
-            reason: format!("{reason}: nothing new starts; {then}"),
-        });
-        self.stopped.get_or_insert(reason);
-    }
-
-    fn interrupt(&mut self, interrupt: Interrupt, phase: Phase, running: usize, stops: &Stops) {
-        let signal = interrupt.signal;
-        self.signals += 1;
-        if phase == Phase::Plan {
-            self.stopped
-                .get_or_insert_with(|| format!("interrupted by {signal}"));
-        }
-        let next = if phase == Phase::Plan {
-            "then the rollback runs"
-        } else {
-            "then the run ends"
-        };
-        let reason = if interrupt.at_once {
-            // Nothing running may go on: as after a second signal.
-            stops.no_retry.cancel();
-            stops.kill.cancel();
-            format!("interrupted by {signal}: killing {running} running step(s), {next}")
-        } else if stops.no_retry.is_cancelled() {
-            stops.kill.cancel();
-            format!("interrupted again by {signal}: killing {running} running step(s), {next}")
-        } else {
-            stops.no_retry.cancel();
-            if running > 0 {
-                format!(
-                    "interrupted by {signal}: nothing new starts; {running} running step(s) finish (interrupt again to kill them), {next}"
-                )
-            } else {
-                format!("interrupted by {signal}: nothing new starts; {next}")
-            }
-        };
-        self.sink.event(Event::Stopping { reason });
-    }
-
-    /// Runs the hooks of the succeeded plan units, last completed first, one at a
-    /// time; hooks that reopen the system to users come after all others, and are
-    /// held once a hook failed. A failed hook is reported and the others still
-    /// run. Interrupts are noted but do not stop a rollback: every hook has its
-    /// own timeout, and half a rollback is the worst state to leave.
-    async fn roll_back(&mut self) -> bool {
-        let order = self.rollback_order();
-        let stops = Stops {
-            no_retry: CancellationToken::new(),
-            kill: CancellationToken::new(),
-        };
-        let mut all_ok = true;
-        for i in order {
-            let reopens = self.units[i]
-                .hook
-                .is_some_and(|h| h.role == HookRole::Reopen);
-            if reopens && !all_ok {
-                self.hold(i);
-                continue;
-            }
-            let command = self.launch(Task::Hook(i), &stops);
-            self.rollback.push(i);
-            self.sink.event(Event::RollbackStarted {
-                step: self.units[i].id.clone(),
-                command,
-            });
-            loop {
-                tokio::select! {
-                    Some(msg) = self.rx.recv() => self.handle(msg, Phase::Rollback),
-                    Some(joined) = self.running.join_next_with_id() => {
-                        let (_, ok) = self.finish(joined, Phase::Rollback);
-                        all_ok &= ok;
-                        break;
-                    }
-                    Some(interrupt) = self.interrupts.recv() => {
-                        self.signals += 1;
-                        self.sink.event(Event::Stopping {
-                            reason: format!(
-                                "{} during the rollback: the rollback goes on, so the system is not left half undone (each hook has its timeout)",
-                                interrupt.signal
-                            ),
-                        });
-                    }
-                }
-            }
-        }
-        all_ok
-    }
-
     /// Starts the attempts of a task; returns its command as shown.
-    fn launch(&mut self, task: Task, stops: &Stops) -> String {
+    fn launch(&mut self, task: Task) -> String {
         let prepared = self.tasks.prepare(task, &self.outputs);
         let unit = &self.units[task.unit()];
         let settings = match (task, unit.hook) {
@@ -678,7 +293,7 @@ impl<'a> Dispatcher<'a> {
             prepared.work,
             settings,
             self.tx.clone(),
-            stops.clone(),
+            self.stops.clone(),
         ));
         self.ids.insert(handle.id(), task);
         prepared.command
@@ -695,15 +310,15 @@ impl<'a> Dispatcher<'a> {
         self.progress_slot(task).as_mut()
     }
 
-    fn phase_of(task: Task, phase: Phase) -> Phase {
+    fn phase_of(&self, task: Task) -> Phase {
         match task {
-            Task::Step(_) => phase,
+            Task::Step(_) => self.phase,
             Task::Hook(_) => Phase::Rollback,
         }
     }
 
     /// Records what a task said.
-    fn handle(&mut self, msg: Msg, phase: Phase) {
+    fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Line(task, line) => {
                 let text = self.masker.mask(&line.text);
@@ -712,7 +327,7 @@ impl<'a> Dispatcher<'a> {
                 }
                 self.sink.event(Event::Output {
                     step: self.units[task.unit()].id.clone(),
-                    phase: Self::phase_of(task, phase),
+                    phase: self.phase_of(task),
                     stream: line.stream,
                     line: text,
                 });
@@ -726,7 +341,7 @@ impl<'a> Dispatcher<'a> {
                 if attempt > 1 {
                     self.sink.event(Event::StepStarted {
                         step: self.units[task.unit()].id.clone(),
-                        phase: Self::phase_of(task, phase),
+                        phase: self.phase_of(task),
                         attempt,
                         command,
                     });
@@ -738,7 +353,7 @@ impl<'a> Dispatcher<'a> {
                 outcome,
                 duration,
                 retry_in,
-            } => self.attempt_ended(task, attempt, &outcome, duration, retry_in, phase),
+            } => self.attempt_ended(task, attempt, &outcome, duration, retry_in),
         }
     }
 
@@ -749,7 +364,6 @@ impl<'a> Dispatcher<'a> {
         outcome: &Outcome,
         duration: Duration,
         retry_in: Option<Duration>,
-        phase: Phase,
     ) {
         let unit = &self.units[task.unit()];
         let attempts = match (task, unit.hook) {
@@ -781,7 +395,7 @@ impl<'a> Dispatcher<'a> {
         if let Some(reason) = reason {
             self.sink.event(Event::AttemptFailed {
                 step: id,
-                phase: Self::phase_of(task, phase),
+                phase: self.phase_of(task),
                 attempt,
                 attempts,
                 reason,
@@ -791,11 +405,11 @@ impl<'a> Dispatcher<'a> {
         }
     }
 
-    /// A task is done, or its task panicked: records its end after every message
-    /// it sent, and returns `(task, succeeded)`.
-    fn finish(&mut self, joined: Result<(Id, Done), JoinError>, phase: Phase) -> (Task, bool) {
+    /// A task is done, or its task panicked: records and reports its end
+    /// after every message it sent; what the core is told.
+    fn finish(&mut self, joined: Result<(Id, Done), JoinError>) -> Input {
         while let Ok(msg) = self.rx.try_recv() {
-            self.handle(msg, phase);
+            self.handle(msg);
         }
         let done = match joined {
             Ok((id, done)) => {
@@ -817,7 +431,7 @@ impl<'a> Dispatcher<'a> {
                     })
                 });
                 let outcome = Outcome::new(End::Internal(why));
-                self.attempt_ended(task, attempt, &outcome, Duration::ZERO, None, phase);
+                self.attempt_ended(task, attempt, &outcome, Duration::ZERO, None);
                 Done {
                     task,
                     succeeded: false,
@@ -826,10 +440,9 @@ impl<'a> Dispatcher<'a> {
             }
         };
         let task = done.task;
-        let i = task.unit();
-        let id = self.units[i].id.clone();
+        let id = self.units[task.unit()].id.clone();
         let now = self.now();
-        let (attempts, duration_ms, reason) = match self.progress(task) {
+        let (attempts, duration_ms, reason, never_started) = match self.progress(task) {
             Some(progress) => {
                 progress.report.ended = now;
                 (
@@ -840,31 +453,15 @@ impl<'a> Dispatcher<'a> {
                         .attempts
                         .last()
                         .and_then(|a| a.reason.clone()),
+                    progress.report.never_started(),
                 )
             }
-            None => (0, 0, None),
+            None => (0, 0, None, false),
         };
         let reason = (!done.succeeded).then_some(reason).flatten();
+        let never_started = !done.succeeded && never_started;
         match task {
             Task::Step(_) => {
-                let status = if done.succeeded {
-                    Status::Succeeded
-                } else {
-                    Status::Failed
-                };
-                self.status[i] = Some(status);
-                // A step that failed partway is rolled back too when its hook
-                // asks for it: it counts as completed now, its hook first. One
-                // whose command never started changed nothing: no hook.
-                let never_started = self
-                    .progress(task)
-                    .is_some_and(|p| p.report.never_started());
-                let partway = !done.succeeded
-                    && !never_started
-                    && self.units[i].hook.is_some_and(|h| h.also_if_failed);
-                if phase == Phase::Plan && (done.succeeded || partway) {
-                    self.completed.push(i);
-                }
                 if done.succeeded
                     && let Some(text) = done.captured
                 {
@@ -878,23 +475,19 @@ impl<'a> Dispatcher<'a> {
                 }
                 self.sink.event(Event::StepFinished {
                     step: id,
-                    phase,
-                    status,
+                    phase: self.phase,
+                    status: if done.succeeded {
+                        Status::Succeeded
+                    } else {
+                        Status::Failed
+                    },
                     attempts,
                     duration_ms,
                     reason,
-                    never_started: !done.succeeded && never_started,
+                    never_started,
                 });
             }
             Task::Hook(_) => {
-                // A failed step stays failed; its hook's result is its own.
-                if self.status[i] != Some(Status::Failed) {
-                    self.status[i] = Some(if done.succeeded {
-                        Status::RolledBack
-                    } else {
-                        Status::RollbackFailed
-                    });
-                }
                 self.sink.event(Event::RollbackFinished {
                     step: id,
                     succeeded: done.succeeded,
@@ -904,7 +497,11 @@ impl<'a> Dispatcher<'a> {
                 });
             }
         }
-        (task, done.succeeded)
+        Input::Finished {
+            task,
+            succeeded: done.succeeded,
+            never_started,
+        }
     }
 }
 
@@ -919,21 +516,4 @@ fn panic_message(error: JoinError) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".to_owned());
     format!("its task panicked: {text}")
-}
-
-/// Units in an order where every unit comes after its needs (Kahn).
-fn topological(units: &[Unit], dependents: &[Vec<usize>]) -> Vec<usize> {
-    let mut waiting: Vec<usize> = units.iter().map(|u| u.needs.len()).collect();
-    let mut queue: VecDeque<usize> = (0..units.len()).filter(|&i| waiting[i] == 0).collect();
-    let mut order = Vec::with_capacity(units.len());
-    while let Some(i) = queue.pop_front() {
-        order.push(i);
-        for &d in &dependents[i] {
-            waiting[d] -= 1;
-            if waiting[d] == 0 {
-                queue.push_back(d);
-            }
-        }
-    }
-    order
 }

@@ -75,7 +75,7 @@ pub(crate) enum Phase {
     After,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub(crate) enum Event {
     RunStarted {
@@ -143,6 +143,11 @@ pub(crate) enum Event {
     },
     /// The run stops scheduling: a step failed for good, or an interrupt came.
     Stopping {
+        reason: String,
+    },
+    /// `runner recover` takes over a run whose runner died: what ran then
+    /// was cut short, and what the run owed follows.
+    Recovering {
         reason: String,
     },
     /// A host is reached, locked, and its docker decided.

@@ -8,6 +8,7 @@
 //! [`Event`] for a [`Sink`], and the run ends in a [`Report`].
 
 mod attempt;
+pub(crate) mod core;
 mod dispatcher;
 mod event;
 pub(crate) mod replay;

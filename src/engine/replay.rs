@@ -1,24 +1,24 @@
-//! A dead run's journal, replayed: the state its dispatcher had when it died
-//! (what ran, what finished, which hooks already ran), from which `runner
-//! recover` carries out the rollback that run owed, under the live rules.
+//! A dead run's journal, replayed: the reports of what its tasks did (for the
+//! record), and the inputs its core had, in order, so that the core that
+//! `runner recover` feeds them reaches the state the dead run's had, then
+//! decides from there (see [`super::core::Input::Died`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{AttemptRecord, Event, Phase, Status, TaskReport, Unit, When, millis};
+use super::core::Input;
+use super::{AttemptRecord, Event, Phase, Task, TaskReport, Unit, millis};
 
-/// Where a recovery takes over from a run that died.
+/// What a recovery takes over from a run that died.
 #[derive(Debug, Default)]
 pub(crate) struct Resume {
-    pub(super) status: Vec<Option<Status>>,
     pub(super) skipped: Vec<Option<String>>,
     pub(super) runs: Vec<Option<TaskReport>>,
     pub(super) hooks: Vec<Option<TaskReport>>,
-    /// Plan units whose hooks are owed, in order of completion.
-    pub(super) completed: Vec<usize>,
-    /// Units whose hooks ran before, in the order they ran.
-    pub(super) rollback: Vec<usize>,
-    pub(super) failed_domains: Vec<usize>,
+    /// What the dead run's core was told, in order.
+    pub(super) inputs: Vec<Input>,
+    /// Tasks that had begun and not ended when runner died.
+    pub(super) started: Vec<Task>,
     /// Captured outputs the journal has whole (none held a secret).
     pub(super) outputs: HashMap<String, String>,
     /// Steps whose captured output held a secret: the journal has it masked,
@@ -28,18 +28,14 @@ pub(crate) struct Resume {
     pub(crate) last_event: Duration,
     /// From the start of the run to now: where the recovery's clock starts.
     pub(crate) since: Duration,
-    /// The plan's last step had succeeded: the run is finished, not undone.
-    pub(crate) finished: bool,
-    /// Steps that were running when runner died.
-    pub(crate) cut_short: Vec<String>,
 }
 
-/// Why a step that was running when runner died failed.
+/// Why a step or hook that was running when runner died has no end.
 const KILLED: &str = "runner died while it ran (its journal ends there)";
 
 /// Replays a journal's events (each with its offset from the start of the
-/// run) over the run's units; `domains` names the failure domains.
-pub(crate) fn replay(units: &[Unit], domains: &[String], events: &[(Duration, Event)]) -> Resume {
+/// run) over the run's units.
+pub(crate) fn replay(units: &[Unit], events: &[(Duration, Event)]) -> Resume {
     let n = units.len();
     let index: HashMap<&str, usize> = units
         .iter()
@@ -47,36 +43,48 @@ pub(crate) fn replay(units: &[Unit], domains: &[String], events: &[(Duration, Ev
         .map(|(i, u)| (u.id.as_str(), i))
         .collect();
     let mut r = Resume {
-        status: vec![None; n],
         skipped: vec![None; n],
         runs: (0..n).map(|_| None).collect(),
         hooks: (0..n).map(|_| None).collect(),
         ..Resume::default()
     };
-    let mut failed_in_plan = false;
     for (at, event) in events {
-        r.last_event = r.last_event.max(*at);
         let at = *at;
-        let unit = event_step(event).and_then(|s| index.get(s).copied());
-        match (event, unit) {
-            (Event::StepStarted { phase, command, .. }, Some(i)) => {
-                let slot = if *phase == Phase::Rollback {
-                    &mut r.hooks[i]
+        if let Event::Recovering { .. } = event {
+            // An earlier recover took over here: the run had died then.
+            let started = cut(&mut r);
+            r.inputs.push(Input::Died { started });
+        }
+        r.last_event = r.last_event.max(at);
+        let Some(i) = event_step(event).and_then(|s| index.get(s).copied()) else {
+            continue;
+        };
+        match event {
+            Event::StepStarted { phase, command, .. } => {
+                // A later attempt (of a hook too) goes on the same report.
+                let (slot, task) = if *phase == Phase::Rollback {
+                    (&mut r.hooks[i], Task::Hook(i))
                 } else {
-                    &mut r.runs[i]
+                    (&mut r.runs[i], Task::Step(i))
                 };
                 slot.get_or_insert_with(|| report(command, at));
+                if !r.started.contains(&task) {
+                    r.started.push(task);
+                }
             }
-            (
-                Event::AttemptFailed {
-                    phase,
-                    attempt,
-                    reason,
-                    exit_code,
-                    ..
-                },
-                Some(i),
-            ) => {
+            Event::RollbackStarted { command, .. } => {
+                r.hooks[i] = Some(report(command, at));
+                if !r.started.contains(&Task::Hook(i)) {
+                    r.started.push(Task::Hook(i));
+                }
+            }
+            Event::AttemptFailed {
+                phase,
+                attempt,
+                reason,
+                exit_code,
+                ..
+            } => {
                 let slot = if *phase == Phase::Rollback {
                     &mut r.hooks[i]
                 } else {
@@ -94,36 +102,43 @@ pub(crate) fn replay(units: &[Unit], domains: &[String], events: &[(Duration, Ev
                     });
                 }
             }
-            (
-                Event::StepFinished {
-                    phase,
-                    status,
-                    attempts,
-                    never_started,
-                    ..
-                },
-                Some(i),
-            ) => {
-                r.status[i] = Some(*status);
-                let succeeded = *status == Status::Succeeded;
+            Event::StepFinished {
+                status,
+                attempts,
+                never_started,
+                ..
+            } => {
+                let succeeded = *status == super::Status::Succeeded;
                 if let Some(report) = &mut r.runs[i] {
-                    report.ended = at;
-                    end_attempts(report, *attempts, succeeded, *never_started);
+                    end(report, at, *attempts, succeeded, *never_started);
                 }
-                let partway =
-                    !succeeded && !never_started && units[i].hook.is_some_and(|h| h.also_if_failed);
-                if *phase == Phase::Plan {
-                    failed_in_plan |= !succeeded;
-                    if succeeded || partway {
-                        r.completed.push(i);
-                    }
-                }
+                r.started.retain(|&t| t != Task::Step(i));
+                r.inputs.push(Input::Finished {
+                    task: Task::Step(i),
+                    succeeded,
+                    never_started: *never_started,
+                });
             }
-            (Event::StepSkipped { reason, .. }, Some(i)) => {
-                r.status[i] = Some(Status::Skipped);
+            Event::RollbackFinished {
+                succeeded,
+                attempts,
+                ..
+            } => {
+                if let Some(report) = &mut r.hooks[i] {
+                    end(report, at, *attempts, *succeeded, false);
+                }
+                r.started.retain(|&t| t != Task::Hook(i));
+                r.inputs.push(Input::Finished {
+                    task: Task::Hook(i),
+                    succeeded: *succeeded,
+                    never_started: false,
+                });
+            }
+            Event::StepSkipped { reason, .. } => {
                 r.skipped[i] = Some(reason.clone());
+                r.inputs.push(Input::Skipped { unit: i });
             }
-            (Event::Captured { output, masked, .. }, Some(i)) => {
+            Event::Captured { output, masked, .. } => {
                 let id = units[i].id.clone();
                 if *masked {
                     r.lost_outputs.push(id);
@@ -131,55 +146,23 @@ pub(crate) fn replay(units: &[Unit], domains: &[String], events: &[(Duration, Ev
                     r.outputs.insert(id, output.clone());
                 }
             }
-            (Event::RollbackStarted { command, .. }, Some(i)) => {
-                r.hooks[i] = Some(report(command, at));
-                r.rollback.push(i);
-            }
-            (
-                Event::RollbackFinished {
-                    succeeded,
-                    attempts,
-                    ..
-                },
-                Some(i),
-            ) => {
-                if let Some(report) = &mut r.hooks[i] {
-                    report.ended = at;
-                    end_attempts(report, *attempts, *succeeded, false);
-                }
-                if r.status[i] != Some(Status::Failed) {
-                    r.status[i] = Some(if *succeeded {
-                        Status::RolledBack
-                    } else {
-                        Status::RollbackFailed
-                    });
-                }
-                // A hook that succeeded is done; one that failed is owed
-                // still, and runs again.
-                if *succeeded {
-                    r.completed.retain(|&c| c != i);
-                }
-            }
-            (Event::DomainFailed { domain, .. }, _) => {
-                if let Some(d) = domains.iter().position(|name| name == domain)
-                    && !r.failed_domains.contains(&d)
-                {
-                    r.failed_domains.push(d);
-                }
-            }
             _ => {}
         }
     }
-    // What was running when runner died failed then: its hook is owed when
-    // it runs also for a failed step, as in a live run.
-    let mut running: Vec<usize> = (0..n)
-        .filter(|&i| r.status[i].is_none() && r.runs[i].is_some())
-        .collect();
-    running.sort_by_key(|&i| r.runs[i].as_ref().map(|p| p.started));
-    for i in running {
-        r.status[i] = Some(Status::Failed);
-        r.cut_short.push(units[i].id.clone());
-        if let Some(report) = &mut r.runs[i] {
+    r.started = cut(&mut r);
+    r
+}
+
+/// runner died: what was running then has no end, its last attempt is cut
+/// at the journal's last event. Returns what was running.
+fn cut(r: &mut Resume) -> Vec<Task> {
+    let started = std::mem::take(&mut r.started);
+    for &task in &started {
+        let slot = match task {
+            Task::Step(i) => &mut r.runs[i],
+            Task::Hook(i) => &mut r.hooks[i],
+        };
+        if let Some(report) = slot {
             report.ended = r.last_event;
             let attempt = u32::try_from(report.attempts.len()).unwrap_or(u32::MAX) + 1;
             report.attempts.push(AttemptRecord {
@@ -192,22 +175,8 @@ pub(crate) fn replay(units: &[Unit], domains: &[String], events: &[(Duration, Ev
                 never_started: false,
             });
         }
-        if units[i].when == When::Success {
-            failed_in_plan = true;
-            if units[i].hook.is_some_and(|h| h.also_if_failed) {
-                r.completed.push(i);
-            }
-        }
     }
-    r.finished = !failed_in_plan
-        && r.failed_domains.is_empty()
-        && r.rollback.is_empty()
-        && units
-            .iter()
-            .zip(&r.status)
-            .filter(|(u, _)| u.when == When::Success)
-            .all(|(_, s)| matches!(s, Some(Status::Succeeded | Status::Skipped)));
-    r
+    started
 }
 
 fn event_step(event: &Event) -> Option<&str> {
@@ -218,9 +187,7 @@ fn event_step(event: &Event) -> Option<&str> {
         | Event::StepSkipped { step, .. }
         | Event::Captured { step, .. }
         | Event::RollbackStarted { step, .. }
-        | Event::RollbackHeld { step, .. }
-        | Event::RollbackFinished { step, .. }
-        | Event::DomainFailed { step, .. } => Some(step),
+        | Event::RollbackFinished { step, .. } => Some(step),
         _ => None,
     }
 }
@@ -237,7 +204,8 @@ fn report(command: &str, at: Duration) -> TaskReport {
 
 /// A task's end: its last attempt succeeded (the journal keeps only failed
 /// attempts one by one), or failed, never started.
-fn end_attempts(report: &mut TaskReport, attempts: u32, succeeded: bool, never_started: bool) {
+fn end(report: &mut TaskReport, at: Duration, attempts: u32, succeeded: bool, never_started: bool) {
+    report.ended = at;
     if succeeded {
         report.attempts.push(AttemptRecord {
             attempt: attempts.max(1),

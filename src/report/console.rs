@@ -172,7 +172,10 @@ impl Consumer<Out> for View {
             (ViewStyle::Lines, Item::Value(Out::Event(Event::Output { line, .. }))) => {
                 let _ = writeln!(buf, "  │ {line}");
             }
-            (ViewStyle::Lines, Item::Value(Out::Event(Event::Stopping { reason }))) => {
+            (
+                ViewStyle::Lines,
+                Item::Value(Out::Event(Event::Stopping { reason } | Event::Recovering { reason })),
+            ) => {
                 let _ = writeln!(buf, "! {reason}");
             }
             // JSON carries events only; the lines view shows output and notices.
@@ -358,7 +361,7 @@ impl TextView {
                 };
                 Self::println(buf, &line);
             }
-            Event::Stopping { reason } => {
+            Event::Stopping { reason } | Event::Recovering { reason } => {
                 Self::println(buf, &format!("{} {reason}", style("!").red().bold()));
             }
             Event::HostReady {
