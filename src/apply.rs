@@ -162,7 +162,6 @@ pub(crate) fn deploy(
     let mut journaled = crate::journal::Journaled {
         journal: &mut journal,
         inner: &mut console,
-        stop: Some(session.interrupter.clone()),
     };
     if let Some(hosts) = &hosts {
         for host in &hosts.list {

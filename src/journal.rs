@@ -196,7 +196,7 @@ impl Journal {
             .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             self.failed = Some(format!(
-                "cannot write the run's journal {}: {e}",
+                "the loss of its journal (cannot write the run's journal {}: {e})",
                 self.path.display()
             ));
         }
@@ -237,26 +237,23 @@ fn kept(event: &Event) -> Option<bool> {
 }
 
 /// A sink that journals what matters, then passes every event on. When the
-/// journal cannot be written, the run is told to stop, as on an interrupt.
+/// journal cannot be written, it says so (`broken`): the engine starts no step
+/// after that, and stops the run.
 pub(crate) struct Journaled<'a> {
     pub(crate) journal: &'a mut Journal,
     pub(crate) inner: &'a mut dyn Sink,
-    pub(crate) stop: Option<crate::engine::signals::Sender>,
 }
 
 impl Sink for Journaled<'_> {
     fn event(&mut self, event: Event) {
         if let Some(sync) = kept(&event) {
-            let before = self.journal.failed.is_some();
             self.journal.record(&event, sync);
-            if !before
-                && let Some(why) = self.journal.failed()
-                && let Some(stop) = &self.stop
-            {
-                let _ = stop.send(crate::engine::Interrupt::new(why.to_owned()));
-            }
         }
         self.inner.event(event);
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.journal.failed().map(str::to_owned)
     }
 }
 
@@ -349,7 +346,6 @@ mod tests {
         let mut sink = Journaled {
             journal: &mut journal,
             inner: &mut inner,
-            stop: None,
         };
         sink.event(Event::StepStarted {
             step: "a".to_owned(),

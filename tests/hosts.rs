@@ -895,11 +895,15 @@ mod rolling {
         std::thread::sleep(Duration::from_millis(500));
         child.kill().expect("kill -9");
         let _ = child.wait();
-        // Another run takes both locks at once.
+        // Another run takes both locks at once: the recover of the killed
+        // run (the next apply refuses until then), then the next deploy.
         let ship_only = std::fs::read_to_string(rollout.test.path_of("plan.toml"))
             .expect("plan")
             .replace("sleep 60", "sleep 0.3");
         std::fs::write(rollout.test.path_of("plan.toml"), ship_only).expect("plan");
+        assert_eq!(rollout.apply(&[]).status, 4);
+        let recover = rollout.test.run_with(&["recover", "plan.toml"]);
+        assert_eq!(recover.status, 0, "{}{}", recover.stdout, recover.stderr);
         let run = rollout.apply(&[]);
         assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
     }

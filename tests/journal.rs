@@ -2,6 +2,7 @@
 //! what follows, so a run killed with SIGKILL leaves its account, which
 //! `runner runs` and `runner show` read; a run that ends removes it.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::common::Test;
@@ -107,4 +108,53 @@ fn a_run_that_ends_removes_its_journal() {
     assert!(journals(&test).is_empty(), "{:?}", journals(&test));
     let runs = test.run_with(&["runs", "plan.toml"]);
     assert!(!runs.stdout.contains("DID NOT FINISH"), "{}", runs.stdout);
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_starts_no_step_and_stops_the_run() {
+    // The file size limit lets the journal's header and first events in,
+    // then writes fail (EFBIG; SIGXFSZ ignored): no step acts ahead of it.
+    let mut steps = String::new();
+    for i in 1..=30 {
+        let needs = if i == 1 {
+            String::new()
+        } else {
+            format!("needs = [\"step-{}\"]\n", i - 1)
+        };
+        let _ = writeln!(
+            steps,
+            "[steps.step-{i}]\nkind = \"shell\"\n{needs}run = \"echo {i} >> done\"\n"
+        );
+    }
+    let test = Test::new().plan(&format!("[plan]\nname = \"full-disk\"\n\n{steps}"));
+    let mut command = std::process::Command::new("sh");
+    command
+        .current_dir(test.dir.path())
+        .env("NO_COLOR", "1")
+        .args([
+            "-c",
+            "trap '' XFSZ; ulimit -f 4; exec \"$0\" apply plan.toml",
+            crate::common::RUNNER,
+        ]);
+    let run = crate::common::output(command);
+    assert_eq!(run.status, 130, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("cannot write the run's journal"),
+        "{}",
+        run.stdout
+    );
+    let done = std::fs::read_to_string(test.path_of("done")).unwrap_or_default();
+    let ran = done.lines().count();
+    assert!(ran > 0 && ran < 30, "{ran} steps ran:\n{}", run.stdout);
+    // The record cannot be written either (the same limit): the journal
+    // stays, and holds every step that ran: none acted ahead of it.
+    let journal = journals(&test);
+    assert_eq!(journal.len(), 1, "{}", run.stderr);
+    let text = std::fs::read_to_string(&journal[0]).expect("journal");
+    for line in done.lines() {
+        assert!(
+            text.contains(&format!("\"step\":\"step-{line}\"")),
+            "step-{line} ran without its journal line:\n{text}"
+        );
+    }
 }

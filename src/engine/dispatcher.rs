@@ -100,6 +100,8 @@ pub(super) struct Dispatcher<'a> {
     ids: HashMap<Id, Task>,
     /// What the core decided and the loop has not carried out yet.
     todo: VecDeque<Command>,
+    /// The sink said it cannot keep up (see [`Sink::broken`]).
+    broken: Option<String>,
 }
 
 impl<'a> Dispatcher<'a> {
@@ -127,6 +129,7 @@ impl<'a> Dispatcher<'a> {
             running: JoinSet::new(),
             ids: HashMap::new(),
             todo: VecDeque::new(),
+            broken: None,
         };
         if let Some(resume) = run.resume {
             dispatcher.resume(resume);
@@ -167,6 +170,23 @@ impl<'a> Dispatcher<'a> {
         self.todo.extend(next);
     }
 
+    /// Reports an event. The first time the sink says it is broken (the
+    /// journal cannot be written), the run stops as on an interrupt: no step
+    /// acts ahead of its journal (see `carry_out`).
+    fn say(&mut self, event: Event) {
+        self.sink.event(event);
+        if self.broken.is_none()
+            && let Some(why) = self.sink.broken()
+        {
+            self.broken = Some(why.clone());
+            let next = self.core.handle(Input::Interrupt {
+                signal: why,
+                at_once: false,
+            });
+            self.todo.extend(next);
+        }
+    }
+
     /// Time since the start of the run.
     fn now(&self) -> Duration {
         self.base + self.clock.elapsed()
@@ -205,7 +225,7 @@ impl<'a> Dispatcher<'a> {
                     // Its condition does not hold: it changes nothing, and
                     // what needs it goes on.
                     let why = self.masker.mask(&why);
-                    self.sink.event(Event::StepSkipped {
+                    self.say(Event::StepSkipped {
                         step: self.units[i].id.clone(),
                         phase: self.phase,
                         reason: why.clone(),
@@ -215,29 +235,17 @@ impl<'a> Dispatcher<'a> {
                     self.todo.extend(next);
                 } else {
                     tracing::debug!(step = %self.units[i].id, "start");
-                    let command = self.launch(Task::Step(i));
-                    self.sink.event(Event::StepStarted {
-                        step: self.units[i].id.clone(),
-                        phase: self.phase,
-                        attempt: 1,
-                        command,
-                    });
+                    self.launch(Task::Step(i));
                 }
             }
-            Command::Undo(i) => {
-                let command = self.launch(Task::Hook(i));
-                self.sink.event(Event::RollbackStarted {
-                    step: self.units[i].id.clone(),
-                    command,
-                });
-            }
+            Command::Undo(i) => self.launch(Task::Hook(i)),
             Command::Enter(phase) => {
                 self.phase = phase;
                 self.stops = stops();
             }
             Command::NoRetry => self.stops.no_retry.cancel(),
             Command::Kill => self.stops.kill.cancel(),
-            Command::Say(event) => self.sink.event(event),
+            Command::Say(event) => self.say(event),
             Command::End(status) => return Some(status),
         }
         None
@@ -269,25 +277,48 @@ impl<'a> Dispatcher<'a> {
         }
     }
 
-    /// Starts the attempts of a task; returns its command as shown.
-    fn launch(&mut self, task: Task) -> String {
+    /// Starts the attempts of a task, once its start is reported (and so
+    /// journaled). A step does not start when the journal cannot be written:
+    /// it fails as never started, and the run is stopping already. A hook
+    /// still runs: half a rollback is the worst state to leave.
+    fn launch(&mut self, task: Task) {
         let prepared = self.tasks.prepare(task, &self.outputs);
         let unit = &self.units[task.unit()];
+        let step = unit.id.clone();
         let settings = match (task, unit.hook) {
             (Task::Hook(_), Some(hook)) => hook.settings,
             _ => unit.settings,
         };
-        let progress = Progress {
-            report: TaskReport {
-                command: prepared.command.clone(),
-                attempts: Vec::new(),
-                started: self.now(),
-                ended: self.now(),
-                tail: VecDeque::new(),
+        let now = self.now();
+        *self.progress_slot(task) = Some(Progress::of(TaskReport {
+            command: prepared.command.clone(),
+            attempts: Vec::new(),
+            started: now,
+            ended: now,
+            tail: VecDeque::new(),
+        }));
+        let command = prepared.command;
+        self.say(match task {
+            Task::Step(_) => Event::StepStarted {
+                step,
+                phase: self.phase,
+                attempt: 1,
+                command,
             },
-            open: None,
-        };
-        *self.progress_slot(task) = Some(progress);
+            Task::Hook(_) => Event::RollbackStarted { step, command },
+        });
+        if let (Task::Step(_), Some(why)) = (task, self.broken.clone()) {
+            let outcome = Outcome::new(End::Refused(why));
+            self.attempt_ended(task, 1, &outcome, Duration::ZERO, None);
+            let input = self.finished(Done {
+                task,
+                succeeded: false,
+                captured: None,
+            });
+            let next = self.core.handle(input);
+            self.todo.extend(next);
+            return;
+        }
         let handle = self.running.spawn(attempts(
             task,
             prepared.work,
@@ -296,7 +327,6 @@ impl<'a> Dispatcher<'a> {
             self.stops.clone(),
         ));
         self.ids.insert(handle.id(), task);
-        prepared.command
     }
 
     fn progress_slot(&mut self, task: Task) -> &mut Option<Progress> {
@@ -325,7 +355,7 @@ impl<'a> Dispatcher<'a> {
                 if let Some(progress) = self.progress(task) {
                     progress.line(format!("[{}] {text}", line.stream.tag()));
                 }
-                self.sink.event(Event::Output {
+                self.say(Event::Output {
                     step: self.units[task.unit()].id.clone(),
                     phase: self.phase_of(task),
                     stream: line.stream,
@@ -339,7 +369,7 @@ impl<'a> Dispatcher<'a> {
                 progress.open = Some(attempt);
                 let command = progress.report.command.clone();
                 if attempt > 1 {
-                    self.sink.event(Event::StepStarted {
+                    self.say(Event::StepStarted {
                         step: self.units[task.unit()].id.clone(),
                         phase: self.phase_of(task),
                         attempt,
@@ -393,7 +423,7 @@ impl<'a> Dispatcher<'a> {
             });
         }
         if let Some(reason) = reason {
-            self.sink.event(Event::AttemptFailed {
+            self.say(Event::AttemptFailed {
                 step: id,
                 phase: self.phase_of(task),
                 attempt,
@@ -439,6 +469,11 @@ impl<'a> Dispatcher<'a> {
                 }
             }
         };
+        self.finished(done)
+    }
+
+    /// Records and reports a task's end; what the core is told.
+    fn finished(&mut self, done: Done) -> Input {
         let task = done.task;
         let id = self.units[task.unit()].id.clone();
         let now = self.now();
@@ -466,14 +501,14 @@ impl<'a> Dispatcher<'a> {
                     && let Some(text) = done.captured
                 {
                     let output = self.masker.mask(&text);
-                    self.sink.event(Event::Captured {
+                    self.say(Event::Captured {
                         step: id.clone(),
                         masked: output != text,
                         output,
                     });
                     self.outputs.insert(id.clone(), text);
                 }
-                self.sink.event(Event::StepFinished {
+                self.say(Event::StepFinished {
                     step: id,
                     phase: self.phase,
                     status: if done.succeeded {
@@ -488,7 +523,7 @@ impl<'a> Dispatcher<'a> {
                 });
             }
             Task::Hook(_) => {
-                self.sink.event(Event::RollbackFinished {
+                self.say(Event::RollbackFinished {
                     step: id,
                     succeeded: done.succeeded,
                     attempts,

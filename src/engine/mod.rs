@@ -122,6 +122,12 @@ pub(crate) struct Prepared {
 /// and signals.
 pub(crate) trait Sink {
     fn event(&mut self, event: Event);
+
+    /// Why the sink cannot keep what the run must keep before it acts (its
+    /// journal cannot be written): no step starts then, and the run stops.
+    fn broken(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Where interrupts come from: signals, a host's lock lost, the journal.
