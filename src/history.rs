@@ -137,6 +137,19 @@ fn unfinished(real: &Path) -> Vec<crate::journal::Unfinished> {
     crate::journal::unfinished(real.parent().unwrap_or(Path::new("/")), real)
 }
 
+/// Whether the run of a journal is still running: the plan's lock is its.
+fn running(real: &Path, run: &crate::journal::Unfinished) -> bool {
+    let Some(name) = real.file_name() else {
+        return false;
+    };
+    let lock = real
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(".runner")
+        .join(format!("{}.lock", name.to_string_lossy()));
+    crate::lock::held(&lock).is_some_and(|holder| holder.contains(&run.header.run_id))
+}
+
 /// What a run that did not finish did last, from its journal.
 fn last_event(run: &crate::journal::Unfinished) -> String {
     run.events.last().map_or_else(
@@ -170,7 +183,11 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
                 started_at: &u.header.started_at,
                 user: &u.header.user,
                 host: &u.header.host,
-                status: "did not finish",
+                status: if running(&real, u) {
+                    "running"
+                } else {
+                    "did not finish"
+                },
                 exit_code: None,
                 duration_ms: None,
                 record: u.path.display().to_string(),
@@ -226,19 +243,24 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
             h.run_id,
             h.started_at,
             format!("{}@{}", h.user, h.host),
-            "DID NOT FINISH",
+            if running(&real, u) {
+                "RUNNING"
+            } else {
+                "DID NOT FINISH"
+            },
             "-",
             "-"
         );
     }
-    for u in &dead {
+    for u in dead.iter().filter(|u| !running(&real, u)) {
         let _ = writeln!(
             out,
-            "run {} did not finish (pid {} died, or its machine): last, {}; its journal: {}",
+            "run {} did not finish (pid {} died, or its machine): last, {}; its journal: {}\n  `runner recover {}` undoes what it did; `runner apply` of this plan refuses until then",
             u.header.run_id,
             u.header.pid,
             last_event(u),
-            u.path.display()
+            u.path.display(),
+            plan.display()
         );
     }
     print_out(&out);
@@ -263,7 +285,7 @@ pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32,
         dead.iter().find(|u| u.header.run_id.starts_with(wanted))
     };
     if let Some(run) = dead_one {
-        return show_unfinished(run, format);
+        return show_unfinished(run, format, plan, running(&real, run));
     }
     let readable: Vec<(&Path, &Record, &str)> = found
         .iter()
@@ -344,7 +366,12 @@ pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32,
 }
 
 /// `runner show` of a run that did not finish: what its journal says.
-fn show_unfinished(run: &crate::journal::Unfinished, format: ShowFormat) -> Result<i32, Error> {
+fn show_unfinished(
+    run: &crate::journal::Unfinished,
+    format: ShowFormat,
+    plan: &Path,
+    live: bool,
+) -> Result<i32, Error> {
     let h = &run.header;
     let text = match format {
         ShowFormat::Svg => {
@@ -367,12 +394,24 @@ fn show_unfinished(run: &crate::journal::Unfinished, format: ShowFormat) -> Resu
                 "run {} of \"{}\" ({})\nstarted {} by {} on {}\n",
                 h.run_id, h.plan, h.plan_file, h.started_at, h.user, h.host
             );
-            let _ = writeln!(
-                out,
-                "DID NOT FINISH: runner (pid {}) died before the end of the run (kill -9, the OOM killer, a reboot), so it wrote no record. What its journal says, in order:",
-                h.pid
+            if live {
+                let _ = writeln!(
+                    out,
+                    "RUNNING: runner (pid {}) runs it now. What its journal says so far, in order:",
+                    h.pid
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "DID NOT FINISH: runner (pid {}) died before the end of the run (kill -9, the OOM killer, a reboot), so it wrote no record; `runner recover {}` undoes what it did. What its journal says, in order:",
+                    h.pid,
+                    plan.display()
+                );
+            }
+            let start = humantime::parse_rfc3339(&h.started_at).map_or_else(
+                |_| run.events.first().map_or(0, |e| e.at),
+                crate::journal::epoch_ms,
             );
-            let start = run.events.first().map_or(0, |e| e.at);
             for e in &run.events {
                 let _ = writeln!(
                     out,
