@@ -709,12 +709,13 @@ pub(crate) fn color_allowed() -> bool {
 /// Takes the plan's lock for this process's lifetime, or says who holds it.
 /// The plan's lock file: `.runner/PLAN-FILE.lock` beside the plan.
 pub(crate) fn lock_path(plan: &Plan) -> std::path::PathBuf {
-    let file_name = plan
-        .file_name
-        .as_deref()
-        .unwrap_or_default()
-        .to_string_lossy();
-    plan.dir.join(".runner").join(format!("{file_name}.lock"))
+    lock_file(&plan.dir, plan.file_name.as_deref().unwrap_or_default())
+}
+
+/// The lock file of the plan `file_name` in `dir` (links resolved).
+pub(crate) fn lock_file(dir: &std::path::Path, file_name: &std::ffi::OsStr) -> std::path::PathBuf {
+    dir.join(".runner")
+        .join(format!("{}.lock", file_name.to_string_lossy()))
 }
 
 pub(crate) fn lock_plan(plan: &Plan, run_id: &str, started_at: SystemTime) -> Result<Lock, Error> {

@@ -137,17 +137,18 @@ fn unfinished(real: &Path) -> Vec<crate::journal::Unfinished> {
     crate::journal::unfinished(real.parent().unwrap_or(Path::new("/")), real)
 }
 
-/// Whether the run of a journal is still running: the plan's lock is its.
-fn running(real: &Path, run: &crate::journal::Unfinished) -> bool {
-    let Some(name) = real.file_name() else {
-        return false;
-    };
-    let lock = real
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .join(".runner")
-        .join(format!("{}.lock", name.to_string_lossy()));
-    crate::lock::held(&lock).is_some_and(|holder| holder.contains(&run.header.run_id))
+/// Who holds the plan's lock now (`real`: the plan file, links resolved):
+/// a journal of that run is of a run still running.
+fn lock_holder(real: &Path) -> Option<String> {
+    crate::lock::held(&crate::apply::lock_file(
+        real.parent().unwrap_or(Path::new("/")),
+        real.file_name().unwrap_or_default(),
+    ))
+}
+
+/// Whether the run of a journal holds the plan's lock (`holder`): it runs.
+fn running(holder: Option<&str>, run: &crate::journal::Unfinished) -> bool {
+    holder.is_some_and(|h| h.contains(&run.header.run_id))
 }
 
 /// What a run that did not finish did last, from its journal.
@@ -162,6 +163,8 @@ fn last_event(run: &crate::journal::Unfinished) -> String {
 pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
     let (dir, real, found) = found(plan)?;
     let dead = unfinished(&real);
+    let holder = lock_holder(&real);
+    let running = |u: &crate::journal::Unfinished| running(holder.as_deref(), u);
     if json {
         let rows: Vec<Row<'_>> = found
             .iter()
@@ -183,7 +186,7 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
                 started_at: &u.header.started_at,
                 user: &u.header.user,
                 host: &u.header.host,
-                status: if running(&real, u) {
+                status: if running(u) {
                     "running"
                 } else {
                     "did not finish"
@@ -243,7 +246,7 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
             h.run_id,
             h.started_at,
             format!("{}@{}", h.user, h.host),
-            if running(&real, u) {
+            if running(u) {
                 "RUNNING"
             } else {
                 "DID NOT FINISH"
@@ -252,7 +255,7 @@ pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
             "-"
         );
     }
-    for u in dead.iter().filter(|u| !running(&real, u)) {
+    for u in dead.iter().filter(|u| !running(u)) {
         let _ = writeln!(
             out,
             "run {} did not finish (pid {} died, or its machine): last, {}; its journal: {}\n  `runner recover {}` undoes what it did; `runner apply` of this plan refuses until then",
@@ -285,7 +288,8 @@ pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32,
         dead.iter().find(|u| u.header.run_id.starts_with(wanted))
     };
     if let Some(run) = dead_one {
-        return show_unfinished(run, format, plan, running(&real, run));
+        let live = running(lock_holder(&real).as_deref(), run);
+        return show_unfinished(run, format, plan, live);
     }
     let readable: Vec<(&Path, &Record, &str)> = found
         .iter()

@@ -91,15 +91,12 @@ pub(crate) fn replay(units: &[Unit], events: &[(Duration, Event)]) -> Resume {
                     &mut r.runs[i]
                 };
                 if let Some(report) = slot {
-                    report.attempts.push(AttemptRecord {
-                        attempt: *attempt,
-                        succeeded: false,
-                        exit_code: *exit_code,
-                        reason: Some(reason.clone()),
-                        duration_ms: 0,
-                        transport: None,
-                        never_started: false,
-                    });
+                    report.attempts.push(attempt_record(
+                        *attempt,
+                        *exit_code,
+                        Some(reason.clone()),
+                        0,
+                    ));
                 }
             }
             Event::StepFinished {
@@ -165,15 +162,10 @@ fn cut(r: &mut Resume) -> Vec<Task> {
         if let Some(report) = slot {
             report.ended = r.last_event;
             let attempt = u32::try_from(report.attempts.len()).unwrap_or(u32::MAX) + 1;
-            report.attempts.push(AttemptRecord {
-                attempt,
-                succeeded: false,
-                exit_code: None,
-                reason: Some(KILLED.to_owned()),
-                duration_ms: millis(r.last_event.saturating_sub(report.started)),
-                transport: None,
-                never_started: false,
-            });
+            let took = millis(r.last_event.saturating_sub(report.started));
+            report
+                .attempts
+                .push(attempt_record(attempt, None, Some(KILLED.to_owned()), took));
         }
     }
     started
@@ -207,19 +199,33 @@ fn report(command: &str, at: Duration) -> TaskReport {
 fn end(report: &mut TaskReport, at: Duration, attempts: u32, succeeded: bool, never_started: bool) {
     report.ended = at;
     if succeeded {
-        report.attempts.push(AttemptRecord {
-            attempt: attempts.max(1),
-            succeeded: true,
-            exit_code: Some(0),
-            reason: None,
-            duration_ms: millis(report.duration()),
-            transport: None,
-            never_started: false,
-        });
+        let took = millis(report.duration());
+        report
+            .attempts
+            .push(attempt_record(attempts.max(1), Some(0), None, took));
     }
     if never_started {
         for a in &mut report.attempts {
             a.never_started = true;
         }
+    }
+}
+
+/// An attempt as the journal tells it: failed with `reason`, or succeeded
+/// without one.
+fn attempt_record(
+    attempt: u32,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+    duration_ms: u64,
+) -> AttemptRecord {
+    AttemptRecord {
+        attempt,
+        succeeded: reason.is_none(),
+        exit_code,
+        reason,
+        duration_ms,
+        transport: None,
+        never_started: false,
     }
 }
