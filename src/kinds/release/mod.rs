@@ -188,7 +188,7 @@ fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
         whole &= fields.refuse("dir", "it is where compose runs: give `service` too");
     }
     if stage.value != Stage::Finish {
-        if health.is_none() && stage.value != Stage::Join {
+        if health.is_none() {
             fields.missing("health", "\"http://localhost:3000/up\"");
             whole = false;
         }

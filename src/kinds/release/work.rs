@@ -107,32 +107,22 @@ pub(super) fn operations(
             "remove the new release",
             docker(&["rm", "-f", "--", &r.next]),
         )),
-        (Stage::Join, false) => ops.extend(take_traffic_ops(r, docker)),
-        (Stage::Join, true) => ops.push(leave_traffic_op(r, docker)),
+        (Stage::Join, false) => {
+            ops.extend(take_traffic_ops(r, docker));
+            ops.extend(retire_ops(r, &docker, false));
+        }
         (Stage::Switch, false) => {
             ops.extend(
                 take_traffic_ops(r, docker)
                     .map(|op| op.note("not when a `join` stage gave it the name already")),
             );
-            ops.extend([
-                Operation::process("clear", docker(&["rm", "-f", "--", &r.previous]))
-                    .note("the release before the running one"),
-                Operation::process(
-                    "keep the running one",
-                    docker(&["rename", &r.container, &r.previous]),
-                ),
-                Operation::process(
-                    "name the new one",
-                    docker(&["rename", &r.next, &r.container]),
-                ),
-                Operation::process(
-                    "drain the previous one",
-                    docker(&["stop", &drain, &r.previous]),
-                )
-                .note("SIGTERM, requests in flight finish; it is kept, stopped, for a rollback"),
-            ]);
+            ops.extend(
+                retire_ops(r, &docker, true)
+                    .into_iter()
+                    .map(|op| op.note("not when a `join` stage retired it already")),
+            );
         }
-        (Stage::Switch, true) => {
+        (Stage::Join | Stage::Switch, true) => {
             ops.extend([
                 Operation::process("start the previous one", docker(&["start", &r.previous])),
                 Operation::process(
@@ -197,6 +187,43 @@ fn take_traffic_ops(r: &Resolved, docker: impl Fn(&[&str]) -> Vec<String>) -> [O
             humantime::format_duration(r.settle)
         )),
     ]
+}
+
+/// How the running release is retired: set aside, then drained once it
+/// receives nothing new (`name_next`: the new one takes the app's name
+/// between the two).
+fn retire_ops(
+    r: &Resolved,
+    docker: &impl Fn(&[&str]) -> Vec<String>,
+    name_next: bool,
+) -> Vec<Operation> {
+    let drain = format!("--time={}", r.drain.as_secs());
+    let mut ops = vec![
+        Operation::process("clear", docker(&["rm", "-f", "--", &r.previous]))
+            .note("the release before the running one"),
+        Operation::process(
+            "keep the running one",
+            docker(&["rename", &r.container, &r.previous]),
+        ),
+    ];
+    if name_next {
+        ops.push(Operation::process(
+            "name the new one",
+            docker(&["rename", &r.next, &r.container]),
+        ));
+    }
+    ops.push(
+        Operation::process(
+            "drain the previous one",
+            docker(&["stop", &drain, &r.previous]),
+        )
+        .note(format!(
+            "SIGTERM, requests in flight finish; it is kept, stopped, for a rollback; {} first when the rename took it off the name {}",
+            humantime::format_duration(r.settle),
+            r.alias()
+        )),
+    );
+    ops
 }
 
 /// How the new release leaves the name (undoing `join`, or the switch).
@@ -446,11 +473,16 @@ impl ReleaseWork {
         self.healthy(&r.next, attempt).await
     }
 
-    /// The new release answers to the name beside the running one, and the
-    /// proxy has had time to see it.
+    /// Inside a maintenance window: the new release answers to the name
+    /// beside the running one, the proxy has had time to see it, and the
+    /// running one is retired while the migrations run, so that the switch
+    /// after them only names the new one.
     async fn join(&self, attempt: &Attempt) -> Result<(), String> {
         self.take_traffic(&self.r.next, attempt).await?;
         tokio::time::sleep(self.r.settle).await;
+        if self.exists(&self.r.container, attempt).await {
+            self.retire(false, attempt).await?;
+        }
         Ok(())
     }
 
@@ -488,6 +520,10 @@ impl ReleaseWork {
             }
     }
 
+    /// Moves the traffic to the new release: it takes the name beside the
+    /// running one (unless a `join` gave it the name already), the proxy has
+    /// `settle` to see it, and the running release is retired; when a `join`
+    /// retired it already, the new one only takes the app's name.
     async fn switch(&self, attempt: &Attempt) -> Result<(), String> {
         let r = &self.r;
         if self.answers_to_name(&r.next, attempt).await {
@@ -503,29 +539,57 @@ impl ReleaseWork {
             self.take_traffic(&r.next, attempt).await?;
             tokio::time::sleep(r.settle).await;
         }
-        let running = self.exists(&r.container, attempt).await;
-        if running {
-            let _ = self
-                .docker(words(&["rm", "-f", "--", &r.previous]), attempt)
-                .await;
-            self.rename(
-                "keep the running release",
-                &r.container,
-                &r.previous,
-                attempt,
-            )
-            .await?;
+        if self.exists(&r.container, attempt).await {
+            self.retire(true, attempt).await
+        } else {
+            self.rename("name the new release", &r.next, &r.container, attempt)
+                .await
         }
-        self.rename("name the new release", &r.next, &r.container, attempt)
-            .await?;
-        if running {
-            // It keeps the name while it drains: on SIGTERM it stops taking
-            // connections (the proxy passes over it) and finishes those in
-            // flight. Taken off the network, it would drop them.
-            self.drain("drain the previous release", &r.previous, attempt)
+    }
+
+    /// Sets the running release aside as `PREVIOUS` (and names the new one
+    /// the app, with `name_next`), then drains it.
+    ///
+    /// A release that answers the proxy's name by its container name alone
+    /// leaves the name at the rename while it still answers: it is drained
+    /// only once the proxy has had `settle` to forget it, so that nothing
+    /// reaches an address that is gone. One that holds the name as a network
+    /// alias (compose gives every container of a service one; a release that
+    /// took traffic did) keeps it until it stops, which docker allows no other
+    /// way: the drain is then how it leaves (on SIGTERM it refuses new
+    /// connections, so a proxy passes over it at once, and finishes those in
+    /// flight; taken off the network, it would drop them).
+    async fn retire(&self, name_next: bool, attempt: &Attempt) -> Result<(), String> {
+        let r = &self.r;
+        let _ = self
+            .docker(words(&["rm", "-f", "--", &r.previous]), attempt)
+            .await;
+        let by_alias = self.answers_to_name(&r.container, attempt).await;
+        self.rename(
+            "keep the running release",
+            &r.container,
+            &r.previous,
+            attempt,
+        )
+        .await?;
+        if name_next {
+            self.rename("name the new release", &r.next, &r.container, attempt)
                 .await?;
         }
-        Ok(())
+        if !by_alias && r.alias() == r.container {
+            attempt
+                .output
+                .info(format!(
+                    "{} left the name {} and still answers: drained once the proxy has had {} to forget it",
+                    r.previous,
+                    r.alias(),
+                    humantime::format_duration(r.settle)
+                ))
+                .await;
+            tokio::time::sleep(r.settle).await;
+        }
+        self.drain("drain the previous release", &r.previous, attempt)
+            .await
     }
 
     pub(super) async fn rename(
@@ -546,15 +610,16 @@ impl ReleaseWork {
             .await
     }
 
-    /// The switch backwards, from wherever it stopped. The new release stays,
-    /// out of traffic, as `NEXT`: the start's undo removes it.
+    /// The switch backwards, from wherever it stopped (a `join`'s too). The
+    /// new release stays, out of traffic, as `NEXT`: the start's undo
+    /// removes it.
     async fn switch_back(&self, attempt: &Attempt) -> Result<(), String> {
         let r = &self.r;
         if !self.exists(&r.previous, attempt).await {
             // The running release was never set aside: the new one only
-            // leaves the traffic.
-            if self.exists(&r.next, attempt).await {
-                self.leave_traffic(&r.next, attempt).await?;
+            // leaves the traffic, if it took any.
+            if self.exists(&r.next, attempt).await && self.answers_to_name(&r.next, attempt).await {
+                self.step_out(attempt).await?;
             }
             return Ok(());
         }
@@ -578,9 +643,15 @@ impl ReleaseWork {
         )
         .await?;
         tokio::time::sleep(r.settle).await;
-        // Drained with its name, as the old one is on the way forward; then
-        // off the name and started again, out of traffic, for the hooks that
-        // still use it (a migration's way down).
+        self.step_out(attempt).await
+    }
+
+    /// The new release leaves the traffic without dropping a request: drained
+    /// with the name, as the old one is on the way forward, then off the name
+    /// and started again, out of traffic, for the hooks that still use it (a
+    /// migration's way down).
+    async fn step_out(&self, attempt: &Attempt) -> Result<(), String> {
+        let r = &self.r;
         self.drain("drain the new release", &r.next, attempt)
             .await?;
         self.leave_traffic(&r.next, attempt).await?;
@@ -636,15 +707,8 @@ impl Work for ReleaseWork {
                     Ok(())
                 }
                 (Stage::Join, false) => self.join(&attempt).await,
-                (Stage::Join, true) => {
-                    if self.exists(&r.next, &attempt).await {
-                        self.leave_traffic(&r.next, &attempt).await
-                    } else {
-                        Ok(())
-                    }
-                }
                 (Stage::Switch, false) => self.switch(&attempt).await,
-                (Stage::Switch, true) => self.switch_back(&attempt).await,
+                (Stage::Join | Stage::Switch, true) => self.switch_back(&attempt).await,
                 (Stage::Finish, _) => {
                     self.must(
                         "remove the previous release",
