@@ -82,6 +82,48 @@ fn a_rollback_after_the_switch_is_the_reverse_switch_with_no_page_and_no_error()
     }
 }
 
+/// A check fails after the window closed: the rollback changes the app only
+/// behind the maintenance page. The hook of the step that reopened the site
+/// (maintenance on) runs before every other, also before that of a step that
+/// completed after it; the hook that reopens it runs last.
+#[test]
+fn a_rollback_after_the_window_closed_touches_the_app_only_behind_the_page() {
+    let demo = Demo::new("closefirst");
+    // v1 only, then v2 (a migration: a window) with a step after the window
+    // whose hook notes what users get while it runs, and a check that fails.
+    assert_eq!(demo.apply(&["--var", "version=v1"]).status, 0);
+    let plan = std::fs::read_to_string(demo.test.path_of("demo.toml")).expect("plan");
+    std::fs::write(
+        demo.test.path_of("demo.toml"),
+        format!(
+            "{plan}
+[steps.touch-app]
+kind = \"shell\"
+needs = [\"maintenance-off\"]
+run = \"true\"
+rollback = {{ kind = \"shell\", run = \"{{{{ docker }}}} exec {{{{ app }}}} /app/bin/maintenance status >> seen\" }}
+
+[steps.smoke]
+kind = \"shell\"
+needs = [\"touch-app\"]
+run = \"exit 1\"
+"
+        ),
+    )
+    .expect("plan");
+    let run = demo.apply(&["--var", "version=v2"]);
+    assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
+    let seen = std::fs::read_to_string(demo.test.path_of("seen")).expect("the hook ran");
+    assert_eq!(seen.trim(), "true", "the hook ran while users reached the app");
+    let record = record(&demo.test);
+    let at = |id: &str| step(&record, id)["rollback"]["started_ms"].as_u64().expect(id);
+    assert!(at("maintenance-off") < at("touch-app"), "{record}");
+    assert!(at("touch-app") < at("maintenance-on"), "{record}");
+    assert_eq!(demo.maintenance_status(), "maintenance is off");
+    let (status, body) = demo.up().expect("the proxy answers");
+    assert_eq!((status, body.trim()), (200, "up v1 schema=1"));
+}
+
 #[test]
 fn backward_compatible_migrations_run_while_the_old_release_serves() {
     let demo = Demo::new("expand");

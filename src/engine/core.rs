@@ -462,8 +462,8 @@ impl<'a> Core<'a> {
         false
     }
 
-    /// The completed units with hooks, last completed first; hooks that reopen
-    /// the system to users after all others.
+    /// The completed units with hooks, last completed first; hooks that close
+    /// the system to users before all others, hooks that reopen it after.
     fn rollback_order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = self
             .completed
@@ -473,10 +473,10 @@ impl<'a> Core<'a> {
             .filter(|&i| self.units[i].hook.is_some())
             .collect();
         // Stable: each group keeps the reverse order of completion.
-        order.sort_by_key(|&i| {
-            self.units[i]
-                .hook
-                .is_some_and(|h| h.role == HookRole::Reopen)
+        order.sort_by_key(|&i| match self.units[i].hook.map(|h| h.role) {
+            Some(HookRole::Close) => 0,
+            Some(HookRole::Undo) | None => 1,
+            Some(HookRole::Reopen) => 2,
         });
         order
     }
@@ -841,6 +841,37 @@ mod tests {
         );
         let last = core.handle(done(Task::Hook(0), true));
         assert_eq!(end(&last), Some(RunStatus::Failed));
+    }
+
+    #[test]
+    fn a_hook_that_closes_the_system_runs_before_every_other() {
+        // The shape of a deploy whose window closed before a later check
+        // failed: on (hook: off), switch, off (hook: on), services; check
+        // fails. The site is open, so `off`'s hook (maintenance on) runs
+        // first, then services' and switch's, and `on`'s hook (off) last.
+        let units = [
+            with_hook(unit("on", &[]), HookRole::Reopen, false),
+            with_hook(unit("switch", &[0]), HookRole::Undo, false),
+            with_hook(unit("off", &[1]), HookRole::Close, false),
+            with_hook(unit("services", &[1]), HookRole::Undo, false),
+            unit("check", &[2, 3]),
+        ];
+        let mut core = Core::new(&units, 1, &[], 0);
+        core.start();
+        for i in [0, 1, 2, 3] {
+            core.handle(done(Task::Step(i), true));
+        }
+        let mut order = started(&core.handle(done(Task::Step(4), false)));
+        for _ in 0..3 {
+            let Some(&Task::Hook(i)) = order.last() else {
+                panic!("{order:?}")
+            };
+            order.extend(started(&core.handle(done(Task::Hook(i), true))));
+        }
+        assert_eq!(
+            order,
+            [Task::Hook(2), Task::Hook(3), Task::Hook(1), Task::Hook(0)]
+        );
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub(crate) struct Hook {
 /// What a hook does to the system's users, which decides when it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HookRole {
+    /// Closes the system to its users (turns maintenance on): it runs before
+    /// every other hook, so that nothing is undone while users can reach it.
+    Close,
     /// Undoes its step.
     Undo,
     /// Gives the system back to its users: it runs after every other hook, and

@@ -138,11 +138,13 @@ impl StepKind for MaintenanceToggle {
     }
 
     /// Turning maintenance off gives the system back to its users: as a hook,
-    /// it runs last, and not at all after a failed hook.
+    /// it runs last, and not at all after a failed hook. Turning it on closes
+    /// the system: as a hook (of a step that reopened it), it runs first, so
+    /// that the rest of the rollback happens behind the maintenance page.
     fn hook_role(&self) -> HookRole {
         match self.state.value {
             Toggle::Off => HookRole::Reopen,
-            Toggle::On => HookRole::Undo,
+            Toggle::On => HookRole::Close,
         }
     }
 

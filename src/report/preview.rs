@@ -106,6 +106,8 @@ pub struct HookView {
     pub(crate) operations: Vec<Operation>,
     /// Runs also when its own step failed partway.
     pub(crate) also_if_failed: bool,
+    /// Runs before every other hook (it closes the app to users).
+    pub(crate) first: bool,
     /// Runs after every other hook (it gives users the app back).
     pub(crate) last: bool,
 }
@@ -193,6 +195,7 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
                 .as_kind()
                 .operations(&scope, &scope.env(&hook.env)),
             also_if_failed: hook.also_if_failed,
+            first: hook.action.as_kind().hook_role() == crate::engine::HookRole::Close,
             last: hook.action.as_kind().hook_role() == crate::engine::HookRole::Reopen,
         }),
     };
@@ -475,7 +478,8 @@ impl Preview {
             out,
             "On failure: nothing new starts, running steps finish, then the rollback hooks of the \
              succeeded steps (and of a failed step whose hook runs also then) run in reverse order \
-             of completion, those that turn maintenance off last, then the `failure`/`always` steps."
+             of completion, those that turn maintenance on first and those that turn it off last, \
+             then the `failure`/`always` steps."
         );
         if let Some(rollout) = &self.rollout {
             let _ = writeln!(out, "On a host's failure: {}.", rollout.on_failure);
@@ -555,6 +559,9 @@ fn step_text(out: &mut String, step: &StepView) {
             let mut when = String::new();
             if hook.also_if_failed {
                 when.push_str(", also if the step fails partway");
+            }
+            if hook.first {
+                when.push_str(", before every other hook");
             }
             if hook.last {
                 when.push_str(", after every other hook");
