@@ -95,7 +95,10 @@ pub(crate) fn deploy(
         if hosts_use_compose(plan) {
             // compose runs here, as docker does, with the host's DOCKER_HOST.
             for host in &mut hosts.list {
-                let compose = docker::discover_compose(&host.docker);
+                let compose = docker::discover_compose(
+                    &host.docker,
+                    std::env::var("COMPOSE_CMD").ok().as_deref(),
+                );
                 Arc::make_mut(&mut host.docker).compose = Some(compose);
             }
         }
@@ -835,7 +838,10 @@ pub(crate) fn docker_for(plan: &Plan) -> Docker {
     }
     let mut docker = docker::discover(plan.sudo, from_env.as_deref());
     if uses_compose(plan) {
-        docker.compose = Some(docker::discover_compose(&docker));
+        docker.compose = Some(docker::discover_compose(
+            &docker,
+            std::env::var("COMPOSE_CMD").ok().as_deref(),
+        ));
     }
     docker
 }

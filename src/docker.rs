@@ -49,6 +49,8 @@ pub struct Docker {
 pub struct Compose {
     pub command: Vec<String>,
     pub available: bool,
+    /// What it answered to `version --short` (`2.40.3`, `1.29.2`).
+    pub version: Option<String>,
     pub reason: String,
     pub tried: Vec<Probe>,
     pub help: Option<String>,
@@ -258,7 +260,7 @@ const HELP_ENV_KEEP: &str = "let sudo keep them for docker: add `Defaults env_ke
      to a file under /etc/sudoers.d (edit it with visudo); or unset them; or set DOCKER_CMD";
 const HELP_DAEMON: &str = "start the Docker daemon (`sudo systemctl start docker`) or point DOCKER_HOST at it; or set DOCKER_CMD";
 
-/// The words of a non-empty `DOCKER_CMD`.
+/// The words of a non-empty `DOCKER_CMD` (or `COMPOSE_CMD`).
 fn env_words(docker_cmd_env: Option<&str>) -> Option<Vec<String>> {
     docker_cmd_env
         .and_then(shlex::split)
@@ -507,19 +509,50 @@ fn standalone_compose(docker: &[String]) -> Vec<String> {
 const HELP_COMPOSE: &str = "install the compose plugin (`apt-get install docker-compose-plugin` from Docker's \
      repository) or the standalone `docker-compose` (`apt-get install docker-compose`)";
 
-/// Decides the compose command once for the run: the plugin through docker's
-/// own words, else the standalone program run the same way (through sudo when
-/// docker is). Read-only (`version`), bounded in time, never prompts.
-pub(crate) fn discover_compose(docker: &Docker) -> Compose {
+/// Decides the compose command once for the run: `COMPOSE_CMD` if set (to
+/// pick one where both are installed); else the plugin through docker's own
+/// words, else the standalone program run the same way (through sudo when
+/// docker is), in the order docker itself prefers them. Read-only (`version`),
+/// bounded in time, never prompts.
+pub(crate) fn discover_compose(docker: &Docker, compose_cmd_env: Option<&str>) -> Compose {
     let mut tried = Vec::new();
     let plugin = docker.plugin_compose();
     if !docker.available {
         return Compose {
             command: plugin,
             available: false,
+            version: None,
             reason: "not probed: docker itself is not reachable".into(),
             tried,
             help: docker.help.clone(),
+        };
+    }
+    let probe = |words: &[String], tried: &mut Vec<Probe>| {
+        let outcome = probe_with(words, &docker.env, &["version", "--short"]);
+        let result = match &outcome {
+            Outcome::Answered(version) => format!("answered: {version}"),
+            Outcome::Failed(_, why) => why.clone(),
+        };
+        tried.push(Probe {
+            command: format!("{} version --short", display(words)),
+            result,
+        });
+        match outcome {
+            Outcome::Answered(version) => Some(version),
+            Outcome::Failed(..) => None,
+        }
+    };
+    if let Some(words) = env_words(compose_cmd_env) {
+        let version = probe(&words, &mut tried);
+        let available = version.is_some();
+        return Compose {
+            command: words,
+            available,
+            version,
+            reason: "COMPOSE_CMD is set".into(),
+            tried,
+            help: (!available)
+                .then(|| "COMPOSE_CMD does not answer `version`: fix it or unset it".to_owned()),
         };
     }
     let standalone = standalone_compose(&docker.command);
@@ -533,19 +566,11 @@ pub(crate) fn discover_compose(docker: &Docker) -> Compose {
             "the plugin does not answer; `docker-compose version` does",
         ),
     ] {
-        let outcome = probe_with(words, &docker.env, &["version", "--short"]);
-        let result = match &outcome {
-            Outcome::Answered(version) => format!("answered: {version}"),
-            Outcome::Failed(_, why) => why.clone(),
-        };
-        tried.push(Probe {
-            command: format!("{} version --short", display(words)),
-            result,
-        });
-        if matches!(outcome, Outcome::Answered(_)) {
+        if let Some(version) = probe(words, &mut tried) {
             return Compose {
                 command: words.clone(),
                 available: true,
+                version: Some(version),
                 reason: why.to_owned(),
                 tried,
                 help: None,
@@ -555,6 +580,7 @@ pub(crate) fn discover_compose(docker: &Docker) -> Compose {
     Compose {
         command: plugin,
         available: false,
+        version: None,
         reason: "neither `docker compose` nor `docker-compose` answers".into(),
         tried,
         help: Some(HELP_COMPOSE.into()),

@@ -264,7 +264,7 @@ run = "{{ compose }} up -d {{ service }} && echo \"$COMPOSE_CMD\""
     let compose = bin.join("docker-compose").display().to_string();
     assert!(
         preview.stdout.contains(&format!(
-            "Compose: {compose} (the plugin does not answer; `docker-compose version` does)"
+            "Compose: {compose} (version 1.29.2: the plugin does not answer; `docker-compose version` does)"
         )),
         "{}",
         preview.stdout
@@ -287,6 +287,72 @@ run = "{{ compose }} up -d {{ service }} && echo \"$COMPOSE_CMD\""
     )
     .expect("json");
     assert_eq!(record["compose"]["command"], compose, "{record}");
+}
+
+/// Both installed: the plugin first, as docker itself prefers it; `COMPOSE_CMD`
+/// picks the other, and the preview names the one picked with its version.
+#[test]
+fn compose_cmd_picks_compose_where_both_answer() {
+    let test = Test::new();
+    let bin = test.path_of("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let log = test.path_of("calls.log");
+    crate::common::script(
+        &bin.join("docker"),
+        &format!(
+            "echo \"docker $*\" >> {log}\ncase \"$1\" in version) echo 24.0.7 ;; compose) [ \"$2\" = version ] && echo 2.40.3; exit 0 ;; *) exit 0 ;; esac",
+            log = log.display()
+        ),
+    );
+    crate::common::script(
+        &bin.join("docker-compose"),
+        &format!(
+            "echo \"docker-compose $*\" >> {log}\n[ \"$1\" = version ] && echo 1.29.2\nexit 0",
+            log = log.display()
+        ),
+    );
+    let docker = bin.join("docker").display().to_string();
+    let standalone = bin.join("docker-compose").display().to_string();
+    let test = test
+        .plan(
+            r#"
+[plan]
+name = "compose"
+
+[steps.up]
+kind = "shell"
+run = "{{ compose }} up -d web"
+"#,
+        )
+        .env("DOCKER_CMD", &docker);
+    let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
+    assert_eq!(preview.status, 0, "{}", preview.stderr);
+    has(
+        &preview.stdout,
+        &format!(
+            "Compose: {docker} compose (version 2.40.3: the compose plugin answers `docker compose version`)"
+        ),
+    );
+    let test = test.env("COMPOSE_CMD", &standalone);
+    let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
+    assert_eq!(preview.status, 0, "{}", preview.stderr);
+    has(
+        &preview.stdout,
+        &format!("Compose: {standalone} (version 1.29.2: COMPOSE_CMD is set)"),
+    );
+    let run = test.run_with(&["apply", "plan.toml"]);
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    let calls = std::fs::read_to_string(&log).expect("calls");
+    assert!(calls.contains("docker-compose up -d web\n"), "{calls}");
+    assert!(!calls.contains("docker compose up"), "{calls}");
+    // A COMPOSE_CMD that does not answer stops the run before any change.
+    let test = test.env("COMPOSE_CMD", "/nonexistent/compose");
+    let run = test.run_with(&["apply", "plan.toml"]);
+    assert_ne!(run.status, 0, "{}", run.stdout);
+    has(
+        &run.stderr,
+        "COMPOSE_CMD does not answer `version`: fix it or unset it",
+    );
 }
 
 #[test]

@@ -114,9 +114,17 @@ run = \"exit 1\"
     let run = demo.apply(&["--var", "version=v2"]);
     assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
     let seen = std::fs::read_to_string(demo.test.path_of("seen")).expect("the hook ran");
-    assert_eq!(seen.trim(), "true", "the hook ran while users reached the app");
+    assert_eq!(
+        seen.trim(),
+        "true",
+        "the hook ran while users reached the app"
+    );
     let record = record(&demo.test);
-    let at = |id: &str| step(&record, id)["rollback"]["started_ms"].as_u64().expect(id);
+    let at = |id: &str| {
+        step(&record, id)["rollback"]["started_ms"]
+            .as_u64()
+            .expect(id)
+    };
     assert!(at("maintenance-off") < at("touch-app"), "{record}");
     assert!(at("touch-app") < at("maintenance-on"), "{record}");
     assert_eq!(demo.maintenance_status(), "maintenance is off");
@@ -283,7 +291,9 @@ mod compose {
             }
             let project = unique(tag).replace(['-', '.'], "");
             let stack = Self {
-                test: Test::new().env("COMPOSE_PROJECT_NAME", &project),
+                test: Test::new()
+                    .env("COMPOSE_PROJECT_NAME", &project)
+                    .env("COMPOSE_CMD", &compose_words().join(" ")),
                 project,
                 image,
                 _cleanup: cleanup,
@@ -313,26 +323,58 @@ mod compose {
             .expect("compose file");
         }
 
-        /// This host's compose: the plugin, else docker-compose (as runner picks).
+        /// The compose these tests use, the one runner is told to pick too.
         fn compose(&self, args: &[&str]) -> std::process::Output {
-            let plugin = Command::new("docker")
-                .args(["compose", "version"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            let mut command = if plugin {
-                let mut c = Command::new("docker");
-                c.arg("compose");
-                c
-            } else {
-                Command::new("docker-compose")
-            };
+            let words = compose_words();
+            let mut command = Command::new(&words[0]);
             command
+                .args(&words[1..])
                 .args(args)
                 .current_dir(self.test.path_of("srv"))
                 .env("COMPOSE_PROJECT_NAME", &self.project)
                 .output()
                 .expect("docker-compose")
         }
+    }
+
+    /// The compose to test with: `RUNNER_TEST_COMPOSE=v2` the plugin, `v1` the
+    /// standalone `docker-compose`, each required to answer with that major
+    /// version; unset, the one this machine's docker prefers (the plugin, else
+    /// docker-compose).
+    fn compose_words() -> Vec<String> {
+        let plugin = vec!["docker".to_owned(), "compose".to_owned()];
+        let standalone = vec!["docker-compose".to_owned()];
+        let version = |words: &[String]| {
+            Command::new(&words[0])
+                .args(&words[1..])
+                .args(["version", "--short"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        };
+        let wanted = std::env::var("RUNNER_TEST_COMPOSE").unwrap_or_default();
+        let (words, major) = match wanted.as_str() {
+            "v2" => (plugin, "2."),
+            "v1" => (standalone, "1."),
+            "" => {
+                return if version(&plugin).is_some() {
+                    plugin
+                } else {
+                    standalone
+                };
+            }
+            other => panic!("RUNNER_TEST_COMPOSE is `v1` or `v2`, not `{other}`"),
+        };
+        let answered = version(&words);
+        assert!(
+            answered
+                .as_deref()
+                .is_some_and(|v| v.trim_start_matches('v').starts_with(major)),
+            "RUNNER_TEST_COMPOSE={wanted}: `{} version --short` answered {answered:?}",
+            words.join(" ")
+        );
+        words
     }
 
     /// `app`, `app-next` and `app-previous`: whether each exists, and runs.
@@ -422,6 +464,10 @@ settle = "300ms"
         let failing = "[steps.smoke]\nkind = \"shell\"\nneeds = [\"switch\"]\nrun = \"exit 1\"\n";
         let test = &stack.test;
         std::fs::write(test.path_of("plan.toml"), plan(&app, failing)).expect("plan");
+        // The preview names the compose the run uses, with its version.
+        let preview = test.run_with(&["apply", "plan.toml", "--plan-only"]);
+        let picked = format!("Compose: {} (version ", compose_words().join(" "));
+        assert!(preview.stdout.contains(&picked), "{}", preview.stdout);
         let run = test.run_with(&["apply", "plan.toml"]);
         assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
         // The running container was adopted under the app's name, and serves

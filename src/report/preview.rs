@@ -400,7 +400,11 @@ impl Preview {
         if let Some(compose) = &self.docker.compose {
             let words = crate::plan::template::shell_join(&compose.command);
             if compose.available {
-                let _ = writeln!(out, "Compose: {words} ({})", compose.reason);
+                let version = compose
+                    .version
+                    .as_deref()
+                    .map_or_else(String::new, |v| format!("version {v}: "));
+                let _ = writeln!(out, "Compose: {words} ({version}{})", compose.reason);
             } else {
                 let _ = writeln!(out, "Compose: unavailable: {}", compose.reason);
                 for probe in &compose.tried {

@@ -63,6 +63,18 @@ const NEEDS: &[Need] = &[
         package: "iptables",
         present: || on_path("iptables"),
     },
+    // Compose releases run under the compose plugin when the machine has it
+    // (.ci/compose-v2 installs it), else under Debian's Compose v1.
+    Need {
+        package: "docker-compose",
+        present: || {
+            on_path("docker-compose")
+                || Command::new("docker")
+                    .args(["compose", "version"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+        },
+    },
     // The process tests look for leftovers with pgrep and pkill.
     Need {
         package: "procps",

@@ -98,6 +98,7 @@ impl Test {
         command
             .current_dir(self.dir.path())
             .env_remove("DOCKER_CMD")
+            .env_remove("COMPOSE_CMD")
             .env("NO_COLOR", "1");
         if let Some(path) = &self.path {
             command.env("PATH", path);
