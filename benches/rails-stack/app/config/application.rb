@@ -11,7 +11,9 @@ module Shop
     config.eager_load = true
     config.cache_classes = true
     config.secret_key_base = ENV.fetch("SECRET_KEY_BASE", "x" * 64)
-    config.cache_store = :redis_cache_store, { url: ENV.fetch("REDIS_URL") }
+    # A namespace, as many apps have: the maintenance flag's Redis key is
+    # then `shop:maintenance_mode:enabled`, which only the app knows.
+    config.cache_store = :redis_cache_store, { url: ENV.fetch("REDIS_URL"), namespace: "shop" }
     config.logger = ActiveSupport::Logger.new($stdout)
     config.log_level = :warn
     config.hosts.clear
