@@ -108,16 +108,16 @@ pub(super) fn operations(
             docker(&["rm", "-f", "--", &r.next]),
         )),
         (Stage::Join, false) => {
-            ops.extend(take_traffic_ops(r, docker));
-            ops.extend(retire_ops(r, &docker, false));
+            ops.extend(take_traffic_ops(r, docker, false));
+            ops.extend(retire_ops(r, &docker, false, false));
         }
         (Stage::Switch, false) => {
             ops.extend(
-                take_traffic_ops(r, docker)
+                take_traffic_ops(r, docker, true)
                     .map(|op| op.note("not when a `join` stage gave it the name already")),
             );
             ops.extend(
-                retire_ops(r, &docker, true)
+                retire_ops(r, &docker, true, true)
                     .into_iter()
                     .map(|op| op.note("not when a `join` stage retired it already")),
             );
@@ -165,7 +165,11 @@ fn prefixed(program: &[String], args: Vec<String>) -> Vec<String> {
 
 /// How the new release takes the name (`join`, or `switch` without one): off
 /// the proxy's network(s), back on as the alias.
-fn take_traffic_ops(r: &Resolved, docker: impl Fn(&[&str]) -> Vec<String>) -> [Operation; 2] {
+fn take_traffic_ops(
+    r: &Resolved,
+    docker: impl Fn(&[&str]) -> Vec<String>,
+    for_users: bool,
+) -> [Operation; 2] {
     let network = traffic_network(r);
     [
         Operation::process(
@@ -182,10 +186,15 @@ fn take_traffic_ops(r: &Resolved, docker: impl Fn(&[&str]) -> Vec<String>) -> [O
                 &r.next,
             ]),
         )
-        .note(format!(
-            "both releases answer for a moment ({} for the proxy to see it)",
-            humantime::format_duration(r.settle)
-        )),
+        .note(if for_users {
+            format!(
+                "both releases answer for a moment ({} for the proxy to see it)",
+                humantime::format_duration(r.settle)
+            )
+        } else {
+            "both releases answer the maintenance page; the proxy has the migrations' time to see it"
+                .to_owned()
+        }),
     ]
 }
 
@@ -196,6 +205,7 @@ fn retire_ops(
     r: &Resolved,
     docker: &impl Fn(&[&str]) -> Vec<String>,
     name_next: bool,
+    for_users: bool,
 ) -> Vec<Operation> {
     let drain = format!("--time={}", r.drain.as_secs());
     let mut ops = vec![
@@ -217,11 +227,15 @@ fn retire_ops(
             "drain the previous one",
             docker(&["stop", &drain, &r.previous]),
         )
-        .note(format!(
-            "SIGTERM, requests in flight finish; it is kept, stopped, for a rollback; {} first when the rename took it off the name {}",
-            humantime::format_duration(r.settle),
-            r.alias()
-        )),
+        .note(if for_users {
+            format!(
+                "SIGTERM, requests in flight finish; it is kept, stopped, for a rollback; {} first when the rename took it off the name {}",
+                humantime::format_duration(r.settle),
+                r.alias()
+            )
+        } else {
+            "SIGTERM, requests in flight finish; it is kept, stopped, for a rollback; at once: inside the window the proxy answers the page when it does not".to_owned()
+        }),
     );
     ops
 }
@@ -474,14 +488,16 @@ impl ReleaseWork {
     }
 
     /// Inside a maintenance window: the new release answers to the name
-    /// beside the running one, the proxy has had time to see it, and the
-    /// running one is retired while the migrations run, so that the switch
-    /// after them only names the new one.
+    /// beside the running one, and the running one is retired at once, while
+    /// the migrations run, so that the switch after them only names the new
+    /// one. No `settle` here: while the proxy still sends to the old one's
+    /// address, it answers the maintenance page (what both releases answer
+    /// in the window) after its connect timeout, and the proxy has the
+    /// migrations' time to see the new one before the window closes.
     async fn join(&self, attempt: &Attempt) -> Result<(), String> {
         self.take_traffic(&self.r.next, attempt).await?;
-        tokio::time::sleep(self.r.settle).await;
         if self.exists(&self.r.container, attempt).await {
-            self.retire(false, attempt).await?;
+            self.retire(false, false, attempt).await?;
         }
         Ok(())
     }
@@ -540,7 +556,7 @@ impl ReleaseWork {
             tokio::time::sleep(r.settle).await;
         }
         if self.exists(&r.container, attempt).await {
-            self.retire(true, attempt).await
+            self.retire(true, true, attempt).await
         } else {
             self.rename("name the new release", &r.next, &r.container, attempt)
                 .await
@@ -558,8 +574,14 @@ impl ReleaseWork {
     /// took traffic did) keeps it until it stops, which docker allows no other
     /// way: the drain is then how it leaves (on SIGTERM it refuses new
     /// connections, so a proxy passes over it at once, and finishes those in
-    /// flight; taken off the network, it would drop them).
-    async fn retire(&self, name_next: bool, attempt: &Attempt) -> Result<(), String> {
+    /// flight; taken off the network, it would drop them). Inside a window
+    /// (`for_users` false) nothing waits: every answer is the page.
+    async fn retire(
+        &self,
+        name_next: bool,
+        for_users: bool,
+        attempt: &Attempt,
+    ) -> Result<(), String> {
         let r = &self.r;
         let _ = self
             .docker(words(&["rm", "-f", "--", &r.previous]), attempt)
@@ -576,7 +598,7 @@ impl ReleaseWork {
             self.rename("name the new release", &r.next, &r.container, attempt)
                 .await?;
         }
-        if !by_alias && r.alias() == r.container {
+        if for_users && !by_alias && r.alias() == r.container {
             attempt
                 .output
                 .info(format!(
