@@ -53,19 +53,7 @@ trap 'exit 130' INT TERM
 if docker compose version >/dev/null 2>&1; then compose="docker compose"; else compose=docker-compose; fi
 
 # Base images, from Debian's packages only.
-if ! docker image inspect rt-lab-debian:bookworm >/dev/null 2>&1; then
-  command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
-  echo "debootstrap bookworm (a few minutes)"
-  debootstrap --variant=minbase bookworm "$lab/rootfs" http://deb.debian.org/debian >/dev/null
-  tar -C "$lab/rootfs" -c . | docker import - rt-lab-debian:bookworm >/dev/null
-  rm -rf "$lab/rootfs"
-fi
-for image in rails-base postgres redis nginx; do
-  if ! docker image inspect "rt-lab-$image:latest" >/dev/null 2>&1; then
-    echo "building rt-lab-$image"
-    docker build -q -t "rt-lab-$image:latest" "$here/images/$image" >/dev/null 2>&1
-  fi
-done
+sh "$here/images.sh" rails-base postgres redis nginx
 
 git_() { git -C "$lab/dev" -c user.name=lab -c user.email=lab@localhost "$@"; }
 
@@ -143,24 +131,30 @@ need = (m["ended_ms"] - m["started_ms"]) if m.get("status") in ("succeeded", "fa
 answers = poll["answers"]
 others = sum(n for k, n in answers.items() if k not in ("200", "503 maintenance page"))
 pages = answers.get("503 maintenance page", 0)
-print(f"  proxy answers: {answers}")
+print(f"  proxy answers: {answers}; slowest {poll['slowest_ms']} ms, p99 {poll['p99_ms']} ms")
 print(f"  maintenance window seen {poll['window_ms']} ms; migrate {need} ms; "
       f"budget 1.3 x {need} + 2 x {exec_ms:.0f} = {1.3 * need + 2 * exec_ms:.0f} ms")
-ok = others == 0
+# A request slower than a second during a release is a failed promise.
+ok = others == 0 and poll["slowest_ms"] < 1000
 if expect == "no-page":
     ok = ok and pages == 0
 elif expect == "window":
     ok = ok and poll["window_ms"] <= 1.3 * need + 2 * exec_ms
-if poll["odd"] or expect == "window":
+if poll["odd"] or poll["slow"] or expect == "window":
     # The steps on the client's clock, to tell what an odd answer met.
     from datetime import datetime
-    began = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00")).timestamp()
+    # started_ms count from the engine's start (after the docker probe and
+    # the preflight), which ended duration_ms before finished_at.
+    ended = datetime.fromisoformat(record["finished_at"].replace("Z", "+00:00")).timestamp()
+    began = ended - record["duration_ms"] / 1000
     shift = (began - poll["began"]) * 1000
     for s in record["steps"]:
         if s.get("started_ms") is not None and s.get("ended_ms") is not None:
             print(f"    {s['started_ms'] + shift:8.0f} – {s['ended_ms'] + shift:8.0f} ms  {s['id']}")
     for line in poll["odd"]:
         print(f"    odd: {line}")
+    for line in poll["slow"]:
+        print(f"    slow: {line}")
 print("  ok    answers" if ok else "  WRONG answers")
 sys.exit(0 if ok else 1)
 PY
