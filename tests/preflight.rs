@@ -222,17 +222,17 @@ run = "{{{{ compose }}}} up -d --no-deps web"
     );
 }
 
-#[test]
-fn compose_is_the_plugin_else_the_standalone_program_run_like_docker() {
-    let test = Test::new();
+/// A fake `docker` (its `compose` plugin runs `plugin`, a shell line) and a
+/// fake `docker-compose` 1.29.2 in the test's `bin`, both logging each call to
+/// the returned log file.
+fn fake_composes(test: &Test, plugin: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let bin = test.path_of("bin");
     std::fs::create_dir_all(&bin).expect("bin");
     let log = test.path_of("calls.log");
-    // docker answers; its compose plugin does not; docker-compose beside it does.
     crate::common::script(
         &bin.join("docker"),
         &format!(
-            "echo \"docker $*\" >> {log}\ncase \"$1\" in version) echo 24.0.7 ;; compose) exit 1 ;; *) exit 0 ;; esac",
+            "echo \"docker $*\" >> {log}\ncase \"$1\" in version) echo 24.0.7 ;; compose) {plugin} ;; *) exit 0 ;; esac",
             log = log.display()
         ),
     );
@@ -243,6 +243,14 @@ fn compose_is_the_plugin_else_the_standalone_program_run_like_docker() {
             log = log.display()
         ),
     );
+    (bin, log)
+}
+
+#[test]
+fn compose_is_the_plugin_else_the_standalone_program_run_like_docker() {
+    let test = Test::new();
+    // docker answers; its compose plugin does not; docker-compose beside it does.
+    let (bin, log) = fake_composes(&test, "exit 1");
     let test = test
         .plan(
             r#"
@@ -294,23 +302,7 @@ run = "{{ compose }} up -d {{ service }} && echo \"$COMPOSE_CMD\""
 #[test]
 fn compose_cmd_picks_compose_where_both_answer() {
     let test = Test::new();
-    let bin = test.path_of("bin");
-    std::fs::create_dir_all(&bin).expect("bin");
-    let log = test.path_of("calls.log");
-    crate::common::script(
-        &bin.join("docker"),
-        &format!(
-            "echo \"docker $*\" >> {log}\ncase \"$1\" in version) echo 24.0.7 ;; compose) [ \"$2\" = version ] && echo 2.40.3; exit 0 ;; *) exit 0 ;; esac",
-            log = log.display()
-        ),
-    );
-    crate::common::script(
-        &bin.join("docker-compose"),
-        &format!(
-            "echo \"docker-compose $*\" >> {log}\n[ \"$1\" = version ] && echo 1.29.2\nexit 0",
-            log = log.display()
-        ),
-    );
+    let (bin, log) = fake_composes(&test, "[ \"$2\" = version ] && echo 2.40.3; exit 0");
     let docker = bin.join("docker").display().to_string();
     let standalone = bin.join("docker-compose").display().to_string();
     let test = test
