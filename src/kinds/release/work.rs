@@ -586,7 +586,10 @@ impl ReleaseWork {
         let _ = self
             .docker(words(&["rm", "-f", "--", &r.previous]), attempt)
             .await;
-        let by_alias = self.answers_to_name(&r.container, attempt).await;
+        // Asked before the rename: by the name it answers to now.
+        let leaves_answering = for_users
+            && r.alias() == r.container
+            && !self.answers_to_name(&r.container, attempt).await;
         self.rename(
             "keep the running release",
             &r.container,
@@ -598,7 +601,7 @@ impl ReleaseWork {
             self.rename("name the new release", &r.next, &r.container, attempt)
                 .await?;
         }
-        if for_users && !by_alias && r.alias() == r.container {
+        if leaves_answering {
             attempt
                 .output
                 .info(format!(
