@@ -788,7 +788,7 @@ fn hosts_use_compose(plan: &Plan) -> bool {
     plan.steps
         .iter()
         .filter(|s| !s.on.is_empty())
-        .any(|s| step_mentions(s, &Name::Compose, "COMPOSE_CMD"))
+        .any(|s| crate::kinds::step_mentions(s, &Name::Compose, "COMPOSE_CMD"))
 }
 
 /// Whether a template of a step or hook (its fields or its `env`) refers to
@@ -797,28 +797,7 @@ fn mentions(plan: &Plan, name: &Name, var: &str) -> bool {
     plan.steps
         .iter()
         .filter(|s| s.on.is_empty())
-        .any(|s| step_mentions(s, name, var))
-}
-
-/// Whether a template of the step or its hook (fields or `env`) refers to
-/// `name`, or its text names the environment variable `var`.
-pub(crate) fn step_mentions(step: &Step, name: &Name, var: &str) -> bool {
-    let in_template = |t: &Template| t.raw.contains(var) || t.refs().any(|(n, ..)| n == name);
-    let in_action = |action: &crate::plan::model::Action,
-                     env: &indexmap::IndexMap<String, Template>| {
-        (*name == Name::Compose && action.as_kind().uses_compose())
-            || action
-                .as_kind()
-                .templates()
-                .into_iter()
-                .any(|t| in_template(&t.value))
-            || env.values().any(in_template)
-    };
-    in_action(&step.action, &step.env)
-        || step
-            .rollback
-            .as_ref()
-            .is_some_and(|h| in_action(&h.action, &h.env))
+        .any(|s| crate::kinds::step_mentions(s, name, var))
 }
 
 /// The docker command for the run, and the compose command when the plan uses

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use regex::Regex;
 use schemars::JsonSchema;
 
+use super::Need;
 use super::{
     Entry, Field, Launch, Operation, Rule, Scope, StepKind, attempt_spec, env_note, excerpt,
     values_note,
@@ -15,7 +16,6 @@ use crate::engine::{Attempt, Attempted, End, Outcome, Work};
 use crate::plan::model::{Action, Command, Sp};
 use crate::plan::reader::Fields;
 use crate::plan::template::{Part, Template};
-use crate::preflight::Need;
 use crate::process::{Pipe, Spec};
 
 const NAME: &str = "docker-exec";

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 
+use super::Need;
 use super::{Entry, Field, Launch, Operation, Rule, Scope, StepKind, attempt_spec, excerpt};
 use crate::docker::{Docker, ExecOptions, refused};
 use crate::engine::{Attempt, Attempted, End, Outcome, Work};
 use crate::plan::model::{Action, Sp};
 use crate::plan::reader::Fields;
 use crate::plan::template::Template;
-use crate::preflight::Need;
 use crate::process::{MARKER, Pipe, Spec};
 
 const NAME: &str = "http-probe";

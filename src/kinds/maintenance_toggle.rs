@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 
+use super::Need;
 use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, excerpt, values_note};
 use crate::docker::{Docker, ExecOptions};
 use crate::engine::{Attempt, Attempted, End, HookRole, Outcome, Work};
 use crate::plan::model::{Action, MaintenanceSection, Sp, Toggle};
 use crate::plan::reader::Fields;
 use crate::plan::template::Template;
-use crate::preflight::Need;
 use crate::process::{Pipe, Spec};
 
 const NAME: &str = "maintenance-toggle";

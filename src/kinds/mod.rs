@@ -10,6 +10,7 @@ pub(crate) mod docker_exec;
 pub(crate) mod http_probe;
 pub(crate) mod image_ship;
 pub(crate) mod maintenance_toggle;
+mod need;
 pub(crate) mod release;
 pub(crate) mod shell;
 
@@ -26,8 +27,8 @@ use crate::plan::Plan;
 use crate::plan::model::{Action, Command, Sp};
 use crate::plan::reader::Fields;
 use crate::plan::template::{Insert, Name, Template, Value};
-use crate::preflight::{Known, Need};
 use crate::process::Spec;
+pub(crate) use need::{Known, Need};
 
 /// A kind as the plan reader knows it.
 pub(crate) struct Entry {
@@ -329,14 +330,14 @@ impl Scope<'_> {
                     && out[0].rsplit('/').next().is_some_and(|p| p.ends_with("sh"))
                     && let Some(script) = self.known(script)
                 {
-                    out.extend(crate::preflight::script::programs(&script).unwrap_or_default());
+                    out.extend(crate::plan::script::programs(&script).unwrap_or_default());
                 }
                 out
             }
             Command::Shell(script) => {
                 let (script, _) = self.script(&script.value);
                 let mut out = vec!["sh".to_owned()];
-                out.extend(crate::preflight::script::programs(&script).unwrap_or_default());
+                out.extend(crate::plan::script::programs(&script).unwrap_or_default());
                 out
             }
         }
@@ -545,4 +546,25 @@ pub(crate) fn excerpt(text: &str) -> String {
         None if text.is_empty() => "(no output)".to_owned(),
         None => text.to_owned(),
     }
+}
+
+/// Whether a template of the step or its hook (fields or `env`) refers to
+/// `name`, or its text names the environment variable `var`.
+pub(crate) fn step_mentions(step: &crate::plan::Step, name: &Name, var: &str) -> bool {
+    let in_template = |t: &Template| t.raw.contains(var) || t.refs().any(|(n, ..)| n == name);
+    let in_action = |action: &crate::plan::model::Action,
+                     env: &indexmap::IndexMap<String, Template>| {
+        (*name == Name::Compose && action.as_kind().uses_compose())
+            || action
+                .as_kind()
+                .templates()
+                .into_iter()
+                .any(|t| in_template(&t.value))
+            || env.values().any(in_template)
+    };
+    in_action(&step.action, &step.env)
+        || step
+            .rollback
+            .as_ref()
+            .is_some_and(|h| in_action(&h.action, &h.env))
 }

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 
+use super::Need;
 use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, env_note, values_note};
 use crate::engine::{Attempt, Attempted, Outcome, Work};
 use crate::plan::model::{Action, Sp};
 use crate::plan::reader::Fields;
 use crate::plan::template::{Name, Template};
-use crate::preflight::Need;
 use crate::process::{self, Pipe, Spec};
 
 const NAME: &str = "shell";
@@ -79,7 +79,7 @@ impl StepKind for Shell {
             .as_ref()
             .map_or_else(|| scope.plan.dir.clone(), |d| scope.path(d));
         vec![Need::Host {
-            programs: crate::preflight::script::programs(&script),
+            programs: crate::plan::script::programs(&script),
             dir,
             path: env
                 .iter()

@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod model;
 pub mod reader;
 pub mod rollout;
+pub(crate) mod script;
 mod shell;
 pub mod template;
 mod validate;

@@ -19,18 +19,17 @@
 //! (then close) a TCP connection to loopback ports.
 
 mod look;
-pub(crate) mod script;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::docker::{self, Docker};
-use crate::kinds::Scope;
+use crate::kinds::{Known, Need, Scope};
 use crate::mask::Masker;
 use crate::parallel;
 use crate::plan::model::When;
@@ -41,38 +40,6 @@ use look::{CHECK_TIMEOUT, Looked, Seat, first_line};
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Checks run at once.
 const AT_ONCE: usize = 8;
-
-/// A value a check needs: `None` when a step's output decides it during the run.
-pub(crate) type Known = Option<String>;
-
-/// What a step or hook needs from the machine before it runs.
-#[derive(Debug, Clone)]
-pub(crate) enum Need {
-    /// Programs that `docker exec` runs in `container`, as `user`, in `workdir`.
-    Container {
-        container: Known,
-        user: Option<String>,
-        workdir: Option<String>,
-        programs: Vec<String>,
-    },
-    /// Programs a host script runs by name (or why the script was not read),
-    /// from `dir`, with `path` as its `PATH` when the step sets one.
-    Host {
-        programs: Result<Vec<String>, script::Unread>,
-        dir: PathBuf,
-        path: Option<String>,
-    },
-    /// An HTTP check: from inside `container` with curl, else wget, else
-    /// `host_url` from the host; without a container, `url` from the host.
-    Probe {
-        container: Option<Known>,
-        url: Known,
-        host_url: Option<Known>,
-    },
-    /// A compose service that must be able to run a second container beside
-    /// the first (a release): the compose file in `dir` as it is now.
-    Compose { service: Known, dir: PathBuf },
-}
 
 /// A problem the run would meet, found before it.
 #[derive(Debug, Clone, Serialize)]
@@ -589,7 +556,7 @@ impl Check<'_> {
             match &subject.need {
                 Need::Container { .. } => self.container_need(subject, &ctx),
                 Need::Host {
-                    programs: Err(script::Unread::Syntax),
+                    programs: Err(crate::plan::script::Unread::Syntax),
                     ..
                 } => {
                     let who = self.who(subject);
@@ -598,14 +565,14 @@ impl Check<'_> {
                     ));
                 }
                 Need::Host {
-                    programs: Err(script::Unread::TooDeep(depth)),
+                    programs: Err(crate::plan::script::Unread::TooDeep(depth)),
                     ..
                 } => self.finding(
                     subject,
                     "host".to_owned(),
                     format!(
                         "its script nests blocks about {depth} deep, more than the preflight reads ({}), so what it runs cannot be checked",
-                        script::MAX_NESTING
+                        crate::plan::script::MAX_NESTING
                     ),
                     "split the script: move its inner blocks into functions or a script file of their own".to_owned(),
                 ),
@@ -1103,7 +1070,7 @@ fn wanted(need: &Need) -> Option<Wanted<'_>> {
 }
 
 fn uses_compose(step: &Step) -> bool {
-    crate::apply::step_mentions(step, &crate::plan::template::Name::Compose, "COMPOSE_CMD")
+    crate::kinds::step_mentions(step, &crate::plan::template::Name::Compose, "COMPOSE_CMD")
 }
 
 fn container_of(need: &Need) -> Option<&Known> {

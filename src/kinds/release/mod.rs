@@ -41,10 +41,10 @@ use schemars::JsonSchema;
 
 use super::{Entry, Field, Launch, Operation, Rule, Scope, StepKind};
 use crate::engine::Work;
+use crate::kinds::Need;
 use crate::plan::model::{Action, Command, Dur, Sp};
 use crate::plan::reader::Fields;
 use crate::plan::template::Template;
-use crate::preflight::Need;
 
 pub(crate) use compose::problems as compose_problems;
 
