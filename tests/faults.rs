@@ -487,7 +487,14 @@ fn an_interrupted_maintenance_toggle_keeps_its_lock_until_it_ends() {
     // Now `off` sticks: nothing of `on` is left to undo it.
     let off = test.run_with(&["maintenance", "off", "plan.toml"]);
     assert_eq!(off.status, 0, "{}{}", off.stdout, off.stderr);
-    std::thread::sleep(Duration::from_millis(2500));
+    // Whatever is left of `on` (the fake docker's process) has ended, and
+    // could have written its state late, before the state is read.
+    let on_process = format!("{docker} .*bin/maintenance on");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while alive(&on_process) {
+        assert!(std::time::Instant::now() < deadline, "`on` never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         crate::common::maintenance_status(&test, "plan.toml"),
         "maintenance is off"
