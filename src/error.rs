@@ -1,19 +1,17 @@
 //! Everything that stops a command before (or outside) a run, with its exit code
-//! and what to do about it. `run` prints an error once, here.
+//! and what to do about it. It prints nothing: `report::failure` does, once.
 //!
 //! How a run itself ended (a failed step, an incomplete rollback, an interrupt)
 //! is not an error of runner: it is the run's status and exit code.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::docker::Docker;
 use crate::engine::RunStatus;
 use crate::lock::LockError;
 use crate::plan::Diagnostics;
-use crate::report::console::print_err;
 
-/// The exit codes of `runner`, in one place (DESIGN.md, "Exit codes").
+/// The exit codes of `runner`, in one place (the README's "Exit codes").
 pub(crate) mod exit_code {
     /// The run succeeded, or the plan is valid.
     pub(crate) const SUCCESS: i32 = 0;
@@ -152,7 +150,7 @@ impl Error {
     }
 
     /// What the operator can do about it.
-    fn help(&self) -> Option<String> {
+    pub(crate) fn help(&self) -> Option<String> {
         match self {
             Error::Usage(_)
             | Error::Plan(_)
@@ -190,43 +188,6 @@ impl Error {
                 "fix each problem above; `runner apply PLAN --plan-only` runs the same checks and changes nothing"
                     .to_owned(),
             ),
-        }
-    }
-
-    /// Prints the error once, on stderr; a closed stderr changes nothing.
-    pub(crate) fn print(&self, color: bool) {
-        match self {
-            Error::Usage(e) => {
-                let _ = e.print();
-            }
-            Error::Plan(diagnostics) => print_err(&diagnostics.render(color)),
-            _ => {
-                let mut text = format!("error: {self}\n");
-                if let Error::Docker(docker) = self {
-                    for probe in &docker.tried {
-                        let _ = writeln!(text, "  tried `{}`: {}", probe.command, probe.result);
-                    }
-                }
-                if let Error::Hosts(problems) = self {
-                    for problem in problems {
-                        let _ = writeln!(text, "  {problem}");
-                        for probe in &problem.tried {
-                            let _ =
-                                writeln!(text, "    tried `{}`: {}", probe.command, probe.result);
-                        }
-                        if !problem.help.is_empty() {
-                            let _ = writeln!(text, "    help: {}", problem.help);
-                        }
-                    }
-                }
-                if let Error::Preflight(report) = self {
-                    text.push_str(&report.findings_text("  "));
-                }
-                if let Some(help) = self.help() {
-                    let _ = writeln!(text, "help: {help}");
-                }
-                print_err(&text);
-            }
         }
     }
 }

@@ -20,7 +20,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     let code = match command(args) {
         Ok(code) => code,
         Err(e) => {
-            e.print(stderr_color());
+            crate::report::failure::print(&e, stderr_color());
             e.code()
         }
     };

@@ -2,6 +2,7 @@
 //! of a run (and the writer behind it), its summary, its record and its timeline.
 
 pub(crate) mod console;
+pub(crate) mod failure;
 pub mod graph;
 pub(crate) mod logs;
 pub(crate) mod lossy;
