@@ -67,12 +67,10 @@ pub(crate) fn deploy(
         ),
         None => (session.started_at, session.run_id.clone()),
     };
-    let report_path = options.report.clone().unwrap_or_else(|| {
-        plan.dir
-            .join(".runner")
-            .join("runs")
-            .join(format!("{run_id}.json"))
-    });
+    let report_path = options
+        .report
+        .clone()
+        .unwrap_or_else(|| crate::layout::record(&plan.dir, &run_id));
     // No record, no deploy: a run that could not say what it did must not start.
     record::writable(&report_path).map_err(|source| Error::Record {
         path: report_path.clone(),
@@ -717,8 +715,7 @@ pub(crate) fn lock_path(plan: &Plan) -> std::path::PathBuf {
 
 /// The lock file of the plan `file_name` in `dir` (links resolved).
 pub(crate) fn lock_file(dir: &std::path::Path, file_name: &std::ffi::OsStr) -> std::path::PathBuf {
-    dir.join(".runner")
-        .join(format!("{}.lock", file_name.to_string_lossy()))
+    crate::layout::lock_file(dir, file_name)
 }
 
 pub(crate) fn lock_plan(plan: &Plan, run_id: &str, started_at: SystemTime) -> Result<Lock, Error> {

@@ -70,7 +70,7 @@ fn folder(plan: &Path) -> Result<(PathBuf, PathBuf), Error> {
         source,
     })?;
     let dir = real.parent().unwrap_or(Path::new("/")).to_owned();
-    Ok((dir.join(".runner").join("runs"), real))
+    Ok((crate::layout::records(&dir), real))
 }
 
 /// The plan's records, oldest first, their folder, and the plan file, links

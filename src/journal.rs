@@ -85,7 +85,7 @@ impl Header {
 
 /// The folder of a plan's journals.
 pub(crate) fn folder(plan_dir: &Path) -> PathBuf {
-    plan_dir.join(".runner").join("journal")
+    crate::layout::journals(plan_dir)
 }
 
 /// An open journal.
@@ -209,12 +209,18 @@ impl Journal {
 
     /// The run is over and its record written: the journal goes.
     pub(crate) fn remove(self) -> std::io::Result<()> {
-        std::fs::remove_file(&self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        remove(&self.path)
     }
+}
+
+/// Removes the journal at `path`, for good (its folder synced): a run that
+/// ended, or one that `recover` found finished.
+pub(crate) fn remove(path: &Path) -> std::io::Result<()> {
+    std::fs::remove_file(path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Whether an event goes into the journal, and whether the file is synced

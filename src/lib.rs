@@ -12,6 +12,7 @@ mod graph;
 mod history;
 mod journal;
 mod kinds;
+mod layout;
 mod lock;
 mod maintenance;
 mod mask;

@@ -58,12 +58,10 @@ fn recorded(
     run: &Unfinished,
     options: &Options,
 ) -> Result<Option<i32>, Error> {
-    let record = options.report.clone().unwrap_or_else(|| {
-        plan.dir
-            .join(".runner")
-            .join("runs")
-            .join(format!("{}.json", run.header.run_id))
-    });
+    let record = options
+        .report
+        .clone()
+        .unwrap_or_else(|| crate::layout::record(&plan.dir, &run.header.run_id));
     let Ok(text) = std::fs::read_to_string(&record) else {
         return Ok(None);
     };
@@ -73,7 +71,7 @@ fn recorded(
     if found.run_id != run.header.run_id {
         return Ok(None);
     }
-    std::fs::remove_file(&run.path).map_err(|source| Error::Journal {
+    crate::journal::remove(&run.path).map_err(|source| Error::Journal {
         path: run.path.clone(),
         source,
     })?;
