@@ -5,6 +5,7 @@
 
 mod apply;
 mod cli;
+mod commands;
 pub mod docker;
 mod engine;
 mod error;

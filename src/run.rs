@@ -65,8 +65,7 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
     match cli.command {
         Command::Validate { plan, vars } => {
             let loaded = load(&plan, &vars)?;
-            print_out(&format!("{}\n", validated(&loaded)));
-            Ok(exit_code::SUCCESS)
+            Ok(crate::commands::validate::run(&loaded))
         }
         Command::Graph { plan, format } => {
             let loaded = load(&plan, &[])?;
@@ -99,21 +98,9 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
         }
         Command::Runs { plan, output } => crate::history::runs(&plan, output == Output::Json),
         Command::Show { plan, run, format } => crate::history::show(&plan, &run, format),
-        Command::Completions { shell } => {
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut crate::cli::command(), "runner", &mut out);
-            print_out(&String::from_utf8_lossy(&out));
-            Ok(exit_code::SUCCESS)
-        }
-        Command::Man { command } => man(command.as_deref()),
-        Command::Schema => {
-            let schema = crate::schema::json_schema();
-            print_out(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&schema).unwrap_or_default()
-            ));
-            Ok(exit_code::SUCCESS)
-        }
+        Command::Completions { shell } => Ok(crate::commands::manual::completions(shell)),
+        Command::Man { command } => crate::commands::manual::man(command.as_deref()),
+        Command::Schema => Ok(crate::commands::validate::schema()),
         Command::Apply {
             plan,
             plan_only,
@@ -133,87 +120,7 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
                 };
                 return crate::apply::apply(&loaded.plan, &options);
             }
-            let docker = crate::apply::docker_for(&loaded.plan);
-            let masker = crate::apply::masker(&loaded.plan);
-            let checked = crate::preflight::run(&loaded.plan, &docker, &masker);
-            let locked = crate::lock::held(&crate::apply::lock_path(&loaded.plan));
-            // A journal beside a held lock is of the run that holds it.
-            let dead = locked.is_none().then(|| {
-                crate::journal::unfinished(&loaded.plan.dir, &loaded.plan.real_path())
-                    .first()
-                    .map(|u| format!("{} (started {})", u.header.run_id, u.header.started_at))
-            });
-            let preview = report::preview::build(&loaded.plan, docker)
-                .checked(checked)
-                .locked(locked)
-                .unfinished(dead.flatten());
-            print_out(&match output {
-                Output::Text => preview.to_text(),
-                Output::Json => format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&preview).unwrap_or_default()
-                ),
-            });
-            // The code apply would exit with before its first step, so that a CI
-            // job can gate on the preview.
-            Ok(preview.exit_code)
+            Ok(crate::commands::preview::run(&loaded.plan, output))
         }
     }
-}
-
-/// The one line `validate` prints on success: what was checked.
-fn validated(loaded: &Loaded) -> String {
-    use crate::plan::diagnostic::plural;
-    let plan = &loaded.plan;
-    let hooks = plan.steps.iter().filter(|s| s.rollback.is_some()).count();
-    let mut parts = vec![
-        plural(plan.steps.len(), "step"),
-        plural(hooks, "rollback hook"),
-        plural(plan.vars.len(), "variable"),
-    ];
-    if !plan.hosts.is_empty() {
-        parts.push(plural(plan.hosts.len(), "host"));
-    }
-    let warnings = loaded.warnings.items.len();
-    format!(
-        "{}: valid ({}; needs, order, templates, values and secrets checked{})",
-        plan.path.display(),
-        parts.join(", "),
-        if warnings == 0 {
-            String::new()
-        } else {
-            format!("; {} above", plural(warnings, "warning"))
-        }
-    )
-}
-
-/// `runner man [COMMAND]`: the manual page, in roff, on stdout.
-fn man(command: Option<&str>) -> Result<i32, Error> {
-    let mut root = crate::cli::command().disable_help_subcommand(true);
-    root.build();
-    let page = match command {
-        None => root,
-        Some(name) => {
-            let Some(sub) = root.find_subcommand(name).cloned() else {
-                let names: Vec<&str> = root
-                    .get_subcommands()
-                    .map(clap::Command::get_name)
-                    .collect();
-                return Err(Error::Usage(root.error(
-                    clap::error::ErrorKind::InvalidValue,
-                    format!(
-                        "runner has no command `{name}`; one of: {}",
-                        names.join(", ")
-                    ),
-                )));
-            };
-            sub
-        }
-    };
-    let mut out = Vec::new();
-    clap_mangen::Man::new(page)
-        .render(&mut out)
-        .map_err(|e| Error::Start(format!("cannot render the manual page: {e}")))?;
-    print_out(&String::from_utf8_lossy(&out));
-    Ok(exit_code::SUCCESS)
 }
