@@ -85,6 +85,7 @@ fn validate(text: &str) -> usize {
     let inputs = Inputs {
         vars: &[],
         env: &|_| None,
+        kinds: runner::KINDS,
     };
     match load_str(
         Path::new("unknown.toml"),
@@ -114,6 +115,7 @@ fn preview(text: &str) -> usize {
     let inputs = Inputs {
         vars: &[],
         env: &|_| None,
+        kinds: runner::KINDS,
     };
     let loaded = load_str(
         Path::new("generated.toml"),

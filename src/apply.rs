@@ -13,10 +13,11 @@ use std::time::SystemTime;
 use crate::docker::{self, Docker};
 use crate::engine::{self, Event, Prepared, Task, Tasks, Unit, Work, millis};
 use crate::error::Error;
-use crate::kinds::{Launch, Rule, Scope, StepKind};
+use crate::kinds::{AsKind, Launch, Scope, StepKind};
 use crate::lock::{self, Lock};
 use crate::mask::Masker;
 use crate::plan::model::When;
+use crate::plan::rule::Rule;
 use crate::plan::template::{Name, Template, Value, shell_join};
 use crate::plan::{Plan, Step};
 use crate::process::{self, MARKER};
@@ -465,7 +466,7 @@ fn units(plan: &Plan, plan_units: &[crate::plan::PlanUnit]) -> Vec<Unit> {
                 settings: step.settings,
                 hook: step.rollback.as_ref().map(|hook| engine::Hook {
                     settings: hook.settings,
-                    role: hook.action.as_kind().hook_role(),
+                    role: hook.action.hook_role(),
                     also_if_failed: hook.also_if_failed,
                 }),
                 domain: u.host,
@@ -758,16 +759,13 @@ fn run_id(at: SystemTime) -> String {
 /// `{{ docker }}` / `$DOCKER_CMD` in a step's environment.
 fn uses_docker(plan: &Plan) -> bool {
     let step = |s: &Step| {
-        s.action.as_kind().uses_docker()
-            || s.rollback
-                .as_ref()
-                .is_some_and(|h| h.action.as_kind().uses_docker())
+        s.action.uses_docker() || s.rollback.as_ref().is_some_and(|h| h.action.uses_docker())
     };
     let local = |s: &Step| {
-        s.action.as_kind().uses_local_docker()
+        s.action.uses_local_docker()
             || s.rollback
                 .as_ref()
-                .is_some_and(|h| h.action.as_kind().uses_local_docker())
+                .is_some_and(|h| h.action.uses_local_docker())
     };
     plan.steps.iter().filter(|s| s.on.is_empty()).any(step)
         || plan.steps.iter().any(local)
@@ -785,7 +783,7 @@ fn hosts_use_compose(plan: &Plan) -> bool {
     plan.steps
         .iter()
         .filter(|s| !s.on.is_empty())
-        .any(|s| crate::kinds::step_mentions(s, &Name::Compose, "COMPOSE_CMD"))
+        .any(|s| s.mentions(&Name::Compose, "COMPOSE_CMD"))
 }
 
 /// Whether a template of a step or hook (its fields or its `env`) refers to
@@ -794,7 +792,7 @@ fn mentions(plan: &Plan, name: &Name, var: &str) -> bool {
     plan.steps
         .iter()
         .filter(|s| s.on.is_empty())
-        .any(|s| crate::kinds::step_mentions(s, name, var))
+        .any(|s| s.mentions(name, var))
 }
 
 /// The docker command for the run, and the compose command when the plan uses

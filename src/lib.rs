@@ -27,4 +27,5 @@ pub mod report;
 mod run;
 mod schema;
 
+pub use kinds::KINDS;
 pub use run::run;

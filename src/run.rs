@@ -47,7 +47,11 @@ pub(crate) fn load_with(
     warn: bool,
 ) -> Result<Loaded, Error> {
     let env = |name: &str| std::env::var(name).ok();
-    let inputs = Inputs { vars, env: &env };
+    let inputs = Inputs {
+        vars,
+        env: &env,
+        kinds: crate::kinds::KINDS,
+    };
     match plan::load(path, &inputs) {
         Ok(loaded) => {
             if warn && !loaded.warnings.items.is_empty() {

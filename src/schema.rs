@@ -2,10 +2,42 @@
 
 use serde_json::Value;
 
+use crate::plan::action::Kind;
 use crate::plan::model::PlanFile;
 
-pub(crate) fn json_schema() -> Value {
-    let mut schema = serde_json::to_value(schemars::schema_for!(PlanFile)).unwrap_or_default();
+/// The plan format's schema: the plan's own types, and for a step or a hook
+/// one variant per kind of `kinds`, tagged by its `kind`.
+pub(crate) fn json_schema(kinds: &[Kind]) -> Value {
+    let mut generator = schemars::SchemaGenerator::default();
+    let variants: Vec<Value> = kinds
+        .iter()
+        .map(|kind| {
+            let mut variant = serde_json::to_value((kind.schema)(&mut generator))
+                .unwrap_or_else(|_| serde_json::json!({}));
+            if let Some(object) = variant.as_object_mut() {
+                object.insert("description".into(), kind.about.into());
+                object.insert(
+                    "properties".into(),
+                    serde_json::json!({ "kind": { "const": kind.name, "type": "string" } }),
+                );
+                object.insert("required".into(), serde_json::json!(["kind"]));
+                object.insert("type".into(), "object".into());
+            }
+            variant
+        })
+        .collect();
+    let root = generator.into_root_schema_for::<PlanFile>();
+    let mut schema = serde_json::to_value(root).unwrap_or_default();
+    for def in ["StepDef", "HookDef"] {
+        if let Some(object) = schema["$defs"][def].as_object_mut() {
+            object.insert("oneOf".into(), Value::Array(variants.clone()));
+            // A kind's fields are the variant's: only what neither part names
+            // is unknown.
+            if let Some(closed) = object.remove("additionalProperties") {
+                object.insert("unevaluatedProperties".into(), closed);
+            }
+        }
+    }
     drop_null(&mut schema);
     schema
 }
@@ -44,7 +76,7 @@ mod tests {
     /// The loader's field lists and the schema's come from different code; they must agree.
     #[test]
     fn schema_fields_per_kind_match_the_loader() {
-        let schema = json_schema();
+        let schema = json_schema(crate::kinds::KINDS);
         let defs = &schema["$defs"];
         let keys = |def: &serde_json::Value| -> Vec<String> {
             let mut keys: Vec<String> = def["properties"]

@@ -13,6 +13,7 @@ fn load(text: &str) -> Result<runner::plan::Loaded, runner::plan::Diagnostics> {
     let inputs = Inputs {
         vars: &[],
         env: &|_| None,
+        kinds: runner::KINDS,
     };
     load_str(
         Path::new("plan.toml"),

@@ -12,7 +12,7 @@ pub(crate) fn run(loaded: &Loaded) -> i32 {
 
 /// Prints the JSON Schema of the plan format.
 pub(crate) fn schema() -> i32 {
-    let schema = crate::schema::json_schema();
+    let schema = crate::schema::json_schema(crate::kinds::KINDS);
     print_out(&format!(
         "{}\n",
         serde_json::to_string_pretty(&schema).unwrap_or_default()

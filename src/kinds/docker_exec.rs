@@ -6,22 +6,24 @@ use std::sync::Arc;
 use regex::Regex;
 use schemars::JsonSchema;
 
-use super::Need;
-use super::{
-    Entry, Field, Launch, Operation, Rule, Scope, StepKind, attempt_spec, env_note, excerpt,
-    values_note,
-};
+use super::kind::{Operation, StepKind, env_note, excerpt, values_note};
+use super::need::Need;
+use super::scope::{Launch, Scope, attempt_spec};
 use crate::docker::{Docker, ExecOptions};
 use crate::engine::{Attempt, Attempted, End, Outcome, Work};
-use crate::plan::model::{Action, Command, Sp};
+use crate::plan::action::{Action, Body, Kind, schema_of};
+use crate::plan::model::{Command, Sp};
 use crate::plan::reader::Fields;
+use crate::plan::rule::{Field, Rule};
 use crate::plan::template::{Part, Template};
 use crate::process::{Pipe, Spec};
 
 const NAME: &str = "docker-exec";
 
-pub(crate) const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Kind = Kind {
     name: NAME,
+    about: "A command in a running container, through `docker exec`.",
+    schema: schema_of::<DockerExec>,
     fields: &[
         "container",
         "command",
@@ -34,7 +36,7 @@ pub(crate) const ENTRY: Entry = Entry {
 };
 
 #[derive(Debug, Clone, JsonSchema)]
-pub struct DockerExec {
+pub(crate) struct DockerExec {
     /// The running container.
     pub container: Sp<Template>,
     /// An array runs as argv; a string runs with `sh -c` in the container.
@@ -57,7 +59,7 @@ fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
     let workdir = fields.template("workdir");
     let stdout = fields.template("stdout");
     let expect_output = fields.regex("expect_output");
-    Some(Action::DockerExec(DockerExec {
+    Some(crate::kinds::action(DockerExec {
         container: container?,
         command: command?,
         user,
@@ -102,7 +104,7 @@ impl DockerExec {
     }
 }
 
-impl StepKind for DockerExec {
+impl Body for DockerExec {
     fn name(&self) -> &'static str {
         NAME
     }
@@ -152,7 +154,9 @@ impl StepKind for DockerExec {
     fn uses_docker(&self) -> bool {
         true
     }
+}
 
+impl StepKind for DockerExec {
     fn needs(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Need> {
         vec![Need::Container {
             container: scope.known(&self.container),

@@ -12,19 +12,24 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 
-use super::Need;
-use super::{Entry, Field, Launch, Operation, Rule, Scope, StepKind, attempt_spec, excerpt};
+use super::kind::{Operation, StepKind, excerpt};
+use super::need::Need;
+use super::scope::{Launch, Scope, attempt_spec};
 use crate::docker::{Docker, ExecOptions, refused};
 use crate::engine::{Attempt, Attempted, End, Outcome, Work};
-use crate::plan::model::{Action, Sp};
+use crate::plan::action::{Action, Body, Kind, schema_of};
+use crate::plan::model::Sp;
 use crate::plan::reader::Fields;
+use crate::plan::rule::{Field, Rule};
 use crate::plan::template::Template;
 use crate::process::{MARKER, Pipe, Spec};
 
 const NAME: &str = "http-probe";
 
-pub(crate) const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Kind = Kind {
     name: NAME,
+    about: "One HTTP check per attempt: curl in the container, wget in the container, then the host.",
+    schema: schema_of::<HttpProbe>,
     fields: &[
         "url",
         "container",
@@ -42,7 +47,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_LIMIT: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, JsonSchema)]
-pub struct HttpProbe {
+pub(crate) struct HttpProbe {
     /// The URL, as seen from inside `container` (or from the host without one).
     pub url: Sp<Template>,
     /// Probe from inside this container: curl, else wget.
@@ -64,7 +69,7 @@ fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
         .integer("expect_status", (100, 599))
         .and_then(|n| u16::try_from(n.value).ok().map(|s| Sp::new(s, n.span)));
     let expect_body = fields.template("expect_body");
-    Some(Action::HttpProbe(HttpProbe {
+    Some(crate::kinds::action(HttpProbe {
         url: url?,
         container,
         host_url,
@@ -116,7 +121,7 @@ fn marker_only() -> ExecOptions<'static> {
     }
 }
 
-impl StepKind for HttpProbe {
+impl Body for HttpProbe {
     fn name(&self) -> &'static str {
         NAME
     }
@@ -152,7 +157,9 @@ impl StepKind for HttpProbe {
     fn uses_docker(&self) -> bool {
         self.container.is_some()
     }
+}
 
+impl StepKind for HttpProbe {
     fn needs(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Need> {
         vec![Need::Probe {
             container: self.container.as_ref().map(|c| scope.known(c)),

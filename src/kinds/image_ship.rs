@@ -9,32 +9,37 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-use super::{Entry, Field, Launch, Operation, Rule, Scope, StepKind};
+use super::kind::{Operation, StepKind};
+use super::scope::{Launch, Scope};
 use crate::docker::Docker;
 use crate::engine::{Attempt, Attempted, End, Outcome, Stream, Work};
-use crate::plan::model::{Action, Sp};
+use crate::plan::action::{Action, Body, Kind, schema_of};
+use crate::plan::model::Sp;
 use crate::plan::reader::Fields;
+use crate::plan::rule::{Field, Rule};
 use crate::plan::template::{Template, shell_join};
 
 const NAME: &str = "image-ship";
 /// How long reading an image's id may take, on either side.
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-pub(crate) const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Kind = Kind {
     name: NAME,
+    about: "An image from this machine's engine to a host's: `docker save | docker load`.",
+    schema: schema_of::<ImageShip>,
     fields: &["image"],
     read,
 };
 
 #[derive(Debug, Clone, JsonSchema)]
-pub struct ImageShip {
+pub(crate) struct ImageShip {
     /// The image on this machine's engine, e.g. `app:{{ version }}`.
     pub image: Sp<Template>,
 }
 
 fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
     let image = fields.required_template("image", "\"app:v2\"");
-    Some(Action::ImageShip(ImageShip { image: image? }))
+    Some(crate::kinds::action(ImageShip { image: image? }))
 }
 
 impl ImageShip {
@@ -46,7 +51,7 @@ impl ImageShip {
     }
 }
 
-impl StepKind for ImageShip {
+impl Body for ImageShip {
     fn name(&self) -> &'static str {
         NAME
     }
@@ -70,7 +75,9 @@ impl StepKind for ImageShip {
     fn per_host(&self) -> bool {
         true
     }
+}
 
+impl StepKind for ImageShip {
     fn operations(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Operation> {
         let image = scope.text(&self.image);
         let host = scope.host.unwrap_or("<host.name>");

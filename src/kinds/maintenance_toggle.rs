@@ -5,19 +5,23 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 
-use super::Need;
-use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, excerpt, values_note};
+use super::kind::{Operation, StepKind, excerpt, values_note};
+use super::need::Need;
+use super::scope::{Launch, Scope, attempt_spec};
 use crate::docker::{Docker, ExecOptions};
 use crate::engine::{Attempt, Attempted, End, HookRole, Outcome, Work};
-use crate::plan::model::{Action, MaintenanceSection, Sp, Toggle};
+use crate::plan::action::{Action, Body, Kind, schema_of};
+use crate::plan::model::{MaintenanceSection, Sp, Toggle};
 use crate::plan::reader::Fields;
 use crate::plan::template::Template;
 use crate::process::{Pipe, Spec};
 
 const NAME: &str = "maintenance-toggle";
 
-pub(crate) const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Kind = Kind {
     name: NAME,
+    about: "Runs `[maintenance]` `on` or `off`, then confirms with `status`.",
+    schema: schema_of::<MaintenanceToggle>,
     fields: &["state"],
     read,
 };
@@ -27,7 +31,7 @@ const STATUS_ON: &str = "true";
 const STATUS_OFF: &str = "false";
 
 #[derive(Debug, Clone, JsonSchema)]
-pub struct MaintenanceToggle {
+pub(crate) struct MaintenanceToggle {
     /// The maintenance state to reach.
     pub state: Sp<Toggle>,
 }
@@ -38,9 +42,7 @@ fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
         "\"on\"",
         &[("on", Toggle::On), ("off", Toggle::Off)],
     );
-    Some(Action::MaintenanceToggle(MaintenanceToggle {
-        state: state?,
-    }))
+    Some(crate::kinds::action(MaintenanceToggle { state: state? }))
 }
 
 /// What `status` prints once maintenance is in `state`.
@@ -115,7 +117,7 @@ fn section<'p>(scope: &Scope<'p>) -> &'p MaintenanceSection {
     m
 }
 
-impl StepKind for MaintenanceToggle {
+impl Body for MaintenanceToggle {
     fn name(&self) -> &'static str {
         NAME
     }
@@ -147,7 +149,9 @@ impl StepKind for MaintenanceToggle {
             Toggle::On => HookRole::Close,
         }
     }
+}
 
+impl StepKind for MaintenanceToggle {
     fn needs(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Need> {
         let m = section(scope);
         let toggle = match self.state.value {

@@ -4,24 +4,28 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 
-use super::Need;
-use super::{Entry, Launch, Operation, Scope, StepKind, attempt_spec, env_note, values_note};
+use super::kind::{Operation, StepKind, env_note, values_note};
+use super::need::Need;
+use super::scope::{Launch, Scope, attempt_spec};
 use crate::engine::{Attempt, Attempted, Outcome, Work};
-use crate::plan::model::{Action, Sp};
+use crate::plan::action::{Action, Body, Kind, schema_of};
+use crate::plan::model::Sp;
 use crate::plan::reader::Fields;
 use crate::plan::template::{Name, Template};
 use crate::process::{self, Pipe, Spec};
 
 const NAME: &str = "shell";
 
-pub(crate) const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Kind = Kind {
     name: NAME,
+    about: "A host command through `sh -c`; `$DOCKER_CMD` is set.",
+    schema: schema_of::<Shell>,
     fields: &["run", "dir", "capture"],
     read,
 };
 
 #[derive(Debug, Clone, JsonSchema)]
-pub struct Shell {
+pub(crate) struct Shell {
     /// The command, run with `sh -c` on the host; template values are shell-quoted.
     pub run: Sp<Template>,
     /// The working directory, relative to the plan's folder.
@@ -35,14 +39,14 @@ fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
     let run = fields.required_template("run", "\"the command\"");
     let dir = fields.template("dir");
     let capture = fields.boolean("capture").unwrap_or(false);
-    Some(Action::Shell(Shell {
+    Some(crate::kinds::action(Shell {
         run: run?,
         dir,
         capture,
     }))
 }
 
-impl StepKind for Shell {
+impl Body for Shell {
     fn name(&self) -> &'static str {
         NAME
     }
@@ -71,7 +75,9 @@ impl StepKind for Shell {
     fn captures(&self) -> bool {
         self.capture
     }
+}
 
+impl StepKind for Shell {
     fn needs(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Need> {
         let (script, _) = scope.script(&self.run.value);
         let dir = self

@@ -3,12 +3,14 @@
 //! Pure apart from reading the file: the environment is passed in, so checks are
 //! repeatable and testable.
 
+pub mod action;
 pub mod address;
 pub mod condition;
 pub mod diagnostic;
 pub mod model;
 pub mod reader;
 pub mod rollout;
+pub mod rule;
 pub(crate) mod script;
 mod shell;
 pub mod template;
@@ -19,9 +21,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use action::Action;
 pub use diagnostic::{Diagnostics, PlanDiagnostic, Source, Span};
-use model::{Action, HookDef, MaintenanceSection, SudoMode, When};
-use template::Template;
+use model::{HookDef, MaintenanceSection, SudoMode, When};
+use template::{Name, Template};
 
 use crate::graph::Dag;
 
@@ -180,7 +183,7 @@ pub use crate::engine::Settings;
 pub struct Step {
     pub id: String,
     pub description: Option<String>,
-    pub action: Action,
+    pub(crate) action: Action,
     pub needs: Vec<usize>,
     pub settings: Settings,
     pub when: When,
@@ -193,6 +196,27 @@ pub struct Step {
     /// The hosts it runs on, one instance each (indices into `Plan::hosts`);
     /// empty for a step that runs once.
     pub on: Vec<usize>,
+}
+
+impl Step {
+    /// Whether a template of the step or its hook (fields or `env`) refers to
+    /// `name`, or its text names the environment variable `var`.
+    pub(crate) fn mentions(&self, name: &Name, var: &str) -> bool {
+        let in_template = |t: &Template| t.raw.contains(var) || t.refs().any(|(n, ..)| n == name);
+        let in_action = |action: &Action, env: &IndexMap<String, Template>| {
+            (*name == Name::Compose && action.uses_compose())
+                || action
+                    .templates()
+                    .into_iter()
+                    .any(|t| in_template(&t.value))
+                || env.values().any(in_template)
+        };
+        in_action(&self.action, &self.env)
+            || self
+                .rollback
+                .as_ref()
+                .is_some_and(|h| in_action(&h.action, &h.env))
+    }
 }
 
 /// A host of a plan with several.
@@ -237,7 +261,7 @@ pub struct MadeContainer {
 #[derive(Debug, Clone)]
 pub struct Hook {
     pub description: Option<String>,
-    pub action: Action,
+    pub(crate) action: Action,
     /// Runs also when its own step failed partway (or was cut short by
     /// runner's death). Always so for a hook that gives the system back to
     /// its users (maintenance off): its step may have closed it before it
@@ -249,7 +273,7 @@ pub struct Hook {
 
 impl Hook {
     fn from_def(def: HookDef, settings: Settings) -> Self {
-        let reopens = def.action.as_kind().hook_role() == crate::engine::HookRole::Reopen;
+        let reopens = def.action.hook_role() == crate::engine::HookRole::Reopen;
         Self {
             description: def.description.map(|d| d.value),
             also_if_failed: def.also_if_failed || reopens,
@@ -260,20 +284,13 @@ impl Hook {
     }
 }
 
-/// What the caller knows beyond the file: `--var` values and the environment.
+/// What the caller knows beyond the file: `--var` values, the environment,
+/// and the kinds a step may name.
 pub struct Inputs<'a> {
     pub vars: &'a [(String, String)],
     pub env: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Inputs<'_> {
-    /// The process environment and no `--var`.
-    pub fn from_env() -> Inputs<'static> {
-        Inputs {
-            vars: &[],
-            env: &|name| std::env::var(name).ok(),
-        }
-    }
+    /// The registry of kinds (`runner::KINDS`): the plan knows none itself.
+    pub kinds: &'a [action::Kind],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -322,7 +339,7 @@ pub fn load_str(
     inputs: &Inputs<'_>,
 ) -> Result<Loaded, Diagnostics> {
     let source = Source::new(path.display().to_string(), text);
-    let (file, mut items) = reader::read(&source.text);
+    let (file, mut items) = reader::read(&source.text, inputs.kinds);
     let checked = file.and_then(|file| validate::check(file, inputs, &dir, &mut items));
     let mut diagnostics = Diagnostics { source, items };
     diagnostics.sort();

@@ -10,9 +10,9 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
+use super::action::Action;
 use super::diagnostic::Span;
 use super::template::Template;
-use crate::kinds;
 
 /// A value and where it stands in the plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -315,7 +315,7 @@ impl When {
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
     #[serde(flatten)]
-    pub action: Action,
+    pub(crate) action: Action,
     /// Steps that must succeed before this one starts.
     #[serde(default)]
     pub needs: Vec<Sp<String>>,
@@ -408,7 +408,7 @@ impl ContainerDef {
 #[serde(deny_unknown_fields)]
 pub struct HookDef {
     #[serde(flatten)]
-    pub action: Action,
+    pub(crate) action: Action,
     /// Also run the hook when its own step failed: for a step that can fail
     /// partway (a migration that applied one of two), so the hook undoes what it
     /// did. The hook must then cope with a step that did nothing.
@@ -424,25 +424,6 @@ pub struct HookDef {
     /// The whole hook, for labels.
     #[serde(skip)]
     pub span: Span,
-}
-
-/// What a step does: one variant per kind, holding the kind's own fields (see
-/// `src/kinds/`, where each kind reads, checks, previews and runs them).
-#[derive(Debug, Clone, JsonSchema)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Action {
-    /// A host command through `sh -c`; `$DOCKER_CMD` is set.
-    Shell(kinds::shell::Shell),
-    /// A command in a running container, through `docker exec`.
-    DockerExec(kinds::docker_exec::DockerExec),
-    /// One HTTP check per attempt: curl in the container, wget in the container, then the host.
-    HttpProbe(kinds::http_probe::HttpProbe),
-    /// Runs `[maintenance]` `on` or `off`, then confirms with `status`.
-    MaintenanceToggle(kinds::maintenance_toggle::MaintenanceToggle),
-    /// An image from this machine's engine to a host's: `docker save | docker load`.
-    ImageShip(kinds::image_ship::ImageShip),
-    /// A new release of an app's container, switched in without a gap.
-    Release(Box<kinds::release::Release>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema, serde::Serialize)]

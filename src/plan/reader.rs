@@ -11,14 +11,14 @@ use indexmap::IndexMap;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::action::{Action, Kind};
 use super::diagnostic::{PlanDiagnostic, Span};
 use super::model::{
-    Action, Command, ContainerDef, Creates, DockerSection, Dur, EnvVar, HookDef, HostDef,
-    MadeContainer, MaintenanceSection, On, PlanFile, PlanSection, Policy, PortDef, RolloutSection,
-    Share, Sp, StepDef, SudoMode, VarDef, When,
+    Command, ContainerDef, Creates, DockerSection, Dur, EnvVar, HookDef, HostDef, MadeContainer,
+    MaintenanceSection, On, PlanFile, PlanSection, Policy, PortDef, RolloutSection, Share, Sp,
+    StepDef, SudoMode, VarDef, When,
 };
 use super::template::Template;
-use crate::kinds::KINDS;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<Cow<'i, str>>;
@@ -76,9 +76,11 @@ pub const RESERVED_NAMES: &[&str] = &["docker", "compose", "run", "plan", "steps
 
 /// Parses and reads a plan. Returns the model when the file could be read (possibly
 /// with problems already reported), and every diagnostic found.
-pub fn read(src: &str) -> (Option<PlanFile>, Vec<PlanDiagnostic>) {
+/// `kinds` is the registry: the kinds a step may name, each reading its own fields.
+pub fn read(src: &str, kinds: &[Kind]) -> (Option<PlanFile>, Vec<PlanDiagnostic>) {
     let mut reader = Reader {
         src,
+        kinds,
         diags: Vec::new(),
     };
     let (root, errors) = DeTable::parse_recoverable(src);
@@ -104,6 +106,7 @@ pub fn read(src: &str) -> (Option<PlanFile>, Vec<PlanDiagnostic>) {
 
 struct Reader<'s> {
     src: &'s str,
+    kinds: &'s [Kind],
     diags: Vec<PlanDiagnostic>,
 }
 
@@ -999,7 +1002,7 @@ impl Reader<'_> {
     /// Reads `kind` and checks it; the caller reads the rest.
     fn kind(&mut self, table: &DeTable<'_>, key: &Key<'_>, what: &str) -> Option<Sp<String>> {
         let Some(kind) = find(table, "kind") else {
-            let kinds: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+            let kinds: Vec<&str> = self.kinds.iter().map(|k| k.name).collect();
             self.error(
                 PlanDiagnostic::error("runner::missing-field", format!("{what} has no `kind`"))
                     .label(key.span(), "`kind` missing here")
@@ -1008,10 +1011,10 @@ impl Reader<'_> {
             return None;
         };
         let kind = self.string(kind, "kind")?;
-        if KINDS.iter().any(|k| k.name == kind.value) {
+        if self.kinds.iter().any(|k| k.name == kind.value) {
             return Some(kind);
         }
-        let kinds: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        let kinds: Vec<&str> = self.kinds.iter().map(|k| k.name).collect();
         let help = match suggest(&kind.value, kinds.iter().copied()) {
             Some(close) => format!("did you mean `{close}`? The kinds are {}", list(&kinds)),
             None => format!("the kinds are {}", list(&kinds)),
@@ -1032,14 +1035,15 @@ impl Reader<'_> {
         let table = self.table(value, id, "`[steps.build]` followed by `kind = \"shell\"`")?;
         let what = format!("step `{id}`");
         let kind = self.kind(table, key, &what)?;
-        let fields = kind_fields(&kind.value);
+        let kinds = self.kinds;
+        let fields = kind_fields(kinds, &kind.value);
         let allowed: Vec<&str> = STEP_FIELDS.iter().chain(fields).copied().collect();
         let kind_name = kind.value.clone();
         self.check_keys(
             table,
             &allowed,
             &format!("a `{kind_name}` step"),
-            &|field| other_kind_field(field, &kind_name),
+            &|field| other_kind_field(kinds, field, &kind_name),
         );
         let needs = find(table, "needs")
             .and_then(|v| self.strings(v, "needs"))
@@ -1198,9 +1202,10 @@ impl Reader<'_> {
         )?;
         let key = Spanned::new(value.span(), Cow::Borrowed("rollback"));
         let kind = self.kind(table, &key, &format!("the rollback hook of `{id}`"))?;
+        let kinds = self.kinds;
         let allowed: Vec<&str> = HOOK_FIELDS
             .iter()
-            .chain(kind_fields(&kind.value))
+            .chain(kind_fields(kinds, &kind.value))
             .copied()
             .collect();
         let kind_name = kind.value.clone();
@@ -1218,7 +1223,7 @@ impl Reader<'_> {
                 "a rollback hook cannot have `when`: it runs when the run fails after its step succeeded (or also when its own step failed, with `also_if_failed = true`)"
                     .to_owned(),
             )),
-            _ => other_kind_field(field, &kind_name),
+            _ => other_kind_field(kinds, field, &kind_name),
         });
         let description = find(table, "description").and_then(|v| self.string(v, "description"));
         let also_if_failed = find(table, "also_if_failed")
@@ -1250,7 +1255,7 @@ impl Reader<'_> {
         at: Span,
         what: &str,
     ) -> Option<Action> {
-        let entry = KINDS.iter().find(|k| k.name == kind.value)?;
+        let entry = self.kinds.iter().find(|k| k.name == kind.value)?;
         let mut fields = Fields {
             reader: self,
             table,
@@ -1281,16 +1286,16 @@ impl Reader<'_> {
     }
 }
 
-fn kind_fields(kind: &str) -> &'static [&'static str] {
-    KINDS
+fn kind_fields(kinds: &[Kind], kind: &str) -> &'static [&'static str] {
+    kinds
         .iter()
         .find(|k| k.name == kind)
         .map_or(&[], |k| k.fields)
 }
 
 /// Explains a field that belongs to another kind than the step's.
-fn other_kind_field(field: &str, kind: &str) -> Option<(&'static str, String)> {
-    let owners: Vec<&str> = KINDS
+fn other_kind_field(kinds: &[Kind], field: &str, kind: &str) -> Option<(&'static str, String)> {
+    let owners: Vec<&str> = kinds
         .iter()
         .filter(|k| k.fields.contains(&field))
         .map(|k| k.name)
@@ -1509,7 +1514,7 @@ mod tests {
                 let text = format!("[plan]\nname = \"t\"\n\n[vars]\nv = \"1\"\n\n{head}{step}");
                 let at = text.find(&line).expect("the field's line");
                 let span = at..at + line.len();
-                let (file, diags) = super::read(&text);
+                let (file, diags) = super::read(&text, KINDS);
                 let refused = diags.iter().any(|d| {
                     d.severity == miette::Severity::Error
                         && d.labels
@@ -1521,7 +1526,6 @@ mod tests {
                     .and_then(|f| f.steps.get("a"))
                     .is_some_and(|step| {
                         step.action
-                            .as_kind()
                             .templates()
                             .iter()
                             .any(|t| t.value.raw == templated)

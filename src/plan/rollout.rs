@@ -178,6 +178,7 @@ mod tests {
         let inputs = Inputs {
             vars: &[],
             env: &env,
+            kinds: crate::kinds::KINDS,
         };
         match load_str("t.toml".as_ref(), "/".into(), text, &inputs) {
             Ok(loaded) => loaded.plan,
@@ -257,6 +258,7 @@ mod tests {
         let inputs = Inputs {
             vars: &[],
             env: &env,
+            kinds: crate::kinds::KINDS,
         };
         let Err(d) = load_str("t.toml".as_ref(), "/".into(), text, &inputs) else {
             panic!("a cycle was accepted");

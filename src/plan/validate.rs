@@ -2,12 +2,14 @@
 
 use indexmap::IndexMap;
 
+use super::action::Action;
 use super::diagnostic::PlanDiagnostic;
 use super::model::{
-    Action, Command, ContainerDef, HookDef, MaintenanceSection, PlanFile, Policy, PortDef, Sp,
-    StepDef, SudoMode, VarDef, When,
+    Command, ContainerDef, HookDef, MaintenanceSection, PlanFile, Policy, PortDef, Sp, StepDef,
+    SudoMode, VarDef, When,
 };
 use super::reader::{RESERVED_NAMES, suggest};
+use super::rule::{Field, Rule};
 use super::shell::Place as ShellPlace;
 use super::template::{Name, Template};
 use super::{
@@ -15,7 +17,6 @@ use super::{
     Port, Settings, Step, Var, VarOrigin,
 };
 use crate::graph::Dag;
-use crate::kinds::{Field, Rule};
 
 pub(super) struct Checked {
     pub name: String,
@@ -173,12 +174,12 @@ fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Ste
         let settings = settings(&hook.policy, Some(defaults));
         Box::new(Hook::from_def(*hook, settings))
     });
-    // A release undoes itself, also when it failed partway.
-    let rollback = rollback.or_else(|| match &def.action {
-        Action::Release(release) => release.undoing().map(|undo| {
+    // A kind may undo itself (a release does, also when it failed partway).
+    let rollback = rollback.or_else(|| {
+        def.action.undo().map(|undo| {
             Box::new(Hook {
                 description: None,
-                action: Action::Release(Box::new(undo)),
+                action: undo,
                 also_if_failed: true,
                 settings: settings(&def.policy, Some(defaults)),
                 env: def
@@ -187,8 +188,7 @@ fn step(id: String, def: StepDef, needs: Vec<usize>, defaults: &Settings) -> Ste
                     .map(|(k, v)| (k.clone(), v.value.clone()))
                     .collect(),
             })
-        }),
-        _ => None,
+        })
     });
     Step {
         id,
@@ -483,7 +483,7 @@ fn check_phases(file: &PlanFile, needs: &[Vec<usize>], diags: &mut Vec<PlanDiagn
 /// A kind that only makes sense for a host needs `on`.
 fn check_per_host(file: &PlanFile, diags: &mut Vec<PlanDiagnostic>) {
     for (id, step) in &file.steps {
-        let kind = step.action.as_kind();
+        let kind = &step.action;
         if kind.per_host() && step.on.is_none() {
             diags.push(
                 PlanDiagnostic::error(
@@ -512,7 +512,7 @@ fn check_maintenance(file: &PlanFile, diags: &mut Vec<PlanDiagnostic>) {
         .filter_map(|s| s.rollback.as_ref().map(|h| (&h.action, &h.kind_span)));
     let steps = file.steps.values().map(|s| (&s.action, &s.kind_span));
     for (action, span) in steps.chain(hooks) {
-        let kind = action.as_kind();
+        let kind = action;
         if kind.uses_maintenance() {
             diags.push(
                 PlanDiagnostic::error("runner::no-maintenance", format!("a `{}` needs a `[maintenance]` section", kind.name()))
@@ -548,7 +548,7 @@ fn action_templates<'a>(
     action: &'a Action,
     env: &'a IndexMap<String, Sp<Template>>,
 ) -> Vec<&'a Sp<Template>> {
-    let mut out = action.as_kind().templates();
+    let mut out = action.templates();
     out.extend(env.values());
     out
 }
@@ -595,7 +595,7 @@ fn value_fields(file: &PlanFile) -> (Vec<&Sp<Template>>, Vec<Field<'_>>) {
         .values()
         .flat_map(|s| std::iter::once(&s.action).chain(s.rollback.as_deref().map(|h| &h.action)));
     for action in actions {
-        let kind = action.as_kind();
+        let kind = action;
         scripts.extend(kind.scripts());
         fields.extend(kind.values());
     }
@@ -862,7 +862,7 @@ fn check_ref(
                 Place::Step(i) => (i, false),
                 Place::Hook(i) => (i, true),
             };
-            let captures = file.steps[target].action.as_kind().captures();
+            let captures = file.steps[target].action.captures();
             if !captures {
                 return Some(
                     PlanDiagnostic::error(

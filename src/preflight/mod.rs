@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::docker::{self, Docker};
-use crate::kinds::{Known, Need, Scope};
+use crate::kinds::{AsKind, Known, Need, Scope};
 use crate::mask::Masker;
 use crate::parallel;
 use crate::plan::model::When;
@@ -1070,7 +1070,7 @@ fn wanted(need: &Need) -> Option<Wanted<'_>> {
 }
 
 fn uses_compose(step: &Step) -> bool {
-    crate::kinds::step_mentions(step, &crate::plan::template::Name::Compose, "COMPOSE_CMD")
+    step.mentions(&crate::plan::template::Name::Compose, "COMPOSE_CMD")
 }
 
 fn container_of(need: &Need) -> Option<&Known> {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::docker::Docker;
-use crate::kinds::{Operation, Scope};
+use crate::kinds::{AsKind, Operation, Scope};
 use crate::plan::model::When;
 use crate::plan::{Hook, Plan, Settings, Step, VarOrigin};
 
@@ -195,8 +195,8 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
                 .as_kind()
                 .operations(&scope, &scope.env(&hook.env)),
             also_if_failed: hook.also_if_failed,
-            first: hook.action.as_kind().hook_role() == crate::engine::HookRole::Close,
-            last: hook.action.as_kind().hook_role() == crate::engine::HookRole::Reopen,
+            first: hook.action.hook_role() == crate::engine::HookRole::Close,
+            last: hook.action.hook_role() == crate::engine::HookRole::Reopen,
         }),
     };
     let mut waves: Vec<Vec<StepView>> = Vec::new();

@@ -349,13 +349,13 @@ fn windows(plan: &Plan, units: &[PlanUnit], report: &Report) -> Vec<Window> {
     let mut toggles: Vec<(u64, bool)> = Vec::new();
     for (u, unit) in units.iter().zip(&report.units) {
         let step = &plan.steps[u.step];
-        if let (Some(on), Some(run)) = (step.action.as_kind().toggles(), &unit.run)
+        if let (Some(on), Some(run)) = (step.action.toggles(), &unit.run)
             && run.succeeded()
         {
             toggles.push((millis(if on { run.started } else { run.ended }), on));
         }
         if let (Some(hook), Some(ran)) = (&step.rollback, &unit.hook)
-            && let Some(on) = hook.action.as_kind().toggles()
+            && let Some(on) = hook.action.toggles()
             && ran.succeeded()
         {
             toggles.push((millis(if on { ran.started } else { ran.ended }), on));

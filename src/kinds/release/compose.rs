@@ -13,7 +13,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 use super::words;
 use super::work::{ReleaseWork, ids, told};
 use crate::engine::Attempt;
-use crate::kinds::excerpt;
+use crate::kinds::kind::excerpt;
 
 /// What in `config` (the output of `compose config`) keeps `service` from
 /// running two containers at once; `Err` when it cannot be read.

@@ -39,19 +39,24 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 
-use super::{Entry, Field, Launch, Operation, Rule, Scope, StepKind};
 use crate::engine::Work;
-use crate::kinds::Need;
-use crate::plan::model::{Action, Command, Dur, Sp};
+use crate::kinds::kind::{Operation, StepKind};
+use crate::kinds::need::Need;
+use crate::kinds::scope::{Launch, Scope};
+use crate::plan::action::{Action, Body, Kind, schema_of};
+use crate::plan::model::{Command, Dur, Sp};
 use crate::plan::reader::Fields;
+use crate::plan::rule::{Field, Rule};
 use crate::plan::template::Template;
 
 pub(crate) use compose::problems as compose_problems;
 
 const NAME: &str = "release";
 
-pub(crate) const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Kind = Kind {
     name: NAME,
+    about: "A new release of an app's container, switched in without a gap.",
+    schema: schema_of::<Release>,
     fields: &[
         "stage",
         "container",
@@ -90,7 +95,7 @@ const FROM_COMPOSE: &[&str] = &[
 /// Which part of a release a step is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Stage {
+pub(crate) enum Stage {
     /// Start the new release beside the running one, and probe it.
     Start,
     /// Let it answer to the app's name beside the running one, early: while
@@ -104,7 +109,7 @@ pub enum Stage {
 }
 
 #[derive(Debug, Clone, JsonSchema)]
-pub struct Release {
+pub(crate) struct Release {
     /// `start` (beside the running release, probed), `join` (it answers to
     /// the name too, early, inside a maintenance window), `switch` (traffic
     /// moved, the previous release drained and kept) or `finish` (the
@@ -209,7 +214,7 @@ fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
     }
     let container = container?;
     whole.then_some(())?;
-    Some(Action::Release(Box::new(Release {
+    Some(crate::kinds::action(Release {
         stage,
         container,
         service,
@@ -225,7 +230,7 @@ fn read(fields: &mut Fields<'_, '_, '_, '_>) -> Option<Action> {
         drain,
         settle,
         undo: false,
-    })))
+    }))
 }
 
 impl Release {
@@ -414,7 +419,11 @@ impl Resolved {
     }
 }
 
-impl StepKind for Release {
+impl Body for Release {
+    fn undo(&self) -> Option<Action> {
+        self.undoing().map(crate::kinds::action)
+    }
+
     fn name(&self) -> &'static str {
         NAME
     }
@@ -478,7 +487,9 @@ impl StepKind for Release {
     fn uses_compose(&self) -> bool {
         self.service.is_some()
     }
+}
 
+impl StepKind for Release {
     fn operations(&self, scope: &Scope<'_>, env: &[(String, String)]) -> Vec<Operation> {
         work::operations(
             &self.resolve(scope),

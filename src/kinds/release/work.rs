@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::{HEALTH_EVERY, Resolved, Stage, Way, compose, words};
 use crate::docker::Docker;
 use crate::engine::{Attempt, Attempted, End, Outcome, Work};
-use crate::kinds::{Operation, excerpt};
+use crate::kinds::kind::{Operation, excerpt};
 use crate::process::{self, Pipe, Spec};
 
 /// The commands of a stage, in order, for the preview.
