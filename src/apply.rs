@@ -164,6 +164,11 @@ pub(crate) fn deploy(
     let mut journaled = crate::journal::Journaled {
         journal: &mut journal,
         inner: &mut console,
+        undoable: plan_units
+            .iter()
+            .filter(|u| plan.steps[u.step].rollback.is_some())
+            .map(|u| u.id.clone())
+            .collect(),
     };
     if let Some(hosts) = &hosts {
         for host in &hosts.list {

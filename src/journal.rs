@@ -5,12 +5,17 @@
 //! One file per run, `.runner/journal/RUN.jsonl` beside the plan: a header
 //! line, then one event a line (the engine's events, masked, without the
 //! output lines). Every line is written (`write(2)`: it outlives runner's
-//! death) as the event happens; before runner acts (a step or a hook starts)
-//! the file is synced (`fdatasync`), so the events before it are on disk too:
-//! one sync per act, never an act ahead of its journal. The run removes its
-//! journal once its record is written: a journal that is left is a run that
-//! did not finish.
+//! death, `kill -9` included) as the event happens. What a reboot must not
+//! lose is only what decides a recovery: what is known of the units it would
+//! undo (those with a rollback hook), the rollback itself, captured outputs
+//! and hosts. Before runner acts (a step or a hook starts), the file is synced
+//! (`fdatasync`) when such an event is written and not yet on disk: one sync
+//! covers all of them, and a chain of steps that recovery would not undo
+//! syncs nothing. No act is ever ahead of what decides its undoing. The run
+//! removes its journal once its record is written: a journal that is left is
+//! a run that did not finish.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -94,6 +99,11 @@ pub(crate) struct Journal {
     path: PathBuf,
     /// The first write or sync that failed: the run must not act on.
     failed: Option<String>,
+    /// An event that decides a recovery is written and not yet synced.
+    dirty: bool,
+    /// How many times the file was synced after its header.
+    #[cfg(test)]
+    syncs: usize,
 }
 
 impl Journal {
@@ -128,6 +138,9 @@ impl Journal {
             file,
             path,
             failed: None,
+            dirty: false,
+            #[cfg(test)]
+            syncs: 0,
         };
         journal.append(&serde_json::to_string(header).map_err(std::io::Error::other)?)?;
         journal.file.sync_data()?;
@@ -157,6 +170,9 @@ impl Journal {
             file,
             path: path.to_owned(),
             failed: None,
+            dirty: false,
+            #[cfg(test)]
+            syncs: 0,
         };
         // A line the death cut short ends here, so the next is whole.
         let mut last = [0u8; 1];
@@ -180,9 +196,10 @@ impl Journal {
         self.file.write_all(&bytes)
     }
 
-    /// Writes an event; with `sync`, everything written is on disk when it
-    /// returns. The first failure is kept: see [`Journal::failed`].
-    fn record(&mut self, event: &Event, sync: bool) {
+    /// Writes an event. One that `decides` a recovery is on disk before the
+    /// next act; before one that `acts`, every such event is (one sync for
+    /// all). The first failure is kept: see [`Journal::failed`].
+    fn record(&mut self, event: &Event, weight: Weight) {
         if self.failed.is_some() {
             return;
         }
@@ -190,15 +207,27 @@ impl Journal {
             at: epoch_ms(std::time::SystemTime::now()),
             event: event.clone(),
         };
+        self.dirty |= weight.decides;
+        let sync = weight.acts && self.dirty;
         let written = serde_json::to_string(&entry)
             .map_err(std::io::Error::other)
             .and_then(|line| self.append(&line))
             .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
-        if let Err(e) = written {
-            self.failed = Some(format!(
-                "the loss of its journal (cannot write the run's journal {}: {e})",
-                self.path.display()
-            ));
+        match written {
+            Ok(()) if sync => {
+                self.dirty = false;
+                #[cfg(test)]
+                {
+                    self.syncs += 1;
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                self.failed = Some(format!(
+                    "the loss of its journal (cannot write the run's journal {}: {e})",
+                    self.path.display()
+                ));
+            }
         }
     }
 
@@ -223,23 +252,14 @@ pub(crate) fn remove(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether an event goes into the journal, and whether the file is synced
-/// after it: `Some(true)` before runner acts (a step or a hook starts).
-fn kept(event: &Event) -> Option<bool> {
-    match event {
-        Event::StepStarted { .. } | Event::RollbackStarted { .. } => Some(true),
-        Event::StepFinished { .. }
-        | Event::StepSkipped { .. }
-        | Event::AttemptFailed { .. }
-        | Event::Stopping { .. }
-        | Event::Recovering { .. }
-        | Event::HostReady { .. }
-        | Event::DomainFailed { .. }
-        | Event::RollbackHeld { .. }
-        | Event::RollbackFinished { .. }
-        | Event::Captured { .. } => Some(false),
-        Event::RunStarted { .. } | Event::Output { .. } | Event::RunFinished { .. } => None,
-    }
+/// What an event is to a recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Weight {
+    /// A recovery decides differently without it: it must reach the disk
+    /// before the next act.
+    decides: bool,
+    /// runner acts once it is written (a step, a retry or a hook starts).
+    acts: bool,
 }
 
 /// A sink that journals what matters, then passes every event on. When the
@@ -248,12 +268,40 @@ fn kept(event: &Event) -> Option<bool> {
 pub(crate) struct Journaled<'a> {
     pub(crate) journal: &'a mut Journal,
     pub(crate) inner: &'a mut dyn Sink,
+    /// The units a recovery would undo (those with a rollback hook).
+    pub(crate) undoable: HashSet<String>,
+}
+
+impl Journaled<'_> {
+    /// Whether an event goes into the journal, and what it is to a recovery.
+    fn weight(&self, event: &Event) -> Option<Weight> {
+        let undoable = |step: &String| self.undoable.contains(step);
+        let (decides, acts) = match event {
+            Event::RunStarted { .. } | Event::Output { .. } | Event::RunFinished { .. } => {
+                return None;
+            }
+            Event::StepStarted { step, attempt, .. } => (*attempt == 1 && undoable(step), true),
+            Event::RollbackStarted { .. } => (true, true),
+            Event::StepFinished { step, .. } | Event::StepSkipped { step, .. } => {
+                (undoable(step), false)
+            }
+            Event::AttemptFailed { .. } => (false, false),
+            Event::Stopping { .. }
+            | Event::Recovering { .. }
+            | Event::HostReady { .. }
+            | Event::DomainFailed { .. }
+            | Event::RollbackHeld { .. }
+            | Event::RollbackFinished { .. }
+            | Event::Captured { .. } => (true, false),
+        };
+        Some(Weight { decides, acts })
+    }
 }
 
 impl Sink for Journaled<'_> {
     fn event(&mut self, event: Event) {
-        if let Some(sync) = kept(&event) {
-            self.journal.record(&event, sync);
+        if let Some(weight) = self.weight(&event) {
+            self.journal.record(&event, weight);
         }
         self.inner.event(event);
     }
@@ -352,6 +400,7 @@ mod tests {
         let mut sink = Journaled {
             journal: &mut journal,
             inner: &mut inner,
+            undoable: HashSet::from(["a".to_owned()]),
         };
         sink.event(Event::StepStarted {
             step: "a".to_owned(),
@@ -380,5 +429,61 @@ mod tests {
         assert!(Journal::create(dir.path(), &header("x")).is_err());
         journal.remove().expect("remove");
         assert!(unfinished(dir.path(), &plan).is_empty());
+    }
+
+    fn started(step: &str, attempt: u32) -> Event {
+        Event::StepStarted {
+            step: step.to_owned(),
+            phase: Phase::Plan,
+            attempt,
+            command: "true".to_owned(),
+        }
+    }
+
+    fn finished(step: &str) -> Event {
+        Event::StepFinished {
+            step: step.to_owned(),
+            phase: Phase::Plan,
+            status: crate::engine::Status::Succeeded,
+            attempts: 1,
+            duration_ms: 1,
+            reason: None,
+            never_started: false,
+        }
+    }
+
+    #[test]
+    fn the_journal_syncs_before_an_act_only_what_decides_a_recovery() {
+        let dir = tempfile::tempdir().expect("dir");
+        let plan = dir.path().join("plan.toml");
+        let mut journal =
+            Journal::create(dir.path(), &header(&plan.display().to_string())).expect("journal");
+        let mut inner = Nothing;
+        let mut sink = Journaled {
+            journal: &mut journal,
+            inner: &mut inner,
+            undoable: HashSet::from(["undo".to_owned()]),
+        };
+        // A chain of steps that recovery would not undo: written, never synced.
+        for step in ["a", "b", "c"] {
+            sink.event(started(step, 1));
+            sink.event(started(step, 2));
+            sink.event(finished(step));
+        }
+        assert_eq!(sink.journal.syncs, 0);
+        // A step with a rollback hook is on disk before it acts.
+        sink.event(started("undo", 1));
+        assert_eq!(sink.journal.syncs, 1);
+        // Its end is on disk before the next act, whichever step acts.
+        sink.event(finished("undo"));
+        assert_eq!(sink.journal.syncs, 1);
+        sink.event(started("d", 1));
+        assert_eq!(sink.journal.syncs, 2);
+        sink.event(finished("d"));
+        sink.event(started("e", 1));
+        assert_eq!(sink.journal.syncs, 2, "nothing new decides a recovery");
+        // Every line is written all the same (it outlives `kill -9`).
+        let found = unfinished(dir.path(), &plan);
+        assert_eq!(found[0].events.len(), 9 + 5, "{:?}", found[0].events);
     }
 }
