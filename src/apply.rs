@@ -125,7 +125,7 @@ pub(crate) fn deploy(
         Style::Text {
             width: plan_units.iter().map(|u| u.id.len()).max().unwrap_or(0),
             live,
-            color: live && color_allowed(),
+            color: live && crate::report::console::color_allowed(),
         }
     };
     // From here on the run acts: its journal first (nothing runs without it).
@@ -706,11 +706,6 @@ pub(crate) fn masker(plan: &Plan) -> Masker {
     );
     crate::report::logs::mask_with(&masker);
     masker
-}
-
-/// Colour only where allowed: `NO_COLOR` unset or empty.
-pub(crate) fn color_allowed() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Takes the plan's lock for this process's lifetime, or says who holds it.

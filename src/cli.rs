@@ -74,7 +74,7 @@ pub(crate) enum Command {
     /// Turn the plan's maintenance mode on or off (confirmed by its `status`), or print it.
     Maintenance {
         #[arg(value_enum)]
-        request: crate::maintenance::Request,
+        request: Request,
         plan: PathBuf,
         /// Set a variable declared in the plan's `[vars]` (repeatable).
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
@@ -108,8 +108,8 @@ pub(crate) enum Command {
         #[arg(default_value = "last")]
         run: String,
         /// text, svg (the timeline as a picture, on stdout) or json (the record).
-        #[arg(long, value_enum, default_value_t = crate::history::ShowFormat::Text)]
-        format: crate::history::ShowFormat,
+        #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+        format: ShowFormat,
     },
 }
 
@@ -158,4 +158,23 @@ fn parse_var(arg: &str) -> Result<(String, String), String> {
         return Err("a value cannot hold a NUL byte".into());
     }
     Ok((key.to_owned(), value.to_owned()))
+}
+
+/// How `runner show` prints a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ShowFormat {
+    /// The summary, then the timeline.
+    Text,
+    /// The timeline as an SVG picture, on stdout.
+    Svg,
+    /// The record itself.
+    Json,
+}
+
+/// What `runner maintenance` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Request {
+    On,
+    Off,
+    Status,
 }

@@ -1,8 +1,13 @@
-//! The commands that are a file each: what one command line does, once the
-//! plan is loaded. `runner apply`, `recover`, `runs`/`show` and `maintenance`
-//! are still the top-level files of src/ (apply.rs, recover.rs, history.rs,
-//! maintenance.rs).
+//! The commands, one a file (as cargo's `src/bin/cargo/commands/`): what one
+//! command line does, from its arguments to its exit code. Running a plan is
+//! `crate::apply`'s; a command loads the plan ([`load`]) and says what to run.
 
+pub(crate) mod apply;
+pub(crate) mod graph;
+mod load;
+pub(crate) mod maintenance;
 pub(crate) mod manual;
-pub(crate) mod preview;
+mod preview;
+pub(crate) mod recover;
+pub(crate) mod runs;
 pub(crate) mod validate;

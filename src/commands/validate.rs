@@ -1,13 +1,17 @@
 //! `runner validate` and `runner schema`: the plan format, checked and described.
 
-use crate::error::exit_code;
+use std::path::Path;
+
+use crate::error::{Error, exit_code};
 use crate::plan::Loaded;
 use crate::report::console::print_out;
 
-/// Prints what was checked in a valid plan (the loader printed its warnings).
-pub(crate) fn run(loaded: &Loaded) -> i32 {
-    print_out(&format!("{}\n", validated(loaded)));
-    exit_code::SUCCESS
+/// `runner validate PLAN`: prints what was checked in a valid plan (the
+/// loader printed its warnings).
+pub(crate) fn run(path: &Path, vars: &[(String, String)]) -> Result<i32, Error> {
+    let loaded = super::load::load(path, vars)?;
+    print_out(&format!("{}\n", validated(&loaded)));
+    Ok(exit_code::SUCCESS)
 }
 
 /// Prints the JSON Schema of the plan format.

@@ -14,6 +14,17 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::lossy::{Consumer, Item, Lossy, Tx};
 use crate::engine::{Event, Phase, Sink, Status, Stream};
 
+/// Colour only where allowed: `NO_COLOR` unset or empty.
+pub(crate) fn color_allowed() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Colour on stderr: a terminal, and colour allowed.
+pub(crate) fn stderr_color() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && color_allowed()
+}
+
 /// Output lines waiting to be written, in bytes, before lines are dropped (and
 /// counted).
 const QUEUE_BYTES: usize = 2 << 20;

@@ -12,23 +12,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::cli::ShowFormat;
 use crate::engine::Event;
 use crate::error::Error;
 use crate::error::exit_code;
 use crate::report::console::{duration, print_out};
 use crate::report::record::Record;
 use crate::report::{summary, timeline};
-
-/// How `runner show` prints a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum ShowFormat {
-    /// The summary, then the timeline.
-    Text,
-    /// The timeline as an SVG picture, on stdout.
-    Svg,
-    /// The record itself.
-    Json,
-}
 
 /// A record found beside the plan (and its text), or why it could not be read.
 struct Found {
@@ -160,7 +150,9 @@ fn last_event(run: &crate::journal::Unfinished) -> String {
 }
 
 /// `runner runs PLAN`: one line per run, oldest first.
-pub(crate) fn runs(plan: &Path, json: bool) -> Result<i32, Error> {
+/// `runner runs PLAN`.
+pub(crate) fn runs(plan: &Path, output: crate::cli::Output) -> Result<i32, Error> {
+    let json = output == crate::cli::Output::Json;
     let (dir, real, found) = found(plan)?;
     let dead = unfinished(&real);
     let holder = lock_holder(&real);

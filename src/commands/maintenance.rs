@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apply::{self, PlanTasks, Session};
+use crate::cli::Request;
 use crate::engine::{Prepared, RunStatus, Status, Task, Tasks, Unit, Work};
 use crate::error::Error;
 use crate::kinds::StepKind;
@@ -19,18 +20,22 @@ use crate::plan::model::{Sp, Toggle};
 use crate::plan::{Plan, Settings};
 use crate::report::console::{Console, Style};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Request {
-    On,
-    Off,
-    Status,
-}
-
 /// How long each maintenance command may take from the command line.
 const TIMEOUT: Duration = Duration::from_secs(120);
 const ID: &str = "maintenance";
 
-pub(crate) fn run(plan: &Plan, request: Request) -> Result<i32, Error> {
+/// `runner maintenance on|off|status PLAN`.
+pub(crate) fn run(
+    path: &std::path::Path,
+    vars: &[(String, String)],
+    request: Request,
+) -> Result<i32, Error> {
+    let loaded = super::load::load(path, vars)?;
+    loaded.plan.runnable().map_err(Error::Plan)?;
+    toggle(&loaded.plan, request)
+}
+
+fn toggle(plan: &Plan, request: Request) -> Result<i32, Error> {
     let Some(section) = &plan.maintenance else {
         return Err(Error::NoMaintenance {
             path: plan.path.clone(),

@@ -11,17 +11,24 @@
 
 use std::path::Path;
 
+use super::load::load_with;
 use crate::apply::{Options, Recovery};
+use crate::cli::Output;
 use crate::error::{Error, exit_code};
 use crate::journal::Unfinished;
 use crate::report::console::print_out;
-use crate::run::load_with;
 
-pub(crate) fn recover(
+/// `runner recover PLAN`.
+pub(crate) fn run(
     path: &Path,
     vars: &[(String, String)],
-    options: &Options,
+    output: Output,
+    report: Option<std::path::PathBuf>,
 ) -> Result<i32, Error> {
+    let options = &Options {
+        json: output == Output::Json,
+        report,
+    };
     // The plan as it stands: where its lock and journals are, what it declares.
     let current = load_with(path, vars, true)?;
     let plan = &current.plan;
