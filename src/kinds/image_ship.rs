@@ -14,8 +14,8 @@ use super::scope::{Launch, Scope};
 use crate::docker::Docker;
 use crate::engine::{Attempt, Attempted, End, Outcome, Stream, Work};
 use crate::plan::action::{Action, Body, Kind, schema_of};
+use crate::plan::fields::Fields;
 use crate::plan::model::Sp;
-use crate::plan::reader::Fields;
 use crate::plan::rule::{Field, Rule};
 use crate::plan::template::{Template, shell_join};
 

@@ -11,8 +11,8 @@ use super::scope::{Launch, Scope, attempt_spec};
 use crate::docker::{Docker, ExecOptions};
 use crate::engine::{Attempt, Attempted, End, HookRole, Outcome, Work};
 use crate::plan::action::{Action, Body, Kind, schema_of};
+use crate::plan::fields::Fields;
 use crate::plan::model::{MaintenanceSection, Sp, Toggle};
-use crate::plan::reader::Fields;
 use crate::plan::template::Template;
 use crate::process::{Pipe, Spec};
 

@@ -9,8 +9,8 @@ use super::need::Need;
 use super::scope::{Launch, Scope, attempt_spec};
 use crate::engine::{Attempt, Attempted, Outcome, Work};
 use crate::plan::action::{Action, Body, Kind, schema_of};
+use crate::plan::fields::Fields;
 use crate::plan::model::Sp;
-use crate::plan::reader::Fields;
 use crate::plan::template::{Name, Template};
 use crate::process::{self, Pipe, Spec};
 

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use schemars::{Schema, SchemaGenerator};
 
+use super::fields::Fields;
 use super::model::Sp;
-use super::reader::Fields;
 use super::rule::Field;
 use super::template::Template;
 use crate::engine::HookRole;

@@ -44,8 +44,8 @@ use crate::kinds::kind::{Operation, StepKind};
 use crate::kinds::need::Need;
 use crate::kinds::scope::{Launch, Scope};
 use crate::plan::action::{Action, Body, Kind, schema_of};
+use crate::plan::fields::Fields;
 use crate::plan::model::{Command, Dur, Sp};
-use crate::plan::reader::Fields;
 use crate::plan::rule::{Field, Rule};
 use crate::plan::template::Template;
 
