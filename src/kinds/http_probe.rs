@@ -97,8 +97,11 @@ enum Tool {
     Wget,
 }
 
+/// The tools a probe runs in its container, in the order it tries them.
+const TOOLS: &[&str] = &[Tool::Curl.name(), Tool::Wget.name()];
+
 impl Tool {
-    fn name(self) -> &'static str {
+    const fn name(self) -> &'static str {
         match self {
             Tool::Curl => "curl",
             Tool::Wget => "wget",
@@ -163,6 +166,7 @@ impl StepKind for HttpProbe {
     fn needs(&self, scope: &Scope<'_>, _env: &[(String, String)]) -> Vec<Need> {
         vec![Need::Probe {
             container: self.container.as_ref().map(|c| scope.known(c)),
+            tools: TOOLS,
             url: scope.known(&self.url),
             host_url: self.host_url.as_ref().map(|u| scope.known(u)),
         }]

@@ -25,10 +25,12 @@ pub(crate) enum Need {
         dir: PathBuf,
         path: Option<String>,
     },
-    /// An HTTP check: from inside `container` with curl, else wget, else
-    /// `host_url` from the host; without a container, `url` from the host.
+    /// A request to `url`: from inside `container` with the first of `tools`
+    /// found there, else to `host_url` from the host; without a container,
+    /// to `url` from the host.
     Probe {
         container: Option<Known>,
+        tools: &'static [&'static str],
         url: Known,
         host_url: Option<Known>,
     },
