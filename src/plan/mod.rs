@@ -5,6 +5,7 @@
 
 pub mod action;
 pub mod address;
+mod check_values;
 pub mod condition;
 pub mod diagnostic;
 pub(crate) mod fields;
