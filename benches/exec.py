@@ -12,6 +12,7 @@
    blocking std::process. And just (`cargo install just`), when it is on PATH:
    a Rust task runner that runs each line through `sh -cu`, synchronously, with
    its output straight to the terminal and no process group.
+   Then 2,000 independent no-op steps with 16 jobs: runner and make -j16.
 2. 4 independent chains of 5 `sleep 0.2` steps with 4 jobs: wall time divided by
    the critical path (1.0 s), for runner, make -j4, and make -j4 through sh
    (`sleep 0.2;`): make runs a simple command without a shell, runner always
@@ -39,6 +40,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "target", "release", "runner")
 STEPS = 200
+# The wide DAG: this many independent steps at 16 jobs.
+WIDE = 2000
 # A no-op that make cannot skip or exec directly: it goes through sh, as in runner.
 NOOP = "true;"
 
@@ -186,6 +189,23 @@ def main():
               f"{figures['runner --jobs 1 (chain)'] / figures['floor, tokio::process (chain)']:.3f}")
         print(f"  ratio runner/make, independent:  "
               f"{figures['runner --jobs 8 (independent)'] / figures['make -j8 (independent)']:.3f}")
+
+        wide = [(f"w{i}", NOOP, []) for i in range(WIDE)]
+        with open(os.path.join(work, "wide.toml"), "w") as f:
+            f.write(plan("wide", wide))
+        with open(os.path.join(work, "wide.mk"), "w") as f:
+            f.write(makefile(wide))
+        wide_runs = max(3, runs // 3)
+        print(f"\n{WIDE} independent no-op steps, 16 jobs, median of {wide_runs} runs")
+        rows = interleaved([
+            ("make -j16", ["make", "-s", "-j16", "-f", "wide.mk"]),
+            ("runner --jobs 16", runner("wide.toml", "--jobs", "16")),
+        ], work, wide_runs)
+        for name, secs in rows:
+            print(f"  {name:<32} {secs * 1000:8.1f} ms  {secs * 1000 / WIDE:5.2f} ms/step")
+        figures = dict(rows)
+        print(f"  ratio runner/make, {WIDE} independent: "
+              f"{figures['runner --jobs 16'] / figures['make -j16']:.3f}")
 
         chains = [s for c in range(4) for s in chain(5, "sleep 0.2", prefix=f"c{c}s")]
         with open(os.path.join(work, "sleep.toml"), "w") as f:

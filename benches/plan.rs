@@ -144,7 +144,7 @@ fn peak_mib(f: impl FnOnce() -> usize) -> f64 {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("load+validate+preview");
     group.sample_size(20);
-    for n in [1_000, 10_000] {
+    for n in [1_000, 5_000, 10_000] {
         let text = generate(n);
         let mib = peak_mib(|| preview(&text));
         let kib = text.len() / 1024;
@@ -161,7 +161,7 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("validate, every step needing an unknown step");
     group.sample_size(10);
-    for n in [1_000, 10_000] {
+    for n in [1_000, 5_000, 10_000] {
         let text = unknown_needs(n);
         let mib = peak_mib(|| validate(&text));
         println!("{n} steps needing unknown steps: peak heap {mib:.1} MiB");

@@ -56,6 +56,16 @@ pub(crate) struct Entry {
     pub(crate) event: Event,
 }
 
+/// An [`Entry`]'s line, written without serde's `flatten` (which buffers
+/// every field) nor a copy of the event: `{"at":…,` then the event's fields.
+fn line(at: u64, event: &Event) -> serde_json::Result<String> {
+    let event = serde_json::to_string(event)?;
+    Ok(match event.strip_prefix('{') {
+        Some("}") | None => format!("{{\"at\":{at}}}"),
+        Some(fields) => format!("{{\"at\":{at},{fields}"),
+    })
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn epoch_ms(at: std::time::SystemTime) -> u64 {
     at.duration_since(std::time::UNIX_EPOCH)
@@ -203,13 +213,10 @@ impl Journal {
         if self.failed.is_some() {
             return;
         }
-        let entry = Entry {
-            at: epoch_ms(std::time::SystemTime::now()),
-            event: event.clone(),
-        };
         self.dirty |= weight.decides;
         let sync = weight.acts && self.dirty;
-        let written = serde_json::to_string(&entry)
+        let at = epoch_ms(std::time::SystemTime::now());
+        let written = line(at, event)
             .map_err(std::io::Error::other)
             .and_then(|line| self.append(&line))
             .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
@@ -485,5 +492,17 @@ mod tests {
         // Every line is written all the same (it outlives `kill -9`).
         let found = unfinished(dir.path(), &plan);
         assert_eq!(found[0].events.len(), 9 + 5, "{:?}", found[0].events);
+    }
+
+    #[test]
+    fn a_line_reads_back_as_its_entry() {
+        let event = finished("a");
+        let text = line(42, &event).expect("line");
+        let entry: Entry = serde_json::from_str(&text).expect("an entry");
+        assert_eq!(entry.at, 42);
+        assert_eq!(
+            serde_json::to_string(&entry.event).expect("json"),
+            serde_json::to_string(&event).expect("json")
+        );
     }
 }
