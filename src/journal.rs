@@ -409,12 +409,7 @@ mod tests {
             inner: &mut inner,
             undoable: HashSet::from(["a".to_owned()]),
         };
-        sink.event(Event::StepStarted {
-            step: "a".to_owned(),
-            phase: Phase::Plan,
-            attempt: 1,
-            command: "true".to_owned(),
-        });
+        sink.event(started("a", 1));
         sink.event(Event::Output {
             step: "a".to_owned(),
             phase: Phase::Plan,

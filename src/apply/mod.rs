@@ -31,7 +31,7 @@ use crate::report::console::{Console, Style};
 use crate::report::record::{self, Record};
 use crate::report::summary;
 pub(crate) use session::Session;
-pub(crate) use setup::{docker_for, lock_file, lock_path, lock_plan, masker, usable};
+pub(crate) use setup::{docker_for, lock_path, lock_plan, masker, usable};
 pub(crate) use tasks::PlanTasks;
 
 /// What the command line adds to the plan.

@@ -22,15 +22,9 @@ pub(crate) fn masker(plan: &Plan) -> Masker {
     masker
 }
 
-/// Takes the plan's lock for this process's lifetime, or says who holds it.
 /// The plan's lock file: `.runner/PLAN-FILE.lock` beside the plan.
 pub(crate) fn lock_path(plan: &Plan) -> std::path::PathBuf {
-    lock_file(&plan.dir, plan.file_name.as_deref().unwrap_or_default())
-}
-
-/// The lock file of the plan `file_name` in `dir` (links resolved).
-pub(crate) fn lock_file(dir: &std::path::Path, file_name: &std::ffi::OsStr) -> std::path::PathBuf {
-    crate::layout::lock_file(dir, file_name)
+    crate::layout::lock_file(&plan.dir, plan.file_name.as_deref().unwrap_or_default())
 }
 
 pub(crate) fn lock_plan(plan: &Plan, run_id: &str, started_at: SystemTime) -> Result<Lock, Error> {

@@ -130,7 +130,7 @@ fn unfinished(real: &Path) -> Vec<crate::journal::Unfinished> {
 /// Who holds the plan's lock now (`real`: the plan file, links resolved):
 /// a journal of that run is of a run still running.
 fn lock_holder(real: &Path) -> Option<String> {
-    crate::lock::held(&crate::apply::lock_file(
+    crate::lock::held(&crate::layout::lock_file(
         real.parent().unwrap_or(Path::new("/")),
         real.file_name().unwrap_or_default(),
     ))
