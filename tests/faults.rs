@@ -226,10 +226,12 @@ fn signals_work_while_nobody_reads_stdout_and_unshown_lines_are_counted() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = child.id().to_string();
-    for _ in 0..2 {
+    for signal in 0..2 {
         let kill = Command::new("kill").args(["-TERM", &pid]).status();
         assert!(kill.expect("kill").success());
-        std::thread::sleep(Duration::from_millis(200));
+        // Each signal is taken before the next is sent (two pending
+        // signals would be one).
+        test.wait_for_journal("\"event\":\"stopping\"", signal + 1);
     }
     // The second signal ends the step although nobody has read a line yet.
     let deadline = Instant::now() + PATIENCE;

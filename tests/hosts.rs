@@ -395,6 +395,8 @@ mod rolling {
 
     struct Client {
         stop: Arc<AtomicBool>,
+        /// Requests answered (or failed) so far.
+        asked: Arc<AtomicUsize>,
         thread: JoinHandle<Seen>,
     }
 
@@ -402,8 +404,10 @@ mod rolling {
         /// Polls every 20 ms, at most 6,000 requests (two minutes).
         fn start(port: u16) -> Self {
             let stop = Arc::new(AtomicBool::new(false));
+            let asked = Arc::new(AtomicUsize::new(0));
             let thread = {
                 let stop = Arc::clone(&stop);
+                let asked = Arc::clone(&asked);
                 std::thread::spawn(move || {
                     let mut seen = Seen::default();
                     let start = Instant::now();
@@ -421,12 +425,27 @@ mod rolling {
                                 .push(format!("{:?}: status {status}", start.elapsed())),
                             Err(e) => seen.bad.push(format!("{:?}: {e}", start.elapsed())),
                         }
+                        asked.fetch_add(1, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(20));
                     }
                     seen
                 })
             };
-            Self { stop, thread }
+            Self {
+                stop,
+                asked,
+                thread,
+            }
+        }
+
+        /// Waits until `count` more requests have been made from now.
+        fn wait_for(&self, count: usize) {
+            let until = self.asked.load(Ordering::SeqCst) + count;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.asked.load(Ordering::SeqCst) < until {
+                assert!(Instant::now() < deadline, "the client stopped asking");
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
 
         fn finish(self) -> Seen {
@@ -464,9 +483,9 @@ mod rolling {
         assert_eq!(rollout.versions(), vec!["v1"; count]);
         let proxy = Proxy::start(&rollout.pool, count);
         let client = Client::start(proxy.port);
-        std::thread::sleep(Duration::from_millis(300));
+        client.wait_for(10);
         let run = rollout.apply(&["version=v2"]);
-        std::thread::sleep(Duration::from_millis(300));
+        client.wait_for(10);
         let seen = client.finish();
         drop(proxy);
         assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
@@ -552,9 +571,9 @@ mod rolling {
         assert_eq!(rollout.apply(&[]).status, 0);
         let proxy = Proxy::start(&rollout.pool, 2);
         let client = Client::start(proxy.port);
-        std::thread::sleep(Duration::from_millis(300));
+        client.wait_for(10);
         let run = rollout.apply(&["version=v2", "broken=rth2"]);
-        std::thread::sleep(Duration::from_millis(300));
+        client.wait_for(10);
         let seen = client.finish();
         drop(proxy);
         assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
@@ -847,13 +866,16 @@ mod rolling {
             assert!(Instant::now() < deadline, "the deploy never reached rth2");
             std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_millis(300));
         // As a terminal does: SIGINT to runner's whole process group, twice
         // (the second ends the running step).
         let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        for _ in 0..2 {
+        for signal in 0..2 {
             nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGINT).expect("killpg");
-            std::thread::sleep(Duration::from_millis(300));
+            // Each signal is taken before the next is sent (two pending
+            // signals would be one).
+            rollout
+                .test
+                .wait_for_journal("\"event\":\"stopping\"", signal + 1);
         }
         let out = child.wait_with_output().expect("runner");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -892,7 +914,9 @@ mod rolling {
             assert!(Instant::now() < deadline, "runner never locked the hosts");
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(500));
+        rollout
+            .test
+            .wait_for_journal("\"event\":\"step_started\"", 1);
         child.kill().expect("kill -9");
         let _ = child.wait();
         // Another run takes both locks at once: the recover of the killed

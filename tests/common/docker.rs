@@ -3,12 +3,13 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{Run, Test, output, repo};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -370,35 +371,52 @@ pub(crate) const MAINTENANCE_PAGE: &str = "We'll be right back";
 /// A client that GETs the demo's proxy every 20 ms (at most 3,000 times)
 /// until it is finished: every answer, in order.
 pub(crate) struct Poller {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
+    /// Answers (or failures) so far.
+    asked: Arc<AtomicUsize>,
     thread: std::thread::JoinHandle<Vec<Result<(u16, String), String>>>,
 }
 
 impl Poller {
     pub(crate) fn start(port: u16) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let asked = Arc::new(AtomicUsize::new(0));
         let url = format!("http://127.0.0.1:{port}/cgi-bin/up");
         let thread = {
-            let stop = std::sync::Arc::clone(&stop);
+            let stop = Arc::clone(&stop);
+            let asked = Arc::clone(&asked);
             std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 for _ in 0..3000 {
-                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     seen.push(get(&url).map(|(s, body)| (s, body.trim().to_owned())));
+                    asked.fetch_add(1, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 seen
             })
         };
-        Self { stop, thread }
+        Self {
+            stop,
+            asked,
+            thread,
+        }
     }
 
-    /// Every answer; a few more after the run, so its end is seen too.
+    /// Every answer; ten more after the run, so its end is seen too.
     pub(crate) fn finish(self) -> Vec<Result<(u16, String), String>> {
-        std::thread::sleep(Duration::from_millis(300));
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let until = self.asked.load(Ordering::SeqCst) + 10;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.asked.load(Ordering::SeqCst) < until && !self.thread.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the poller stopped asking"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.stop.store(true, Ordering::SeqCst);
         self.thread.join().expect("poller")
     }
 }

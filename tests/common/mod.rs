@@ -74,6 +74,30 @@ impl Test {
         self.dir.path().join(name)
     }
 
+    /// Waits until the journals of the test's runs hold `count` lines with
+    /// `needle` (an event, as `"event":"stopping"`): a test acts once runner
+    /// did something, not after a guessed time.
+    pub(crate) fn wait_for_journal(&self, needle: &str, count: usize) {
+        let deadline = std::time::Instant::now() + process::PATIENCE;
+        loop {
+            let seen: usize = std::fs::read_dir(self.path_of(".runner/journal"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+                .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+                .sum();
+            if seen >= count {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the journal never held {count} line(s) with {needle} (it held {seen})"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     pub(crate) fn run(&self) -> Run {
         output(self.command())
     }
