@@ -248,60 +248,6 @@ impl TextView {
 
     fn event(&mut self, event: &Event, buf: &mut String) {
         match event {
-            Event::RunStarted {
-                run_id,
-                plan,
-                plan_file,
-                steps,
-                jobs,
-                docker,
-                docker_reason,
-                ..
-            } => {
-                Self::println(
-                    buf,
-                    &format!(
-                        "{} {plan} ({plan_file}): {steps} steps, {jobs} at a time\n  run {run_id} · docker: {docker} ({docker_reason})",
-                        style("runner").bold()
-                    ),
-                );
-            }
-            Event::StepStarted {
-                step,
-                phase,
-                attempt,
-                command,
-            } => {
-                let retry = if *attempt > 1 {
-                    format!(" (attempt {attempt})")
-                } else {
-                    String::new()
-                };
-                Self::println(
-                    buf,
-                    &format!(
-                        "{} {}{retry} {}",
-                        style("▶").cyan(),
-                        self.name(step, *phase),
-                        style(format!("$ {command}")).dim()
-                    ),
-                );
-                self.spin(step, *phase, *attempt);
-            }
-            Event::StepSkipped {
-                step,
-                phase,
-                reason,
-            } => {
-                Self::println(
-                    buf,
-                    &format!(
-                        "{} {} skipped: {reason}",
-                        style("⤼").dim(),
-                        self.name(step, *phase)
-                    ),
-                );
-            }
             Event::Output {
                 step,
                 phase,
@@ -318,7 +264,54 @@ impl TextView {
                     }
                     _ => writeln!(buf, "  {step:<width$} {bar} {line}"),
                 };
+                return;
             }
+            Event::StepStarted {
+                step,
+                phase,
+                attempt,
+                ..
+            } => self.spin(step, *phase, *attempt),
+            Event::StepFinished { step, phase, .. } => self.unspin(step, *phase),
+            Event::RollbackStarted { step, .. } => self.spin(step, Phase::Rollback, 1),
+            Event::RollbackFinished { step, .. } => self.unspin(step, Phase::Rollback),
+            _ => {}
+        }
+        if let Some(line) = self.step_line(event).or_else(|| self.run_line(event)) {
+            Self::println(buf, &line);
+        }
+    }
+
+    /// The line of a step's start, skip, failed attempt or end.
+    fn step_line(&self, event: &Event) -> Option<String> {
+        Some(match event {
+            Event::StepStarted {
+                step,
+                phase,
+                attempt,
+                command,
+            } => {
+                let retry = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} {}{retry} {}",
+                    style("▶").cyan(),
+                    self.name(step, *phase),
+                    style(format!("$ {command}")).dim()
+                )
+            }
+            Event::StepSkipped {
+                step,
+                phase,
+                reason,
+            } => format!(
+                "{} {} skipped: {reason}",
+                style("⤼").dim(),
+                self.name(step, *phase)
+            ),
             Event::AttemptFailed {
                 step,
                 phase,
@@ -329,16 +322,13 @@ impl TextView {
                 ..
             } => {
                 // The last attempt's reason is on the step's own line.
-                let Some(wait) = retry_in_ms else { return };
+                let wait = retry_in_ms.as_ref()?;
                 let next = format!("; next attempt in {}", ms(*wait));
-                Self::println(
-                    buf,
-                    &format!(
-                        "{} {} attempt {attempt}/{attempts} failed: {reason}{next}",
-                        style("✗").yellow(),
-                        self.name(step, *phase)
-                    ),
-                );
+                format!(
+                    "{} {} attempt {attempt}/{attempts} failed: {reason}{next}",
+                    style("✗").yellow(),
+                    self.name(step, *phase)
+                )
             }
             Event::StepFinished {
                 step,
@@ -349,13 +339,12 @@ impl TextView {
                 reason,
                 ..
             } => {
-                self.unspin(step, *phase);
                 let tries = if *attempts > 1 {
                     format!(" after {attempts} attempts")
                 } else {
                     String::new()
                 };
-                let line = match status {
+                match status {
                     Status::Succeeded => format!(
                         "{} {} succeeded in {}{tries}",
                         style("✓").green(),
@@ -369,11 +358,30 @@ impl TextView {
                         status.as_str(),
                         reason.as_deref().unwrap_or("")
                     ),
-                };
-                Self::println(buf, &line);
+                }
             }
+            _ => return None,
+        })
+    }
+
+    /// The line of the run's start, its stops, its hosts and its rollback.
+    fn run_line(&self, event: &Event) -> Option<String> {
+        Some(match event {
+            Event::RunStarted {
+                run_id,
+                plan,
+                plan_file,
+                steps,
+                jobs,
+                docker,
+                docker_reason,
+                ..
+            } => format!(
+                "{} {plan} ({plan_file}): {steps} steps, {jobs} at a time\n  run {run_id} · docker: {docker} ({docker_reason})",
+                style("runner").bold()
+            ),
             Event::Stopping { reason } | Event::Recovering { reason } => {
-                Self::println(buf, &format!("{} {reason}", style("!").red().bold()));
+                format!("{} {reason}", style("!").red().bold())
             }
             Event::HostReady {
                 host,
@@ -381,74 +389,51 @@ impl TextView {
                 docker,
                 lease,
             } => {
-                Self::println(buf, &format!("  host {host} ({engine}): {docker}"));
+                let mut line = format!("  host {host} ({engine}): {docker}");
                 if let Some(lease) = lease {
-                    Self::println(buf, &format!("  host {host}: {lease}"));
+                    line.push_str(&format!("\n  host {host}: {lease}"));
                 }
+                line
             }
             Event::DomainFailed {
                 domain,
                 step,
                 failed,
                 allowed,
-            } => {
-                Self::println(
-                    buf,
-                    &format!(
-                        "{} host {domain} failed at {step} ({failed} of {allowed} allowed to fail): its changes roll back, the other hosts go on",
-                        style("!").red().bold()
-                    ),
-                );
-            }
-            Event::RollbackStarted { step, command } => {
-                Self::println(
-                    buf,
-                    &format!(
-                        "{} {} {}",
-                        style("↩").magenta(),
-                        self.name(step, Phase::Rollback),
-                        style(format!("$ {command}")).dim()
-                    ),
-                );
-                self.spin(step, Phase::Rollback, 1);
-            }
+            } => format!(
+                "{} host {domain} failed at {step} ({failed} of {allowed} allowed to fail): its changes roll back, the other hosts go on",
+                style("!").red().bold()
+            ),
+            Event::RollbackStarted { step, command } => format!(
+                "{} {} {}",
+                style("↩").magenta(),
+                self.name(step, Phase::Rollback),
+                style(format!("$ {command}")).dim()
+            ),
             Event::RollbackFinished {
                 step,
                 succeeded,
                 duration_ms,
-                reason,
                 ..
-            } => {
-                self.unspin(step, Phase::Rollback);
-                let line = if *succeeded {
-                    format!(
-                        "{} {} rolled back in {}",
-                        style("↩").magenta(),
-                        self.name(step, Phase::Rollback),
-                        ms(*duration_ms)
-                    )
-                } else {
-                    format!(
-                        "{} {} ROLLBACK FAILED: {}",
-                        style("✗").red().bold(),
-                        self.name(step, Phase::Rollback),
-                        reason.as_deref().unwrap_or("")
-                    )
-                };
-                Self::println(buf, &line);
-            }
-            Event::RollbackHeld { step, reason } => {
-                Self::println(
-                    buf,
-                    &format!(
-                        "{} {} NOT RUN: {reason}",
-                        style("!").red().bold(),
-                        self.name(step, Phase::Rollback)
-                    ),
-                );
-            }
-            Event::RunFinished { .. } | Event::Captured { .. } => {}
-        }
+            } if *succeeded => format!(
+                "{} {} rolled back in {}",
+                style("↩").magenta(),
+                self.name(step, Phase::Rollback),
+                ms(*duration_ms)
+            ),
+            Event::RollbackFinished { step, reason, .. } => format!(
+                "{} {} ROLLBACK FAILED: {}",
+                style("✗").red().bold(),
+                self.name(step, Phase::Rollback),
+                reason.as_deref().unwrap_or("")
+            ),
+            Event::RollbackHeld { step, reason } => format!(
+                "{} {} NOT RUN: {reason}",
+                style("!").red().bold(),
+                self.name(step, Phase::Rollback)
+            ),
+            _ => return None,
+        })
     }
 
     fn spin(&mut self, step: &str, phase: Phase, attempt: u32) {

@@ -316,6 +316,30 @@ fn tick(total: u64) -> u64 {
     }
 }
 
+const LABEL_W: f64 = 230.0;
+const CHART_W: f64 = 600.0;
+const STATUS_W: f64 = 170.0;
+const WIDTH: f64 = LABEL_W + CHART_W + STATUS_W;
+/// Where the first row is drawn, and each row's height.
+const TOP: f64 = 74.0;
+const ROW_H: f64 = 24.0;
+
+/// Where a time falls on the chart, and how tall its rows are.
+struct Chart {
+    total: u64,
+    rows_h: f64,
+}
+
+impl Chart {
+    #[allow(clippy::cast_precision_loss)]
+    fn x(&self, at: u64) -> f64 {
+        LABEL_W + CHART_W * (at.min(self.total) as f64) / (self.total as f64)
+    }
+}
+
+/// A legend entry placed: its class, its name, its x and its row.
+type Placed<'a> = (&'a str, &'a str, f64, f64);
+
 /// The timeline as an SVG document.
 pub(crate) fn svg(record: &Record) -> String {
     let bars = bars(record);
@@ -324,12 +348,6 @@ pub(crate) fn svg(record: &Record) -> String {
         .filter(|b| b.span.is_some())
         .map(|b| b.look)
         .collect();
-    let total = record.duration_ms.max(1);
-    let (label_w, chart_w, status_w) = (230.0, 600.0, 170.0);
-    let (top, row_h) = (74.0, 24.0);
-    #[allow(clippy::cast_precision_loss)]
-    let x = |at: u64| label_w + chart_w * (at.min(total) as f64) / (total as f64);
-    let width = label_w + chart_w + status_w;
     // The legend: the colours this run uses, and only those, in rows that fit.
     let mut entries: Vec<(&str, &str)> = looks
         .iter()
@@ -338,35 +356,63 @@ pub(crate) fn svg(record: &Record) -> String {
     if !record.maintenance.is_empty() {
         entries.push(("maint", "maintenance page"));
     }
+    let (placed, legend_rows) = place(entries);
+    #[allow(clippy::cast_precision_loss)]
+    let chart = Chart {
+        total: record.duration_ms.max(1),
+        rows_h: ROW_H * bars.len() as f64,
+    };
+    let height = TOP + chart.rows_h + 60.0 + 18.0 * legend_rows;
+    let mut doc = head(record, &looks, height);
+    // The maintenance windows, behind the bars.
+    for window in &record.maintenance {
+        doc = doc.add(window_band(&chart, window, record));
+    }
+    doc = axis(doc, &chart);
+    for (i, bar) in bars.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let y = TOP + ROW_H * i as f64;
+        doc = doc.add(bar_row(&chart, bar, y));
+    }
+    doc = doc.add(legend(placed, TOP + chart.rows_h + 34.0));
+    format!("{doc}\n")
+}
+
+/// The legend's entries in rows no wider than the picture; how many rows
+/// past the first.
+fn place<'a>(entries: Vec<(&'a str, &'a str)>) -> (Vec<Placed<'a>>, f64) {
     let mut placed = Vec::with_capacity(entries.len());
     let (mut lx, mut row) = (10.0, 0.0);
     for (class, name) in entries {
         #[allow(clippy::cast_precision_loss)]
         let entry_w = 20.0 + 7.0 * name.chars().count() as f64 + 24.0;
-        if lx > 10.0 && lx + entry_w > width {
+        if lx > 10.0 && lx + entry_w > WIDTH {
             (lx, row) = (10.0, row + 1.0);
         }
         placed.push((class, name, lx, row));
         lx += entry_w;
     }
-    #[allow(clippy::cast_precision_loss)]
-    let height = top + row_h * (bars.len() as f64) + 60.0 + 18.0 * row;
-    let mut doc = Document::new()
-        .set("width", width)
+    (placed, row)
+}
+
+/// The document with its style, title, background and the run's two head lines.
+fn head(record: &Record, looks: &std::collections::BTreeSet<Look>, height: f64) -> Document {
+    let classes = looks
+        .iter()
+        .map(|look| {
+            let (class, colour) = look.class();
+            format!(".{class} {{ fill: {colour} }}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    Document::new()
+        .set("width", WIDTH)
         .set("height", height)
-        .set("viewBox", (0, 0, width, height))
+        .set("viewBox", (0, 0, WIDTH, height))
         .add(Style::new(format!(
             "text {{ font-family: sans-serif; font-size: 12px; fill: #222 }} \
              .head {{ font-size: 15px; font-weight: bold }} .axis {{ fill: #666; font-size: 10px }} \
-             .maint {{ fill: #ffb74d; fill-opacity: 0.35 }} {}",
-            looks
-                .iter()
-                .map(|look| {
-                    let (class, colour) = look.class();
-                    format!(".{class} {{ fill: {colour} }}")
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
+             .maint {{ fill: #ffb74d; fill-opacity: 0.35 }} {classes}"
         )))
         .add(Title::new(clean(&format!(
             "runner: {} — run {}",
@@ -398,49 +444,50 @@ pub(crate) fn svg(record: &Record) -> String {
             )))
             .set("x", 10)
             .set("y", 42),
-        );
-    // The maintenance windows, behind the bars.
-    #[allow(clippy::cast_precision_loss)]
-    let rows_h = row_h * bars.len() as f64;
-    for window in &record.maintenance {
-        let (from, to) = (x(window.from_ms), x(window_end(window, record)));
-        doc = doc.add(
-            Group::new()
-                .add(Title::new(window_text(window)))
-                .add(
-                    Rectangle::new()
-                        .set("class", "maint")
-                        .set("x", from)
-                        .set("y", top - 6.0)
-                        .set("width", (to - from).max(1.0))
-                        .set("height", rows_h + 6.0),
-                )
-                .add(
-                    Text::new("maintenance page")
-                        .set("class", "axis")
-                        .set("x", from + 2.0)
-                        .set("y", top + rows_h + 12.0),
-                ),
-        );
-    }
-    // The time axis.
-    let step = tick(total);
+        )
+}
+
+/// A maintenance window: a band behind the rows, named below them.
+fn window_band(chart: &Chart, window: &Window, record: &Record) -> Group {
+    let (from, to) = (chart.x(window.from_ms), chart.x(window_end(window, record)));
+    Group::new()
+        .add(Title::new(window_text(window)))
+        .add(
+            Rectangle::new()
+                .set("class", "maint")
+                .set("x", from)
+                .set("y", TOP - 6.0)
+                .set("width", (to - from).max(1.0))
+                .set("height", chart.rows_h + 6.0),
+        )
+        .add(
+            Text::new("maintenance page")
+                .set("class", "axis")
+                .set("x", from + 2.0)
+                .set("y", TOP + chart.rows_h + 12.0),
+        )
+}
+
+/// The time axis: a line and a time at each round tick.
+fn axis(mut doc: Document, chart: &Chart) -> Document {
+    let step = tick(chart.total);
     let mut at = 0;
-    while at <= total {
+    while at <= chart.total {
+        let x = chart.x(at);
         doc = doc
             .add(
                 Line::new()
-                    .set("x1", x(at))
-                    .set("x2", x(at))
-                    .set("y1", top - 10.0)
-                    .set("y2", top + rows_h)
+                    .set("x1", x)
+                    .set("x2", x)
+                    .set("y1", TOP - 10.0)
+                    .set("y2", TOP + chart.rows_h)
                     .set("stroke", "#ddd"),
             )
             .add(
                 Text::new(ms(at))
                     .set("class", "axis")
-                    .set("x", x(at))
-                    .set("y", top - 14.0)
+                    .set("x", x)
+                    .set("y", TOP - 14.0)
                     .set("text-anchor", "middle"),
             );
         match at.checked_add(step) {
@@ -448,45 +495,47 @@ pub(crate) fn svg(record: &Record) -> String {
             None => break,
         }
     }
-    for (i, bar) in bars.iter().enumerate() {
-        #[allow(clippy::cast_precision_loss)]
-        let y = top + row_h * i as f64;
-        let mut group = Group::new().add(
-            Text::new(clean(&bar.label))
-                .set("x", label_w - 8.0)
-                .set("y", y + 15.0)
-                .set("text-anchor", "end"),
-        );
-        let class = bar.look.class().0;
-        let detail = match bar.span {
-            Some((from, to)) => {
-                group = group.add(
-                    Rectangle::new()
-                        .set("class", class)
-                        .set("x", x(from))
-                        .set("y", y + 4.0)
-                        .set("width", (x(to) - x(from)).max(2.0))
-                        .set("height", row_h - 8.0)
-                        .add(Title::new(clean(&format!(
-                            "{}: {} at {} for {}",
-                            bar.label,
-                            bar.status,
-                            ms(from),
-                            ms(to.saturating_sub(from))
-                        )))),
-                );
-                format!("{} · {}", bar.status, ms(to.saturating_sub(from)))
-            }
-            None => bar.status.clone(),
-        };
-        group = group.add(
-            Text::new(clean(&detail))
-                .set("x", label_w + chart_w + 8.0)
-                .set("y", y + 15.0),
-        );
-        doc = doc.add(group);
-    }
-    let legend_y = top + rows_h + 34.0;
+    doc
+}
+
+/// A bar's row at `y`: its label, its bar (if it ran) and its status.
+fn bar_row(chart: &Chart, bar: &Bar, y: f64) -> Group {
+    let mut group = Group::new().add(
+        Text::new(clean(&bar.label))
+            .set("x", LABEL_W - 8.0)
+            .set("y", y + 15.0)
+            .set("text-anchor", "end"),
+    );
+    let detail = match bar.span {
+        Some((from, to)) => {
+            group = group.add(
+                Rectangle::new()
+                    .set("class", bar.look.class().0)
+                    .set("x", chart.x(from))
+                    .set("y", y + 4.0)
+                    .set("width", (chart.x(to) - chart.x(from)).max(2.0))
+                    .set("height", ROW_H - 8.0)
+                    .add(Title::new(clean(&format!(
+                        "{}: {} at {} for {}",
+                        bar.label,
+                        bar.status,
+                        ms(from),
+                        ms(to.saturating_sub(from))
+                    )))),
+            );
+            format!("{} · {}", bar.status, ms(to.saturating_sub(from)))
+        }
+        None => bar.status.clone(),
+    };
+    group.add(
+        Text::new(clean(&detail))
+            .set("x", LABEL_W + CHART_W + 8.0)
+            .set("y", y + 15.0),
+    )
+}
+
+/// The legend below the rows: a swatch and a name per entry.
+fn legend(placed: Vec<Placed<'_>>, legend_y: f64) -> Group {
     let mut legend = Group::new();
     for (class, name, lx, row) in placed {
         let y = legend_y + 18.0 * row;
@@ -501,8 +550,7 @@ pub(crate) fn svg(record: &Record) -> String {
             )
             .add(Text::new(name).set("x", lx + 20.0).set("y", y));
     }
-    doc = doc.add(legend);
-    format!("{doc}\n")
+    legend
 }
 
 #[cfg(test)]
