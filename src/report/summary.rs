@@ -15,6 +15,23 @@ use crate::plan::{Plan, VarOrigin};
 /// The table and the verdict of a run, from its record: printed when the run
 /// ends, and by `runner show`.
 pub(crate) fn text(record: &Record) -> String {
+    let mut out = steps_table(record);
+    out.push_str(&hooks_text(record));
+    out.push_str(&hosts_table(record));
+    out.push_str(&notes(record));
+    let _ = writeln!(
+        out,
+        "\nrun {} ({}): {} (exit {})",
+        record.run_id,
+        duration(Duration::from_millis(record.duration_ms)),
+        verdict(record),
+        record.exit_code
+    );
+    out
+}
+
+/// Each step's outcome, attempts and time, then why those skipped were.
+fn steps_table(record: &Record) -> String {
     let width = record
         .steps
         .iter()
@@ -51,7 +68,12 @@ pub(crate) fn text(record: &Record) -> String {
             let _ = writeln!(out, "  {} skipped: {why}", step.id);
         }
     }
-    out.push_str(&hooks_text(record));
+    out
+}
+
+/// Each host's batch and status, when the run had hosts.
+fn hosts_table(record: &Record) -> String {
+    let mut out = String::new();
     if !record.hosts.is_empty() {
         let width = record
             .hosts
@@ -72,8 +94,13 @@ pub(crate) fn text(record: &Record) -> String {
             );
         }
     }
+    out
+}
+
+/// The run's outcome in a sentence.
+fn verdict(record: &Record) -> String {
     let stopped = record.stopped.as_deref();
-    let verdict = match record.status {
+    match record.status {
         RunStatus::Succeeded => match &record.killed {
             Some(k) => format!(
                 "succeeded: runner (pid {}) died after the plan's last step succeeded, so the run is finished and `runner recover` undid nothing",
@@ -117,7 +144,13 @@ pub(crate) fn text(record: &Record) -> String {
                 failed.join(", ")
             )
         }
-    };
+    }
+}
+
+/// What the operator must know beyond the tables: maintenance left on, a
+/// runner that died, the maintenance window.
+fn notes(record: &Record) -> String {
+    let mut out = String::new();
     if !record.rollback_held.is_empty() {
         let held: Vec<String> = record
             .rollback_held
@@ -153,13 +186,6 @@ pub(crate) fn text(record: &Record) -> String {
     if let Some(line) = maintenance_line(record) {
         let _ = writeln!(out, "\n{line}");
     }
-    let _ = writeln!(
-        out,
-        "\nrun {} ({}): {verdict} (exit {})",
-        record.run_id,
-        duration(Duration::from_millis(record.duration_ms)),
-        record.exit_code
-    );
     out
 }
 
