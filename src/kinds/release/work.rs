@@ -22,87 +22,9 @@ pub(super) fn operations(
     env: &[(String, String)],
 ) -> Vec<Operation> {
     let docker = |args: &[&str]| prefixed(docker_words, words(args));
-    let drain = format!("--time={}", r.drain.as_secs());
     let mut ops = Vec::new();
     match (stage, undo) {
-        (Stage::Start, false) => {
-            ops.push(
-                Operation::process("clear", docker(&["rm", "-f", "--", &r.next, &r.previous]))
-                    .note("what an earlier run left"),
-            );
-            match &r.way {
-                Way::Run { networks, .. } => {
-                    let mut run = docker_words.to_vec();
-                    run.extend(r.run(env));
-                    ops.push(Operation::process("start beside", run));
-                    for network in networks.iter().skip(1) {
-                        ops.push(Operation::process(
-                            "join",
-                            docker(&["network", "connect", network, &r.next]),
-                        ));
-                    }
-                }
-                Way::Compose {
-                    service,
-                    compose: words_of_compose,
-                    dir,
-                } => {
-                    ops.push(
-                        Operation::process(
-                            "read the compose file",
-                            prefixed(words_of_compose, words(&["config"])),
-                        )
-                        .note(format!(
-                            "in {}: `{service}` has no `container_name` and publishes no host port",
-                            dir.display()
-                        )),
-                    );
-                    ops.push(
-                        Operation::process(
-                            "name the running one",
-                            docker(&[
-                                "rename",
-                                &format!("<the one container of {service}>"),
-                                &r.container,
-                            ]),
-                        )
-                        .note(format!("when no container is named {} yet", r.container)),
-                    );
-                    ops.push(
-                        Operation::process(
-                            "make one beside",
-                            prefixed(words_of_compose, compose::scale_up(service, 2)),
-                        )
-                        .note("one more than run now, from the compose file as it is now"),
-                    );
-                    ops.push(Operation::process(
-                        "name it",
-                        docker(&["rename", "<the new container>", &r.next]),
-                    ));
-                    ops.push(
-                        Operation::process(
-                            "keep it out of traffic",
-                            docker(&["network", "disconnect", "<each of its networks>", &r.next]),
-                        )
-                        .note(format!(
-                            "then `network connect` again, without the name {service}, until the switch"
-                        )),
-                    );
-                    ops.push(Operation::process("start it", docker(&["start", &r.next])));
-                }
-            }
-            ops.push(
-                Operation::process(
-                    "probe inside",
-                    prefixed(docker_words, r.health_check(&r.next)),
-                )
-                .note(format!(
-                    "until it answers, for {} at most (every {}ms)",
-                    humantime::format_duration(r.health_timeout),
-                    HEALTH_EVERY.as_millis()
-                )),
-            );
-        }
+        (Stage::Start, false) => ops = start_ops(r, docker_words, env),
         (Stage::Start, true) => ops.push(Operation::process(
             "remove the new release",
             docker(&["rm", "-f", "--", &r.next]),
@@ -122,29 +44,7 @@ pub(super) fn operations(
                     .map(|op| op.note("not when a `join` stage retired it already")),
             );
         }
-        (Stage::Join | Stage::Switch, true) => {
-            ops.extend([
-                Operation::process("start the previous one", docker(&["start", &r.previous])),
-                Operation::process(
-                    "probe inside",
-                    prefixed(docker_words, r.health_check(&r.previous)),
-                ),
-                Operation::process(
-                    "set the new one aside",
-                    docker(&["rename", &r.container, &r.next]),
-                ),
-                Operation::process(
-                    "give the name back",
-                    docker(&["rename", &r.previous, &r.container]),
-                ),
-                Operation::process("drain the new one", docker(&["stop", &drain, &r.next]))
-                    .note("SIGTERM, with its name: requests in flight finish"),
-                leave_traffic_op(r, docker),
-                Operation::process("start it again", docker(&["start", &r.next])).note(
-                    "out of traffic, for the hooks before the start's undo (which removes it)",
-                ),
-            ]);
-        }
+        (Stage::Join | Stage::Switch, true) => ops = switch_back_ops(r, docker_words),
         (Stage::Finish, _) => ops.push(
             Operation::process(
                 "remove the previous release",
@@ -154,6 +54,119 @@ pub(super) fn operations(
         ),
     }
     ops
+}
+
+/// The start: the new release made beside the running one, then probed.
+fn start_ops(r: &Resolved, docker_words: &[String], env: &[(String, String)]) -> Vec<Operation> {
+    let docker = |args: &[&str]| prefixed(docker_words, words(args));
+    let mut ops = vec![
+        Operation::process("clear", docker(&["rm", "-f", "--", &r.next, &r.previous]))
+            .note("what an earlier run left"),
+    ];
+    match &r.way {
+        Way::Run { networks, .. } => {
+            let mut run = docker_words.to_vec();
+            run.extend(r.run(env));
+            ops.push(Operation::process("start beside", run));
+            for network in networks.iter().skip(1) {
+                ops.push(Operation::process(
+                    "join",
+                    docker(&["network", "connect", network, &r.next]),
+                ));
+            }
+        }
+        Way::Compose {
+            service,
+            compose,
+            dir,
+        } => ops.extend(compose_start_ops(r, service, compose, dir, docker)),
+    }
+    ops.push(
+        Operation::process(
+            "probe inside",
+            prefixed(docker_words, r.health_check(&r.next)),
+        )
+        .note(format!(
+            "until it answers, for {} at most (every {}ms)",
+            humantime::format_duration(r.health_timeout),
+            HEALTH_EVERY.as_millis()
+        )),
+    );
+    ops
+}
+
+/// A compose service's new container: scaled up beside the running one,
+/// named, and kept out of traffic until the switch.
+fn compose_start_ops(
+    r: &Resolved,
+    service: &str,
+    words_of_compose: &[String],
+    dir: &std::path::Path,
+    docker: impl Fn(&[&str]) -> Vec<String>,
+) -> [Operation; 6] {
+    [
+        Operation::process(
+            "read the compose file",
+            prefixed(words_of_compose, words(&["config"])),
+        )
+        .note(format!(
+            "in {}: `{service}` has no `container_name` and publishes no host port",
+            dir.display()
+        )),
+        Operation::process(
+            "name the running one",
+            docker(&[
+                "rename",
+                &format!("<the one container of {service}>"),
+                &r.container,
+            ]),
+        )
+        .note(format!("when no container is named {} yet", r.container)),
+        Operation::process(
+            "make one beside",
+            prefixed(words_of_compose, compose::scale_up(service, 2)),
+        )
+        .note("one more than run now, from the compose file as it is now"),
+        Operation::process(
+            "name it",
+            docker(&["rename", "<the new container>", &r.next]),
+        ),
+        Operation::process(
+            "keep it out of traffic",
+            docker(&["network", "disconnect", "<each of its networks>", &r.next]),
+        )
+        .note(format!(
+            "then `network connect` again, without the name {service}, until the switch"
+        )),
+        Operation::process("start it", docker(&["start", &r.next])),
+    ]
+}
+
+/// The undo of a switch: the previous release back under the name, the new
+/// one drained and out of traffic.
+fn switch_back_ops(r: &Resolved, docker_words: &[String]) -> Vec<Operation> {
+    let docker = |args: &[&str]| prefixed(docker_words, words(args));
+    let drain = format!("--time={}", r.drain.as_secs());
+    vec![
+        Operation::process("start the previous one", docker(&["start", &r.previous])),
+        Operation::process(
+            "probe inside",
+            prefixed(docker_words, r.health_check(&r.previous)),
+        ),
+        Operation::process(
+            "set the new one aside",
+            docker(&["rename", &r.container, &r.next]),
+        ),
+        Operation::process(
+            "give the name back",
+            docker(&["rename", &r.previous, &r.container]),
+        ),
+        Operation::process("drain the new one", docker(&["stop", &drain, &r.next]))
+            .note("SIGTERM, with its name: requests in flight finish"),
+        leave_traffic_op(r, docker),
+        Operation::process("start it again", docker(&["start", &r.next]))
+            .note("out of traffic, for the hooks before the start's undo (which removes it)"),
+    ]
 }
 
 /// A command's words after its program's (`docker`, `sudo -n docker`, a compose).
