@@ -165,7 +165,54 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
         run_id: None,
         output: &no_output,
     };
-    let view = |step: &Step| StepView {
+    let mut waves: Vec<Vec<StepView>> = Vec::new();
+    let mut after_run = Vec::new();
+    for &s in &plan.dag.order {
+        let step = &plan.steps[s];
+        if step.when == When::Success {
+            let wave = plan.dag.wave[s];
+            if waves.len() <= wave {
+                waves.resize_with(wave + 1, Vec::new);
+            }
+            waves[wave].push(step_view(plan, &scope, step));
+        } else {
+            after_run.push(step_view(plan, &scope, step));
+        }
+    }
+    waves.retain(|w| !w.is_empty());
+    let critical_path = plan
+        .dag
+        .critical_path(|s| plan.steps[s].when == When::Success)
+        .into_iter()
+        .map(|s| plan.steps[s].id.clone())
+        .collect();
+    let vars = vars_view(plan);
+    let (hosts, rollout) = hosts_view(plan);
+    let mut preview = Preview {
+        hosts,
+        rollout,
+        locked_by: None,
+        unfinished: None,
+        exit_code: crate::error::exit_code::SUCCESS,
+        plan: plan.name.clone(),
+        file: plan.path.display().to_string(),
+        executes: false,
+        jobs: plan.jobs,
+        docker,
+        preflight: None,
+        vars,
+        waves,
+        after_run,
+        critical_path,
+    };
+    preview.decide();
+    preview
+}
+
+/// A step as the preview shows it: its settings and the commands of its
+/// action and its hook.
+fn step_view(plan: &Plan, scope: &Scope<'_>, step: &Step) -> StepView {
+    StepView {
         id: step.id.clone(),
         kind: step.action.name(),
         description: step.description.clone(),
@@ -198,30 +245,12 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
             first: hook.action.hook_role() == crate::engine::HookRole::Close,
             last: hook.action.hook_role() == crate::engine::HookRole::Reopen,
         }),
-    };
-    let mut waves: Vec<Vec<StepView>> = Vec::new();
-    let mut after_run = Vec::new();
-    for &s in &plan.dag.order {
-        let step = &plan.steps[s];
-        if step.when == When::Success {
-            let wave = plan.dag.wave[s];
-            if waves.len() <= wave {
-                waves.resize_with(wave + 1, Vec::new);
-            }
-            waves[wave].push(view(step));
-        } else {
-            after_run.push(view(step));
-        }
     }
-    waves.retain(|w| !w.is_empty());
-    let critical_path = plan
-        .dag
-        .critical_path(|s| plan.steps[s].when == When::Success)
-        .into_iter()
-        .map(|s| plan.steps[s].id.clone())
-        .collect();
-    let vars = plan
-        .vars
+}
+
+/// The plan's variables, secrets masked, each with where its value came from.
+fn vars_view(plan: &Plan) -> Vec<VarView> {
+    plan.vars
         .iter()
         .map(|(name, var)| VarView {
             name: name.clone(),
@@ -238,27 +267,7 @@ pub fn build(plan: &Plan, docker: Docker) -> Preview {
                 VarOrigin::CommandLine => "--var".to_owned(),
             },
         })
-        .collect();
-    let (hosts, rollout) = hosts_view(plan);
-    let mut preview = Preview {
-        hosts,
-        rollout,
-        locked_by: None,
-        unfinished: None,
-        exit_code: crate::error::exit_code::SUCCESS,
-        plan: plan.name.clone(),
-        file: plan.path.display().to_string(),
-        executes: false,
-        jobs: plan.jobs,
-        docker,
-        preflight: None,
-        vars,
-        waves,
-        after_run,
-        critical_path,
-    };
-    preview.decide();
-    preview
+        .collect()
 }
 
 /// The hosts and the rollout of a plan with `[hosts]`.
@@ -380,6 +389,60 @@ impl Preview {
             crate::plan::diagnostic::plural(self.waves.len(), "wave"),
             self.jobs
         );
+        self.engines_text(&mut out);
+        self.hosts_text(&mut out);
+        if let Some(holder) = &self.locked_by {
+            let _ = writeln!(
+                out,
+                "Lock: held by {holder}; apply would stop before any step (exit 4)"
+            );
+        }
+        if let Some(run) = &self.unfinished {
+            let _ = writeln!(
+                out,
+                "Unfinished: run {run} of this plan died and left its journal; apply would stop before any step (exit 4) until `runner recover PLAN` undoes it"
+            );
+        }
+        if let Some(checks) = &self.preflight {
+            preflight_text(&mut out, checks);
+        }
+        if !self.vars.is_empty() {
+            let _ = writeln!(out, "\nVariables");
+            for var in &self.vars {
+                let _ = writeln!(out, "  {} = {}  [{}]", var.name, var.value, var.source);
+            }
+        }
+        self.steps_text(&mut out);
+        let _ = writeln!(
+            out,
+            "\nCritical path ({}): {}",
+            crate::plan::diagnostic::plural(self.critical_path.len(), "step"),
+            self.critical_path.join(" -> ")
+        );
+        let _ = writeln!(
+            out,
+            "On failure: nothing new starts, running steps finish, then the rollback hooks of the \
+             succeeded steps (and of a failed step whose hook runs also then) run in reverse order \
+             of completion, those that turn maintenance on first and those that turn it off last, \
+             then the `failure`/`always` steps."
+        );
+        if let Some(rollout) = &self.rollout {
+            let _ = writeln!(out, "On a host's failure: {}.", rollout.on_failure);
+        }
+        let stoppers = self.stoppers();
+        if !stoppers.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nApply would stop before any step: {}. This preview exits {} as apply would.",
+                stoppers.join("; "),
+                self.exit_code
+            );
+        }
+        out
+    }
+
+    /// Which docker (and compose) the run would use, or why none.
+    fn engines_text(&self, out: &mut String) {
         let docker = crate::plan::template::shell_join(&self.docker.command);
         if self.docker.available {
             let _ = writeln!(out, "Docker: {docker} ({})", self.docker.reason);
@@ -412,6 +475,10 @@ impl Preview {
                 }
             }
         }
+    }
+
+    /// The hosts and the batches they deploy in.
+    fn hosts_text(&self, out: &mut String) {
         if !self.hosts.is_empty() {
             let _ = writeln!(
                 out,
@@ -439,65 +506,22 @@ impl Preview {
                 "  per-host steps move through the batches: batch k+1 starts once batch k's steps all succeeded"
             );
         }
-        if let Some(holder) = &self.locked_by {
-            let _ = writeln!(
-                out,
-                "Lock: held by {holder}; apply would stop before any step (exit 4)"
-            );
-        }
-        if let Some(run) = &self.unfinished {
-            let _ = writeln!(
-                out,
-                "Unfinished: run {run} of this plan died and left its journal; apply would stop before any step (exit 4) until `runner recover PLAN` undoes it"
-            );
-        }
-        if let Some(checks) = &self.preflight {
-            preflight_text(&mut out, checks);
-        }
-        if !self.vars.is_empty() {
-            let _ = writeln!(out, "\nVariables");
-            for var in &self.vars {
-                let _ = writeln!(out, "  {} = {}  [{}]", var.name, var.value, var.source);
-            }
-        }
+    }
+
+    /// The steps, wave by wave, then those that run after the run.
+    fn steps_text(&self, out: &mut String) {
         for (i, wave) in self.waves.iter().enumerate() {
             let _ = writeln!(out, "\nWave {}", i + 1);
             for step in wave {
-                step_text(&mut out, step);
+                step_text(out, step);
             }
         }
         if !self.after_run.is_empty() {
             let _ = writeln!(out, "\nAfter the run (and its rollback)");
             for step in &self.after_run {
-                step_text(&mut out, step);
+                step_text(out, step);
             }
         }
-        let _ = writeln!(
-            out,
-            "\nCritical path ({}): {}",
-            crate::plan::diagnostic::plural(self.critical_path.len(), "step"),
-            self.critical_path.join(" -> ")
-        );
-        let _ = writeln!(
-            out,
-            "On failure: nothing new starts, running steps finish, then the rollback hooks of the \
-             succeeded steps (and of a failed step whose hook runs also then) run in reverse order \
-             of completion, those that turn maintenance on first and those that turn it off last, \
-             then the `failure`/`always` steps."
-        );
-        if let Some(rollout) = &self.rollout {
-            let _ = writeln!(out, "On a host's failure: {}.", rollout.on_failure);
-        }
-        let stoppers = self.stoppers();
-        if !stoppers.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nApply would stop before any step: {}. This preview exits {} as apply would.",
-                stoppers.join("; "),
-                self.exit_code
-            );
-        }
-        out
     }
 }
 
