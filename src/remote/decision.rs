@@ -120,92 +120,100 @@ pub(super) fn decide_ssh(
     }
     forward_socket(target, &ssh.control, "cancel", &forward);
     let _ = std::fs::remove_file(&local);
-    // Why not: ask docker on the host, then `sudo -n docker`.
+    let relayed = host_needs_sudo(target, &ssh, &mut tried)
+        .and_then(|sudo| relay_through(target, &ssh, &local, sudo, &mut tried));
+    match relayed {
+        Ok(reason) => Ok(connected(
+            name,
+            engine,
+            (host_env, tried, reason),
+            Some(ssh),
+            None,
+        )),
+        Err((what, help)) => fail(&mut ssh, what, help, tried),
+    }
+}
+
+/// Why the host's socket did not answer forwarded: whether docker answers
+/// on the host as its user (`false`) or through `sudo -n` (`true`); or what
+/// to say (what failed, and a help) when neither does.
+fn host_needs_sudo(
+    target: &Target,
+    ssh: &Ssh,
+    tried: &mut Vec<Probe>,
+) -> Result<bool, (String, String)> {
     let over = |words: &[&str]| {
         let mut argv = target.argv(&ssh.control, &[]);
         argv.extend(words.iter().map(|&w| w.to_owned()));
         argv
     };
-    let sudo = match docker::probe_into(
+    match docker::probe_into(
         &over(&["docker"]),
         &[],
-        &mut tried,
+        tried,
         "docker version (on the host)",
     ) {
-        Outcome::Answered(_) => false,
-        Outcome::Failed(_, why) if session_refused(&why) => {
-            return fail(
-                &mut ssh,
-                format!("the host refuses a session on runner's connection ({why})"),
-                HELP_SESSIONS.into(),
-                tried,
-            );
-        }
+        Outcome::Answered(_) => Ok(false),
+        Outcome::Failed(_, why) if session_refused(&why) => Err((
+            format!("the host refuses a session on runner's connection ({why})"),
+            HELP_SESSIONS.into(),
+        )),
         Outcome::Failed(Failure::PermissionDenied, _) => match docker::probe_into(
             &over(&["sudo", "-n", "docker"]),
             &[],
-            &mut tried,
+            tried,
             "sudo -n docker version (on the host)",
         ) {
-            Outcome::Answered(_) => true,
-            Outcome::Failed(failure, _) => {
-                return fail(
-                    &mut ssh,
-                    "its user may not use docker, and `sudo -n docker` does not work there either"
-                        .into(),
-                    help_for(failure),
-                    tried,
-                );
-            }
+            Outcome::Answered(_) => Ok(true),
+            Outcome::Failed(failure, _) => Err((
+                "its user may not use docker, and `sudo -n docker` does not work there either"
+                    .into(),
+                help_for(failure),
+            )),
         },
         Outcome::Failed(failure, _) => {
-            return fail(
-                &mut ssh,
-                "docker does not work on the host".into(),
-                help_for(failure),
-                tried,
-            );
+            Err(("docker does not work on the host".into(), help_for(failure)))
         }
-    };
-    // Through sudo (or where the socket cannot be forwarded): a relay.
+    }
+}
+
+/// Through sudo (or where the socket cannot be forwarded): a relay on
+/// `local`, each connection a `docker system dial-stdio` session. The
+/// decision's reason, or what failed and a help.
+fn relay_through(
+    target: &Target,
+    ssh: &Ssh,
+    local: &Path,
+    sudo: bool,
+    tried: &mut Vec<Probe>,
+) -> Result<String, (String, String)> {
     let mut words: Vec<String> = target.argv(&ssh.control, &[]);
     if sudo {
         words.extend(["sudo", "-n"].map(str::to_owned));
     }
     words.extend(["docker", "system", "dial-stdio"].map(str::to_owned));
-    if let Err(e) = relay(&local, words) {
-        return fail(
-            &mut ssh,
+    if let Err(e) = relay(local, words) {
+        return Err((
             format!("cannot listen on {}: {e}", local.display()),
             "check that the plan's folder is writable".into(),
-            tried,
-        );
+        ));
     }
-    if !ping(&local, &mut tried, "GET /_ping (through the relay)") {
-        return fail(
-            &mut ssh,
+    if !ping(local, tried, "GET /_ping (through the relay)") {
+        return Err((
             "docker answers on the host, but not through `docker system dial-stdio`".into(),
             "check that `docker system dial-stdio` works on the host (Docker 18.09 or later)"
                 .into(),
-            tried,
-        );
+        ));
     }
     let how = format!(
         "each connection a `{}docker system dial-stdio` session over runner's ssh connection (at most {MAX_SESSIONS} at once)",
         if sudo { "sudo -n " } else { "" }
     );
-    let reason = if sudo {
+    Ok(if sudo {
         format!("the host's user is refused for permission and `sudo -n docker` answers; {how}")
     } else {
         format!("docker answers on the host, but not through its forwarded socket; {how}")
-    };
-    Ok(connected(
-        name,
-        engine,
-        (host_env, tried, reason),
-        Some(ssh),
-        None,
-    ))
+    })
 }
 
 /// Whether a Docker engine answers `GET /_ping` on `socket`: the API's own
