@@ -84,136 +84,174 @@ struct Pending {
 
 /// Finds the place of every reference in `toks`.
 pub(crate) fn lex(toks: &[Tok]) -> Lexed {
-    let mut lexed = Lexed::default();
     let refs = toks.iter().filter(|t| matches!(t, Tok::Ref(_))).count();
-    lexed.places = vec![Place::Bare; refs];
-    let mut stack = vec![Frame::Top];
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut word_start = true;
-    let mut i = 0;
-    while i < toks.len() {
-        let frame = *stack.last().unwrap_or(&Frame::Top);
-        let c = match toks[i] {
+    let mut lexer = Lexer {
+        toks,
+        lexed: Lexed {
+            places: vec![Place::Bare; refs],
+            heredocs: Vec::new(),
+        },
+        stack: vec![Frame::Top],
+        pending: Vec::new(),
+        word_start: true,
+        i: 0,
+    };
+    while lexer.i < toks.len() {
+        lexer.step();
+    }
+    lexer.lexed
+}
+
+/// The lexer's state: where it is, in which frames, and the here-documents
+/// whose bodies start at the next newline.
+struct Lexer<'a> {
+    toks: &'a [Tok],
+    lexed: Lexed,
+    stack: Vec<Frame>,
+    pending: Vec<Pending>,
+    word_start: bool,
+    i: usize,
+}
+
+impl Lexer<'_> {
+    /// The character `k` places on, if it is one.
+    fn next(&self, k: usize) -> Option<char> {
+        match self.toks.get(self.i + k) {
+            Some(Tok::Char(c)) => Some(*c),
+            _ => None,
+        }
+    }
+
+    fn dollar(&mut self) -> usize {
+        let (next, after) = (self.next(1), self.next(2));
+        dollar(&mut self.stack, next, after)
+    }
+
+    /// Reads one reference or character (or an escape, a here-document).
+    fn step(&mut self) {
+        let frame = *self.stack.last().unwrap_or(&Frame::Top);
+        let c = match self.toks[self.i] {
             Tok::Ref(n) => {
-                lexed.places[n] = match frame {
+                self.lexed.places[n] = match frame {
                     Frame::Top | Frame::Command(_) | Frame::Backtick | Frame::Param => Place::Bare,
                     Frame::Double => Place::Double,
                     Frame::Single => Place::Single,
                     Frame::Comment => Place::Comment,
                     Frame::Arith(_) => Place::Arithmetic,
                 };
-                word_start = false;
-                i += 1;
-                continue;
+                self.word_start = false;
+                self.i += 1;
+                return;
             }
             Tok::Char(c) => c,
-        };
-        let next = |k: usize| match toks.get(i + k) {
-            Some(Tok::Char(c)) => Some(*c),
-            _ => None,
         };
         match frame {
             Frame::Single => {
                 if c == '\'' {
-                    stack.pop();
+                    self.stack.pop();
                 }
-                i += 1;
+                self.i += 1;
             }
             Frame::Comment => {
                 if c == '\n' {
                     // The newline ends the comment and is read again as a newline.
-                    stack.pop();
+                    self.stack.pop();
                 } else {
-                    i += 1;
+                    self.i += 1;
                 }
             }
             Frame::Double => {
-                i += match c {
+                self.i += match c {
                     '\\' => 2,
                     '"' => {
-                        stack.pop();
+                        self.stack.pop();
                         1
                     }
                     '`' => {
-                        stack.push(Frame::Backtick);
+                        self.stack.push(Frame::Backtick);
                         1
                     }
-                    '$' => dollar(&mut stack, next(1), next(2)),
+                    '$' => self.dollar(),
                     _ => 1,
                 };
             }
             Frame::Top | Frame::Command(_) | Frame::Backtick | Frame::Param | Frame::Arith(_) => {
-                let starts_word = word_start;
-                word_start = c.is_whitespace() || ";&|()<>".contains(c);
-                match c {
-                    '\\' => {
-                        word_start = false;
-                        i += 2;
-                    }
-                    '\'' => {
-                        stack.push(Frame::Single);
-                        i += 1;
-                    }
-                    '"' => {
-                        stack.push(Frame::Double);
-                        i += 1;
-                    }
-                    '`' if frame == Frame::Backtick => {
-                        stack.pop();
-                        i += 1;
-                    }
-                    '`' => {
-                        stack.push(Frame::Backtick);
-                        i += 1;
-                    }
-                    '$' => i += dollar(&mut stack, next(1), next(2)),
-                    '}' if frame == Frame::Param => {
-                        stack.pop();
-                        i += 1;
-                    }
-                    '(' => {
-                        if let Some(Frame::Command(n) | Frame::Arith(n)) = stack.last_mut() {
-                            *n += 1;
-                        }
-                        i += 1;
-                    }
-                    ')' => {
-                        match stack.last_mut() {
-                            Some(Frame::Command(0)) => {
-                                stack.pop();
-                            }
-                            Some(Frame::Arith(0)) => {
-                                stack.pop();
-                                if next(1) == Some(')') {
-                                    i += 1;
-                                }
-                            }
-                            Some(Frame::Command(n) | Frame::Arith(n)) => *n -= 1,
-                            _ => {}
-                        }
-                        i += 1;
-                    }
-                    '#' if starts_word && !matches!(frame, Frame::Param | Frame::Arith(_)) => {
-                        stack.push(Frame::Comment);
-                        i += 1;
-                    }
-                    '<' if next(1) == Some('<') && next(2) != Some('<') => {
-                        let strip_tabs = next(2) == Some('-');
-                        i += if strip_tabs { 3 } else { 2 };
-                        i = heredoc_word(toks, i, strip_tabs, &mut pending);
-                    }
-                    '\n' if !pending.is_empty() => {
-                        i += 1;
-                        for heredoc in pending.drain(..) {
-                            i = heredoc_body(toks, i, &heredoc, &mut lexed);
-                        }
-                    }
-                    _ => i += 1,
-                }
+                self.code(frame, c);
             }
         }
     }
-    lexed
+
+    /// A character outside quotes: in plain text, `$( )`, backticks, `${ }`
+    /// or `$(( ))`.
+    fn code(&mut self, frame: Frame, c: char) {
+        let starts_word = self.word_start;
+        self.word_start = c.is_whitespace() || ";&|()<>".contains(c);
+        match c {
+            '\\' => {
+                self.word_start = false;
+                self.i += 2;
+            }
+            '\'' => {
+                self.stack.push(Frame::Single);
+                self.i += 1;
+            }
+            '"' => {
+                self.stack.push(Frame::Double);
+                self.i += 1;
+            }
+            '`' if frame == Frame::Backtick => {
+                self.stack.pop();
+                self.i += 1;
+            }
+            '`' => {
+                self.stack.push(Frame::Backtick);
+                self.i += 1;
+            }
+            '$' => self.i += self.dollar(),
+            '}' if frame == Frame::Param => {
+                self.stack.pop();
+                self.i += 1;
+            }
+            '(' => {
+                if let Some(Frame::Command(n) | Frame::Arith(n)) = self.stack.last_mut() {
+                    *n += 1;
+                }
+                self.i += 1;
+            }
+            ')' => {
+                match self.stack.last_mut() {
+                    Some(Frame::Command(0)) => {
+                        self.stack.pop();
+                    }
+                    Some(Frame::Arith(0)) => {
+                        self.stack.pop();
+                        if self.next(1) == Some(')') {
+                            self.i += 1;
+                        }
+                    }
+                    Some(Frame::Command(n) | Frame::Arith(n)) => *n -= 1,
+                    _ => {}
+                }
+                self.i += 1;
+            }
+            '#' if starts_word && !matches!(frame, Frame::Param | Frame::Arith(_)) => {
+                self.stack.push(Frame::Comment);
+                self.i += 1;
+            }
+            '<' if self.next(1) == Some('<') && self.next(2) != Some('<') => {
+                let strip_tabs = self.next(2) == Some('-');
+                self.i += if strip_tabs { 3 } else { 2 };
+                self.i = heredoc_word(self.toks, self.i, strip_tabs, &mut self.pending);
+            }
+            '\n' if !self.pending.is_empty() => {
+                self.i += 1;
+                for heredoc in self.pending.drain(..) {
+                    self.i = heredoc_body(self.toks, self.i, &heredoc, &mut self.lexed);
+                }
+            }
+            _ => self.i += 1,
+        }
+    }
 }
 
 /// After `$`: opens `$((`, `$(` or `${`; returns how many characters it took.
