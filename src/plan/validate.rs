@@ -54,38 +54,10 @@ pub(super) fn check(
     check_templates(&file, &vars, dag.as_ref(), diags);
     check_values(&file, &vars, dir, diags);
     let dag = dag?;
-    for redundant in dag.redundant_needs() {
-        let step = &file.steps[redundant.step];
-        let (id, need, via) = (ids[redundant.step], ids[redundant.need], ids[redundant.via]);
-        if let Some(entry) = step.needs.iter().find(|n| n.value == need) {
-            diags.push(
-                PlanDiagnostic::warning(
-                    "runner::redundant-need",
-                    format!("`{id}` needs `{need}` already through `{via}`"),
-                )
-                .label(entry.span.clone(), "implied by another need")
-                .help(format!(
-                    "remove `{need}` from the `needs` of `{id}`: `{via}` cannot start before it"
-                )),
-            );
-        }
-    }
+    warn_redundant_needs(&file, &ids, &dag, diags);
 
     let defaults = settings(&file.defaults, None);
-    let hosts: Vec<super::Host> = file
-        .hosts
-        .iter()
-        .map(|(name, def)| super::Host {
-            name: name.clone(),
-            engine: match (&def.docker, &def.context) {
-                (Some(d), _) => super::Engine::Address(d.value.clone()),
-                (None, c) => {
-                    super::Engine::Context(c.as_ref().map(|c| c.value.clone()).unwrap_or_default())
-                }
-            },
-            roles: def.roles.iter().map(|r| r.value.clone()).collect(),
-        })
-        .collect();
+    let hosts = hosts(&file);
     let steps: Vec<Step> = file
         .steps
         .into_iter()
@@ -111,26 +83,13 @@ pub(super) fn check(
     let instances = if hosts.is_empty() {
         None
     } else {
-        match super::rollout::Instances::expand(&steps, &hosts, serial) {
-            Ok(instances) => Some(instances),
-            Err(cycles) => {
-                for cycle in cycles {
-                    diags.push(
-                        PlanDiagnostic::error(
-                            "runner::rollout-cycle",
-                            format!(
-                                "the rollout cannot order its steps: {} -> {}",
-                                cycle.join(" -> "),
-                                cycle.first().map_or("", String::as_str)
-                            ),
-                        )
-                        .label(hosts_span.clone().unwrap_or_default(), "hosts declared here")
-                        .help("a batch waits for the one before it: a step that runs once between per-host steps makes every batch wait for itself; run it before or after them"),
-                    );
-                }
-                return None;
-            }
-        }
+        Some(instances(
+            &steps,
+            &hosts,
+            serial,
+            hosts_span.as_ref(),
+            diags,
+        )?)
     };
     Some(Checked {
         hosts_span,
@@ -145,6 +104,74 @@ pub(super) fn check(
         steps,
         dag,
     })
+}
+
+/// A warning for each need another need implies already.
+fn warn_redundant_needs(file: &PlanFile, ids: &[&str], dag: &Dag, diags: &mut Vec<PlanDiagnostic>) {
+    for redundant in dag.redundant_needs() {
+        let step = &file.steps[redundant.step];
+        let (id, need, via) = (ids[redundant.step], ids[redundant.need], ids[redundant.via]);
+        if let Some(entry) = step.needs.iter().find(|n| n.value == need) {
+            diags.push(
+                PlanDiagnostic::warning(
+                    "runner::redundant-need",
+                    format!("`{id}` needs `{need}` already through `{via}`"),
+                )
+                .label(entry.span.clone(), "implied by another need")
+                .help(format!(
+                    "remove `{need}` from the `needs` of `{id}`: `{via}` cannot start before it"
+                )),
+            );
+        }
+    }
+}
+
+/// The plan's hosts: each its engine and roles.
+fn hosts(file: &PlanFile) -> Vec<super::Host> {
+    file.hosts
+        .iter()
+        .map(|(name, def)| super::Host {
+            name: name.clone(),
+            engine: match (&def.docker, &def.context) {
+                (Some(d), _) => super::Engine::Address(d.value.clone()),
+                (None, c) => {
+                    super::Engine::Context(c.as_ref().map(|c| c.value.clone()).unwrap_or_default())
+                }
+            },
+            roles: def.roles.iter().map(|r| r.value.clone()).collect(),
+        })
+        .collect()
+}
+
+/// The per-host steps' instances in their batches; `None` (with a
+/// diagnostic) when the rollout cannot order them.
+fn instances(
+    steps: &[Step],
+    hosts: &[super::Host],
+    serial: Option<super::model::Share>,
+    hosts_span: Option<&super::Span>,
+    diags: &mut Vec<PlanDiagnostic>,
+) -> Option<super::rollout::Instances> {
+    match super::rollout::Instances::expand(steps, hosts, serial) {
+        Ok(instances) => Some(instances),
+        Err(cycles) => {
+            for cycle in cycles {
+                diags.push(
+                    PlanDiagnostic::error(
+                        "runner::rollout-cycle",
+                        format!(
+                            "the rollout cannot order its steps: {} -> {}",
+                            cycle.join(" -> "),
+                            cycle.first().map_or("", String::as_str)
+                        ),
+                    )
+                    .label(hosts_span.cloned().unwrap_or_default(), "hosts declared here")
+                    .help("a batch waits for the one before it: a step that runs once between per-host steps makes every batch wait for itself; run it before or after them"),
+                );
+            }
+            None
+        }
+    }
 }
 
 fn settings(policy: &Policy, defaults: Option<&Settings>) -> Settings {

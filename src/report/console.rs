@@ -391,7 +391,7 @@ impl TextView {
             } => {
                 let mut line = format!("  host {host} ({engine}): {docker}");
                 if let Some(lease) = lease {
-                    line.push_str(&format!("\n  host {host}: {lease}"));
+                    let _ = write!(line, "\n  host {host}: {lease}");
                 }
                 line
             }

@@ -232,7 +232,7 @@ fn step_view(plan: &Plan, scope: &Scope<'_>, step: &Step) -> StepView {
         operations: step
             .action
             .as_kind()
-            .operations(&scope, &scope.env(&step.env)),
+            .operations(scope, &scope.env(&step.env)),
         rollback: step.rollback.as_deref().map(|hook: &Hook| HookView {
             kind: hook.action.name(),
             description: hook.description.clone(),
@@ -240,7 +240,7 @@ fn step_view(plan: &Plan, scope: &Scope<'_>, step: &Step) -> StepView {
             operations: hook
                 .action
                 .as_kind()
-                .operations(&scope, &scope.env(&hook.env)),
+                .operations(scope, &scope.env(&hook.env)),
             also_if_failed: hook.also_if_failed,
             first: hook.action.hook_role() == crate::engine::HookRole::Close,
             last: hook.action.hook_role() == crate::engine::HookRole::Reopen,
