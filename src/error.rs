@@ -98,6 +98,16 @@ pub(crate) enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A dead run's journal is of a format this runner does not replay.
+    #[error(
+        "run {run}'s journal {} is of format {format}, written by another version of runner; this one replays format {}; nothing was run",
+        journal.display(), crate::journal::VERSION
+    )]
+    JournalFormat {
+        run: String,
+        format: u32,
+        journal: PathBuf,
+    },
     /// The run ended, but its record could not be written: the run's own
     /// exit code stands.
     #[error("cannot write the run record {}: {source}", path.display())]
@@ -137,6 +147,7 @@ impl Error {
             | Error::Record { .. }
             | Error::Unfinished { .. }
             | Error::Journal { .. }
+            | Error::JournalFormat { .. }
             | Error::Start(_) => exit_code::CANNOT_START,
             Error::RecordLost { run_code, .. } => *run_code,
             Error::Maintenance { interrupted, .. } => {
@@ -177,6 +188,10 @@ impl Error {
                 "runner journals each run in {}, a folder of this user's alone: make {} writable for this user",
                 path.display(),
                 path.parent().and_then(Path::parent).unwrap_or(path).display()
+            )),
+            Error::JournalFormat { journal, .. } => Some(format!(
+                "recover it with the version of runner that ran it; or check by hand what the run changed, then remove {}",
+                journal.display()
             )),
             Error::Record { path, .. } => Some(format!(
                 "runner keeps each run's record in {}: make it writable for this user, or give `--report FILE` in a folder it can write",

@@ -3,9 +3,11 @@
 //! (`kill -9`, the OOM killer, a reboot) leaves an account of what it did.
 //!
 //! One file per run, `.runner/journal/RUN.jsonl` beside the plan: a header
-//! line, then one event a line (the engine's events, masked, without the
-//! output lines). Every line is written (`write(2)`: it outlives runner's
-//! death, `kill -9` included) as the event happens. What a reboot must not
+//! line, then one event or input a line: the engine's events, masked, without
+//! the output lines (the record is made again from them), and what its core
+//! was given (a recovery feeds the core exactly these; an input is written
+//! before the event that tells it). Every line is written (`write(2)`: it
+//! outlives runner's death, `kill -9` included) as it happens. What a reboot must not
 //! lose is only what decides a recovery: what is known of the units it would
 //! undo (those with a rollback hook), the rollback itself, captured outputs
 //! and hosts. Before runner acts (a step or a hook starts), the file is synced
@@ -22,10 +24,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Event, Sink};
+use crate::engine::core::Input;
+pub(crate) use crate::engine::replay::Line;
+use crate::engine::{Event, Given, Sink, Unit};
 
 /// The format of a journal's lines, in its header.
-const VERSION: u32 = 1;
+/// 2: the core's inputs have lines of their own (`"input"`), and a
+/// recovery replays those.
+pub(crate) const VERSION: u32 = 2;
 
 /// The first line of a journal: whose run it is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,21 +52,51 @@ pub(crate) struct Header {
     pub(crate) vars: std::collections::BTreeMap<String, String>,
 }
 
-/// A line of the journal after its header: an event, and when it happened
-/// (milliseconds since the Unix epoch: a recover that takes the journal over
-/// later goes on on the same clock).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A line of the journal after its header: an event or an input of the
+/// core, and when it was written (milliseconds since the Unix epoch: a
+/// recover that takes the journal over later goes on on the same clock).
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Entry {
     pub(crate) at: u64,
-    #[serde(flatten)]
-    pub(crate) event: Event,
+    pub(crate) line: Line,
 }
 
-/// An [`Entry`]'s line, written without serde's `flatten` (which buffers
-/// every field) nor a copy of the event: `{"at":…,` then the event's fields.
-fn line(at: u64, event: &Event) -> serde_json::Result<String> {
-    let event = serde_json::to_string(event)?;
-    Ok(match event.strip_prefix('{') {
+impl Entry {
+    /// The event of an event line.
+    pub(crate) fn event(&self) -> Option<&Event> {
+        match &self.line {
+            Line::Event(event) => Some(event),
+            Line::Given(_) => None,
+        }
+    }
+
+    /// A line as written: `None` for one cut short, or of another format.
+    fn parse(text: &str) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct At<T> {
+            at: u64,
+            #[serde(flatten)]
+            line: T,
+        }
+        if let Ok(e) = serde_json::from_str::<At<Event>>(text) {
+            return Some(Self {
+                at: e.at,
+                line: Line::Event(e.line),
+            });
+        }
+        let given = serde_json::from_str::<At<Given>>(text).ok()?;
+        Some(Self {
+            at: given.at,
+            line: Line::Given(given.line),
+        })
+    }
+}
+
+/// A line, written without serde's `flatten` (which buffers every field)
+/// nor a copy of what it holds: `{"at":…,` then its fields.
+fn line(at: u64, value: &impl Serialize) -> serde_json::Result<String> {
+    let value = serde_json::to_string(value)?;
+    Ok(match value.strip_prefix('{') {
         Some("}") | None => format!("{{\"at\":{at}}}"),
         Some(fields) => format!("{{\"at\":{at},{fields}"),
     })
@@ -206,17 +242,17 @@ impl Journal {
         self.file.write_all(&bytes)
     }
 
-    /// Writes an event. One that `decides` a recovery is on disk before the
-    /// next act; before one that `acts`, every such event is (one sync for
-    /// all). The first failure is kept: see [`Journal::failed`].
-    fn record(&mut self, event: &Event, weight: Weight) {
+    /// Writes an event or an input. One that `decides` a recovery is on disk
+    /// before the next act; before one that `acts`, every such line is (one
+    /// sync for all). The first failure is kept: see [`Journal::failed`].
+    fn record(&mut self, value: &impl Serialize, weight: Weight) {
         if self.failed.is_some() {
             return;
         }
         self.dirty |= weight.decides;
         let sync = weight.acts && self.dirty;
         let at = epoch_ms(std::time::SystemTime::now());
-        let written = line(at, event)
+        let written = line(at, value)
             .map_err(std::io::Error::other)
             .and_then(|line| self.append(&line))
             .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
@@ -303,6 +339,23 @@ impl Journaled<'_> {
         };
         Some(Weight { decides, acts })
     }
+
+    /// What an input is to a recovery: each changes the core's state; those
+    /// of a unit recovery would not undo do not change what it would do.
+    fn input_weight(&self, given: &Given) -> Weight {
+        let decides = match given {
+            Given::Finished { step, hook, .. } => *hook || self.undoable.contains(step),
+            Given::Skipped { step } => self.undoable.contains(step),
+            // Lost with all that follows it, the start leaves nothing to
+            // undo: whatever decides an undoing syncs it too.
+            Given::Start => false,
+            Given::Interrupt { .. } | Given::Died { .. } => true,
+        };
+        Weight {
+            decides,
+            acts: false,
+        }
+    }
 }
 
 impl Sink for Journaled<'_> {
@@ -311,6 +364,13 @@ impl Sink for Journaled<'_> {
             self.journal.record(&event, weight);
         }
         self.inner.event(event);
+    }
+
+    fn input(&mut self, input: &Input, units: &[Unit]) {
+        let given = Given::of(input, units);
+        let weight = self.input_weight(&given);
+        self.journal.record(&given, weight);
+        self.inner.input(input, units);
     }
 
     fn broken(&self) -> Option<String> {
@@ -323,9 +383,16 @@ impl Sink for Journaled<'_> {
 pub(crate) struct Unfinished {
     pub(crate) path: PathBuf,
     pub(crate) header: Header,
-    /// Its events, in the order they happened (a last line cut short by the
-    /// run's death is left out).
-    pub(crate) events: Vec<Entry>,
+    /// Its lines, in the order they were written (a last line cut short by
+    /// the run's death is left out).
+    pub(crate) lines: Vec<Entry>,
+}
+
+impl Unfinished {
+    /// Its events, with when each happened.
+    pub(crate) fn events(&self) -> impl Iterator<Item = (u64, &Event)> {
+        self.lines.iter().filter_map(|e| Some((e.at, e.event()?)))
+    }
 }
 
 /// The journals a plan's runs left, oldest first; only this plan's (plans of
@@ -338,12 +405,12 @@ pub(crate) fn unfinished(plan_dir: &Path, plan_path: &Path) -> Vec<Unfinished> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .filter_map(|path| read(&path).map(|(header, events)| (path, header, events)))
+        .filter_map(|path| read(&path).map(|(header, lines)| (path, header, lines)))
         .filter(|(_, header, _)| Path::new(&header.plan_path) == plan_path)
-        .map(|(path, header, events)| Unfinished {
+        .map(|(path, header, lines)| Unfinished {
             path,
             header,
-            events,
+            lines,
         })
         .collect();
     out.sort_by(|a, b| a.header.started_at.cmp(&b.header.started_at));
@@ -368,8 +435,8 @@ fn read(path: &Path) -> Option<(Header, Vec<Entry>)> {
     file.take(LIMIT).read_to_string(&mut text).ok()?;
     let mut lines = text.lines();
     let header: Header = serde_json::from_str(lines.next()?).ok()?;
-    let events = lines.filter_map(|l| serde_json::from_str(l).ok()).collect();
-    Some((header, events))
+    let entries = lines.filter_map(Entry::parse).collect();
+    Some((header, entries))
 }
 
 #[cfg(test)]
@@ -419,11 +486,10 @@ mod tests {
         let found = unfinished(dir.path(), &plan);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].header.run_id, "20261204T000000Z-abcd");
-        assert_eq!(found[0].events.len(), 1, "{:?}", found[0].events);
+        let events: Vec<&Event> = found[0].events().map(|(_, e)| e).collect();
         assert!(
-            matches!(&found[0].events[0].event, Event::StepStarted { step, .. } if step == "a"),
-            "{:?}",
-            found[0].events
+            matches!(events[..], [Event::StepStarted { step, .. }] if step == "a"),
+            "{events:?}"
         );
         // Another plan's journal in the same folder is not this plan's.
         assert!(unfinished(dir.path(), &dir.path().join("other.toml")).is_empty());
@@ -484,20 +550,71 @@ mod tests {
         sink.event(finished("d"));
         sink.event(started("e", 1));
         assert_eq!(sink.journal.syncs, 2, "nothing new decides a recovery");
+        // The core's inputs: those of a unit recovery would not undo change
+        // nothing it would do; an undoable unit's end does.
+        let units = [unit("e"), unit("undo")];
+        sink.input(&finished_input(0), &units);
+        sink.event(started("f", 1));
+        assert_eq!(sink.journal.syncs, 2);
+        sink.input(&finished_input(1), &units);
+        sink.event(started("g", 1));
+        assert_eq!(sink.journal.syncs, 3);
         // Every line is written all the same (it outlives `kill -9`).
         let found = unfinished(dir.path(), &plan);
-        assert_eq!(found[0].events.len(), 9 + 5, "{:?}", found[0].events);
+        assert_eq!(found[0].lines.len(), 9 + 5 + 4, "{:?}", found[0].lines);
+        assert_eq!(
+            found[0].lines[14].line,
+            Line::Given(Given::of(&finished_input(0), &units))
+        );
+    }
+
+    fn unit(id: &str) -> Unit {
+        Unit {
+            id: id.to_owned(),
+            needs: Vec::new(),
+            when: crate::engine::When::Success,
+            settings: crate::engine::Settings {
+                timeout: std::time::Duration::from_secs(1),
+                retries: 0,
+                retry_delay: std::time::Duration::ZERO,
+                backoff: 1.0,
+            },
+            hook: None,
+            domain: None,
+        }
+    }
+
+    fn finished_input(unit: usize) -> Input {
+        Input::Finished {
+            task: crate::engine::Task::Step(unit),
+            succeeded: true,
+            never_started: false,
+        }
     }
 
     #[test]
     fn a_line_reads_back_as_its_entry() {
         let event = finished("a");
-        let text = line(42, &event).expect("line");
-        let entry: Entry = serde_json::from_str(&text).expect("an entry");
-        assert_eq!(entry.at, 42);
+        let entry = Entry::parse(&line(42, &event).expect("line")).expect("an entry");
         assert_eq!(
-            serde_json::to_string(&entry.event).expect("json"),
-            serde_json::to_string(&event).expect("json")
+            entry,
+            Entry {
+                at: 42,
+                line: Line::Event(event)
+            }
         );
+        let given = Given::Died {
+            steps: vec!["a".to_owned()],
+            hooks: vec!["b".to_owned()],
+        };
+        let entry = Entry::parse(&line(43, &given).expect("line")).expect("an entry");
+        assert_eq!(
+            entry,
+            Entry {
+                at: 43,
+                line: Line::Given(given)
+            }
+        );
+        assert_eq!(Entry::parse("{\"at\":44,\"event\":\"step_fin"), None);
     }
 }

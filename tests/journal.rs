@@ -57,12 +57,14 @@ fn a_run_killed_with_sigkill_leaves_its_journal_and_runs_and_show_name_it() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    assert_eq!(lines[0]["journal"], 1, "{text}");
+    assert_eq!(lines[0]["journal"], 2, "{text}");
+    // Events, and what the engine's core was given (`input`), in order.
     let events: Vec<(String, String)> = lines[1..]
         .iter()
         .map(|e| {
+            let what = e["event"].as_str().or_else(|| e["input"].as_str());
             (
-                e["event"].as_str().unwrap_or("").to_owned(),
+                what.unwrap_or("").to_owned(),
                 e["step"].as_str().unwrap_or("").to_owned(),
             )
         })
@@ -73,7 +75,10 @@ fn a_run_killed_with_sigkill_leaves_its_journal_and_runs_and_show_name_it() {
             .position(|(e, s)| e == event && s == step)
             .unwrap_or_else(|| panic!("{event} {step} is not in {events:?}"))
     };
-    assert!(pos("step_started", "first") < pos("step_finished", "first"));
+    assert!(pos("start", "") < pos("step_started", "first"));
+    assert!(pos("step_started", "first") < pos("finished", "first"));
+    // The core's input is kept before the event that tells it.
+    assert!(pos("finished", "first") < pos("step_finished", "first"));
     assert!(pos("step_finished", "first") < pos("step_started", "second"));
     assert!(
         !events

@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use crate::engine::{self, Event, Unit};
 use crate::error::Error;
+use crate::journal::Line;
 use crate::lock;
 use crate::plan::Plan;
 use crate::process;
@@ -27,17 +28,17 @@ pub(super) fn take_over(
     sink: &mut dyn engine::Sink,
 ) -> engine::replay::Resume {
     let start = crate::journal::epoch_ms(started_at);
-    let events: Vec<(std::time::Duration, Event)> = dead
-        .events
+    let lines: Vec<(std::time::Duration, &Line)> = dead
+        .lines
         .iter()
         .map(|e| {
             (
                 std::time::Duration::from_millis(e.at.saturating_sub(start)),
-                e.event.clone(),
+                &e.line,
             )
         })
         .collect();
-    let mut resume = engine::replay::replay(units, &events);
+    let mut resume = engine::replay::replay(units, &lines);
     resume.since = SystemTime::now()
         .duration_since(started_at)
         .unwrap_or_default()

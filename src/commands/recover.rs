@@ -53,6 +53,13 @@ pub(crate) fn run(
     if let Some(code) = recorded(plan, &run, options)? {
         return Ok(code);
     }
+    if run.header.journal != crate::journal::VERSION {
+        return Err(Error::JournalFormat {
+            run: run.header.run_id.clone(),
+            format: run.header.journal,
+            journal: run.path.clone(),
+        });
+    }
     let vars = run_vars(&run, plan, vars);
     let loaded = load_with(path, &vars, false)?;
     crate::apply::deploy(&loaded.plan, options, Some(Recovery { dead: run, lock }))

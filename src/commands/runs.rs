@@ -143,9 +143,9 @@ fn running(holder: Option<&str>, run: &crate::journal::Unfinished) -> bool {
 
 /// What a run that did not finish did last, from its journal.
 fn last_event(run: &crate::journal::Unfinished) -> String {
-    run.events.last().map_or_else(
+    run.events().last().map_or_else(
         || "nothing: it died before its first step".to_owned(),
-        |e| journal_line(&e.event),
+        |(_, event)| journal_line(event),
     )
 }
 
@@ -380,7 +380,16 @@ fn show_unfinished(
             "{}\n",
             serde_json::to_string_pretty(&serde_json::json!({
                 "header": h,
-                "events": run.events,
+                "events": run
+                    .events()
+                    .map(|(at, event)| {
+                        let mut value = serde_json::to_value(event).unwrap_or_default();
+                        if let Some(fields) = value.as_object_mut() {
+                            fields.insert("at".to_owned(), at.into());
+                        }
+                        value
+                    })
+                    .collect::<Vec<_>>(),
                 "journal": run.path.display().to_string(),
             }))
             .unwrap_or_default()
@@ -405,15 +414,15 @@ fn show_unfinished(
                 );
             }
             let start = humantime::parse_rfc3339(&h.started_at).map_or_else(
-                |_| run.events.first().map_or(0, |e| e.at),
+                |_| run.events().next().map_or(0, |(at, _)| at),
                 crate::journal::epoch_ms,
             );
-            for e in &run.events {
+            for (at, event) in run.events() {
                 let _ = writeln!(
                     out,
                     "  {:>9}  {}",
-                    duration(Duration::from_millis(e.at.saturating_sub(start))),
-                    journal_line(&e.event)
+                    duration(Duration::from_millis(at.saturating_sub(start))),
+                    journal_line(event)
                 );
             }
             let _ = writeln!(out, "\njournal: {}", run.path.display());

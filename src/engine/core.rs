@@ -20,6 +20,8 @@ use super::{Event, Held, HookRole, Phase, RunStatus, Status, Task, Unit, When};
 /// What happened, for the core to decide on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Input {
+    /// The run begins: its first units start (see [`Core::start`]).
+    Start,
     /// A task's attempts are over. `never_started`: its command never
     /// started (it changed nothing, so its hook has nothing to undo).
     Finished {
@@ -177,6 +179,9 @@ impl<'a> Core<'a> {
 
     /// What follows from `input`.
     pub(crate) fn handle(&mut self, input: Input) -> Vec<Command> {
+        if input == Input::Start {
+            return self.start();
+        }
         let mut out = Vec::new();
         if self.ended {
             return out;
@@ -208,6 +213,7 @@ impl<'a> Core<'a> {
             }
             Input::Interrupt { signal, at_once } => self.interrupt(&signal, at_once, &mut out),
             Input::Died { started } => self.died(&started, &mut out),
+            Input::Start => {}
         }
         self.pump(&mut out);
         out

@@ -137,14 +137,12 @@ impl<'a> Dispatcher<'a> {
             // An interrupt that came while the run was set up stops it
             // before anything starts.
             while let Ok(interrupt) = dispatcher.interrupts.try_recv() {
-                let next = dispatcher.core.handle(Input::Interrupt {
+                dispatcher.feed(Input::Interrupt {
                     signal: interrupt.signal.into_owned(),
                     at_once: interrupt.at_once,
                 });
-                dispatcher.todo.extend(next);
             }
-            let first = dispatcher.core.start();
-            dispatcher.todo.extend(first);
+            dispatcher.feed(Input::Start);
         }
         dispatcher
     }
@@ -158,15 +156,29 @@ impl<'a> Dispatcher<'a> {
         self.hooks = r.hooks.into_iter().map(|p| p.map(Progress::of)).collect();
         self.outputs = r.outputs;
         self.base = r.since;
-        let replayed = std::iter::once(self.core.start())
-            .chain(r.inputs.into_iter().map(|input| self.core.handle(input)))
+        let replayed = r
+            .inputs
+            .into_iter()
+            .map(|input| self.core.handle(input))
             .collect::<Vec<_>>();
         for command in replayed.into_iter().flatten() {
             if let Command::Enter(phase) = command {
                 self.phase = phase;
             }
         }
-        let next = self.core.handle(Input::Died { started: r.started });
+        self.feed(Input::Died { started: r.started });
+    }
+
+    /// Gives the core an input (the sink keeps it first), and queues what it
+    /// decides.
+    fn feed(&mut self, input: Input) {
+        self.sink.input(&input, self.units);
+        self.decide(input);
+    }
+
+    /// Gives the core an input the sink has already, and queues what it decides.
+    fn decide(&mut self, input: Input) {
+        let next = self.core.handle(input);
         self.todo.extend(next);
     }
 
@@ -179,11 +191,10 @@ impl<'a> Dispatcher<'a> {
             && let Some(why) = self.sink.broken()
         {
             self.broken = Some(why.clone());
-            let next = self.core.handle(Input::Interrupt {
+            self.feed(Input::Interrupt {
                 signal: why,
                 at_once: false,
             });
-            self.todo.extend(next);
         }
     }
 
@@ -202,16 +213,15 @@ impl<'a> Dispatcher<'a> {
             tokio::select! {
                 Some(msg) = self.rx.recv() => self.handle(msg),
                 Some(joined) = self.running.join_next_with_id() => {
+                    // The sink has it already (see `finished`).
                     let input = self.finish(joined);
-                    let next = self.core.handle(input);
-                    self.todo.extend(next);
+                    self.decide(input);
                 }
                 Some(interrupt) = self.interrupts.recv() => {
-                    let next = self.core.handle(Input::Interrupt {
+                    self.feed(Input::Interrupt {
                         signal: interrupt.signal.into_owned(),
                         at_once: interrupt.at_once,
                     });
-                    self.todo.extend(next);
                 }
             }
         }
@@ -231,8 +241,7 @@ impl<'a> Dispatcher<'a> {
                         reason: why.clone(),
                     });
                     self.skipped[i] = Some(why);
-                    let next = self.core.handle(Input::Skipped { unit: i });
-                    self.todo.extend(next);
+                    self.feed(Input::Skipped { unit: i });
                 } else {
                     tracing::debug!(step = %self.units[i].id, "start");
                     self.launch(Task::Step(i));
@@ -315,8 +324,7 @@ impl<'a> Dispatcher<'a> {
                 succeeded: false,
                 captured: None,
             });
-            let next = self.core.handle(input);
-            self.todo.extend(next);
+            self.decide(input);
             return;
         }
         let handle = self.running.spawn(attempts(
@@ -495,6 +503,11 @@ impl<'a> Dispatcher<'a> {
         };
         let reason = (!done.succeeded).then_some(reason).flatten();
         let never_started = !done.succeeded && never_started;
+        let input = Input::Finished {
+            task,
+            succeeded: done.succeeded,
+            never_started,
+        };
         match task {
             Task::Step(_) => {
                 if done.succeeded
@@ -508,6 +521,9 @@ impl<'a> Dispatcher<'a> {
                     });
                     self.outputs.insert(id.clone(), text);
                 }
+                // What the core is given is kept before the end is told: a
+                // journal never tells an end its core was not given.
+                self.sink.input(&input, self.units);
                 self.say(Event::StepFinished {
                     step: id,
                     phase: self.phase,
@@ -523,6 +539,7 @@ impl<'a> Dispatcher<'a> {
                 });
             }
             Task::Hook(_) => {
+                self.sink.input(&input, self.units);
                 self.say(Event::RollbackFinished {
                     step: id,
                     succeeded: done.succeeded,
@@ -532,11 +549,7 @@ impl<'a> Dispatcher<'a> {
                 });
             }
         }
-        Input::Finished {
-            task,
-            succeeded: done.succeeded,
-            never_started,
-        }
+        input
     }
 }
 

@@ -11,6 +11,7 @@ mod attempt;
 pub(crate) mod core;
 mod dispatcher;
 mod event;
+mod given;
 pub(crate) mod replay;
 mod retry;
 pub(crate) mod signals;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub(crate) use event::{Event, Phase, RunStatus, Status};
+pub(crate) use given::Given;
 pub(crate) use signals::Interrupt;
 pub(crate) use work::{Attempt, Attempted, End, Outcome, Output, Stream, Work};
 
@@ -125,6 +127,10 @@ pub(crate) struct Prepared {
 /// and signals.
 pub(crate) trait Sink {
     fn event(&mut self, event: Event);
+
+    /// What the core is given, before it decides from it: the journal keeps
+    /// it, so that a recovery feeds a dead run's core exactly that.
+    fn input(&mut self, _input: &core::Input, _units: &[Unit]) {}
 
     /// Why the sink cannot keep what the run must keep before it acts (its
     /// journal cannot be written): no step starts then, and the run stops.

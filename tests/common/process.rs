@@ -236,12 +236,13 @@ pub(crate) fn kill_when(
         }
         for path in files(&journals) {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
-            // Whole lines only, the header left out.
+            // Whole lines only, the header and the core's inputs left out.
             let events: Vec<Value> = text
                 .split_inclusive('\n')
                 .filter(|l| l.ends_with('\n'))
                 .skip(1)
-                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|line| line.get("event").is_some())
                 .collect();
             if now(&events) {
                 child.kill().expect("SIGKILL");
