@@ -262,65 +262,11 @@ impl Record {
             docker: run.docker,
             compose: run.compose,
             hosts: run.hosts,
-            vars: plan
-                .vars
-                .iter()
-                .map(|(k, v)| {
-                    let value = if v.secret {
-                        MASK.to_owned()
-                    } else {
-                        masker.mask(&v.value)
-                    };
-                    (k.clone(), value)
-                })
-                .collect(),
+            vars: vars(plan, masker),
             steps: units
                 .iter()
-                .map(|u| (u, &plan.steps[u.step]))
                 .zip(&report.units)
-                .map(|((u, step), unit)| StepRecord {
-                    id: u.id.clone(),
-                    host: u.host.map(|h| plan.hosts[h].name.clone()),
-                    kind: step.action.name().to_owned(),
-                    phase: if step.when == When::Success {
-                        Phase::Plan
-                    } else {
-                        Phase::After
-                    },
-                    status: unit.status,
-                    command: unit.run.as_ref().map(|r| r.command.clone()),
-                    attempts: unit
-                        .run
-                        .as_ref()
-                        .map(|r| r.attempts.clone())
-                        .unwrap_or_default(),
-                    duration_ms: unit.run.as_ref().map_or(0, |r| millis(r.duration())),
-                    started_ms: unit.run.as_ref().map(|r| millis(r.started)),
-                    ended_ms: unit.run.as_ref().map(|r| millis(r.ended)),
-                    output_tail: unit
-                        .run
-                        .as_ref()
-                        .map(|r| r.tail.iter().cloned().collect())
-                        .unwrap_or_default(),
-                    skipped: unit.skipped.clone(),
-                    rollback_not_run: (unit.status == Status::Failed
-                        && unit.hook.is_none()
-                        && step.rollback.as_ref().is_some_and(|h| h.also_if_failed)
-                        && unit.run.as_ref().is_some_and(crate::engine::TaskReport::never_started))
-                    .then(|| {
-                        "its command never started (nothing was changed), so there was nothing to undo"
-                            .to_owned()
-                    }),
-                    rollback: unit.hook.as_ref().map(|hook| HookRecord {
-                        command: hook.command.clone(),
-                        succeeded: hook.succeeded(),
-                        attempts: hook.attempts.clone(),
-                        duration_ms: millis(hook.duration()),
-                        started_ms: millis(hook.started),
-                        ended_ms: millis(hook.ended),
-                        output_tail: hook.tail.iter().cloned().collect(),
-                    }),
-                })
+                .map(|(u, unit)| StepRecord::new(plan, u, unit))
                 .collect(),
             rollback: report
                 .rollback
@@ -340,6 +286,74 @@ impl Record {
                 .collect(),
         }
     }
+}
+
+impl StepRecord {
+    /// A unit's record: the step it is an instance of, how it ran and its hook.
+    fn new(plan: &Plan, u: &PlanUnit, unit: &crate::engine::UnitReport) -> Self {
+        let step = &plan.steps[u.step];
+        StepRecord {
+            id: u.id.clone(),
+            host: u.host.map(|h| plan.hosts[h].name.clone()),
+            kind: step.action.name().to_owned(),
+            phase: if step.when == When::Success {
+                Phase::Plan
+            } else {
+                Phase::After
+            },
+            status: unit.status,
+            command: unit.run.as_ref().map(|r| r.command.clone()),
+            attempts: unit
+                .run
+                .as_ref()
+                .map(|r| r.attempts.clone())
+                .unwrap_or_default(),
+            duration_ms: unit.run.as_ref().map_or(0, |r| millis(r.duration())),
+            started_ms: unit.run.as_ref().map(|r| millis(r.started)),
+            ended_ms: unit.run.as_ref().map(|r| millis(r.ended)),
+            output_tail: unit
+                .run
+                .as_ref()
+                .map(|r| r.tail.iter().cloned().collect())
+                .unwrap_or_default(),
+            skipped: unit.skipped.clone(),
+            rollback_not_run: (unit.status == Status::Failed
+                && unit.hook.is_none()
+                && step.rollback.as_ref().is_some_and(|h| h.also_if_failed)
+                && unit
+                    .run
+                    .as_ref()
+                    .is_some_and(crate::engine::TaskReport::never_started))
+            .then(|| {
+                "its command never started (nothing was changed), so there was nothing to undo"
+                    .to_owned()
+            }),
+            rollback: unit.hook.as_ref().map(|hook| HookRecord {
+                command: hook.command.clone(),
+                succeeded: hook.succeeded(),
+                attempts: hook.attempts.clone(),
+                duration_ms: millis(hook.duration()),
+                started_ms: millis(hook.started),
+                ended_ms: millis(hook.ended),
+                output_tail: hook.tail.iter().cloned().collect(),
+            }),
+        }
+    }
+}
+
+/// The plan's variables as the record keeps them: secrets masked.
+fn vars(plan: &Plan, masker: &Masker) -> IndexMap<String, String> {
+    plan.vars
+        .iter()
+        .map(|(k, v)| {
+            let value = if v.secret {
+                MASK.to_owned()
+            } else {
+                masker.mask(&v.value)
+            };
+            (k.clone(), value)
+        })
+        .collect()
 }
 
 /// The maintenance windows of a run, from the toggles that succeeded: a
