@@ -150,44 +150,13 @@ fn last_event(run: &crate::journal::Unfinished) -> String {
 }
 
 /// `runner runs PLAN`: one line per run, oldest first.
-/// `runner runs PLAN`.
 pub(crate) fn runs(plan: &Path, output: crate::cli::Output) -> Result<i32, Error> {
-    let json = output == crate::cli::Output::Json;
     let (dir, real, found) = found(plan)?;
     let dead = unfinished(&real);
     let holder = lock_holder(&real);
     let running = |u: &crate::journal::Unfinished| running(holder.as_deref(), u);
-    if json {
-        let rows: Vec<Row<'_>> = found
-            .iter()
-            .filter_map(|f| {
-                let (r, _) = f.record.as_ref().ok()?;
-                Some(Row {
-                    run_id: &r.run_id,
-                    started_at: &r.started_at,
-                    user: &r.user,
-                    host: &r.host,
-                    status: r.status.as_str(),
-                    exit_code: Some(r.exit_code),
-                    duration_ms: Some(r.duration_ms),
-                    record: f.path.display().to_string(),
-                })
-            })
-            .chain(dead.iter().map(|u| Row {
-                run_id: &u.header.run_id,
-                started_at: &u.header.started_at,
-                user: &u.header.user,
-                host: &u.header.host,
-                status: if running(u) {
-                    "running"
-                } else {
-                    "did not finish"
-                },
-                exit_code: None,
-                duration_ms: None,
-                record: u.path.display().to_string(),
-            }))
-            .collect();
+    if output == crate::cli::Output::Json {
+        let rows = rows(&found, &dead, running);
         print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&rows).unwrap_or_default()
@@ -202,11 +171,61 @@ pub(crate) fn runs(plan: &Path, output: crate::cli::Output) -> Result<i32, Error
         ));
         return Ok(exit_code::SUCCESS);
     }
+    print_out(&table(plan, &found, &dead, running));
+    Ok(exit_code::SUCCESS)
+}
+
+/// The runs as `--output json` lists them: the recorded, then those that
+/// did not finish.
+fn rows<'a>(
+    found: &'a [Found],
+    dead: &'a [crate::journal::Unfinished],
+    running: impl Fn(&crate::journal::Unfinished) -> bool,
+) -> Vec<Row<'a>> {
+    found
+        .iter()
+        .filter_map(|f| {
+            let (r, _) = f.record.as_ref().ok()?;
+            Some(Row {
+                run_id: &r.run_id,
+                started_at: &r.started_at,
+                user: &r.user,
+                host: &r.host,
+                status: r.status.as_str(),
+                exit_code: Some(r.exit_code),
+                duration_ms: Some(r.duration_ms),
+                record: f.path.display().to_string(),
+            })
+        })
+        .chain(dead.iter().map(|u| Row {
+            run_id: &u.header.run_id,
+            started_at: &u.header.started_at,
+            user: &u.header.user,
+            host: &u.header.host,
+            status: if running(u) {
+                "running"
+            } else {
+                "did not finish"
+            },
+            exit_code: None,
+            duration_ms: None,
+            record: u.path.display().to_string(),
+        }))
+        .collect()
+}
+
+/// The runs as a table, then a line for each that did not finish.
+fn table(
+    plan: &Path,
+    found: &[Found],
+    dead: &[crate::journal::Unfinished],
+    running: impl Fn(&crate::journal::Unfinished) -> bool,
+) -> String {
     let mut out = format!(
         "{:<22}  {:<24}  {:<12}  {:<19}  {:>4}  {:>8}\n",
         "run", "started", "by", "status", "exit", "duration"
     );
-    for f in &found {
+    for f in found {
         match &f.record {
             Ok((r, _)) => {
                 let who = if r.host.is_empty() {
@@ -230,7 +249,7 @@ pub(crate) fn runs(plan: &Path, output: crate::cli::Output) -> Result<i32, Error
             }
         }
     }
-    for u in &dead {
+    for u in dead {
         let h = &u.header;
         let _ = writeln!(
             out,
@@ -258,8 +277,7 @@ pub(crate) fn runs(plan: &Path, output: crate::cli::Output) -> Result<i32, Error
             plan.display()
         );
     }
-    print_out(&out);
-    Ok(exit_code::SUCCESS)
+    out
 }
 
 /// `runner show PLAN [RUN]`: `RUN` is a run id, a unique start of one, or
