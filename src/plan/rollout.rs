@@ -45,82 +45,16 @@ impl Instances {
         for (position, &h) in used.iter().enumerate() {
             batch[h] = Some(position / size);
         }
-        let mut list = Vec::new();
-        let mut of_step: Vec<Vec<usize>> = Vec::with_capacity(steps.len());
-        for (s, step) in steps.iter().enumerate() {
-            let mut mine = Vec::new();
-            if step.on.is_empty() {
-                mine.push(list.len());
-                list.push(Instance {
-                    step: s,
-                    host: None,
-                });
-            } else {
-                for &h in &step.on {
-                    mine.push(list.len());
-                    list.push(Instance {
-                        step: s,
-                        host: Some(h),
-                    });
-                }
-            }
-            of_step.push(mine);
-        }
+        let (list, of_step) = instances_of(steps);
         let mut needs: Vec<Vec<usize>> = list
             .iter()
-            .map(|instance| {
-                let mut needs = Vec::new();
-                for &n in &steps[instance.step].needs {
-                    let same_host = instance.host.and_then(|h| {
-                        of_step[n]
-                            .iter()
-                            .copied()
-                            .find(|&i| list[i].host == Some(h))
-                    });
-                    match same_host {
-                        Some(i) => needs.push(i),
-                        None => needs.extend(&of_step[n]),
-                    }
-                }
-                needs
-            })
+            .map(|instance| instance_needs(steps, &list, &of_step, instance))
             .collect();
         // Batches: the first instances of a host in batch k+1 (those that wait
         // for nothing else on their host) wait for the last ones of every host
         // in batch k (those nothing else on their host waits for). Through the
         // chains on each host, that orders every instance of the two batches.
-        let in_batch = |i: usize, b: usize| {
-            list[i].host.is_some_and(|h| batch[h] == Some(b))
-                && steps[list[i].step].when == When::Success
-        };
-        let same_host = |i: usize, j: usize| list[i].host.is_some() && list[i].host == list[j].host;
-        let first: Vec<bool> = (0..list.len())
-            .map(|i| !needs[i].iter().any(|&n| same_host(i, n)))
-            .collect();
-        let mut last = vec![true; list.len()];
-        for (j, its_needs) in needs.iter().enumerate() {
-            for &n in its_needs {
-                if same_host(j, n) {
-                    last[n] = false;
-                }
-            }
-        }
-        let batches = batch.iter().flatten().max().map_or(0, |b| b + 1);
-        let exits: Vec<Vec<usize>> = (0..batches)
-            .map(|b| {
-                (0..list.len())
-                    .filter(|&j| last[j] && in_batch(j, b))
-                    .collect()
-            })
-            .collect();
-        for i in 0..list.len() {
-            let Some(b) = list[i].host.and_then(|h| batch[h]).filter(|&b| b > 0) else {
-                continue;
-            };
-            if first[i] && in_batch(i, b) {
-                needs[i].extend(&exits[b - 1]);
-            }
-        }
+        order_batches(steps, &list, &batch, &mut needs);
         for n in &mut needs {
             n.sort_unstable();
             n.dedup();
@@ -143,6 +77,99 @@ impl Instances {
     /// How many batches the hosts make.
     pub fn batches(&self) -> usize {
         self.batch.iter().flatten().max().map_or(0, |b| b + 1)
+    }
+}
+
+/// Each step's instances (one, or one per host of its `on`), and the
+/// instances of each step.
+fn instances_of(steps: &[Step]) -> (Vec<Instance>, Vec<Vec<usize>>) {
+    let mut list = Vec::new();
+    let mut of_step: Vec<Vec<usize>> = Vec::with_capacity(steps.len());
+    for (s, step) in steps.iter().enumerate() {
+        let mut mine = Vec::new();
+        if step.on.is_empty() {
+            mine.push(list.len());
+            list.push(Instance {
+                step: s,
+                host: None,
+            });
+        } else {
+            for &h in &step.on {
+                mine.push(list.len());
+                list.push(Instance {
+                    step: s,
+                    host: Some(h),
+                });
+            }
+        }
+        of_step.push(mine);
+    }
+    (list, of_step)
+}
+
+/// What an instance needs: of a per-host need, the instance on its own host
+/// when there is one, else every instance.
+fn instance_needs(
+    steps: &[Step],
+    list: &[Instance],
+    of_step: &[Vec<usize>],
+    instance: &Instance,
+) -> Vec<usize> {
+    let mut needs = Vec::new();
+    for &n in &steps[instance.step].needs {
+        let same_host = instance.host.and_then(|h| {
+            of_step[n]
+                .iter()
+                .copied()
+                .find(|&i| list[i].host == Some(h))
+        });
+        match same_host {
+            Some(i) => needs.push(i),
+            None => needs.extend(&of_step[n]),
+        }
+    }
+    needs
+}
+
+/// The first per-host instances of each batch after the first wait for the
+/// last ones of the batch before it.
+fn order_batches(
+    steps: &[Step],
+    list: &[Instance],
+    batch: &[Option<usize>],
+    needs: &mut [Vec<usize>],
+) {
+    let in_batch = |i: usize, b: usize| {
+        list[i].host.is_some_and(|h| batch[h] == Some(b))
+            && steps[list[i].step].when == When::Success
+    };
+    let same_host = |i: usize, j: usize| list[i].host.is_some() && list[i].host == list[j].host;
+    let first: Vec<bool> = (0..list.len())
+        .map(|i| !needs[i].iter().any(|&n| same_host(i, n)))
+        .collect();
+    let mut last = vec![true; list.len()];
+    for (j, its_needs) in needs.iter().enumerate() {
+        for &n in its_needs {
+            if same_host(j, n) {
+                last[n] = false;
+            }
+        }
+    }
+    let batches = batch.iter().flatten().max().map_or(0, |b| b + 1);
+    let exits: Vec<Vec<usize>> = (0..batches)
+        .map(|b| {
+            (0..list.len())
+                .filter(|&j| last[j] && in_batch(j, b))
+                .collect()
+        })
+        .collect();
+    for i in 0..list.len() {
+        let Some(b) = list[i].host.and_then(|h| batch[h]).filter(|&b| b > 0) else {
+            continue;
+        };
+        if first[i] && in_batch(i, b) {
+            needs[i].extend(&exits[b - 1]);
+        }
     }
 }
 
