@@ -57,19 +57,7 @@ fn toggle(plan: &Plan, request: Request) -> Result<i32, Error> {
         tasks: PlanTasks::new(plan, Arc::new(docker), Vec::new(), &run_id, &masker),
         request,
     };
-    let units = [Unit {
-        id: ID.to_owned(),
-        needs: Vec::new(),
-        when: crate::engine::When::Success,
-        settings: Settings {
-            timeout: TIMEOUT,
-            retries: 0,
-            retry_delay: Duration::ZERO,
-            backoff: 1.0,
-        },
-        hook: None,
-        domain: None,
-    }];
+    let units = [unit()];
     let mut console = Console::new(&Style::Lines)
         .map_err(|e| Error::Start(format!("cannot start the output thread: {e}")))?;
     if let Some(state) = tasks.state() {
@@ -90,6 +78,27 @@ fn toggle(plan: &Plan, request: Request) -> Result<i32, Error> {
         budget: 0,
         resume: None,
     });
+    let interrupted = report.status == RunStatus::Interrupted;
+    let error = verdict(section, request, &report, &mut console);
+    drop(lock);
+    console.finish();
+    match error {
+        Some(error) => Err(Error::Maintenance {
+            message: masker.mask(&error),
+            interrupted,
+        }),
+        None => Ok(crate::error::of_run(report.status)),
+    }
+}
+
+/// What the toggle's one unit did: the state confirmed (printed), or what
+/// went wrong.
+fn verdict(
+    section: &crate::plan::model::MaintenanceSection,
+    request: Request,
+    report: &crate::engine::Report,
+    console: &mut Console,
+) -> Option<String> {
     let unit = &report.units[0];
     let reason = unit
         .run
@@ -97,7 +106,6 @@ fn toggle(plan: &Plan, request: Request) -> Result<i32, Error> {
         .and_then(|r| r.attempts.last())
         .and_then(|a| a.reason.clone())
         .unwrap_or_default();
-    let interrupted = report.status == RunStatus::Interrupted;
     let mut error = None;
     match (request, unit.status) {
         (_, Status::Failed | Status::Skipped) => {
@@ -127,14 +135,23 @@ fn toggle(plan: &Plan, request: Request) -> Result<i32, Error> {
             console.text(format!("maintenance is {state} (confirmed by `status`)\n"));
         }
     }
-    drop(lock);
-    console.finish();
-    match error {
-        Some(error) => Err(Error::Maintenance {
-            message: masker.mask(&error),
-            interrupted,
-        }),
-        None => Ok(crate::error::of_run(report.status)),
+    error
+}
+
+/// The command's one unit: no retry, [`TIMEOUT`].
+fn unit() -> Unit {
+    Unit {
+        id: ID.to_owned(),
+        needs: Vec::new(),
+        when: crate::engine::When::Success,
+        settings: Settings {
+            timeout: TIMEOUT,
+            retries: 0,
+            retry_delay: Duration::ZERO,
+            backoff: 1.0,
+        },
+        hook: None,
+        domain: None,
     }
 }
 
