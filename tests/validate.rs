@@ -144,6 +144,17 @@ fn step_output_of_a_step_that_is_not_an_ancestor_or_does_not_capture() {
 }
 
 #[test]
+fn the_output_of_a_kind_that_keeps_none_is_refused_with_what_to_do() {
+    let out = invalid(&format!(
+        "{HEAD}[steps.probe]\nkind = \"http-probe\"\nurl = \"http://127.0.0.1:1/\"\n\n\
+         [steps.use]\nkind = \"shell\"\nneeds = [\"probe\"]\nrun = \"echo {{{{ steps.probe.output }}}}\"\n"
+    ));
+    assert!(out.contains("step `probe` does not capture its output"), "{out}");
+    assert!(out.contains("a `http-probe` step keeps no output"), "{out}");
+    assert!(!out.contains("capture = true"), "{out}");
+}
+
+#[test]
 fn step_output_reaches_an_ancestor_and_the_hook_of_the_capturing_step() {
     let run = Test::new()
         .plan(&format!(

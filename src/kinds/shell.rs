@@ -75,6 +75,10 @@ impl Body for Shell {
     fn captures(&self) -> bool {
         self.capture
     }
+
+    fn can_capture(&self) -> bool {
+        true
+    }
 }
 
 impl StepKind for Shell {

@@ -92,6 +92,11 @@ pub(crate) trait Body: Any + Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether its kind can keep its stdout (`capture = true`).
+    fn can_capture(&self) -> bool {
+        false
+    }
+
     /// What it does to the system's users as a rollback hook.
     fn hook_role(&self) -> HookRole {
         HookRole::Undo

@@ -338,15 +338,26 @@ fn output_ref(
         Place::Step(i) => (i, false),
         Place::Hook(i) => (i, true),
     };
-    let captures = file.steps[target].action.captures();
-    if !captures {
+    let action = &file.steps[target].action;
+    if !action.captures() {
+        let help = if action.can_capture() {
+            format!(
+                "set `capture = true` on the `{}` step `{id}`",
+                action.name()
+            )
+        } else {
+            format!(
+                "a `{}` step keeps no output: read it from a step of a kind that has `capture`",
+                action.name()
+            )
+        };
         return Some(
             PlanDiagnostic::error(
                 "runner::output-not-captured",
                 format!("step `{id}` does not capture its output"),
             )
             .label(span.clone(), "nothing captured")
-            .help(format!("set `capture = true` on the `shell` step `{id}`")),
+            .help(help),
         );
     }
     let reachable = (here && target == at) || dag.is_none_or(|d| d.is_ancestor(target, at));
