@@ -229,9 +229,12 @@ fn signals_work_while_nobody_reads_stdout_and_unshown_lines_are_counted() {
     for signal in 0..2 {
         let kill = Command::new("kill").args(["-TERM", &pid]).status();
         assert!(kill.expect("kill").success());
-        // Each signal is taken before the next is sent (two pending
-        // signals would be one).
-        test.wait_for_journal("\"event\":\"stopping\"", signal + 1);
+        // The first signal is taken before the second is sent (two
+        // pending signals would be one); after the second the run ends,
+        // and its journal goes.
+        if signal == 0 {
+            test.wait_for_journal("\"event\":\"stopping\"", 1);
+        }
     }
     // The second signal ends the step although nobody has read a line yet.
     let deadline = Instant::now() + PATIENCE;

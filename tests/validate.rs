@@ -149,7 +149,10 @@ fn the_output_of_a_kind_that_keeps_none_is_refused_with_what_to_do() {
         "{HEAD}[steps.probe]\nkind = \"http-probe\"\nurl = \"http://127.0.0.1:1/\"\n\n\
          [steps.use]\nkind = \"shell\"\nneeds = [\"probe\"]\nrun = \"echo {{{{ steps.probe.output }}}}\"\n"
     ));
-    assert!(out.contains("step `probe` does not capture its output"), "{out}");
+    assert!(
+        out.contains("step `probe` does not capture its output"),
+        "{out}"
+    );
     assert!(out.contains("a `http-probe` step keeps no output"), "{out}");
     assert!(!out.contains("capture = true"), "{out}");
 }
