@@ -50,6 +50,10 @@ pub(crate) struct Header {
     /// undoes the run with the values it ran with.
     #[serde(default)]
     pub(crate) vars: std::collections::BTreeMap<String, String>,
+    /// The run's folder of ssh sockets, when it reached hosts: a recovery
+    /// removes what the dead run left there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sockets: Option<String>,
 }
 
 /// A line of the journal after its header: an event or an input of the
@@ -130,6 +134,7 @@ impl Header {
                 .filter(|(_, v)| !v.secret)
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect(),
+            sockets: None,
         }
     }
 }
@@ -461,6 +466,7 @@ mod tests {
             user: "u".to_owned(),
             host: "h".to_owned(),
             vars: std::collections::BTreeMap::new(),
+            sockets: None,
         }
     }
 

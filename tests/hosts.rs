@@ -604,6 +604,9 @@ mod rolling {
         });
         assert!(matches!(ended, Ended::Killed(_)), "{ended:?}");
         assert_eq!(rollout.versions(), ["v2", "v1"]);
+        // The dead run's ssh sockets' folder, named by its journal, is left.
+        let sockets = dead_run_sockets(&rollout.test);
+        assert!(sockets.is_dir(), "{}", sockets.display());
         let apply = rollout.apply(&["version=v2"]);
         assert_eq!(apply.status, 4, "{}{}", apply.stdout, apply.stderr);
         assert!(apply.stderr.contains("runner recover"), "{}", apply.stderr);
@@ -620,11 +623,33 @@ mod rolling {
         );
         assert_eq!(rollout.versions(), ["v1", "v1"], "{}", recover.stdout);
         assert_eq!(rollout.in_pool(), [true, true]);
+        // recover removed what the dead run left on this machine.
+        assert!(
+            !sockets.exists(),
+            "{}\n{}",
+            sockets.display(),
+            recover.stdout
+        );
+        assert!(
+            recover.stdout.contains("ssh sockets' folder"),
+            "{}",
+            recover.stdout
+        );
         let runs = rollout.test.run_with(&["runs", "plan.toml"]);
         assert!(runs.stdout.contains("killed, recovered"), "{}", runs.stdout);
         let next = rollout.apply(&["version=v2"]);
         assert_eq!(next.status, 0, "{}{}", next.stdout, next.stderr);
         assert_eq!(rollout.versions(), ["v2", "v2"]);
+    }
+
+    /// The ssh sockets' folder the journal of the test's dead run names.
+    fn dead_run_sockets(test: &Test) -> std::path::PathBuf {
+        let journals = std::fs::read_dir(test.path_of(".runner/journal")).expect("journals");
+        let journal = journals.flatten().next().expect("a journal").path();
+        let text = std::fs::read_to_string(journal).expect("journal");
+        let header: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("header")).expect("JSON");
+        header["sockets"].as_str().expect("sockets").into()
     }
 
     #[test]
@@ -798,6 +823,18 @@ mod rolling {
         let users = Users::create();
         users.allow_ssh_login();
         let rollout = Rollout::new(2, &users.sudoer, "0");
+        // Not in the deploy group, the user may not take the hosts' lock:
+        // refused before anything runs, saying why and what to do.
+        let refused = rollout.apply(&[]);
+        assert_eq!(refused.status, 4, "{}{}", refused.stdout, refused.stderr);
+        assert!(
+            refused.stderr.contains("may not take the host's lock")
+                && refused.stderr.contains("mode 750")
+                && refused.stderr.contains("usermod -aG"),
+            "{}",
+            refused.stderr
+        );
+        users.join_deploy_group();
         let run = rollout.apply(&[]);
         assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
         assert_eq!(rollout.versions(), ["v1", "v1"]);

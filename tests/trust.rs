@@ -196,6 +196,24 @@ fn no_host_user_can_redirect_spoof_or_use_the_host_lock() {
     let meta = std::fs::symlink_metadata(&lock).expect("the lock");
     assert!(meta.is_dir());
     assert_eq!(meta.permissions().mode() & 0o022, 0);
+    // Nor open: a host user who may not deploy cannot hold it to block one.
+    assert_eq!(
+        meta.permissions().mode() & 0o007,
+        0,
+        "{:o}",
+        meta.permissions().mode()
+    );
+    let held = std::process::Command::new("runuser")
+        .args(["-u", &users.nobody, "--", "flock", "-n"])
+        .arg(&lock)
+        .arg("true")
+        .output()
+        .expect("runuser");
+    assert!(
+        !held.status.success(),
+        "another user took the lock: {}",
+        String::from_utf8_lossy(&held.stderr)
+    );
 }
 
 #[test]
@@ -203,6 +221,7 @@ fn one_lock_per_host_and_plan_for_every_deploy_user_whatever_run_lock_is() {
     use std::os::unix::fs::PermissionsExt as _;
     let users = Users::create();
     users.allow_ssh_login();
+    users.join_deploy_group();
     for mode in [0o1777, 0o755] {
         let rollout = Rollout::new(1, "root", "0");
         let run_lock = rollout.hosts.run_dir(1).join("lock");
@@ -243,6 +262,10 @@ fn one_lock_per_host_and_plan_for_every_deploy_user_whatever_run_lock_is() {
             "another run holds this host's lock for plan `rolling`",
         );
         has(&second.stderr, "of user root on the host");
+        // The holder is named: runner's own holder text, whatever the length
+        // of the lock's command line.
+        has(&second.stderr, "lock for plan `rolling`: run ");
+        assert!(!second.stderr.contains("not runner's"), "{}", second.stderr);
         let _ = first.kill();
         let _ = first.wait();
         let _ = std::fs::remove_dir(&shared);

@@ -201,10 +201,18 @@ impl Run<'_> {
     /// The run's journal: a new one, or the dead run's, taken over.
     fn open_journal(&self) -> Result<Journal, Error> {
         match &self.claim.dead {
-            None => Journal::create(
-                &self.plan.dir,
-                &crate::journal::Header::new(&self.claim.run_id, self.plan, self.claim.started_at),
-            )
+            None => Journal::create(&self.plan.dir, &{
+                let mut header = crate::journal::Header::new(
+                    &self.claim.run_id,
+                    self.plan,
+                    self.claim.started_at,
+                );
+                header.sockets = self
+                    .hosts
+                    .as_ref()
+                    .map(|h| h.sockets().display().to_string());
+                header
+            })
             .map_err(|source| Error::Journal {
                 path: crate::journal::folder(&self.plan.dir),
                 source,

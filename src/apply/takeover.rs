@@ -1,5 +1,6 @@
 //! A run that died: refused under a new run, taken over by `runner recover`.
 
+use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::engine::{self, Event, Unit};
@@ -44,11 +45,17 @@ pub(super) fn take_over(
         .unwrap_or_default()
         .max(resume.last_event);
     let left = process::end_leftovers(&dead.header.run_id, LEFTOVER_GRACE);
-    let leftovers = if left > 0 {
+    let mut leftovers = if left > 0 {
         format!("; {left} process(es) it left running here were ended first")
     } else {
         String::new()
     };
+    // Its ssh connections died with it; the folder of their sockets did not.
+    if let Some(sockets) = dead.header.sockets.as_deref()
+        && crate::remote::remove_sockets(std::path::Path::new(sockets))
+    {
+        let _ = write!(leftovers, "; its ssh sockets' folder {sockets} was removed");
+    }
     sink.event(Event::Recovering {
         reason: format!(
             "runner recover (pid {}, {}@{}) takes over run {}, whose runner (pid {}) died{leftovers}",

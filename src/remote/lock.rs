@@ -5,13 +5,18 @@
 //! a folder of its own in a folder every user of the host shares (the first
 //! of /run/lock, /var/lock, /tmp that is root's, sticky and world-writable:
 //! the choice depends on the host alone, so every deploy user meets the same
-//! lock). The lock is a folder made with `mkdir`, which never follows a link;
-//! one that exists is used only when it is a real folder that nobody else can
-//! write and that belongs to root, to the user, or to a member of docker's
-//! group. Nothing is written outside that folder, so no host user can make
-//! runner create or overwrite a file. Who holds a lock is read from the
-//! kernel's own table (`/proc/locks`, then the command line of the `flock`
-//! that holds it), never from a file anyone could write.
+//! lock). Only root and the host's deploy group (`runner` where the host has
+//! that group, else docker's socket's) may take it: any other user is refused,
+//! and the folder, mode 750 (its owner's and that group's), cannot be opened,
+//! so nobody else can `flock` it and block a deploy. The lock is a folder made
+//! with `mkdir`, which never follows a link; one that exists is used only when
+//! it is a real folder that nobody else can write and that belongs to root, to
+//! the user, or to a member of the deploy group (one an earlier runner left
+//! open to reading is closed). Nothing is written outside that folder, so no
+//! host user can make runner create or overwrite a file. Who holds a lock is
+//! read from the kernel's own table (`/proc/locks`, then the command line of
+//! the `flock` that holds it, read whole), never from a file anyone could
+//! write.
 //!
 //! The lock is a lease: runner writes a line to the session every
 //! [`HEARTBEAT`] and the session answers it. A session that hears nothing for
@@ -72,7 +77,18 @@ for c in /run/lock /var/lock /tmp; do
 done
 [ -n "$d" ] || { echo "bad no folder of this host is root's, sticky and world-writable (/run/lock, /var/lock, /tmp)"; exit 76; }
 f="$d/runner-$name.lock"
-mkdir -m 755 "$f" 2>/dev/null
+me=$(id -u) user=$(id -un)
+dg=$(getent group runner 2>/dev/null | cut -d: -f3)
+[ -n "$dg" ] || dg=$(stat -L -c %g /var/run/docker.sock 2>/dev/null)
+gname=${dg:+$(getent group "$dg" 2>/dev/null | cut -d: -f1)}
+gname=${gname:-$dg}
+member() { [ -n "$dg" ] && case " $(id -G "$1" 2>/dev/null) " in *" $dg "*) true;; *) false;; esac; }
+if [ "$me" != 0 ] && ! member "$user"; then
+  echo "denied only root${gname:+ and the members of group $gname} may take runner's lock on this host, and $user is not${gname:+ in $gname}: the lock ($f) is mode 750, its owner's and that group's, so that no other user can hold it and block a deploy"; exit 77
+fi
+if mkdir -m 700 "$f" 2>/dev/null && [ -n "$dg" ]; then
+  chgrp "$dg" "$f" 2>/dev/null && chmod 750 "$f"
+fi
 info=$(stat -c '%u:%a:%F' "$f" 2>/dev/null) || info='-:-:nothing'
 owner=${info%%:*} rest=${info#*:}
 mode=${rest%%:*} kind=${rest#*:}
@@ -80,14 +96,19 @@ mode=${rest%%:*} kind=${rest#*:}
 g=${mode%?} o=${mode#"${mode%?}"}
 g=${g#"${g%?}"}
 case "$g$o" in *[2367]*) echo "bad $f can be written by others (mode $mode): remove it as root"; exit 76;; esac
-if [ "$owner" != 0 ] && [ "$owner" != "$(id -u)" ]; then
+if [ "$owner" != 0 ] && [ "$owner" != "$me" ]; then
   who=$(stat -c %U "$f")
-  sg=$(stat -L -c %g /var/run/docker.sock 2>/dev/null)
-  case " $(id -G "$who" 2>/dev/null) " in
-    *" $sg "*) [ -n "$sg" ] || { echo "bad $f belongs to $who, who is not root, you, nor in docker's group: remove it as root"; exit 76; } ;;
-    *) echo "bad $f belongs to $who, who is not root, you, nor in docker's group: remove it as root"; exit 76 ;;
-  esac
+  member "$who" || { echo "bad $f belongs to $who, who is not root, you, nor in group ${gname:-docker}: remove it as root"; exit 76; }
 fi
+if [ "$o" != 0 ]; then
+  # An earlier runner made it open to everyone (mode 755).
+  if [ "$owner" = "$me" ] || [ "$me" = 0 ]; then chmod o= "$f"
+  else echo "bad $f can be opened by other users (mode $mode), who could hold it and block every deploy: remove it as root"; exit 76
+  fi
+fi
+[ -r "$f" ] && [ -x "$f" ] || {
+  echo "denied $user cannot open the lock $f (mode $mode, $(stat -c %U:%G "$f")): remove it as root, and runner makes it again for root${gname:+ and group $gname}"; exit 77
+}
 flock -n -o -E 75 "$f" sh -c "$hold" runner-lock "$f" "$lease" "$holder"
 s=$?
 [ "$s" -eq 75 ] || exit "$s"
@@ -95,11 +116,12 @@ dev=$(stat -c %d "$f") ino=$(stat -c %i "$f")
 pid=$(awk -v dev="$dev" -v ino="$ino" 'BEGIN { id = sprintf("%02x:%02x:%s", int(dev / 256) % 4096, dev % 256 + int(dev / 1048576) * 256, ino) } $2 == "FLOCK" && $6 == id { print $5; exit }' /proc/locks 2>/dev/null)
 if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
   who=$(stat -c %U "/proc/$pid" 2>/dev/null)
-  line=$(tr '\0' ' ' < "/proc/$pid/cmdline" | head -c 300)
-  case "$line" in
-    *runner-lock*) text=$(tr '\0' '\n' < "/proc/$pid/cmdline" | tail -n 1) ;;
-    *) text="a process that is not runner's: $line" ;;
-  esac
+  args=$(tr '\n\0' ' \n' < "/proc/$pid/cmdline")
+  if [ "$(printf '%s\n' "$args" | tail -n 4 | head -n 1)" = runner-lock ]; then
+    text=$(printf '%s\n' "$args" | tail -n 1)
+  else
+    text="a process that is not runner's: $(printf '%s' "$args" | tr '\n' ' ' | head -c 300)"
+  fi
   printf 'held %s %s %s\n' "$pid" "${who:--}" "$text"
 else
   echo "held - - (its holder could not be read)"
@@ -246,6 +268,12 @@ impl Held {
                     "a run that is still going holds it until it ends; one that ended without letting go (killed, or cut off from the host) loses it at most {}s after the host last heard from it: try again then",
                     LEASE.as_secs()
                 ),
+            ));
+        }
+        if let Some(why) = line.strip_prefix("denied ") {
+            return Err((
+                format!("this user may not take the host's lock: {}", printable(why)),
+                "runner's lock on a host is for root and the host's deploy group: `runner` where the host has that group, else docker's; ask root to add the user to it (`usermod -aG GROUP USER`), as docs/hosts.md says".to_owned(),
             ));
         }
         if let Some(why) = line.strip_prefix("bad ") {

@@ -32,8 +32,8 @@ impl SocketDir {
             .map(PathBuf::from)
             .filter(|p| private(p))
             .unwrap_or_else(std::env::temp_dir);
-        let path =
-            nix::unistd::mkdtemp(&base.join("runner-ssh-XXXXXX")).map_err(std::io::Error::from)?;
+        let path = nix::unistd::mkdtemp(&base.join(format!("{PREFIX}XXXXXX")))
+            .map_err(std::io::Error::from)?;
         Ok(Self { path })
     }
 }
@@ -42,6 +42,18 @@ impl Drop for SocketDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// How the name of a sockets' folder begins.
+const PREFIX: &str = "runner-ssh-";
+
+/// Whether `path` is a sockets' folder as runner makes them: named so, this
+/// user's, and private.
+pub(super) fn is_socket_dir(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(PREFIX))
+        && private(path)
 }
 
 /// Whether `dir` is a folder of this user's that nobody else may enter.

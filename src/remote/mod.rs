@@ -48,7 +48,22 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Hosts {
     pub(crate) list: Vec<Connected>,
     /// Where the control sockets and local sockets live; removed at the end.
-    _dir: SocketDir,
+    dir: SocketDir,
+}
+
+impl Hosts {
+    /// The run's sockets' folder: a journal names it, so that the recovery
+    /// of a run that died removes it.
+    pub(crate) fn sockets(&self) -> &std::path::Path {
+        &self.dir.path
+    }
+}
+
+/// Removes the sockets' folder a dead run left (see [`Hosts::sockets`]):
+/// only a folder runner makes (`runner-ssh-…`, this user's, private), never
+/// what stands there otherwise. Whether it removed one.
+pub(crate) fn remove_sockets(path: &std::path::Path) -> bool {
+    master::is_socket_dir(path) && std::fs::remove_dir_all(path).is_ok()
 }
 
 /// Connects every host of the plan at once; every host that cannot be used is
@@ -132,7 +147,7 @@ pub(crate) fn connect(
         }
     }
     let order: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
-    let mut hosts = Hosts { list, _dir: dir };
+    let mut hosts = Hosts { list, dir };
     if problems.is_empty() {
         hosts
             .list

@@ -220,6 +220,27 @@ impl Users {
         );
     }
 
+    /// Puts the sudoer in the hosts' deploy group (`runner`, made when this
+    /// machine has none; the test hosts share its users), which may take
+    /// runner's lock on a host besides root.
+    pub(crate) fn join_deploy_group(&self) {
+        // Other tests change the users' files at once: each tries again a moment.
+        let retried = |program: &str, args: &[&str]| {
+            let mut last = String::new();
+            for _ in 0..50 {
+                let out = Command::new(program).args(args).output().expect(program);
+                if out.status.success() {
+                    return;
+                }
+                last = String::from_utf8_lossy(&out.stderr).into_owned();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            panic!("{program} {args:?}: {last}");
+        };
+        retried("groupadd", &["-f", "runner"]);
+        retried("usermod", &["-aG", "runner", &self.sudoer]);
+    }
+
     /// Lets sudo keep the docker variables for the sudoer, as the help says.
     pub(crate) fn keep_docker_env(&self) {
         let rule = std::fs::read_to_string(&self.sudoers_file).expect("read the sudoers rule");
