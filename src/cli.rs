@@ -38,6 +38,10 @@ pub(crate) enum Command {
         /// Write the run's JSON record here (default: .`runner/runs/RUN_ID.json` beside the plan).
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// Wait up to this long (`90s`, `5m`) for a run that holds the plan's
+        /// lock or a host's to end, instead of exiting 4 at once.
+        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+        lock_wait: Option<std::time::Duration>,
     },
     /// Undo what a run of the plan did before runner died (`kill -9`, the OOM
     /// killer, a reboot), from its journal: the rollback it owed, as the run
@@ -57,6 +61,10 @@ pub(crate) enum Command {
         /// Write the run's JSON record here (default: .`runner/runs/RUN_ID.json` beside the plan).
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// Wait up to this long (`90s`, `5m`) for a run that holds the plan's
+        /// lock or a host's to end, instead of exiting 4 at once.
+        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+        lock_wait: Option<std::time::Duration>,
     },
     /// Check a plan: print its diagnostics, exit 0 if it is valid, 2 if not.
     Validate {
@@ -140,6 +148,11 @@ pub(crate) enum Output {
 pub(crate) enum GraphFormat {
     Dot,
     Mermaid,
+}
+
+fn parse_wait(arg: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(arg)
+        .map_err(|e| format!("`{arg}` is not a duration such as 90s or 5m: {e}"))
 }
 
 fn parse_var(arg: &str) -> Result<(String, String), String> {

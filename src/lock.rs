@@ -82,6 +82,54 @@ impl LockError {
     }
 }
 
+/// Takes the lock at `path`, waiting up to `wait` while another run holds
+/// it: `say` is told whose it is when the wait begins, and how long it took
+/// once taken. Past `wait`, the holder is the error, as without a wait.
+pub(crate) fn acquire_within(
+    path: &Path,
+    holder: &Holder,
+    wait: std::time::Duration,
+    say: impl Fn(String),
+) -> Result<Lock, LockError> {
+    let began = std::time::Instant::now();
+    let mut waiting = false;
+    loop {
+        match acquire(path, holder) {
+            Err(LockError::Held { holder: by, .. }) if began.elapsed() < wait => {
+                if !waiting {
+                    waiting = true;
+                    say(format!(
+                        "waiting up to {} for the plan's lock, held by {}",
+                        humantime::format_duration(wait),
+                        by.map_or_else(
+                            || "a run that has not written its name yet".to_owned(),
+                            |h| h.to_string()
+                        )
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Ok(lock) => {
+                if waiting {
+                    say(format!(
+                        "took the plan's lock after {:.1}s",
+                        began.elapsed().as_secs_f64()
+                    ));
+                }
+                return Ok(lock);
+            }
+            Err(held @ LockError::Held { .. }) if waiting => {
+                say(format!(
+                    "waited {:.1}s for the plan's lock: its holder still holds it",
+                    began.elapsed().as_secs_f64()
+                ));
+                return Err(held);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Takes the lock at `path` without waiting, and writes `holder` into it.
 pub(crate) fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
     let io = |source| LockError::Io {

@@ -37,7 +37,19 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             jobs,
             output,
             report,
-        } => commands::apply::run(&plan, &vars, plan_only, jobs, output, report),
+            lock_wait,
+        } => commands::apply::run(
+            &plan,
+            &vars,
+            plan_only,
+            jobs,
+            output,
+            &crate::apply::Options {
+                json: output == crate::cli::Output::Json,
+                report,
+                lock_wait: lock_wait.unwrap_or_default(),
+            },
+        ),
         Command::Validate { plan, vars } => commands::validate::run(&plan, &vars),
         Command::Graph { plan, format } => commands::graph::run(&plan, format),
         Command::Maintenance {
@@ -50,7 +62,16 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             vars,
             output,
             report,
-        } => commands::recover::run(&plan, &vars, output, report),
+            lock_wait,
+        } => commands::recover::run(
+            &plan,
+            &vars,
+            &crate::apply::Options {
+                json: output == crate::cli::Output::Json,
+                report,
+                lock_wait: lock_wait.unwrap_or_default(),
+            },
+        ),
         Command::Runs { plan, output } => commands::runs::runs(&plan, output),
         Command::Show { plan, run, format } => commands::runs::show(&plan, &run, format),
         Command::Completions { shell } => Ok(commands::manual::completions(shell)),

@@ -716,3 +716,67 @@ run = "true"
         run.stdout
     );
 }
+
+#[test]
+fn lock_wait_waits_for_the_run_that_holds_the_plan_and_names_it_or_gives_up() {
+    use std::io::{BufRead as _, Read as _};
+    let test = Test::new()
+        .plan(
+            r#"
+[plan]
+name = "waited"
+
+[vars]
+gate = "none"
+
+[steps.hold]
+kind = "shell"
+run = "while [ -e {{ gate }} ]; do sleep 0.05; done"
+"#,
+        )
+        .file("gate", "");
+    let gate = test.path_of("gate");
+    let gate_var = format!("gate={}", gate.display());
+    let test = test.args(&["apply", "plan.toml", "--output", "json", "--var", &gate_var]);
+    let mut first = Background::spawn(&test);
+    let started_event = first.wait_for(|e| e["event"] == "run_started");
+    first.wait_for(started("hold"));
+    let run_id = started_event["run_id"].as_str().expect("run id").to_owned();
+    // Past the wait: exit 4 naming the holder, as without the flag.
+    let gave_up = test.run_with(&["apply", "plan.toml", "--lock-wait", "300ms"]);
+    assert_eq!(gave_up.status, 4, "{}{}", gave_up.stdout, gave_up.stderr);
+    assert!(
+        gave_up
+            .stderr
+            .contains("waiting up to 300ms for the plan's lock, held by run ")
+            && gave_up.stderr.contains(&run_id)
+            && gave_up.stderr.contains("its holder still holds it"),
+        "{}",
+        gave_up.stderr
+    );
+    // Within the wait: it says whose lock it waits for, and starts once the
+    // holder is done.
+    let mut second = std::process::Command::new(crate::common::RUNNER);
+    let mut second = second
+        .current_dir(test.dir.path())
+        .env("NO_COLOR", "1")
+        .args(["apply", "plan.toml", "--lock-wait", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runner");
+    let mut stderr = std::io::BufReader::new(second.stderr.take().expect("stderr"));
+    let mut waiting = String::new();
+    stderr.read_line(&mut waiting).expect("a line");
+    assert!(
+        waiting.contains("waiting up to 1m for the plan's lock") && waiting.contains(&run_id),
+        "{waiting}"
+    );
+    std::fs::remove_file(&gate).expect("open the gate");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("stderr");
+    let status = second.wait().expect("runner");
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(rest.contains("took the plan's lock after"), "{rest}");
+    let _ = first.finish();
+}

@@ -40,6 +40,8 @@ pub(crate) struct Options {
     pub(crate) json: bool,
     /// Where the record goes; default `.runner/runs/<run-id>.json` beside the plan.
     pub(crate) report: Option<PathBuf>,
+    /// How long a held lock (the plan's, a host's) is waited for.
+    pub(crate) lock_wait: std::time::Duration,
 }
 
 /// Runs the plan; the exit code says how the run ended.
@@ -62,7 +64,7 @@ pub(crate) fn deploy(
     recovery: Option<Recovery>,
 ) -> Result<i32, Error> {
     let session = Session::start()?;
-    let claim = claim(plan, &session, recovery)?;
+    let claim = claim(plan, &session, recovery, options.lock_wait)?;
     let run = set_up(plan, options, claim, &session)?;
     // From here on the run acts: its journal first (nothing runs without it).
     let mut journal = run.open_journal()?;
@@ -85,9 +87,14 @@ struct Claim {
 
 /// Takes the plan's lock (a recovery holds it already); a run that died and
 /// was not recovered lets nothing new start on top of it.
-fn claim(plan: &Plan, session: &Session, recovery: Option<Recovery>) -> Result<Claim, Error> {
+fn claim(
+    plan: &Plan,
+    session: &Session,
+    recovery: Option<Recovery>,
+    lock_wait: std::time::Duration,
+) -> Result<Claim, Error> {
     let Some(Recovery { dead, lock }) = recovery else {
-        let lock = lock_plan(plan, &session.run_id, session.started_at)?;
+        let lock = lock_plan(plan, &session.run_id, session.started_at, lock_wait)?;
         if let Some(dead) = crate::journal::unfinished(&plan.dir, &plan.real_path()).pop() {
             return Err(takeover::unfinished_error(plan, &dead));
         }
@@ -135,7 +142,7 @@ fn set_up<'p>(
         source,
     })?;
     let docker = usable(docker_for(plan))?;
-    let hosts = reach_hosts(plan, &claim, session)?;
+    let hosts = reach_hosts(plan, &claim, session, options.lock_wait)?;
     let masker = masker(plan);
     let run = Run {
         plan,
@@ -158,7 +165,12 @@ fn set_up<'p>(
 }
 
 /// Each host reached, locked and its docker decided, before anything changes.
-fn reach_hosts(plan: &Plan, claim: &Claim, session: &Session) -> Result<Option<Hosts>, Error> {
+fn reach_hosts(
+    plan: &Plan,
+    claim: &Claim,
+    session: &Session,
+    lock_wait: std::time::Duration,
+) -> Result<Option<Hosts>, Error> {
     if plan.hosts.is_empty() {
         return Ok(None);
     }
@@ -170,8 +182,8 @@ fn reach_hosts(plan: &Plan, claim: &Claim, session: &Session) -> Result<Option<H
         std::process::id(),
         humantime::format_rfc3339_seconds(claim.started_at)
     );
-    let mut hosts =
-        crate::remote::connect(plan, &holder, Some(&session.interrupter)).map_err(Error::Hosts)?;
+    let mut hosts = crate::remote::connect(plan, &holder, Some(&session.interrupter), lock_wait)
+        .map_err(Error::Hosts)?;
     if setup::hosts_use_compose(plan) {
         // compose runs here, as docker does, with the host's DOCKER_HOST.
         for host in &mut hosts.list {

@@ -27,7 +27,14 @@ pub(crate) fn lock_path(plan: &Plan) -> std::path::PathBuf {
     crate::layout::lock_file(&plan.dir, plan.file_name.as_deref().unwrap_or_default())
 }
 
-pub(crate) fn lock_plan(plan: &Plan, run_id: &str, started_at: SystemTime) -> Result<Lock, Error> {
+/// Takes the plan's lock, waiting up to `wait` for a run that holds it (the
+/// wait told on stderr: whose lock, and how long it took).
+pub(crate) fn lock_plan(
+    plan: &Plan,
+    run_id: &str,
+    started_at: SystemTime,
+    wait: std::time::Duration,
+) -> Result<Lock, Error> {
     let holder = lock::Holder {
         pid: std::process::id(),
         user: lock::user_name(),
@@ -35,7 +42,8 @@ pub(crate) fn lock_plan(plan: &Plan, run_id: &str, started_at: SystemTime) -> Re
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
         run_id: run_id.to_owned(),
     };
-    Ok(lock::acquire(&lock_path(plan), &holder)?)
+    let say = |line: String| eprintln!("runner: {line}");
+    Ok(lock::acquire_within(&lock_path(plan), &holder, wait, say)?)
 }
 
 /// The docker command, or exit 4 saying what was tried and how to fix it.

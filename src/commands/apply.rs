@@ -1,6 +1,6 @@
 //! `runner apply PLAN`: runs the plan, or with `--plan-only` previews it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::cli::Output;
 use crate::error::Error;
@@ -11,7 +11,7 @@ pub(crate) fn run(
     plan_only: bool,
     jobs: Option<u32>,
     output: Output,
-    report: Option<PathBuf>,
+    options: &crate::apply::Options,
 ) -> Result<i32, Error> {
     let mut loaded = super::load::load(path, vars)?;
     if let Some(jobs) = jobs {
@@ -20,9 +20,5 @@ pub(crate) fn run(
     if plan_only {
         return Ok(super::preview::run(&loaded.plan, output));
     }
-    let options = crate::apply::Options {
-        json: output == Output::Json,
-        report,
-    };
-    crate::apply::apply(&loaded.plan, &options)
+    crate::apply::apply(&loaded.plan, options)
 }

@@ -46,7 +46,12 @@ fn toggle(plan: &Plan, request: Request) -> Result<i32, Error> {
     // Toggling under a running deploy would fight it; reading the state would not.
     let lock = match request {
         Request::Status => None,
-        Request::On | Request::Off => Some(apply::lock_plan(plan, &run_id, session.started_at)?),
+        Request::On | Request::Off => Some(apply::lock_plan(
+            plan,
+            &run_id,
+            session.started_at,
+            Duration::ZERO,
+        )?),
     };
     let docker = apply::usable(crate::docker::discover(
         plan.sudo,

@@ -13,27 +13,22 @@ use std::path::Path;
 
 use super::load::load_with;
 use crate::apply::{Options, Recovery};
-use crate::cli::Output;
 use crate::error::{Error, exit_code};
 use crate::journal::Unfinished;
 use crate::report::console::print_out;
 
 /// `runner recover PLAN`.
-pub(crate) fn run(
-    path: &Path,
-    vars: &[(String, String)],
-    output: Output,
-    report: Option<std::path::PathBuf>,
-) -> Result<i32, Error> {
-    let options = &Options {
-        json: output == Output::Json,
-        report,
-    };
+pub(crate) fn run(path: &Path, vars: &[(String, String)], options: &Options) -> Result<i32, Error> {
     // The plan as it stands: where its lock and journals are, what it declares.
     let current = load_with(path, vars, true)?;
     let plan = &current.plan;
     let now = std::time::SystemTime::now();
-    let lock = crate::apply::lock_plan(plan, &format!("recover-{}", std::process::id()), now)?;
+    let lock = crate::apply::lock_plan(
+        plan,
+        &format!("recover-{}", std::process::id()),
+        now,
+        options.lock_wait,
+    )?;
     let mut dead = crate::journal::unfinished(&plan.dir, &plan.real_path());
     if dead.is_empty() {
         print_out(&format!(

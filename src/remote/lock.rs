@@ -67,7 +67,7 @@ pub(super) fn lock_name(plan: &str) -> String {
 /// runs under it. Else one line: `held PID USER HOLDER`, `bad WHY` or `missing
 /// TOOL`. The holder is the last argument: the one a second run reads off the
 /// command line of the `flock` process that holds the lock.
-const LOCK_SCRIPT: &str = r#"name=$1 lease=$2 hold=$3 holder=$4
+const LOCK_SCRIPT: &str = r#"name=$1 lease=$2 hold=$3 holder=$4 wait=${5:-0}
 for t in flock timeout stat awk; do
   command -v "$t" >/dev/null 2>&1 || { echo "missing $t"; exit 69; }
 done
@@ -109,23 +109,31 @@ fi
 [ -r "$f" ] && [ -x "$f" ] || {
   echo "denied $user cannot open the lock $f (mode $mode, $(stat -c %U:%G "$f")): remove it as root, and runner makes it again for root${gname:+ and group $gname}"; exit 77
 }
+holding() {
+  dev=$(stat -c %d "$f") ino=$(stat -c %i "$f")
+  pid=$(awk -v dev="$dev" -v ino="$ino" 'BEGIN { id = sprintf("%02x:%02x:%s", int(dev / 256) % 4096, dev % 256 + int(dev / 1048576) * 256, ino) } $2 == "FLOCK" && $6 == id { print $5; exit }' /proc/locks 2>/dev/null)
+  if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
+    who=$(stat -c %U "/proc/$pid" 2>/dev/null)
+    args=$(tr '\n\0' ' \n' < "/proc/$pid/cmdline")
+    if [ "$(printf '%s\n' "$args" | tail -n 4 | head -n 1)" = runner-lock ]; then
+      text=$(printf '%s\n' "$args" | tail -n 1)
+    else
+      text="a process that is not runner's: $(printf '%s' "$args" | tr '\n' ' ' | head -c 300)"
+    fi
+    printf '%s %s %s %s\n' "$1" "$pid" "${who:--}" "$text"
+  else
+    echo "$1 - - (its holder could not be read)"
+  fi
+}
 flock -n -o -E 75 "$f" sh -c "$hold" runner-lock "$f" "$lease" "$holder"
 s=$?
-[ "$s" -eq 75 ] || exit "$s"
-dev=$(stat -c %d "$f") ino=$(stat -c %i "$f")
-pid=$(awk -v dev="$dev" -v ino="$ino" 'BEGIN { id = sprintf("%02x:%02x:%s", int(dev / 256) % 4096, dev % 256 + int(dev / 1048576) * 256, ino) } $2 == "FLOCK" && $6 == id { print $5; exit }' /proc/locks 2>/dev/null)
-if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
-  who=$(stat -c %U "/proc/$pid" 2>/dev/null)
-  args=$(tr '\n\0' ' \n' < "/proc/$pid/cmdline")
-  if [ "$(printf '%s\n' "$args" | tail -n 4 | head -n 1)" = runner-lock ]; then
-    text=$(printf '%s\n' "$args" | tail -n 1)
-  else
-    text="a process that is not runner's: $(printf '%s' "$args" | tr '\n' ' ' | head -c 300)"
-  fi
-  printf 'held %s %s %s\n' "$pid" "${who:--}" "$text"
-else
-  echo "held - - (its holder could not be read)"
+if [ "$s" -eq 75 ] && [ "$wait" -gt 0 ]; then
+  holding waiting
+  flock -w "$wait" -o -E 75 "$f" sh -c "$hold" runner-lock "$f" "$lease" "$holder"
+  s=$?
 fi
+[ "$s" -eq 75 ] || exit "$s"
+holding held
 exit 75"#;
 
 /// Runs under the host's lock (`sh -c HOLD runner-lock FOLDER LEASE HOLDER`):
@@ -158,8 +166,12 @@ pub(crate) struct Held {
     stdin: Arc<std::sync::Mutex<Option<ChildStdin>>>,
     closing: Arc<AtomicBool>,
     watcher: Option<std::thread::JoinHandle<()>>,
-    /// The session's first line, once.
+    /// The session's first line, once (after a `waiting` line, when the
+    /// lock was held and is waited for).
     answer: Receiver<String>,
+    /// How long a held lock is waited for.
+    wait: Duration,
+    host: String,
 }
 
 impl Held {
@@ -171,8 +183,11 @@ impl Held {
         name: &str,
         holder: &str,
         who: Watch,
+        wait: Duration,
     ) -> std::io::Result<Self> {
         let lease = LEASE.as_secs().to_string();
+        let wait_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let host = who.host.clone();
         let script = remote(&[
             "sh",
             "-c",
@@ -182,6 +197,7 @@ impl Held {
             &lease,
             HOLD_SCRIPT,
             holder,
+            &wait_secs.to_string(),
         ]);
         let mut argv = target.argv(control, &[]);
         argv.push(script);
@@ -214,20 +230,49 @@ impl Held {
             closing,
             watcher: Some(watcher),
             answer,
+            wait,
+            host,
         })
+    }
+
+    /// The session's next line, or why none came within `timeout`.
+    fn next_answer(&self, timeout: Duration) -> Result<String, String> {
+        match self.answer.recv_timeout(timeout) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(format!("no answer within {}s", timeout.as_secs()))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err("the session ended at once".to_owned()),
+        }
     }
 
     /// The session's answer: held, or what went wrong and what to do. A
     /// lease that ran out before this run is told in the `Ok` note: whose, and
     /// when.
     pub(super) fn answer(mut self, plan: &str) -> Result<(Self, Option<String>), (String, String)> {
-        let first = match self.answer.recv_timeout(PROBE_TIMEOUT) {
-            Ok(line) => Ok(line),
-            Err(RecvTimeoutError::Timeout) => {
-                Err(format!("no answer within {}s", PROBE_TIMEOUT.as_secs()))
+        let mut first = self.next_answer(PROBE_TIMEOUT);
+        if let Ok(line) = &first
+            && let Some(rest) = line.strip_prefix("waiting ")
+        {
+            let began = Instant::now();
+            eprintln!(
+                "runner: host {}: waiting up to {} for its lock for plan `{plan}`, held by {}",
+                self.host,
+                humantime::format_duration(self.wait),
+                holder_text(rest)
+            );
+            first = self.next_answer(self.wait + PROBE_TIMEOUT);
+            let took = began.elapsed().as_secs_f64();
+            match &first {
+                Ok(line) if line.starts_with("locked") => {
+                    eprintln!("runner: host {}: took its lock after {took:.1}s", self.host);
+                }
+                _ => eprintln!(
+                    "runner: host {}: waited {took:.1}s for its lock: its holder still holds it",
+                    self.host
+                ),
             }
-            Err(RecvTimeoutError::Disconnected) => Err("the session ended at once".to_owned()),
-        };
+        }
         let line = match first {
             Ok(line) if line == "locked" || line.starts_with("locked ") => {
                 let note = line["locked".len()..].trim();
@@ -246,22 +291,7 @@ impl Held {
         };
         let stderr = self.stop();
         if let Some(rest) = line.strip_prefix("held ") {
-            let mut words = rest.splitn(3, ' ');
-            let (pid, user, text) = (
-                words.next().unwrap_or("-"),
-                words.next().unwrap_or("-"),
-                words.next().unwrap_or(""),
-            );
-            let by = if pid == "-" {
-                printable(text)
-            } else {
-                format!(
-                    "{} (pid {} of user {} on the host)",
-                    printable(text),
-                    printable(pid),
-                    printable(user)
-                )
-            };
+            let by = holder_text(rest);
             return Err((
                 format!("another run holds this host's lock for plan `{plan}`: {by}"),
                 format!(
@@ -344,6 +374,26 @@ impl Held {
     }
 }
 
+/// Who holds a host's lock, from the session's `PID USER TEXT`.
+fn holder_text(line: &str) -> String {
+    let mut words = line.splitn(3, ' ');
+    let (pid, user, text) = (
+        words.next().unwrap_or("-"),
+        words.next().unwrap_or("-"),
+        words.next().unwrap_or(""),
+    );
+    if pid == "-" {
+        printable(text)
+    } else {
+        format!(
+            "{} (pid {} of user {} on the host)",
+            printable(text),
+            printable(pid),
+            printable(user)
+        )
+    }
+}
+
 /// Who to tell when the host's lock is lost.
 pub(super) struct Watch {
     pub(super) host: String,
@@ -381,8 +431,9 @@ fn watch(
         match lines.recv_timeout(Duration::from_millis(200)) {
             Ok(line) if !held => {
                 held = line == "locked" || line.starts_with("locked ");
+                let waiting = line.starts_with("waiting ");
                 let _ = answer.send(line);
-                if !held {
+                if !held && !waiting {
                     return;
                 }
                 heard = Instant::now();

@@ -73,6 +73,7 @@ pub(crate) fn connect(
     plan: &Plan,
     holder: &str,
     interrupts: Option<&Interrupts>,
+    lock_wait: Duration,
 ) -> Result<Hosts, Vec<Problem>> {
     let ssh = target::ssh_command().map_err(|why| {
         Problem::all(
@@ -130,7 +131,7 @@ pub(crate) fn connect(
     // decisions are awaited in parallel.
     let mut locking = Vec::new();
     for starting in connected {
-        match begin_lock(starting, &lock_name, holder, interrupts) {
+        match begin_lock(starting, &lock_name, holder, interrupts, lock_wait) {
             Ok(started) => locking.push(started),
             Err(problem) => problems.push(problem),
         }
@@ -183,6 +184,7 @@ fn begin_lock(
     name: &str,
     holder: &str,
     interrupts: Option<&Interrupts>,
+    lock_wait: Duration,
 ) -> Result<Locking, Problem> {
     let Starting {
         name: host,
@@ -227,7 +229,7 @@ fn begin_lock(
                 socket,
                 control,
             };
-            let held = match Held::begin(&target, &ssh.control, name, holder, watch) {
+            let held = match Held::begin(&target, &ssh.control, name, holder, watch, lock_wait) {
                 Ok(held) => held,
                 Err(e) => {
                     ssh.close();
