@@ -571,3 +571,30 @@ fn a_deploy_to_hosts_that_cannot_write_its_record_changes_nothing() {
         "a host stayed locked"
     );
 }
+
+#[test]
+fn lock_wait_waits_for_the_run_that_holds_a_host_and_says_whose() {
+    let rollout = Rollout::new(1, "root", "0");
+    slow_drain(&rollout, 5);
+    // The same plan in another file: only the host's lock is shared.
+    let plan = std::fs::read_to_string(rollout.test.path_of("plan.toml")).expect("plan");
+    std::fs::write(rollout.test.path_of("other.toml"), plan).expect("plan");
+    let mut first = background(&rollout.test, &["apply", "plan.toml"], &[]);
+    let lock = rollout.hosts.lock_of(1, PLAN);
+    wait_until(
+        "the first run holds the host",
+        Duration::from_secs(60),
+        || flocked(&lock),
+    );
+    let second = rollout
+        .test
+        .run_with(&["apply", "other.toml", "--lock-wait", "90s"]);
+    let first_code = exit_within(&mut first, Duration::from_secs(60));
+    assert_eq!(first_code, 0, "{}", output_of(&rollout.test));
+    assert_eq!(second.status, 0, "{}{}", second.stdout, second.stderr);
+    has(
+        &second.stderr,
+        "host rth1: waiting up to 1m 30s for its lock for plan `rolling`, held by run ",
+    );
+    has(&second.stderr, "host rth1: took its lock after");
+}

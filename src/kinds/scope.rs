@@ -44,6 +44,7 @@ impl Scope<'_> {
                 self.run_id
                     .map_or_else(|| "<run.id>".to_owned(), str::to_owned),
             ),
+            Name::RunKind => Value::Text(self.plan.run_kind().to_owned()),
             Name::PlanDir => Value::Text(self.plan.dir.display().to_string()),
             Name::Docker => Value::Words(self.docker.command.clone()),
             Name::Compose => Value::Words(self.docker.compose_command()),

@@ -167,6 +167,7 @@ fn check_field(
     let lookup = |name: &Name| match name {
         Name::Var(v) => vars.get(v).map(|var| var.value.clone()),
         Name::RunId => Some("20260101T000000Z-0000".to_owned()),
+        Name::RunKind => Some("deploy".to_owned()),
         Name::PlanDir => Some(dir.display().to_string()),
         Name::Docker => Some("docker".to_owned()),
         Name::Compose => Some("docker compose".to_owned()),
@@ -277,7 +278,7 @@ fn check_ref(
     suggester: &mut Suggester<'_>,
 ) -> Option<PlanDiagnostic> {
     match name {
-        Name::RunId | Name::PlanDir | Name::Docker | Name::Compose => None,
+        Name::RunId | Name::RunKind | Name::PlanDir | Name::Docker | Name::Compose => None,
         Name::HostName => {
             let step = match place {
                 Place::Step(i) | Place::Hook(i) => file.steps.get_index(i).map(|(_, s)| s),

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Operands are names (`NAME` or `vars.NAME`, `steps.ID.output`, `host.name`,
-//! `run.id`), quoted text (`'v2'`, a quote doubled inside: `'it''s'`) and
+//! `run.id`, `run.kind`), quoted text (`'v2'`, a quote doubled inside: `'it''s'`) and
 //! bare numbers or words (`0`, `true`). Operators: `==`, `!=`, `!`, `&&`, `||`
 //! and parentheses. Values are compared as text (trimmed); a name alone holds
 //! when its value is not empty, `0` or `false`. Values are data: they are
@@ -62,7 +62,7 @@ impl JsonSchema for Condition {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "description": "Run the step only when this holds, e.g. \"steps.pending.output != '0' && expand_only != 'yes'\": names (NAME, vars.NAME, steps.ID.output, host.name, run.id), 'text', numbers, ==, !=, !, &&, ||, parentheses."
+            "description": "Run the step only when this holds, e.g. \"steps.pending.output != '0' && expand_only != 'yes'\": names (NAME, vars.NAME, steps.ID.output, host.name, run.id, run.kind), 'text', numbers, ==, !=, !, &&, ||, parentheses."
         })
     }
 }

@@ -68,6 +68,8 @@ pub struct Plan {
     pub max_fail: Option<model::Share>,
     /// The environment variables that carry values into scripts.
     pub(crate) carriers: Carriers,
+    /// The run this one goes back to (`runner rollback`); `None` for a deploy.
+    pub rollback_of: Option<String>,
 }
 
 /// The environment variable that carries each value a script refers to: the
@@ -112,6 +114,7 @@ impl Carriers {
             Name::Var(var) => self.vars.get(var).map(String::as_str),
             Name::StepOutput(id) => self.outputs.get(id).map(String::as_str),
             Name::RunId => Some("RUNNER_RUN_ID"),
+            Name::RunKind => Some("RUNNER_RUN_KIND"),
             Name::PlanDir => Some("RUNNER_PLAN_DIR"),
             Name::HostName => Some("RUNNER_HOST_NAME"),
             Name::Docker | Name::Compose => None,
@@ -130,6 +133,16 @@ pub struct PlanUnit {
 }
 
 impl Plan {
+    /// `{{ run.kind }}`: `rollback` when the run goes back to an earlier
+    /// one, else `deploy`.
+    pub fn run_kind(&self) -> &'static str {
+        if self.rollback_of.is_some() {
+            "rollback"
+        } else {
+            "deploy"
+        }
+    }
+
     /// The plan file, links resolved: what tells its runs from another plan's
     /// in a shared folder.
     pub fn real_path(&self) -> PathBuf {
@@ -370,6 +383,7 @@ pub fn load_str(
                 hosts: parts.hosts,
                 instances: parts.instances,
                 max_fail: parts.max_fail,
+                rollback_of: None,
             },
             warnings: diagnostics,
         }),

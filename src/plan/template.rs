@@ -23,6 +23,8 @@ pub enum Name {
     Var(String),
     /// `{{ run.id }}`: the id of the run.
     RunId,
+    /// `{{ run.kind }}`: `deploy`, or `rollback` for `runner rollback`.
+    RunKind,
     /// `{{ plan.dir }}`: the absolute folder of the plan file.
     PlanDir,
     /// `{{ docker }}`: the docker command, e.g. `docker` or `sudo -n docker`.
@@ -40,6 +42,7 @@ impl Name {
     fn parse(text: &str) -> Self {
         match text {
             "run.id" => Name::RunId,
+            "run.kind" => Name::RunKind,
             "plan.dir" => Name::PlanDir,
             "docker" => Name::Docker,
             "compose" => Name::Compose,
@@ -82,7 +85,7 @@ impl JsonSchema for Template {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "description": "Text that may use {{ var }}, {{ run.id }}, {{ plan.dir }}, {{ docker }}, {{ compose }}, {{ steps.ID.output }} and, in a per-host step, {{ host.name }}."
+            "description": "Text that may use {{ var }}, {{ run.id }}, {{ run.kind }}, {{ plan.dir }}, {{ docker }}, {{ compose }}, {{ steps.ID.output }} and, in a per-host step, {{ host.name }}."
         })
     }
 }
