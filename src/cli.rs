@@ -66,6 +66,34 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
         lock_wait: Option<std::time::Duration>,
     },
+    /// Deploy again what an earlier successful run deployed (its values and
+    /// images), through the plan: by default the release before the running
+    /// one. `{{ run.kind }}` is `rollback` in such a run.
+    Rollback {
+        plan: PathBuf,
+        /// The run to go back to: its id, or the start of it (`runner runs`
+        /// marks those one can go back to).
+        #[arg(long, value_name = "RUN")]
+        to: Option<String>,
+        /// Preview the rollback; change nothing.
+        #[arg(long)]
+        plan_only: bool,
+        /// Set a variable (repeatable): the run's own values come from its
+        /// record; its secrets, never written, come from here or the
+        /// environment.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Output format: text (a live view on a terminal), or json (one event per line).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Write the run's JSON record here (default: .`runner/runs/RUN_ID.json` beside the plan).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Wait up to this long (`90s`, `5m`) for a run that holds the plan's
+        /// lock or a host's to end, instead of exiting 4 at once.
+        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+        lock_wait: Option<std::time::Duration>,
+    },
     /// Check a plan: print its diagnostics, exit 0 if it is valid, 2 if not.
     Validate {
         plan: PathBuf,

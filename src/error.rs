@@ -98,6 +98,9 @@ pub(crate) enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `runner rollback` has no run to go back to, or not that one.
+    #[error("{message}")]
+    Rollback { message: String, help: String },
     /// A dead run's journal is of a format this runner does not replay.
     #[error(
         "run {run}'s journal {} is of format {format}, written by another version of runner; this one replays format {}; nothing was run",
@@ -148,6 +151,7 @@ impl Error {
             | Error::Unfinished { .. }
             | Error::Journal { .. }
             | Error::JournalFormat { .. }
+            | Error::Rollback { .. }
             | Error::Start(_) => exit_code::CANNOT_START,
             Error::RecordLost { run_code, .. } => *run_code,
             Error::Maintenance { interrupted, .. } => {
@@ -199,6 +203,7 @@ impl Error {
             )),
             Error::Docker(docker) => docker.help.clone(),
             Error::History { help, .. } => help.clone(),
+            Error::Rollback { help, .. } => Some(help.clone()),
             Error::Preflight(_) => Some(
                 "fix each problem above; `runner apply PLAN --plan-only` runs the same checks and changes nothing"
                     .to_owned(),

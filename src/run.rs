@@ -50,6 +50,26 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
                 lock_wait: lock_wait.unwrap_or_default(),
             },
         ),
+        Command::Rollback {
+            plan,
+            to,
+            plan_only,
+            vars,
+            output,
+            report,
+            lock_wait,
+        } => commands::rollback::run(
+            &plan,
+            &vars,
+            to.as_deref(),
+            plan_only,
+            output,
+            &crate::apply::Options {
+                json: output == crate::cli::Output::Json,
+                report,
+                lock_wait: lock_wait.unwrap_or_default(),
+            },
+        ),
         Command::Validate { plan, vars } => commands::validate::run(&plan, &vars),
         Command::Graph { plan, format } => commands::graph::run(&plan, format),
         Command::Maintenance {

@@ -5,6 +5,7 @@ mod common;
 mod apply;
 mod cli;
 mod conditions;
+mod day_two;
 mod docker;
 mod faults;
 mod files;

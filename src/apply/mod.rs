@@ -8,6 +8,7 @@
 //! execute, record, finish.
 
 mod hosts;
+pub(crate) mod images;
 mod session;
 mod setup;
 mod takeover;
@@ -350,7 +351,13 @@ impl Run<'_> {
                     dead.header.clone(),
                 )
             });
+        let images = if report.status == engine::RunStatus::Succeeded {
+            images::deployed(self.plan, &self.docker, &self.claim.run_id)
+        } else {
+            Vec::new()
+        };
         Record::new(record::Parts {
+            images,
             plan: self.plan,
             run_id: &self.claim.run_id,
             started_at: self.claim.started_at,

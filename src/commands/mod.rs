@@ -9,5 +9,6 @@ pub(crate) mod maintenance;
 pub(crate) mod manual;
 mod preview;
 pub(crate) mod recover;
+pub(crate) mod rollback;
 pub(crate) mod runs;
 pub(crate) mod validate;

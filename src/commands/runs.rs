@@ -107,6 +107,52 @@ fn found(plan: &Path) -> Result<(PathBuf, PathBuf, Vec<Found>), Error> {
     Ok((dir, real, out))
 }
 
+/// The releases one can go back to, when a run recorded images (their ids
+/// are looked up on this machine's engine).
+fn releases(plan: &Path, found: &[Found]) -> Result<Option<super::rollback::Releases>, Error> {
+    let recorded = found
+        .iter()
+        .any(|f| f.record.as_ref().is_ok_and(|(r, _)| !r.images.is_empty()));
+    if !recorded {
+        return Ok(None);
+    }
+    let docker = crate::docker::discover(
+        crate::plan::model::SudoMode::Auto,
+        std::env::var("DOCKER_CMD").ok().as_deref(),
+    );
+    super::rollback::Releases::of(plan, &docker).map(Some)
+}
+
+/// What a run is to `runner rollback`: the release running now, one to go
+/// back to, or a rollback itself.
+fn mark(releases: Option<&super::rollback::Releases>, run: &Record) -> String {
+    let mut out = String::new();
+    if let Some(to) = &run.rollback_of {
+        let _ = write!(out, "  went back to {to}");
+    }
+    if let Some(releases) = releases {
+        if releases
+            .current()
+            .is_some_and(|now| now.run_id == run.run_id)
+        {
+            out.push_str("  <- running now");
+        } else if run.status == crate::engine::RunStatus::Succeeded && releases.can_go_back_to(run)
+        {
+            out.push_str("  <- can go back (runner rollback --to)");
+        }
+    }
+    out
+}
+
+/// The plan's readable records, oldest first.
+pub(super) fn records(plan: &Path) -> Result<Vec<Record>, Error> {
+    let (_, _, found) = found(plan)?;
+    Ok(found
+        .into_iter()
+        .filter_map(|f| f.record.ok().map(|(r, _)| r))
+        .collect())
+}
+
 #[derive(Serialize)]
 struct Row<'a> {
     run_id: &'a str,
@@ -171,7 +217,9 @@ pub(crate) fn runs(plan: &Path, output: crate::cli::Output) -> Result<i32, Error
         ));
         return Ok(exit_code::SUCCESS);
     }
-    print_out(&table(plan, &found, &dead, running));
+    let releases = releases(plan, &found)?;
+    let mark = |r: &Record| mark(releases.as_ref(), r);
+    print_out(&table(plan, &found, &dead, running, mark));
     Ok(exit_code::SUCCESS)
 }
 
@@ -220,6 +268,7 @@ fn table(
     found: &[Found],
     dead: &[crate::journal::Unfinished],
     running: impl Fn(&crate::journal::Unfinished) -> bool,
+    mark: impl Fn(&Record) -> String,
 ) -> String {
     let mut out = format!(
         "{:<22}  {:<24}  {:<12}  {:<19}  {:>4}  {:>8}\n",
@@ -235,13 +284,14 @@ fn table(
                 };
                 let _ = writeln!(
                     out,
-                    "{:<22}  {:<24}  {:<12}  {:<19}  {:>4}  {:>8}",
+                    "{:<22}  {:<24}  {:<12}  {:<19}  {:>4}  {:>8}{}",
                     r.run_id,
                     r.started_at,
                     who,
                     r.status.as_str(),
                     r.exit_code,
-                    duration(Duration::from_millis(r.duration_ms))
+                    duration(Duration::from_millis(r.duration_ms)),
+                    mark(r)
                 );
             }
             Err(why) => {

@@ -66,6 +66,22 @@ pub(crate) struct Record {
     /// its journal, and what it did after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) killed: Option<Killed>,
+    /// A successful run: the images its steps name, with their ids here
+    /// (what `runner rollback` goes back to).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) images: Vec<ImageRecord>,
+    /// A run of `runner rollback`: the run it went back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rollback_of: Option<String>,
+}
+
+/// An image a run deployed, and its id on the engine of the machine that ran
+/// it (`None`: it had none there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImageRecord {
+    pub(crate) image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<String>,
 }
 
 /// A run whose runner died, and its recovery.
@@ -226,6 +242,8 @@ pub(crate) struct Parts<'a> {
     pub(crate) report: &'a Report,
     /// A recovery: who ran the run that died, and the recovery.
     pub(crate) killed: Option<(Killed, crate::journal::Header)>,
+    /// What a successful run deployed.
+    pub(crate) images: Vec<ImageRecord>,
 }
 
 impl Record {
@@ -275,6 +293,8 @@ impl Record {
                 .collect(),
             repair: (!report.held.is_empty()).then(|| super::summary::repair(plan)),
             killed: run.killed.map(|(k, _)| k),
+            images: run.images,
+            rollback_of: plan.rollback_of.clone(),
             maintenance: windows(plan, &units, report),
             rollback_held: report
                 .held

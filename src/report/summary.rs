@@ -183,6 +183,12 @@ fn notes(record: &Record) -> String {
             }
         );
     }
+    if let Some(to) = &record.rollback_of {
+        let _ = writeln!(
+            out,
+            "\nrollback: this run went back to the release of run {to}"
+        );
+    }
     if let Some(line) = maintenance_line(record) {
         let _ = writeln!(out, "\n{line}");
     }

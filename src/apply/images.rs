@@ -1,0 +1,54 @@
+//! The images a run deployed, as its record keeps them: each image a step
+//! names (a field whose rule is [`Rule::Image`]), with its id on this
+//! machine's engine, read once the run succeeded. `runner rollback` goes back
+//! to those ids, and refuses a run whose images are gone.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::docker::Docker;
+use crate::kinds::scope::Scope;
+use crate::plan::Plan;
+use crate::plan::rule::Rule;
+use crate::report::record::ImageRecord;
+
+/// How long reading an image's id may take.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The images the plan's steps name, as this run's values make them (those a
+/// step's output decides are left out), each with its id here.
+pub(crate) fn deployed(plan: &Plan, docker: &Docker, run_id: &str) -> Vec<ImageRecord> {
+    let no_output = |_: &str| None;
+    let scope = Scope {
+        plan,
+        docker,
+        host: None,
+        host_index: None,
+        mask_secrets: true,
+        run_id: Some(run_id),
+        output: &no_output,
+    };
+    let images: BTreeSet<String> = plan
+        .steps
+        .iter()
+        .flat_map(|step| step.action.values())
+        .filter(|(_, _, rule)| *rule == Rule::Image)
+        .filter_map(|(_, template, _)| scope.known(template))
+        .collect();
+    images
+        .into_iter()
+        .map(|image| ImageRecord {
+            id: id_of(docker, &image),
+            image,
+        })
+        .collect()
+}
+
+/// An image's id on `docker`'s engine (`sha256:…`); `None` when it has none.
+pub(crate) fn id_of(docker: &Docker, image: &str) -> Option<String> {
+    let mut argv = docker.command.clone();
+    argv.extend(["image", "inspect", "--format", "{{.Id}}", "--", image].map(str::to_owned));
+    let out = crate::docker::briefly_with(&argv, &docker.env, INSPECT_TIMEOUT).ok()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && id.starts_with("sha256:")).then_some(id)
+}
