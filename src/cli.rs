@@ -94,6 +94,17 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
         lock_wait: Option<std::time::Duration>,
     },
+    /// Remove the images of releases older than the plan's `keep` (default
+    /// 3), as a successful run does; never one a container uses.
+    Prune {
+        plan: PathBuf,
+        /// Say what would be removed; remove nothing.
+        #[arg(long)]
+        plan_only: bool,
+        /// Set a variable declared in the plan's `[vars]` (repeatable).
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
     /// Check a plan: print its diagnostics, exit 0 if it is valid, 2 if not.
     Validate {
         plan: PathBuf,

@@ -70,6 +70,11 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
                 lock_wait: lock_wait.unwrap_or_default(),
             },
         ),
+        Command::Prune {
+            plan,
+            plan_only,
+            vars,
+        } => commands::prune::run(&plan, &vars, plan_only),
         Command::Validate { plan, vars } => commands::validate::run(&plan, &vars),
         Command::Graph { plan, format } => commands::graph::run(&plan, format),
         Command::Maintenance {

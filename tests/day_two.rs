@@ -132,3 +132,62 @@ fn last_id(demo: &Demo, run: &str) -> String {
         .expect("an image id")
         .to_owned()
 }
+
+/// With `keep = 1`, each successful run removes the images of older
+/// releases, but never one a container uses.
+#[test]
+fn a_successful_run_prunes_the_images_of_releases_older_than_keep() {
+    let demo = Demo::new("prune");
+    let plan = std::fs::read_to_string(demo.test.path_of("demo.toml")).expect("plan");
+    std::fs::write(
+        demo.test.path_of("demo.toml"),
+        plan.replacen("jobs = 4\n", "jobs = 4\nkeep = 1\n", 1),
+    )
+    .expect("plan");
+    let versions = [
+        "v2".to_owned(),
+        format!("va-{}", demo.name),
+        format!("vb-{}", demo.name),
+    ];
+    let mut runs = Vec::new();
+    for version in &versions {
+        let run = demo.apply(&["--var", &format!("version={version}")]);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        runs.push(run);
+    }
+    let image = |version: &str| format!("{}:{version}", demo.name);
+    // The second run kept v2: the container its switch kept stopped uses it.
+    assert!(
+        runs[1].stderr.contains(&format!("kept {}", image("v2")))
+            && runs[1].stderr.contains("-previous uses it"),
+        "{}",
+        runs[1].stderr
+    );
+    // The third removed it (no container uses it any more), and kept the one
+    // the new kept container uses.
+    assert!(
+        runs[2].stderr.contains(&format!("removed {}", image("v2"))),
+        "{}",
+        runs[2].stderr
+    );
+    assert!(!docker(&["image", "inspect", &image("v2")]).status.success());
+    assert!(
+        docker(&["image", "inspect", &image(&versions[1])])
+            .status
+            .success()
+    );
+    assert!(
+        docker(&["image", "inspect", &image(&versions[2])])
+            .status
+            .success()
+    );
+    let preview = demo.test.run_with(&["prune", "demo.toml", "--plan-only"]);
+    assert_eq!(preview.status, 0, "{}{}", preview.stdout, preview.stderr);
+    assert!(
+        preview
+            .stdout
+            .contains(&format!("kept {}", image(&versions[1]))),
+        "{}",
+        preview.stdout
+    );
+}

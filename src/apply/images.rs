@@ -4,16 +4,12 @@
 //! to those ids, and refuses a run whose images are gone.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use crate::docker::Docker;
 use crate::kinds::scope::Scope;
 use crate::plan::Plan;
 use crate::plan::rule::Rule;
 use crate::report::record::ImageRecord;
-
-/// How long reading an image's id may take.
-const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The images the plan's steps name, as this run's values make them (those a
 /// step's output decides are left out), each with its id here.
@@ -38,17 +34,18 @@ pub(crate) fn deployed(plan: &Plan, docker: &Docker, run_id: &str) -> Vec<ImageR
     images
         .into_iter()
         .map(|image| ImageRecord {
-            id: id_of(docker, &image),
+            id: image_id(docker, &image),
             image,
         })
         .collect()
 }
 
 /// An image's id on `docker`'s engine (`sha256:…`); `None` when it has none.
-pub(crate) fn id_of(docker: &Docker, image: &str) -> Option<String> {
+pub(crate) fn image_id(docker: &Docker, image: &str) -> Option<String> {
     let mut argv = docker.command.clone();
     argv.extend(["image", "inspect", "--format", "{{.Id}}", "--", image].map(str::to_owned));
-    let out = crate::docker::briefly_with(&argv, &docker.env, INSPECT_TIMEOUT).ok()?;
+    let out =
+        crate::docker::briefly_with(&argv, &docker.env, std::time::Duration::from_secs(10)).ok()?;
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     (out.status.success() && id.starts_with("sha256:")).then_some(id)
 }

@@ -9,6 +9,8 @@
 
 mod hosts;
 pub(crate) mod images;
+pub(crate) mod prune;
+pub(crate) mod releases;
 mod session;
 mod setup;
 mod takeover;
@@ -385,6 +387,22 @@ impl Run<'_> {
     /// Writes the record, removes the journal (kept when the record could not
     /// be written, as the run's only account), shows the summary, and lets
     /// the locks go; the exit code says how the run ended.
+    /// Once a run succeeded: the images of releases older than the plan's
+    /// `keep` go (see [`prune`]), each told on stderr.
+    fn prune_old_releases(&self, record: &Record) {
+        if record.images.is_empty() {
+            return;
+        }
+        let Ok(releases) = releases::Releases::of(&self.plan.path, &self.docker) else {
+            return;
+        };
+        let keep = usize::try_from(self.plan.keep).unwrap_or(usize::MAX);
+        let pruned = prune::prune(&releases, keep, &self.docker, false);
+        for line in prune::lines(&pruned, keep, false) {
+            eprintln!("runner: {line}");
+        }
+    }
+
     fn finish(
         self,
         record: &Record,
@@ -398,6 +416,9 @@ impl Run<'_> {
             console.drain();
         }
         let written = record::write(record, &self.report_path);
+        if written.is_ok() && report.status == engine::RunStatus::Succeeded {
+            self.prune_old_releases(record);
+        }
         let journal_path = journal.path().to_owned();
         let journal_note = if written.is_ok() {
             journal.remove().err().map(|e| {

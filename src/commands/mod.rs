@@ -8,6 +8,7 @@ mod load;
 pub(crate) mod maintenance;
 pub(crate) mod manual;
 mod preview;
+pub(crate) mod prune;
 pub(crate) mod recover;
 pub(crate) mod rollback;
 pub(crate) mod runs;

@@ -7,7 +7,7 @@
 //! environment variable, a change that broke it).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -17,99 +17,16 @@ use crate::engine::Event;
 use crate::error::Error;
 use crate::error::exit_code;
 use crate::report::console::{duration, print_out};
+use crate::report::history::{Found, found};
 use crate::report::record::Record;
 use crate::report::{summary, timeline};
 
-/// A record found beside the plan (and its text), or why it could not be read.
-struct Found {
-    path: PathBuf,
-    record: Result<(Record, String), String>,
-}
-
-/// The most of a record that is read: records are small, and a huge file in
-/// the runs folder must not take the memory.
-const RECORD_LIMIT: u64 = 64 * 1024 * 1024;
-
-/// A record's text. Only a regular file is read: a FIFO, a device or a folder
-/// in the runs folder is skipped and named, never waited on (it is opened
-/// without blocking, then checked).
-fn read_record(path: &Path) -> Result<(Record, String), String> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file, skipped".to_owned());
-    }
-    let mut text = String::new();
-    file.take(RECORD_LIMIT)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    let record = serde_json::from_str::<Record>(&text).map_err(|e| e.to_string())?;
-    Ok((record, text))
-}
-
-/// The folder of a plan's records, and the plan file links resolved.
-fn folder(plan: &Path) -> Result<(PathBuf, PathBuf), Error> {
-    let real = std::fs::canonicalize(plan).map_err(|source| Error::PlanRead {
-        path: plan.to_owned(),
-        source,
-    })?;
-    let dir = real.parent().unwrap_or(Path::new("/")).to_owned();
-    Ok((crate::layout::records(&dir), real))
-}
-
-/// The plan's records, oldest first, their folder, and the plan file, links
-/// resolved.
-fn found(plan: &Path) -> Result<(PathBuf, PathBuf, Vec<Found>), Error> {
-    let (dir, real) = folder(plan)?;
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((dir, real, Vec::new()));
-        }
-        Err(e) => {
-            return Err(Error::History {
-                message: format!("cannot read {}: {e}", dir.display()),
-                help: None,
-            });
-        }
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let record = read_record(&path);
-        let theirs = match &record {
-            // A record of an older runner has no `plan_path`: it is kept.
-            Ok((r, _)) => r.plan_path.is_empty() || Path::new(&r.plan_path) == real,
-            Err(_) => true,
-        };
-        if theirs {
-            out.push(Found { path, record });
-        }
-    }
-    // By start (run ids of one second do not sort by time); unreadable last.
-    out.sort_by(|a, b| {
-        let key = |f: &Found| {
-            f.record
-                .as_ref()
-                .map_or((1, String::new()), |(r, _)| (0, r.started_at.clone()))
-        };
-        key(a).cmp(&key(b)).then_with(|| a.path.cmp(&b.path))
-    });
-    Ok((dir, real, out))
-}
-
 /// The releases one can go back to, when a run recorded images (their ids
 /// are looked up on this machine's engine).
-fn releases(plan: &Path, found: &[Found]) -> Result<Option<super::rollback::Releases>, Error> {
+fn releases(
+    plan: &Path,
+    found: &[Found],
+) -> Result<Option<crate::apply::releases::Releases>, Error> {
     let recorded = found
         .iter()
         .any(|f| f.record.as_ref().is_ok_and(|(r, _)| !r.images.is_empty()));
@@ -120,12 +37,12 @@ fn releases(plan: &Path, found: &[Found]) -> Result<Option<super::rollback::Rele
         crate::plan::model::SudoMode::Auto,
         std::env::var("DOCKER_CMD").ok().as_deref(),
     );
-    super::rollback::Releases::of(plan, &docker).map(Some)
+    crate::apply::releases::Releases::of(plan, &docker).map(Some)
 }
 
 /// What a run is to `runner rollback`: the release running now, one to go
 /// back to, or a rollback itself.
-fn mark(releases: Option<&super::rollback::Releases>, run: &Record) -> String {
+fn mark(releases: Option<&crate::apply::releases::Releases>, run: &Record) -> String {
     let mut out = String::new();
     if let Some(to) = &run.rollback_of {
         let _ = write!(out, "  went back to {to}");
@@ -142,15 +59,6 @@ fn mark(releases: Option<&super::rollback::Releases>, run: &Record) -> String {
         }
     }
     out
-}
-
-/// The plan's readable records, oldest first.
-pub(super) fn records(plan: &Path) -> Result<Vec<Record>, Error> {
-    let (_, _, found) = found(plan)?;
-    Ok(found
-        .into_iter()
-        .filter_map(|f| f.record.ok().map(|(r, _)| r))
-        .collect())
 }
 
 #[derive(Serialize)]

@@ -38,6 +38,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(2);
 pub const DEFAULT_BACKOFF: f64 = 2.0;
 pub const DEFAULT_JOBS: u32 = 4;
+/// How many successful releases keep their images when the plan does not say.
+pub const DEFAULT_KEEP: u32 = 3;
 
 /// A checked plan: every reference resolved, the graph acyclic.
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub struct Plan {
     pub(crate) file_name: Option<std::ffi::OsString>,
     pub name: String,
     pub jobs: u32,
+    /// How many successful releases keep their images.
+    pub keep: u32,
     pub sudo: SudoMode,
     pub vars: IndexMap<String, Var>,
     pub maintenance: Option<MaintenanceSection>,
@@ -374,6 +378,7 @@ pub fn load_str(
                 dir,
                 name: parts.name,
                 jobs: parts.jobs,
+                keep: parts.keep,
                 sudo: parts.sudo,
                 vars: parts.vars,
                 maintenance: parts.maintenance,

@@ -107,6 +107,10 @@ pub struct PlanSection {
     /// How many steps may run at once (`--jobs` overrides). Default 4.
     #[schemars(range(min = 1, max = 1024))]
     pub jobs: Option<Sp<u32>>,
+    /// How many successful releases keep their images (`runner rollback`
+    /// goes back to them); older ones a run made are pruned. Default 3.
+    #[schemars(range(min = 1, max = 1000))]
+    pub keep: Option<Sp<u32>>,
 }
 
 /// A variable: a literal value, or a value read from the environment.

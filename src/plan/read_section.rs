@@ -233,14 +233,15 @@ impl Reader<'_> {
 
     pub(super) fn plan_section(&mut self, value: &Value<'_>) -> Option<PlanSection> {
         let table = self.table(value, "plan", "`[plan]` with `name = \"...\"`")?;
-        self.check_keys(table, &["name", "jobs"], "[plan]", &|_| None);
+        self.check_keys(table, &["name", "jobs", "keep"], "[plan]", &|_| None);
         let jobs = find(table, "jobs").and_then(|v| self.u32(v, "jobs", (1, 1024)));
+        let keep = find(table, "keep").and_then(|v| self.u32(v, "keep", (1, 1000)));
         let Some(name) = find(table, "name") else {
             self.missing(value.span(), "[plan]", "name", "\"my app production\"");
             return None;
         };
         let name = self.string(name, "name")?;
-        Some(PlanSection { name, jobs })
+        Some(PlanSection { name, jobs, keep })
     }
 
     pub(super) fn vars(

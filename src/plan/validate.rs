@@ -9,14 +9,15 @@ use super::model::{
 };
 use super::reader::suggest;
 use super::{
-    Creates, DEFAULT_BACKOFF, DEFAULT_JOBS, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, Hook, Inputs,
-    Port, Settings, Step, Var, VarOrigin,
+    Creates, DEFAULT_BACKOFF, DEFAULT_JOBS, DEFAULT_KEEP, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT,
+    Hook, Inputs, Port, Settings, Step, Var, VarOrigin,
 };
 use crate::graph::Dag;
 
 pub(super) struct Checked {
     pub name: String,
     pub jobs: u32,
+    pub keep: u32,
     pub sudo: SudoMode,
     pub vars: IndexMap<String, Var>,
     pub maintenance: Option<MaintenanceSection>,
@@ -98,6 +99,7 @@ pub(super) fn check(
         max_fail,
         name: file.plan.name.value,
         jobs: file.plan.jobs.map_or(DEFAULT_JOBS, |j| j.value),
+        keep: file.plan.keep.map_or(DEFAULT_KEEP, |k| k.value),
         sudo: file.docker.sudo,
         vars,
         maintenance: file.maintenance,

@@ -4,6 +4,7 @@
 pub(crate) mod console;
 pub(crate) mod failure;
 pub mod graph;
+pub(crate) mod history;
 pub(crate) mod logs;
 pub(crate) mod lossy;
 pub mod preview;
