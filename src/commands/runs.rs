@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::apply::releases::Releases;
 use crate::cli::ShowFormat;
 use crate::engine::Event;
 use crate::error::Error;
@@ -23,10 +24,7 @@ use crate::report::{summary, timeline};
 
 /// The releases one can go back to, when a run recorded images (their ids
 /// are looked up on this machine's engine).
-fn releases(
-    plan: &Path,
-    found: &[Found],
-) -> Result<Option<crate::apply::releases::Releases>, Error> {
+fn releases(plan: &Path, found: &[Found]) -> Result<Option<Releases>, Error> {
     let recorded = found
         .iter()
         .any(|f| f.record.as_ref().is_ok_and(|(r, _)| !r.images.is_empty()));
@@ -37,12 +35,12 @@ fn releases(
         crate::plan::model::SudoMode::Auto,
         std::env::var("DOCKER_CMD").ok().as_deref(),
     );
-    crate::apply::releases::Releases::of(plan, &docker).map(Some)
+    Releases::of(plan, &docker).map(Some)
 }
 
 /// What a run is to `runner rollback`: the release running now, one to go
 /// back to, or a rollback itself.
-fn mark(releases: Option<&crate::apply::releases::Releases>, run: &Record) -> String {
+fn mark(releases: Option<&Releases>, run: &Record) -> String {
     let mut out = String::new();
     if let Some(to) = &run.rollback_of {
         let _ = write!(out, "  went back to {to}");
@@ -73,6 +71,15 @@ struct Row<'a> {
     duration_ms: Option<u64>,
     /// Its record, or the journal of a run that did not finish.
     record: String,
+    /// A rollback: the run it went back to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_of: Option<&'a str>,
+    /// The release that runs now.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    running_now: bool,
+    /// A release `runner rollback` can go back to.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    can_go_back: bool,
 }
 
 /// The runs of the plan (`real`: its file, links resolved) that did not
@@ -109,8 +116,9 @@ pub(crate) fn runs(plan: &Path, output: crate::cli::Output) -> Result<i32, Error
     let dead = unfinished(&real);
     let holder = lock_holder(&real);
     let running = |u: &crate::journal::Unfinished| running(holder.as_deref(), u);
+    let releases = releases(plan, &found)?;
     if output == crate::cli::Output::Json {
-        let rows = rows(&found, &dead, running);
+        let rows = rows(&found, &dead, running, releases.as_ref());
         print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&rows).unwrap_or_default()
@@ -125,7 +133,6 @@ pub(crate) fn runs(plan: &Path, output: crate::cli::Output) -> Result<i32, Error
         ));
         return Ok(exit_code::SUCCESS);
     }
-    let releases = releases(plan, &found)?;
     let mark = |r: &Record| mark(releases.as_ref(), r);
     print_out(&table(plan, &found, &dead, running, mark));
     Ok(exit_code::SUCCESS)
@@ -137,6 +144,7 @@ fn rows<'a>(
     found: &'a [Found],
     dead: &'a [crate::journal::Unfinished],
     running: impl Fn(&crate::journal::Unfinished) -> bool,
+    releases: Option<&Releases>,
 ) -> Vec<Row<'a>> {
     found
         .iter()
@@ -151,6 +159,13 @@ fn rows<'a>(
                 exit_code: Some(r.exit_code),
                 duration_ms: Some(r.duration_ms),
                 record: f.path.display().to_string(),
+                rollback_of: r.rollback_of.as_deref(),
+                running_now: releases
+                    .and_then(Releases::current)
+                    .is_some_and(|now| now.run_id == r.run_id),
+                can_go_back: releases.is_some_and(|rel| {
+                    r.status == crate::engine::RunStatus::Succeeded && rel.can_go_back_to(r)
+                }),
             })
         })
         .chain(dead.iter().map(|u| Row {
@@ -166,6 +181,9 @@ fn rows<'a>(
             exit_code: None,
             duration_ms: None,
             record: u.path.display().to_string(),
+            rollback_of: None,
+            running_now: false,
+            can_go_back: false,
         }))
         .collect()
 }
