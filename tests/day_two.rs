@@ -37,6 +37,12 @@ fn rollback_goes_back_to_the_release_before_the_running_one_and_refuses_one_whos
         "{}",
         runs.stdout
     );
+    let json = demo
+        .test
+        .run_with(&["runs", "demo.toml", "--output", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(rows[0]["can_go_back"], true, "{rows}");
+    assert_eq!(rows[1]["running_now"], true, "{rows}");
 
     // The preview says where it goes, and changes nothing.
     let preview = demo
