@@ -1,8 +1,8 @@
 //! Old releases pruned: the images of the newest `keep` releases (the running
 //! one and those `runner rollback` goes back to) stay; the older images the
 //! plan's runs recorded go, never one a container uses (running, or kept
-//! stopped for a rollback) nor one another name still stands for (nothing is
-//! forced).
+//! stopped for a rollback); each is removed by its name, so an image another
+//! name still stands for stays (nothing is forced).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -88,16 +88,15 @@ fn in_use(docker: &Docker, id: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Removes the image: by its name when the name still stands for it, else by
-/// its id (which docker refuses while another name stands for it).
+/// Removes the image by its name, when the name still stands for it: docker
+/// then deletes it unless another name stands for it too. Never by its id,
+/// which could take an image another plan has named since.
 fn remove(docker: &Docker, image: &str, id: &str) -> Result<(), String> {
-    let target = if image_id(docker, image).as_deref() == Some(id) {
-        image
-    } else {
-        id
-    };
+    if image_id(docker, image).as_deref() != Some(id) {
+        return Err(format!("{image} stands for another image now"));
+    }
     let mut argv = docker.command.clone();
-    argv.extend(["image", "rm", target].map(str::to_owned));
+    argv.extend(["image", "rm", image].map(str::to_owned));
     let out = briefly_with(&argv, &docker.env, Duration::from_secs(60))
         .map_err(|e| format!("docker image rm: {e:?}"))?;
     if out.status.success() {
