@@ -16,6 +16,32 @@ pub(crate) struct Cli {
     pub command: Command,
 }
 
+/// How a command that runs the plan shows itself, where its record goes,
+/// and how long it waits for a held lock: `apply`, `rollback`, `recover`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Output format: text (a live view on a terminal), or json (one event per line).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub(crate) output: Output,
+    /// Write the run's JSON record here (default: .`runner/runs/RUN_ID.json` beside the plan).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Wait up to this long (`90s`, `5m`) for a run that holds the plan's
+    /// lock or a host's to end, instead of exiting 4 at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub(crate) lock_wait: Option<std::time::Duration>,
+}
+
+impl RunArgs {
+    pub(crate) fn options(self) -> crate::apply::Options {
+        crate::apply::Options {
+            json: self.output == Output::Json,
+            report: self.report,
+            lock_wait: self.lock_wait.unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run a plan; with --plan-only, show what it would do and change nothing.
@@ -32,16 +58,8 @@ pub(crate) enum Command {
         /// How many steps may run at once (overrides `[plan] jobs`).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
         jobs: Option<u32>,
-        /// Output format: text (a live view on a terminal), or json (one event per line).
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-        /// Write the run's JSON record here (default: .`runner/runs/RUN_ID.json` beside the plan).
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// Wait up to this long (`90s`, `5m`) for a run that holds the plan's
-        /// lock or a host's to end, instead of exiting 4 at once.
-        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
-        lock_wait: Option<std::time::Duration>,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Undo what a run of the plan did before runner died (`kill -9`, the OOM
     /// killer, a reboot), from its journal: the rollback it owed, as the run
@@ -55,16 +73,8 @@ pub(crate) enum Command {
         /// environment, as for apply.
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
-        /// Output format: text (a live view on a terminal), or json (one event per line).
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-        /// Write the run's JSON record here (default: .`runner/runs/RUN_ID.json` beside the plan).
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// Wait up to this long (`90s`, `5m`) for a run that holds the plan's
-        /// lock or a host's to end, instead of exiting 4 at once.
-        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
-        lock_wait: Option<std::time::Duration>,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Deploy again what an earlier successful run deployed (its values and
     /// images), through the plan: by default the release before the running
@@ -83,16 +93,8 @@ pub(crate) enum Command {
         /// environment.
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
-        /// Output format: text (a live view on a terminal), or json (one event per line).
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-        /// Write the run's JSON record here (default: .`runner/runs/RUN_ID.json` beside the plan).
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// Wait up to this long (`90s`, `5m`) for a run that holds the plan's
-        /// lock or a host's to end, instead of exiting 4 at once.
-        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
-        lock_wait: Option<std::time::Duration>,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Remove the images of releases older than the plan's `keep` (default
     /// 3), as a successful run does; never one a container uses.

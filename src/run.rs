@@ -35,41 +35,28 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             plan_only,
             vars,
             jobs,
-            output,
-            report,
-            lock_wait,
-        } => commands::apply::run(
-            &plan,
-            &vars,
-            plan_only,
-            jobs,
-            output,
-            &crate::apply::Options {
-                json: output == crate::cli::Output::Json,
-                report,
-                lock_wait: lock_wait.unwrap_or_default(),
-            },
-        ),
+            run,
+        } => {
+            let output = run.output;
+            commands::apply::run(&plan, &vars, plan_only, jobs, output, &run.options())
+        }
         Command::Rollback {
             plan,
             to,
             plan_only,
             vars,
-            output,
-            report,
-            lock_wait,
-        } => commands::rollback::run(
-            &plan,
-            &vars,
-            to.as_deref(),
-            plan_only,
-            output,
-            &crate::apply::Options {
-                json: output == crate::cli::Output::Json,
-                report,
-                lock_wait: lock_wait.unwrap_or_default(),
-            },
-        ),
+            run,
+        } => {
+            let output = run.output;
+            commands::rollback::run(
+                &plan,
+                &vars,
+                to.as_deref(),
+                plan_only,
+                output,
+                &run.options(),
+            )
+        }
         Command::Prune {
             plan,
             plan_only,
@@ -82,21 +69,9 @@ fn command(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             plan,
             vars,
         } => commands::maintenance::run(&plan, &vars, request),
-        Command::Recover {
-            plan,
-            vars,
-            output,
-            report,
-            lock_wait,
-        } => commands::recover::run(
-            &plan,
-            &vars,
-            &crate::apply::Options {
-                json: output == crate::cli::Output::Json,
-                report,
-                lock_wait: lock_wait.unwrap_or_default(),
-            },
-        ),
+        Command::Recover { plan, vars, run } => {
+            commands::recover::run(&plan, &vars, &run.options())
+        }
         Command::Runs { plan, output } => commands::runs::runs(&plan, output),
         Command::Show { plan, run, format } => commands::runs::show(&plan, &run, format),
         Command::Completions { shell } => Ok(commands::manual::completions(shell)),

@@ -46,15 +46,10 @@ pub(crate) fn run(
     loaded.plan.rollback_of = Some(target.run_id.clone());
     let shown = shown_values(target);
     eprintln!(
-        "runner: rollback to run {} (started {} by {}{}){shown}",
+        "runner: rollback to run {} (started {} by {}){shown}",
         target.run_id,
         target.started_at,
-        target.user,
-        if target.host.is_empty() {
-            String::new()
-        } else {
-            format!("@{}", target.host)
-        }
+        target.who()
     );
     if plan_only {
         return Ok(super::preview::run(&loaded.plan, output));

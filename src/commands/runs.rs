@@ -203,11 +203,7 @@ fn table(
     for f in found {
         match &f.record {
             Ok((r, _)) => {
-                let who = if r.host.is_empty() {
-                    r.user.clone()
-                } else {
-                    format!("{}@{}", r.user, r.host)
-                };
+                let who = r.who();
                 let _ = writeln!(
                     out,
                     "{:<22}  {:<24}  {:<12}  {:<19}  {:>4}  {:>8}{}",

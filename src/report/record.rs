@@ -247,6 +247,15 @@ pub(crate) struct Parts<'a> {
 }
 
 impl Record {
+    /// Who ran it: `user@machine` (`user` in a record that has no machine).
+    pub(crate) fn who(&self) -> String {
+        if self.host.is_empty() {
+            self.user.clone()
+        } else {
+            format!("{}@{}", self.user, self.host)
+        }
+    }
+
     pub(crate) fn new(run: Parts<'_>) -> Self {
         let Parts {
             plan,
