@@ -212,7 +212,9 @@ pub(crate) fn acquire(path: &Path, holder: &Holder) -> Result<Lock, LockError> {
 /// is a real folder nobody else may write, owned by root, this user, or a
 /// member of the docker group. Nothing is written into it.
 pub(crate) fn acquire_engine(engine: &str, holder: &str) -> Result<Lock, LockError> {
-    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+    use std::os::unix::fs::{
+        DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+    };
     let Some(dir) = shared_folder() else {
         return Err(LockError::Untrusted {
             path: PathBuf::from("/run/lock"),
@@ -224,8 +226,17 @@ pub(crate) fn acquire_engine(engine: &str, holder: &str) -> Result<Lock, LockErr
         path: path.clone(),
         source,
     };
-    match std::fs::DirBuilder::new().mode(0o755).create(&path) {
-        Ok(()) => {}
+    let group = deploy_group();
+    match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+        // Its owner's and the deploy group's alone: nobody else can open
+        // it, so nobody else can hold it and block a deploy.
+        Ok(()) => {
+            if let Some(gid) = group
+                && std::os::unix::fs::chown(&path, None, Some(gid.as_raw())).is_ok()
+            {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o750));
+            }
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io(e)),
     }
@@ -250,6 +261,20 @@ pub(crate) fn acquire_engine(engine: &str, holder: &str) -> Result<Lock, LockErr
             "it belongs to {}, who is not root, you, nor in the docker group",
             user_of(meta.uid())
         )));
+    }
+    if meta.mode() & 0o007 != 0 {
+        // An earlier runner made it open to everyone (mode 755): closed when
+        // it is this user's (or root runs), else refused.
+        let me = nix::unistd::geteuid().as_raw();
+        let mode = meta.mode() & 0o7770;
+        if !(meta.uid() == me || me == 0)
+            || std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).is_err()
+        {
+            return Err(untrusted(format!(
+                "other users can open it (mode {:o}), who could hold it and block every deploy",
+                meta.mode() & 0o7777
+            )));
+        }
     }
     match file.try_lock() {
         Ok(()) => {
@@ -301,6 +326,18 @@ fn engine_key(engine: &str) -> String {
 
 /// Whether a lock folder of `uid` may be used: root's, this user's, or a
 /// docker group member's (who may run anything as root through docker).
+/// The deploy group: `runner` where the machine has that group, else the
+/// group of docker's socket.
+fn deploy_group() -> Option<nix::unistd::Gid> {
+    use std::os::unix::fs::MetadataExt as _;
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("runner") {
+        return Some(group.gid);
+    }
+    std::fs::metadata("/var/run/docker.sock")
+        .ok()
+        .map(|m| nix::unistd::Gid::from_raw(m.gid()))
+}
+
 fn trusted_owner(uid: u32) -> bool {
     if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
         return true;

@@ -521,6 +521,17 @@ fn a_local_engine_is_locked_per_engine_whatever_folder_the_plan_is_in() {
         || one.path_of("started").exists(),
     );
     let second = two.run_with(&["apply", "plan.toml"]);
+    // The engine's lock is closed to other users: none can hold it to block
+    // a deploy (one an earlier runner left open is closed).
+    let locks: Vec<_> = std::fs::read_dir("/run/lock")
+        .expect("/run/lock")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("runner-engine-unix____run_docker.sock")
+        })
+        .collect();
     let _ = first.kill();
     let _ = first.wait();
     assert_eq!(second.status, 4, "{}{}", second.stdout, second.stderr);
@@ -529,6 +540,12 @@ fn a_local_engine_is_locked_per_engine_whatever_folder_the_plan_is_in() {
         "another run holds this machine's lock for the engine unix:///run/docker.sock",
     );
     assert!(!two.path_of("started").exists());
+    assert_eq!(locks.len(), 1);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = locks[0].metadata().expect("the lock").permissions().mode();
+        assert_eq!(mode & 0o007, 0, "{mode:o}");
+    }
 }
 
 #[test]
