@@ -518,6 +518,28 @@ mod rolling {
         for i in 1..=count {
             assert!(out.contains(&format!("host rth{i} (ssh://root@")), "{out}");
         }
+        // Each host keeps the run's record and an audit line, beside its
+        // lock, in a folder closed to other users.
+        let run_id = record["run_id"].as_str().expect("run id");
+        for i in 1..=count {
+            use std::os::unix::fs::PermissionsExt as _;
+            let state = rollout.hosts.run_dir(i).join("lock/runner-rolling.state");
+            let mode = std::fs::metadata(&state)
+                .expect("state")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o007, 0, "{mode:o}");
+            let kept = std::fs::read_to_string(state.join(format!("runs/{run_id}.json")))
+                .expect("the host's record");
+            let kept: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+            assert_eq!(kept["run_id"], run_id);
+            let audit = std::fs::read_to_string(state.join("audit.log")).expect("audit");
+            let line: serde_json::Value =
+                serde_json::from_str(audit.lines().last().expect("a line")).expect("JSON");
+            assert_eq!(line["run"], run_id, "{audit}");
+            assert_eq!(line["status"], "succeeded", "{audit}");
+            assert_eq!(line["vars"]["version"], "v2", "{audit}");
+        }
         let again = rollout.apply(&["version=v2"]);
         assert_eq!(again.status, 0, "{}", again.stdout);
         assert!(

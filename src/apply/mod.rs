@@ -387,6 +387,31 @@ impl Run<'_> {
     /// Writes the record, removes the journal (kept when the record could not
     /// be written, as the run's only account), shows the summary, and lets
     /// the locks go; the exit code says how the run ended.
+    /// The run's record and an audit line on every host it reached (see
+    /// `remote::state`); a host that cannot keep them is told on stderr.
+    fn keep_on_hosts(&self, record: &Record) {
+        let Some(hosts) = &self.hosts else { return };
+        let audit = serde_json::json!({
+            "run": record.run_id,
+            "plan": record.plan,
+            "by": record.who(),
+            "started": record.started_at,
+            "finished": record.finished_at,
+            "status": record.status.as_str(),
+            "exit": record.exit_code,
+            "vars": record.vars,
+            "images": record.images,
+            "rollback_of": record.rollback_of,
+        })
+        .to_string();
+        let text = serde_json::to_string(record).unwrap_or_default();
+        for (host, kept) in hosts.keep_state(&self.plan.name, &record.run_id, &audit, &text) {
+            if let Err(why) = kept {
+                eprintln!("runner: host {host} could not keep the run's record: {why}");
+            }
+        }
+    }
+
     /// Once a run succeeded: the images of releases older than the plan's
     /// `keep` go (see [`prune`]), each told on stderr.
     fn prune_old_releases(&self, record: &Record) {
@@ -419,6 +444,7 @@ impl Run<'_> {
         if written.is_ok() && report.status == engine::RunStatus::Succeeded {
             self.prune_old_releases(record);
         }
+        self.keep_on_hosts(record);
         let journal_path = journal.path().to_owned();
         let journal_note = if written.is_ok() {
             journal.remove().err().map(|e| {

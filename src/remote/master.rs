@@ -72,6 +72,8 @@ pub(super) struct Ssh {
     /// The local socket runner listens on or forwards.
     pub(super) socket: PathBuf,
     pub(super) control: PathBuf,
+    /// How the host is reached (for commands of runner's own on it).
+    pub(super) target: Target,
 }
 
 impl Ssh {

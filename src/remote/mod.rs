@@ -24,6 +24,7 @@ mod diagnosis;
 mod lock;
 mod master;
 mod relay;
+mod state;
 mod target;
 
 use std::time::{Duration, Instant};
@@ -228,6 +229,7 @@ fn begin_lock(
                 lock: None,
                 socket,
                 control,
+                target: target.clone(),
             };
             let held = match Held::begin(&target, &ssh.control, name, holder, watch, lock_wait) {
                 Ok(held) => held,
