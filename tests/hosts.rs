@@ -540,6 +540,23 @@ mod rolling {
             assert_eq!(line["status"], "succeeded", "{audit}");
             assert_eq!(line["vars"]["version"], "v2", "{audit}");
         }
+        // Another machine, which has no record of the run, lists it from the
+        // hosts, and shows it.
+        let local = rollout.test.path_of(".runner/runs");
+        let aside = rollout.test.path_of("runs-aside");
+        std::fs::rename(&local, &aside).expect("records aside");
+        let runs = rollout.test.run_with(&["runs", "plan.toml"]);
+        let show = rollout.test.run_with(&["show", "plan.toml", run_id]);
+        std::fs::rename(&aside, &local).expect("records back");
+        assert_eq!(runs.status, 0, "{}{}", runs.stdout, runs.stderr);
+        let listed = runs
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(run_id))
+            .unwrap_or_default();
+        assert!(listed.contains("(kept on host rth"), "{}", runs.stdout);
+        assert_eq!(show.status, 0, "{}{}", show.stdout, show.stderr);
+        assert!(show.stdout.contains(run_id), "{}", show.stdout);
         let again = rollout.apply(&["version=v2"]);
         assert_eq!(again.status, 0, "{}", again.stdout);
         assert!(

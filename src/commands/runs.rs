@@ -22,6 +22,14 @@ use crate::report::history::{Found, found};
 use crate::report::record::Record;
 use crate::report::{summary, timeline};
 
+/// The records with those the plan's hosts keep (see
+/// [`crate::report::history::with_hosts`]); a plan that cannot be loaded
+/// (say a value is missing) is read from this machine alone.
+fn hosts_too(plan: &Path, found: Vec<Found>) -> Vec<Found> {
+    let loaded = super::load::load_with(plan, &[], false).ok();
+    crate::report::history::with_hosts(loaded.as_ref().map(|l| &l.plan), found)
+}
+
 /// The releases one can go back to, when a run recorded images (their ids
 /// are looked up on this machine's engine).
 fn releases(plan: &Path, found: &[Found]) -> Result<Option<Releases>, Error> {
@@ -42,6 +50,9 @@ fn releases(plan: &Path, found: &[Found]) -> Result<Option<Releases>, Error> {
 /// back to, or a rollback itself.
 fn mark(releases: Option<&Releases>, run: &Record) -> String {
     let mut out = String::new();
+    if !run.host.is_empty() && run.host != crate::lock::host_name() {
+        let _ = write!(out, "  (from {})", run.who());
+    }
     if let Some(to) = &run.rollback_of {
         let _ = write!(out, "  went back to {to}");
     }
@@ -80,6 +91,9 @@ struct Row<'a> {
     /// A release `runner rollback` can go back to.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     can_go_back: bool,
+    /// A run this machine has no record of: the host that keeps it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept_on_host: Option<&'a str>,
 }
 
 /// The runs of the plan (`real`: its file, links resolved) that did not
@@ -113,6 +127,7 @@ fn last_event(run: &crate::journal::Unfinished) -> String {
 /// `runner runs PLAN`: one line per run, oldest first.
 pub(crate) fn runs(plan: &Path, output: crate::cli::Output) -> Result<i32, Error> {
     let (dir, real, found) = found(plan)?;
+    let found = hosts_too(plan, found);
     let dead = unfinished(&real);
     let holder = lock_holder(&real);
     let running = |u: &crate::journal::Unfinished| running(holder.as_deref(), u);
@@ -159,6 +174,7 @@ fn rows<'a>(
                 exit_code: Some(r.exit_code),
                 duration_ms: Some(r.duration_ms),
                 record: f.path.display().to_string(),
+                kept_on_host: f.on_host.as_deref(),
                 rollback_of: r.rollback_of.as_deref(),
                 running_now: releases
                     .and_then(Releases::current)
@@ -184,6 +200,7 @@ fn rows<'a>(
             rollback_of: None,
             running_now: false,
             can_go_back: false,
+            kept_on_host: None,
         }))
         .collect()
 }
@@ -214,6 +231,9 @@ fn table(
                     r.exit_code,
                     duration(Duration::from_millis(r.duration_ms)),
                     mark(r)
+                        + &f.on_host
+                            .as_ref()
+                            .map_or_else(String::new, |h| format!("  (kept on host {h})"))
                 );
             }
             Err(why) => {
@@ -256,6 +276,7 @@ fn table(
 /// `last` (the default).
 pub(crate) fn show(plan: &Path, wanted: &str, format: ShowFormat) -> Result<i32, Error> {
     let (dir, real, found) = found(plan)?;
+    let found = hosts_too(plan, found);
     let dead = unfinished(&real);
     let newest_record = found
         .iter()

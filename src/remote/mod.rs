@@ -24,7 +24,7 @@ mod diagnosis;
 mod lock;
 mod master;
 mod relay;
-mod state;
+pub(crate) mod state;
 mod target;
 
 use std::time::{Duration, Instant};
@@ -67,15 +67,9 @@ pub(crate) fn remove_sockets(path: &std::path::Path) -> bool {
     master::is_socket_dir(path) && std::fs::remove_dir_all(path).is_ok()
 }
 
-/// Connects every host of the plan at once; every host that cannot be used is
-/// reported, with what to do. A host's lock lost later is sent to
-/// `interrupts`.
-pub(crate) fn connect(
-    plan: &Plan,
-    holder: &str,
-    interrupts: Option<&Interrupts>,
-    lock_wait: Duration,
-) -> Result<Hosts, Vec<Problem>> {
+/// The sockets' folder, and each host's master connection started and
+/// logged in (or why not), all at once.
+fn masters(plan: &Plan) -> Result<(SocketDir, Vec<Starting>, Vec<Problem>), Vec<Problem>> {
     let ssh = target::ssh_command().map_err(|why| {
         Problem::all(
             why,
@@ -88,7 +82,6 @@ pub(crate) fn connect(
             "check that $XDG_RUNTIME_DIR or the temporary folder ($TMPDIR, /tmp) is writable",
         )
     })?;
-    let lock_name = lock_name(&plan.name);
     let began = Instant::now();
     // Masters are started here, on the main thread: the parent-death signal
     // follows the thread that started them.
@@ -128,6 +121,21 @@ pub(crate) fn connect(
             (Ok(starting), _) => connected.push(starting),
         }
     }
+    Ok((dir, connected, problems))
+}
+
+/// Connects every host of the plan at once; every host that cannot be used is
+/// reported, with what to do. A host's lock lost later is sent to
+/// `interrupts`.
+pub(crate) fn connect(
+    plan: &Plan,
+    holder: &str,
+    interrupts: Option<&Interrupts>,
+    lock_wait: Duration,
+) -> Result<Hosts, Vec<Problem>> {
+    let (dir, connected, mut problems) = masters(plan)?;
+    let lock_name = lock_name(&plan.name);
+    let began = Instant::now();
     // Lock sessions start from this thread; their answers and the docker
     // decisions are awaited in parallel.
     let mut locking = Vec::new();

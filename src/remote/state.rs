@@ -9,9 +9,9 @@ use std::io::Write as _;
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::Hosts;
 use super::lock::lock_name;
 use super::target::{reap, remote, spawn};
+use super::{Hosts, masters};
 
 /// Runs on a host (`sh -c SCRIPT runner-state NAME RUN`): the audit line on
 /// stdin's first line, the record on the rest. Says `kept` or `bad WHY`.
@@ -109,4 +109,84 @@ fn write(argv: &[String], input: &str) -> Result<(), String> {
             other.strip_prefix("bad ").unwrap_or(other),
         )),
     }
+}
+
+/// Runs on a host (`sh -c SCRIPT runner-state NAME`): prints each record the
+/// host keeps for the plan, one a line.
+const READ_SCRIPT: &str = r#"name=$1
+for c in /run/lock /var/lock /tmp; do
+  if [ -d "$c" ] && [ ! -L "$c" ] && [ "$(stat -c '%u %a' "$c")" = "0 1777" ]; then
+    s="$c/runner-$name.state/runs"
+    [ -d "$s" ] && [ ! -L "$s" ] || exit 0
+    for f in "$s"/*.json; do
+      [ -f "$f" ] && [ ! -L "$f" ] && { head -c 16777216 "$f"; echo; }
+    done
+    exit 0
+  fi
+done"#;
+
+/// A host, and the records (JSON lines) it keeps for the plan.
+pub(crate) type Kept = (String, Vec<String>);
+
+/// The records every host of the plan keeps (over a connection of their
+/// own, read-only: no lock is taken), by host; and the hosts that could not
+/// be read, with why.
+pub(crate) fn kept_records(plan: &crate::plan::Plan) -> (Vec<Kept>, Vec<(String, String)>) {
+    use super::master::How;
+    let (dir, connected, problems) = match masters(plan) {
+        Ok(found) => found,
+        Err(problems) => {
+            return (
+                Vec::new(),
+                problems.into_iter().map(|p| (p.host, p.what)).collect(),
+            );
+        }
+    };
+    let mut unread: Vec<(String, String)> =
+        problems.into_iter().map(|p| (p.host, p.what)).collect();
+    let name = lock_name(&plan.name);
+    let mut reads = Vec::new();
+    let mut masters = Vec::new();
+    for starting in connected {
+        if let How::Ssh {
+            target,
+            master,
+            control,
+            ..
+        } = starting.how
+        {
+            let mut argv = target.argv(&control, &[]);
+            argv.push(remote(&["sh", "-c", READ_SCRIPT, "runner-state", &name]));
+            reads.push((starting.name, argv));
+            masters.push(master);
+        }
+    }
+    let read = crate::parallel::each(reads, 8, |(host, argv)| {
+        let out = crate::docker::briefly(&argv, STATE_TIMEOUT);
+        match out {
+            Ok(out) if out.status.success() => Ok((
+                host,
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )),
+            Ok(out) => Err((host, String::from_utf8_lossy(&out.stderr).trim().to_owned())),
+            Err(e) => Err((host, format!("{e:?}"))),
+        }
+    });
+    for mut master in masters {
+        let _ = master.kill();
+        reap(&mut master);
+    }
+    drop(dir);
+    let mut kept = Vec::new();
+    for result in read {
+        match result {
+            Ok(host) => kept.push(host),
+            Err(failed) => unread.push(failed),
+        }
+    }
+    (kept, unread)
 }

@@ -11,6 +11,9 @@ use crate::error::Error;
 pub(crate) struct Found {
     pub(crate) path: PathBuf,
     pub(crate) record: Result<(Record, String), String>,
+    /// The host that keeps it, for a run this machine has no record of (one
+    /// made from another machine).
+    pub(crate) on_host: Option<String>,
 }
 
 /// The most of a record that is read: records are small, and a huge file in
@@ -79,7 +82,11 @@ pub(crate) fn found(plan: &Path) -> Result<(PathBuf, PathBuf, Vec<Found>), Error
             Err(_) => true,
         };
         if theirs {
-            out.push(Found { path, record });
+            out.push(Found {
+                path,
+                record,
+                on_host: None,
+            });
         }
     }
     // By start (run ids of one second do not sort by time); unreadable last.
@@ -92,6 +99,47 @@ pub(crate) fn found(plan: &Path) -> Result<(PathBuf, PathBuf, Vec<Found>), Error
         key(a).cmp(&key(b)).then_with(|| a.path.cmp(&b.path))
     });
     Ok((dir, real, out))
+}
+
+/// `found` with the records the hosts keep of runs this machine has none of
+/// (made from another machine), by start; each host that could not be read
+/// is told on stderr.
+pub(crate) fn with_hosts(plan: Option<&crate::plan::Plan>, mut found: Vec<Found>) -> Vec<Found> {
+    let Some(plan) = plan.filter(|p| !p.hosts.is_empty()) else {
+        return found;
+    };
+    let (kept, unread) = crate::remote::state::kept_records(plan);
+    for (host, why) in unread {
+        eprintln!("runner: host {host}: its history could not be read: {why}");
+    }
+    for (host, texts) in kept {
+        for text in texts {
+            let Ok(record) = serde_json::from_str::<Record>(&text) else {
+                continue;
+            };
+            let known = found.iter().any(|f| {
+                f.record
+                    .as_ref()
+                    .is_ok_and(|(r, _)| r.run_id == record.run_id)
+            });
+            if !known {
+                found.push(Found {
+                    path: PathBuf::from(format!("{host}:runs/{}.json", record.run_id)),
+                    record: Ok((record, text)),
+                    on_host: Some(host.clone()),
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| {
+        let key = |f: &Found| {
+            f.record
+                .as_ref()
+                .map_or((1, String::new()), |(r, _)| (0, r.started_at.clone()))
+        };
+        key(a).cmp(&key(b))
+    });
+    found
 }
 
 /// The plan's readable records, oldest first.
