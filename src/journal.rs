@@ -152,6 +152,9 @@ pub(crate) struct Journal {
     failed: Option<String>,
     /// An event that decides a recovery is written and not yet synced.
     dirty: bool,
+    /// Copies kept elsewhere (each host's): every line goes to them too; one
+    /// that fails is dropped, and the run goes on.
+    copies: Vec<Box<dyn std::io::Write + Send>>,
     /// How many times the file was synced after its header.
     #[cfg(test)]
     syncs: usize,
@@ -190,6 +193,7 @@ impl Journal {
             path,
             failed: None,
             dirty: false,
+            copies: Vec::new(),
             #[cfg(test)]
             syncs: 0,
         };
@@ -198,6 +202,22 @@ impl Journal {
         // The file's name is on disk too.
         File::open(&dir)?.sync_all()?;
         Ok(journal)
+    }
+
+    /// Brings here the journal of a run whose machine died, as a host kept
+    /// it: `header` (its paths this machine's), then its other lines as they
+    /// were. Its path.
+    pub(crate) fn import(
+        plan_dir: &Path,
+        header: &Header,
+        lines: &str,
+    ) -> std::io::Result<PathBuf> {
+        let mut journal = Self::create(plan_dir, header)?;
+        // Only whole lines: the last one may be cut short.
+        let whole = lines.rfind('\n').map_or("", |end| &lines[..=end]);
+        journal.file.write_all(whole.as_bytes())?;
+        journal.file.sync_data()?;
+        Ok(journal.path)
     }
 
     /// Takes over the journal of a run that died, to append a recovery's
@@ -222,6 +242,7 @@ impl Journal {
             path: path.to_owned(),
             failed: None,
             dirty: false,
+            copies: Vec::new(),
             #[cfg(test)]
             syncs: 0,
         };
@@ -244,7 +265,19 @@ impl Journal {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        self.file.write_all(&bytes)
+        self.file.write_all(&bytes)?;
+        self.copies
+            .retain_mut(|copy| copy.write_all(&bytes).is_ok());
+        Ok(())
+    }
+
+    /// Keeps a copy of the journal in `copy` too: what it holds so far, then
+    /// every line as it is written.
+    pub(crate) fn copy_to(&mut self, mut copy: Box<dyn std::io::Write + Send>) {
+        let whole = std::fs::read(&self.path).unwrap_or_default();
+        if copy.write_all(&whole).is_ok() {
+            self.copies.push(copy);
+        }
     }
 
     /// Writes an event or an input. One that `decides` a recovery is on disk

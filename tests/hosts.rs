@@ -681,6 +681,66 @@ mod rolling {
         assert_eq!(rollout.versions(), ["v2", "v2"]);
     }
 
+    #[test]
+    fn a_deploy_whose_machine_died_is_recovered_from_another_with_the_hosts_journal() {
+        use crate::common::process::{Ended, kill_when};
+        let rollout = Rollout::new(2, "root", "0");
+        assert_eq!(rollout.apply(&[]).status, 0);
+        let mut command = rollout.test.command();
+        command.args(["apply", "plan.toml", "--var", "version=v2"]);
+        let ended = kill_when(command, rollout.test.dir.path(), |events| {
+            events
+                .iter()
+                .any(|e| e["event"] == "step_finished" && e["step"] == "undrain@rth1")
+        });
+        assert!(matches!(ended, Ended::Killed(_)), "{ended:?}");
+        assert_eq!(rollout.versions(), ["v2", "v1"]);
+        // Each host keeps a copy of the journal.
+        let journals = rollout.test.path_of(".runner/journal");
+        let local = std::fs::read_dir(&journals)
+            .expect("journals")
+            .flatten()
+            .next()
+            .expect("a journal");
+        let name = local.file_name();
+        for i in 1..=2 {
+            let copy = rollout
+                .hosts
+                .run_dir(i)
+                .join("lock/runner-rolling.state/journal")
+                .join(&name);
+            assert!(copy.is_file(), "{}", copy.display());
+        }
+        // Another machine: this one's journal is gone with it.
+        std::fs::remove_dir_all(&journals).expect("the machine dies");
+        let recover = rollout
+            .test
+            .run_with(&["recover", "plan.toml", "--lock-wait", "60s"]);
+        assert_eq!(recover.status, 0, "{}{}", recover.stdout, recover.stderr);
+        assert!(
+            recover.stderr.contains("as host rth")
+                && recover.stderr.contains("is recovered from here"),
+            "{}",
+            recover.stderr
+        );
+        assert!(
+            recover
+                .stdout
+                .contains("switch@rth1 (rollback) rolled back"),
+            "{}",
+            recover.stdout
+        );
+        assert_eq!(rollout.versions(), ["v1", "v1"], "{}", recover.stdout);
+        assert_eq!(rollout.in_pool(), [true, true]);
+        // The hosts keep the record now, not the journal.
+        for i in 1..=2 {
+            let state = rollout.hosts.run_dir(i).join("lock/runner-rolling.state");
+            assert!(!state.join("journal").join(&name).exists());
+        }
+        let next = rollout.apply(&["version=v2"]);
+        assert_eq!(next.status, 0, "{}{}", next.stdout, next.stderr);
+    }
+
     /// The ssh sockets' folder the journal of the test's dead run names.
     fn dead_run_sockets(test: &Test) -> std::path::PathBuf {
         let journals = std::fs::read_dir(test.path_of(".runner/journal")).expect("journals");

@@ -71,6 +71,7 @@ pub(crate) fn deploy(
     let run = set_up(plan, options, claim, &session)?;
     // From here on the run acts: its journal first (nothing runs without it).
     let mut journal = run.open_journal()?;
+    run.copy_journal_to_hosts(&mut journal);
     let mut console = run.console(options)?;
     let recovered_at = humantime::format_rfc3339_seconds(session.started_at).to_string();
     let (report, died_at) = run.execute(session, &mut journal, &mut console);
@@ -236,6 +237,15 @@ impl Run<'_> {
                 path: dead.path.clone(),
                 source,
             }),
+        }
+    }
+
+    /// A copy of the journal on each host the run reached over ssh, so that
+    /// another machine can recover the run should this one die.
+    fn copy_journal_to_hosts(&self, journal: &mut Journal) {
+        let Some(hosts) = &self.hosts else { return };
+        for mirror in hosts.mirror_journal(&self.plan.name, &self.claim.run_id) {
+            journal.copy_to(Box::new(mirror));
         }
     }
 

@@ -30,6 +30,9 @@ pub(crate) fn run(path: &Path, vars: &[(String, String)], options: &Options) -> 
         options.lock_wait,
     )?;
     let mut dead = crate::journal::unfinished(&plan.dir, &plan.real_path());
+    if dead.is_empty() && from_hosts(plan) {
+        dead = crate::journal::unfinished(&plan.dir, &plan.real_path());
+    }
     if dead.is_empty() {
         print_out(&format!(
             "nothing to recover: no run of {} left a journal (each finished and wrote its record)\n",
@@ -58,6 +61,71 @@ pub(crate) fn run(path: &Path, vars: &[(String, String)], options: &Options) -> 
     let vars = run_vars(&run, plan, vars);
     let loaded = load_with(path, &vars, false)?;
     crate::apply::deploy(&loaded.plan, options, Some(Recovery { dead: run, lock }))
+}
+
+/// With no journal here: a journal the plan's hosts keep of a run whose
+/// machine died (see `remote::state`) is brought here, to be recovered as if
+/// the run had been this machine's. Whether one was.
+fn from_hosts(plan: &crate::plan::Plan) -> bool {
+    if plan.hosts.is_empty() {
+        return false;
+    }
+    let (kept, unread) = crate::remote::state::kept_journals(plan);
+    for (host, why) in unread {
+        eprintln!("runner: host {host}: its journals could not be read: {why}");
+    }
+    // Each run's longest copy (the hosts may have it to different points).
+    let mut best: std::collections::BTreeMap<String, (String, String)> =
+        std::collections::BTreeMap::new();
+    for (host, files) in kept {
+        for (_, text) in files {
+            let Some((first, rest)) = text.split_once('\n') else {
+                continue;
+            };
+            let Ok(header) = serde_json::from_str::<crate::journal::Header>(first) else {
+                continue;
+            };
+            if header.plan != plan.name {
+                continue;
+            }
+            let longer = best
+                .get(&header.run_id)
+                .is_none_or(|(_, kept)| kept.len() < rest.len());
+            if longer {
+                best.insert(header.run_id.clone(), (host.clone(), text.clone()));
+            }
+        }
+    }
+    let mut brought = false;
+    for (run_id, (host, text)) in best {
+        let Some((first, rest)) = text.split_once('\n') else {
+            continue;
+        };
+        let Ok(mut header) = serde_json::from_str::<crate::journal::Header>(first) else {
+            continue;
+        };
+        let record = crate::layout::record(&plan.dir, &run_id);
+        if record.exists() {
+            continue; // it finished, and this machine has its record
+        }
+        let machine = header.host.clone();
+        header.plan_path = plan.real_path().display().to_string();
+        header.plan_file = plan.path.display().to_string();
+        header.sockets = None;
+        match crate::journal::Journal::import(&plan.dir, &header, rest) {
+            Ok(path) => {
+                brought = true;
+                eprintln!(
+                    "runner: run {run_id} died on {machine}; its journal, as host {host} kept it, is recovered from here ({})",
+                    path.display()
+                );
+            }
+            Err(e) => eprintln!(
+                "runner: run {run_id}'s journal from host {host} cannot be kept here: {e}"
+            ),
+        }
+    }
+    brought
 }
 
 /// A run whose record was written before it died (only its journal's removal

@@ -15,7 +15,18 @@ use super::{Hosts, masters};
 
 /// Runs on a host (`sh -c SCRIPT runner-state NAME RUN`): the audit line on
 /// stdin's first line, the record on the rest. Says `kept` or `bad WHY`.
-const STATE_SCRIPT: &str = r#"name=$1 id=$2
+const STATE_SCRIPT: &str = r#"[ -d "$s/runs" ] && [ ! -L "$s/runs" ] || mkdir "$s/runs" || { echo "bad cannot make $s/runs"; exit 76; }
+IFS= read -r audit || { echo "bad no audit line"; exit 76; }
+cat > "$s/runs/.$id.$$" && mv -f "$s/runs/.$id.$$" "$s/runs/$id.json" || { echo "bad cannot write $s/runs/$id.json"; exit 76; }
+[ ! -L "$s/audit.log" ] || { echo "bad $s/audit.log is a link"; exit 76; }
+printf '%s\n' "$audit" >> "$s/audit.log" || { echo "bad cannot write $s/audit.log"; exit 76; }
+rm -f "$s/journal/$id.jsonl"
+echo kept"#;
+
+/// The start of every script that writes the state (`sh -c SCRIPT
+/// runner-state NAME RUN`): finds runner's folder beside the lock (`$s`),
+/// made for root and the deploy group, and checks it and the run id.
+const PREPARE: &str = r#"name=$1 id=$2
 d=
 for c in /run/lock /var/lock /tmp; do
   if [ -d "$c" ] && [ ! -L "$c" ] && [ "$(stat -c '%u %a' "$c")" = "0 1777" ]; then d=$c; break; fi
@@ -33,12 +44,13 @@ info=$(stat -c '%a:%F' "$s" 2>/dev/null) || info='-:nothing'
 mode=${info%%:*} kind=${info#*:}
 [ "$kind" = directory ] && [ ! -L "$s" ] || { echo "bad $s is a $kind"; exit 76; }
 case "$mode" in *[1-7]) echo "bad $s is open to other users (mode $mode)"; exit 76;; esac
-[ -d "$s/runs" ] && [ ! -L "$s/runs" ] || mkdir "$s/runs" || { echo "bad cannot make $s/runs"; exit 76; }
-IFS= read -r audit || { echo "bad no audit line"; exit 76; }
-cat > "$s/runs/.$id.$$" && mv -f "$s/runs/.$id.$$" "$s/runs/$id.json" || { echo "bad cannot write $s/runs/$id.json"; exit 76; }
-[ ! -L "$s/audit.log" ] || { echo "bad $s/audit.log is a link"; exit 76; }
-printf '%s\n' "$audit" >> "$s/audit.log" || { echo "bad cannot write $s/audit.log"; exit 76; }
-echo kept"#;
+"#;
+
+/// Mirrors the run's journal (`sh -c SCRIPT runner-state NAME RUN`): what
+/// comes on stdin is the journal, whole, from its header on.
+const MIRROR_SCRIPT: &str = r#"[ -d "$s/journal" ] && [ ! -L "$s/journal" ] || mkdir "$s/journal" || { echo "bad cannot make $s/journal"; exit 76; }
+[ ! -L "$s/journal/$id.jsonl" ] || { echo "bad a link stands at $s/journal/$id.jsonl"; exit 76; }
+exec cat > "$s/journal/$id.jsonl""#;
 
 /// How long writing a host's state may take.
 const STATE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -63,17 +75,89 @@ impl Hosts {
                 Some((h.name.clone(), ssh.target.argv(&ssh.control, &[])))
             })
             .collect();
+        let script = format!("{PREPARE}{STATE_SCRIPT}");
         crate::parallel::each(hosts, 8, |(host, mut argv)| {
             argv.push(remote(&[
                 "sh",
                 "-c",
-                STATE_SCRIPT,
+                &script,
                 "runner-state",
                 &name,
                 run_id,
             ]));
             (host, write(&argv, &input))
         })
+    }
+
+    /// A session per host reached over ssh that keeps a copy of the run's
+    /// journal there (what is written to it, from the header on), so that a
+    /// run whose machine died is recovered from another (see
+    /// [`kept_journals`]). A host where it cannot start is told on stderr.
+    pub(crate) fn mirror_journal(&self, plan: &str, run_id: &str) -> Vec<Mirror> {
+        let name = lock_name(plan);
+        let script = format!("{PREPARE}{MIRROR_SCRIPT}");
+        let mut mirrors = Vec::new();
+        for host in &self.list {
+            let Some(ssh) = &host.ssh else { continue };
+            let mut argv = ssh.target.argv(&ssh.control, &[]);
+            argv.push(remote(&[
+                "sh",
+                "-c",
+                &script,
+                "runner-state",
+                &name,
+                run_id,
+            ]));
+            match spawn(&argv, Stdio::piped(), Stdio::null(), Stdio::null()) {
+                Ok(mut child) => {
+                    if let Some(stdin) = child.stdin.take() {
+                        mirrors.push(Mirror {
+                            child,
+                            stdin: Some(stdin),
+                        });
+                    }
+                }
+                Err(e) => eprintln!(
+                    "runner: host {}: its copy of the journal cannot be kept: {e}",
+                    host.name
+                ),
+            }
+        }
+        mirrors
+    }
+}
+
+/// A host's copy of the journal: what is written goes to it.
+pub(crate) struct Mirror {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl std::io::Write for Mirror {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match &mut self.stdin {
+            Some(stdin) => stdin.write(bytes),
+            None => Err(std::io::Error::other("closed")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stdin.as_mut().map_or(Ok(()), std::io::Write::flush)
+    }
+}
+
+impl Drop for Mirror {
+    /// Closed: the copy is whole; the session ends on its own.
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + STATE_TIMEOUT;
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        reap(&mut self.child);
     }
 }
 
@@ -111,27 +195,39 @@ fn write(argv: &[String], input: &str) -> Result<(), String> {
     }
 }
 
-/// Runs on a host (`sh -c SCRIPT runner-state NAME`): prints each record the
-/// host keeps for the plan, one a line.
-const READ_SCRIPT: &str = r#"name=$1
+/// Runs on a host (`sh -c SCRIPT runner-state NAME WHAT`): prints each file
+/// the host keeps for the plan in `runs` (records) or `journal`, each after a
+/// line `@@ FILE`.
+const READ_SCRIPT: &str = r#"name=$1 what=$2
 for c in /run/lock /var/lock /tmp; do
   if [ -d "$c" ] && [ ! -L "$c" ] && [ "$(stat -c '%u %a' "$c")" = "0 1777" ]; then
-    s="$c/runner-$name.state/runs"
+    s="$c/runner-$name.state/$what"
     [ -d "$s" ] && [ ! -L "$s" ] || exit 0
-    for f in "$s"/*.json; do
-      [ -f "$f" ] && [ ! -L "$f" ] && { head -c 16777216 "$f"; echo; }
+    for f in "$s"/*.json "$s"/*.jsonl; do
+      [ -f "$f" ] && [ ! -L "$f" ] && { echo "@@ ${f##*/}"; head -c 67108864 "$f"; echo; }
     done
     exit 0
   fi
 done"#;
 
-/// A host, and the records (JSON lines) it keeps for the plan.
-pub(crate) type Kept = (String, Vec<String>);
+/// A host, and the files it keeps for the plan: name and text.
+pub(crate) type Kept = (String, Vec<(String, String)>);
 
-/// The records every host of the plan keeps (over a connection of their
+/// The records every host of the plan keeps (see [`read`]).
+pub(crate) fn kept_records(plan: &crate::plan::Plan) -> (Vec<Kept>, Vec<(String, String)>) {
+    read(plan, "runs")
+}
+
+/// The journals every host of the plan keeps: of runs still going, or whose
+/// machine died (see [`Hosts::mirror_journal`]).
+pub(crate) fn kept_journals(plan: &crate::plan::Plan) -> (Vec<Kept>, Vec<(String, String)>) {
+    read(plan, "journal")
+}
+
+/// What every host of the plan keeps in `what` (over a connection of their
 /// own, read-only: no lock is taken), by host; and the hosts that could not
 /// be read, with why.
-pub(crate) fn kept_records(plan: &crate::plan::Plan) -> (Vec<Kept>, Vec<(String, String)>) {
+fn read(plan: &crate::plan::Plan, what: &str) -> (Vec<Kept>, Vec<(String, String)>) {
     use super::master::How;
     let (dir, connected, problems) = match masters(plan) {
         Ok(found) => found,
@@ -156,22 +252,23 @@ pub(crate) fn kept_records(plan: &crate::plan::Plan) -> (Vec<Kept>, Vec<(String,
         } = starting.how
         {
             let mut argv = target.argv(&control, &[]);
-            argv.push(remote(&["sh", "-c", READ_SCRIPT, "runner-state", &name]));
+            argv.push(remote(&[
+                "sh",
+                "-c",
+                READ_SCRIPT,
+                "runner-state",
+                &name,
+                what,
+            ]));
             reads.push((starting.name, argv));
             masters.push(master);
         }
     }
     let read = crate::parallel::each(reads, 8, |(host, argv)| {
-        let out = crate::docker::briefly(&argv, STATE_TIMEOUT);
-        match out {
-            Ok(out) if out.status.success() => Ok((
-                host,
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            )),
+        match crate::docker::briefly(&argv, STATE_TIMEOUT) {
+            Ok(out) if out.status.success() => {
+                Ok((host, files(&String::from_utf8_lossy(&out.stdout))))
+            }
             Ok(out) => Err((host, String::from_utf8_lossy(&out.stderr).trim().to_owned())),
             Err(e) => Err((host, format!("{e:?}"))),
         }
@@ -189,4 +286,20 @@ pub(crate) fn kept_records(plan: &crate::plan::Plan) -> (Vec<Kept>, Vec<(String,
         }
     }
     (kept, unread)
+}
+
+/// The files of [`READ_SCRIPT`]'s output: name and text.
+fn files(output: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in output.lines() {
+        if let Some(name) = line.strip_prefix("@@ ") {
+            out.push((name.to_owned(), String::new()));
+        } else if let Some((_, text)) = out.last_mut()
+            && !line.is_empty()
+        {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    out
 }

@@ -112,9 +112,9 @@ pub(crate) fn with_hosts(plan: Option<&crate::plan::Plan>, mut found: Vec<Found>
     for (host, why) in unread {
         eprintln!("runner: host {host}: its history could not be read: {why}");
     }
-    for (host, texts) in kept {
-        for text in texts {
-            let Ok(record) = serde_json::from_str::<Record>(&text) else {
+    for (host, files) in kept {
+        for (_, text) in files {
+            let Ok(record) = serde_json::from_str::<Record>(text.trim()) else {
                 continue;
             };
             let known = found.iter().any(|f| {
