@@ -11,8 +11,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use super::target::{reap, spawn};
 
 /// Relay sessions at once on one connection: below sshd's `MaxSessions` (10 by
-/// default), with room for the lock and a probe.
-pub(super) const MAX_SESSIONS: usize = 6;
+/// default), with room for the lock, the journal's copy and a probe.
+pub(super) const MAX_SESSIONS: usize = 5;
 
 /// Serves `socket`: each connection is piped to a new `words` process (a
 /// session on the host), at most [`MAX_SESSIONS`] at once.
