@@ -478,6 +478,14 @@ mod rolling {
 
     fn rolls_out_with_no_error(count: usize) {
         let rollout = Rollout::new(count, "root", "0");
+        // One release kept: each success prunes the older ones, here and on
+        // each host.
+        let plan = std::fs::read_to_string(rollout.test.path_of("plan.toml")).expect("plan");
+        std::fs::write(
+            rollout.test.path_of("plan.toml"),
+            plan.replacen("name = \"rolling\"\n", "name = \"rolling\"\nkeep = 1\n", 1),
+        )
+        .expect("plan");
         let first = rollout.apply(&[]);
         assert_eq!(first.status, 0, "{}{}", first.stdout, first.stderr);
         assert_eq!(rollout.versions(), vec!["v1"; count]);
@@ -517,6 +525,22 @@ mod rolling {
         assert!(out.contains("Loaded image"), "{out}");
         for i in 1..=count {
             assert!(out.contains(&format!("host rth{i} (ssh://root@")), "{out}");
+        }
+        // v1 is older than the one release kept: gone here (no container of
+        // this machine uses it); kept on each host, where the front uses it.
+        let v1 = format!("{}:v1", rollout.image);
+        assert!(
+            run.stderr.contains(&format!("removed {v1}")),
+            "{}",
+            run.stderr
+        );
+        for i in 1..=count {
+            assert!(
+                run.stderr.contains(&format!("host rth{i}: kept {v1}"))
+                    && run.stderr.contains("uses it"),
+                "{}",
+                run.stderr
+            );
         }
         // Each host keeps the run's record and an audit line, beside its
         // lock, in a folder closed to other users.

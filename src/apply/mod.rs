@@ -436,6 +436,14 @@ impl Run<'_> {
         for line in prune::lines(&pruned, keep, false) {
             eprintln!("runner: {line}");
         }
+        // And on each host: its images are the ones shipped there (the same
+        // ids), or made there by its steps.
+        for host in self.hosts.iter().flat_map(|h| &h.list) {
+            let pruned = prune::prune(&releases, keep, &host.docker, false);
+            for line in prune::lines(&pruned, keep, false) {
+                eprintln!("runner: host {}: {line}", host.name);
+            }
+        }
     }
 
     fn finish(

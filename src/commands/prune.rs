@@ -9,6 +9,15 @@ use crate::apply::{prune, releases::Releases};
 use crate::error::{Error, exit_code};
 use crate::report::console::print_out;
 
+/// Whether docker refused to remove an image no container uses.
+fn refused(pruned: &[prune::Pruned]) -> bool {
+    pruned.iter().any(|p| {
+        p.kept
+            .as_deref()
+            .is_some_and(|k| !k.starts_with("container "))
+    })
+}
+
 /// `runner prune PLAN`.
 pub(crate) fn run(path: &Path, vars: &[(String, String)], plan_only: bool) -> Result<i32, Error> {
     let loaded = super::load::load(path, vars)?;
@@ -41,13 +50,29 @@ pub(crate) fn run(path: &Path, vars: &[(String, String)], plan_only: bool) -> Re
         out.push_str(&line);
         out.push('\n');
     }
+    let mut failed = !plan_only && refused(&pruned);
+    if !plan.hosts.is_empty() {
+        if plan_only {
+            out.push_str("(the hosts are looked at when the prune runs, not in a preview)\n");
+        } else {
+            let holder = format!(
+                "prune {} of {}@{}",
+                std::process::id(),
+                crate::lock::user_name(),
+                crate::lock::host_name()
+            );
+            let hosts = crate::remote::connect(plan, &holder, None, std::time::Duration::ZERO)
+                .map_err(Error::Hosts)?;
+            for host in &hosts.list {
+                let pruned = prune::prune(&releases, keep, &host.docker, false);
+                failed |= refused(&pruned);
+                for line in prune::lines(&pruned, keep, false) {
+                    let _ = writeln!(out, "host {}: {line}", host.name);
+                }
+            }
+        }
+    }
     print_out(&out);
-    let failed = !plan_only
-        && pruned.iter().any(|p| {
-            p.kept
-                .as_deref()
-                .is_some_and(|k| !k.starts_with("container "))
-        });
     Ok(if failed {
         exit_code::STEP_FAILED
     } else {
