@@ -654,19 +654,7 @@ mod rolling {
 
     #[test]
     fn a_rolling_deploy_killed_between_its_hosts_is_refused_then_recovered_on_both() {
-        use crate::common::process::{Ended, kill_when};
-        let rollout = Rollout::new(2, "root", "0");
-        assert_eq!(rollout.apply(&[]).status, 0);
-        let mut command = rollout.test.command();
-        command.args(["apply", "plan.toml", "--var", "version=v2"]);
-        // Killed once the first host is done, before the second's switch.
-        let ended = kill_when(command, rollout.test.dir.path(), |events| {
-            events
-                .iter()
-                .any(|e| e["event"] == "step_finished" && e["step"] == "undrain@rth1")
-        });
-        assert!(matches!(ended, Ended::Killed(_)), "{ended:?}");
-        assert_eq!(rollout.versions(), ["v2", "v1"]);
+        let rollout = killed_between_hosts();
         // The dead run's ssh sockets' folder, named by its journal, is left.
         let sockets = dead_run_sockets(&rollout.test);
         assert!(sockets.is_dir(), "{}", sockets.display());
@@ -677,15 +665,7 @@ mod rolling {
         // undoes the first host's release with the run's values.
         let recover = rollout.test.run_with(&["recover", "plan.toml"]);
         assert_eq!(recover.status, 0, "{}{}", recover.stdout, recover.stderr);
-        assert!(
-            recover
-                .stdout
-                .contains("switch@rth1 (rollback) rolled back"),
-            "{}",
-            recover.stdout
-        );
-        assert_eq!(rollout.versions(), ["v1", "v1"], "{}", recover.stdout);
-        assert_eq!(rollout.in_pool(), [true, true]);
+        assert_undone(&rollout, &recover);
         // recover removed what the dead run left on this machine.
         assert!(
             !sockets.exists(),
@@ -707,18 +687,7 @@ mod rolling {
 
     #[test]
     fn a_deploy_whose_machine_died_is_recovered_from_another_with_the_hosts_journal() {
-        use crate::common::process::{Ended, kill_when};
-        let rollout = Rollout::new(2, "root", "0");
-        assert_eq!(rollout.apply(&[]).status, 0);
-        let mut command = rollout.test.command();
-        command.args(["apply", "plan.toml", "--var", "version=v2"]);
-        let ended = kill_when(command, rollout.test.dir.path(), |events| {
-            events
-                .iter()
-                .any(|e| e["event"] == "step_finished" && e["step"] == "undrain@rth1")
-        });
-        assert!(matches!(ended, Ended::Killed(_)), "{ended:?}");
-        assert_eq!(rollout.versions(), ["v2", "v1"]);
+        let rollout = killed_between_hosts();
         // Each host keeps a copy of the journal.
         let journals = rollout.test.path_of(".runner/journal");
         let local = std::fs::read_dir(&journals)
@@ -747,6 +716,37 @@ mod rolling {
             "{}",
             recover.stderr
         );
+        assert_undone(&rollout, &recover);
+        // The hosts keep the record now, not the journal.
+        for i in 1..=2 {
+            let state = rollout.hosts.run_dir(i).join("lock/runner-rolling.state");
+            assert!(!state.join("journal").join(&name).exists());
+        }
+        let next = rollout.apply(&["version=v2"]);
+        assert_eq!(next.status, 0, "{}{}", next.stdout, next.stderr);
+    }
+
+    /// Two hosts at v1, and a deploy of v2 killed (`kill -9`) once the first
+    /// host is done, before the second's switch.
+    fn killed_between_hosts() -> Rollout {
+        use crate::common::process::{Ended, kill_when};
+        let rollout = Rollout::new(2, "root", "0");
+        assert_eq!(rollout.apply(&[]).status, 0);
+        let mut command = rollout.test.command();
+        command.args(["apply", "plan.toml", "--var", "version=v2"]);
+        let ended = kill_when(command, rollout.test.dir.path(), |events| {
+            events
+                .iter()
+                .any(|e| e["event"] == "step_finished" && e["step"] == "undrain@rth1")
+        });
+        assert!(matches!(ended, Ended::Killed(_)), "{ended:?}");
+        assert_eq!(rollout.versions(), ["v2", "v1"]);
+        rollout
+    }
+
+    /// The killed deploy is undone: the first host is back on v1, both in
+    /// the pool.
+    fn assert_undone(rollout: &Rollout, recover: &crate::common::Run) {
         assert!(
             recover
                 .stdout
@@ -756,13 +756,6 @@ mod rolling {
         );
         assert_eq!(rollout.versions(), ["v1", "v1"], "{}", recover.stdout);
         assert_eq!(rollout.in_pool(), [true, true]);
-        // The hosts keep the record now, not the journal.
-        for i in 1..=2 {
-            let state = rollout.hosts.run_dir(i).join("lock/runner-rolling.state");
-            assert!(!state.join("journal").join(&name).exists());
-        }
-        let next = rollout.apply(&["version=v2"]);
-        assert_eq!(next.status, 0, "{}{}", next.stdout, next.stderr);
     }
 
     /// The ssh sockets' folder the journal of the test's dead run names.

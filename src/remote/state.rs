@@ -72,21 +72,10 @@ impl Hosts {
             .iter()
             .filter_map(|h| {
                 let ssh = h.ssh.as_ref()?;
-                Some((h.name.clone(), ssh.target.argv(&ssh.control, &[])))
+                Some((h.name.clone(), state_argv(ssh, STATE_SCRIPT, &name, run_id)))
             })
             .collect();
-        let script = format!("{PREPARE}{STATE_SCRIPT}");
-        crate::parallel::each(hosts, 8, |(host, mut argv)| {
-            argv.push(remote(&[
-                "sh",
-                "-c",
-                &script,
-                "runner-state",
-                &name,
-                run_id,
-            ]));
-            (host, write(&argv, &input))
-        })
+        crate::parallel::each(hosts, 8, |(host, argv)| (host, write(&argv, &input)))
     }
 
     /// A session per host reached over ssh that keeps a copy of the run's
@@ -95,19 +84,10 @@ impl Hosts {
     /// [`kept_journals`]). A host where it cannot start is told on stderr.
     pub(crate) fn mirror_journal(&self, plan: &str, run_id: &str) -> Vec<Mirror> {
         let name = lock_name(plan);
-        let script = format!("{PREPARE}{MIRROR_SCRIPT}");
         let mut mirrors = Vec::new();
         for host in &self.list {
             let Some(ssh) = &host.ssh else { continue };
-            let mut argv = ssh.target.argv(&ssh.control, &[]);
-            argv.push(remote(&[
-                "sh",
-                "-c",
-                &script,
-                "runner-state",
-                &name,
-                run_id,
-            ]));
+            let argv = state_argv(ssh, MIRROR_SCRIPT, &name, run_id);
             match spawn(&argv, Stdio::piped(), Stdio::null(), Stdio::null()) {
                 Ok(mut child) => {
                     if let Some(stdin) = child.stdin.take() {
@@ -125,6 +105,15 @@ impl Hosts {
         }
         mirrors
     }
+}
+
+/// The command line of a state script on the host of `ssh`, after
+/// [`PREPARE`]: `sh -c SCRIPT runner-state NAME RUN`.
+fn state_argv(ssh: &super::master::Ssh, script: &str, name: &str, run_id: &str) -> Vec<String> {
+    let script = format!("{PREPARE}{script}");
+    let mut argv = ssh.target.argv(&ssh.control, &[]);
+    argv.push(remote(&["sh", "-c", &script, "runner-state", name, run_id]));
+    argv
 }
 
 /// A host's copy of the journal: what is written goes to it.
