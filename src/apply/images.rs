@@ -40,6 +40,32 @@ pub(crate) fn deployed(plan: &Plan, docker: &Docker, run_id: &str) -> Vec<ImageR
         .collect()
 }
 
+/// Which of `ids` `docker`'s engine has: one `docker image inspect` for all.
+pub(crate) fn present<'i>(
+    docker: &Docker,
+    ids: impl IntoIterator<Item = &'i str>,
+) -> std::collections::HashSet<String> {
+    let ids: Vec<&str> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return std::collections::HashSet::new();
+    }
+    let mut argv = docker.command.clone();
+    argv.extend(["image", "inspect", "--format", "{{.Id}}", "--"].map(str::to_owned));
+    argv.extend(ids.iter().map(|&id| id.to_owned()));
+    // Missing ones are errors on stderr (and exit 1); the others are printed.
+    let Ok(out) =
+        crate::docker::briefly_with(&argv, &docker.env, std::time::Duration::from_secs(30))
+    else {
+        return std::collections::HashSet::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|id| ids.contains(id))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// An image's id on `docker`'s engine (`sha256:…`); `None` when it has none.
 pub(crate) fn image_id(docker: &Docker, image: &str) -> Option<String> {
     let mut argv = docker.command.clone();

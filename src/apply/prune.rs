@@ -38,16 +38,22 @@ pub(crate) fn prune(releases: &Releases, keep: usize, docker: &Docker, dry: bool
         seen.push(run);
         kept_ids.extend(run.images.iter().filter_map(|i| i.id.clone()));
     }
+    // The older ones this engine still has (one look for all).
+    let older: HashSet<&str> = releases
+        .runs
+        .iter()
+        .flat_map(|r| &r.images)
+        .filter_map(|i| i.id.as_deref())
+        .filter(|id| !kept_ids.contains(*id))
+        .collect();
+    let here = super::images::present(docker, older);
     let mut out = Vec::new();
     let mut done = HashSet::new();
     for run in releases.runs.iter().rev() {
         for image in &run.images {
             let Some(id) = &image.id else { continue };
-            if kept_ids.contains(id) || !done.insert(id.clone()) {
+            if !here.contains(id) || !done.insert(id.clone()) {
                 continue;
-            }
-            if image_id(docker, id).as_deref() != Some(id.as_str()) {
-                continue; // gone already
             }
             let kept = match in_use(docker, id) {
                 Some(container) => Some(format!("container {container} uses it")),

@@ -22,15 +22,12 @@ impl Releases {
             .into_iter()
             .filter(|r| r.status == crate::engine::RunStatus::Succeeded)
             .collect();
-        let present = runs
+        let ids: HashSet<&str> = runs
             .iter()
             .flat_map(|r| &r.images)
             .filter_map(|i| i.id.as_deref())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .filter(|id| crate::apply::images::image_id(docker, id).as_deref() == Some(*id))
-            .map(str::to_owned)
             .collect();
+        let present = super::images::present(docker, ids);
         Ok(Self { runs, present })
     }
 
